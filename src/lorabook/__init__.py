@@ -1,0 +1,42 @@
+"""lora-book: LoRA (Hu et al., 2021), implemented small, tested against peft and loralib."""
+
+from lorabook.adapters import (
+    AdapterMismatchError,
+    export_peft,
+    import_peft,
+    load_adapter,
+    save_adapter,
+)
+from lorabook.inject import (
+    PAPER_TARGETS,
+    ParamReport,
+    add_lora,
+    apply_lora,
+    lora_layers,
+    lora_param_count,
+    merge_and_unload,
+    merge_lora,
+    parameter_report,
+    unmerge_lora,
+)
+from lorabook.layers import LoRALayer
+
+__all__ = [
+    "AdapterMismatchError",
+    "export_peft",
+    "import_peft",
+    "load_adapter",
+    "save_adapter",
+    "PAPER_TARGETS",
+    "LoRALayer",
+    "ParamReport",
+    "add_lora",
+    "apply_lora",
+    "lora_layers",
+    "lora_param_count",
+    "merge_and_unload",
+    "merge_lora",
+    "parameter_report",
+    "unmerge_lora",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""Tiny randomly initialised models of the paper's architectures (no weights needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers as T
+
+ARCHS = ("bert", "roberta", "gpt2", "llama")
+VOCAB, SEQ = 99, 7
+# Where the paper puts LoRA for each architecture, as apply_lora arguments (GPT-2: q and v
+# thirds of the fused c_attn), and which module stays trainable beside it.
+PAPER = {
+    "bert": {"targets": ["query", "value"]},
+    "roberta": {"targets": ["query", "value"]},
+    "gpt2": {"targets": ["c_attn"], "fused": {"c_attn": (True, False, True)}},
+    "llama": {"targets": ["q_proj", "v_proj"]},
+}
+HEAD = {"bert": "classifier", "roberta": "classifier", "gpt2": None, "llama": None}
+
+
+def tiny_model(arch: str, hidden: int = 32, num_labels: int = 3, seed: int = 0) -> torch.nn.Module:
+    """A 2-layer model of ``arch``; the same arguments always give the same weights."""
+    torch.manual_seed(seed)
+    common = {"vocab_size": VOCAB, "max_position_embeddings": 64}
+    if arch == "bert":
+        cfg = T.BertConfig(
+            hidden_size=hidden,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            num_labels=num_labels,
+            **common,
+        )
+        model = T.BertForSequenceClassification(cfg)
+    elif arch == "roberta":
+        cfg = T.RobertaConfig(
+            hidden_size=hidden,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            num_labels=num_labels,
+            pad_token_id=1,
+            **common,
+        )
+        model = T.RobertaForSequenceClassification(cfg)
+    elif arch == "gpt2":
+        cfg = T.GPT2Config(
+            vocab_size=VOCAB,
+            n_embd=hidden,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+        model = T.GPT2LMHeadModel(cfg)
+    elif arch == "llama":
+        cfg = T.LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            bos_token_id=0,
+            eos_token_id=0,
+            **common,
+        )
+        model = T.LlamaForCausalLM(cfg)
+    else:
+        raise ValueError(arch)
+    return model.eval()
+
+
+def logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def randomize_lora(model: torch.nn.Module, seed: int = 1) -> None:
+    """Give every B a non-zero value so that LoRA actually changes the output."""
+    from lorabook import lora_layers
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
+
+
+@pytest.fixture
+def ids() -> torch.Tensor:
+    return torch.randint(2, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(0))
