@@ -20,6 +20,7 @@ from lorabook.inject import (
     unmerge_lora,
 )
 from lorabook.layers import LoRALayer
+from lorabook.models import OFFLINE_MODELS, ModelNotAvailableError, load_pretrained, resolve_model
 
 __all__ = [
     "AdapterMismatchError",
@@ -29,6 +30,10 @@ __all__ = [
     "save_adapter",
     "PAPER_TARGETS",
     "LoRALayer",
+    "ModelNotAvailableError",
+    "OFFLINE_MODELS",
+    "load_pretrained",
+    "resolve_model",
     "ParamReport",
     "add_lora",
     "apply_lora",

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from lorabook.inject import add_lora, freeze_except_lora, lora_layers, name_matches
+from lorabook.io import write_json, write_tensors
 from lorabook.layers import LoRALayer
 
 WEIGHTS, CONFIG = "lorabook_adapter.safetensors", "lorabook_adapter.json"
@@ -72,27 +71,6 @@ def check_fingerprint(saved: dict, model: nn.Module, source: str) -> None:
             )
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2) + "\n"))
-
-
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp))
-
-
 def _copy_checked(param: torch.Tensor, value: torch.Tensor, name: str, source: str) -> None:
     if param.shape != value.shape:
         raise AdapterMismatchError(
@@ -137,8 +115,8 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
         "kept_tensors": sorted(kept),
         "base": base_fingerprint(model),
     }
-    _write_tensors(directory / WEIGHTS, {**tensors, **kept})
-    _write_json(directory / CONFIG, config)  # written last: its presence marks a whole adapter
+    write_tensors(directory / WEIGHTS, {**tensors, **kept})
+    write_json(directory / CONFIG, config)  # written last: its presence marks a whole adapter
     return directory
 
 
@@ -238,8 +216,8 @@ def export_peft(model: nn.Module, directory: str | Path) -> Path:
     params = {base_name(n): p for n, p in model.named_parameters()}
     tensors.update({f"{PEFT_PREFIX}{n}": params[n] for n in sorted(covered)})
     directory.mkdir(parents=True, exist_ok=True)
-    _write_tensors(directory / PEFT_WEIGHTS, tensors)
-    _write_json(directory / PEFT_CONFIG, config)
+    write_tensors(directory / PEFT_WEIGHTS, tensors)
+    write_json(directory / PEFT_CONFIG, config)
     return directory
 
 

