@@ -50,6 +50,17 @@ def test_record_has_what_the_issue_asks(lora_record):
     assert not list((results / "_scratch").rglob("last.pt"))  # removed once the record exists
 
 
+def test_same_seed_gives_the_same_run(lora_record, tmp_path):
+    _, record = lora_record
+    again = run_glue(
+        "rte", "lora", "minilm", "quick", overrides=TINY, results_dir=tmp_path, progress=False
+    )
+    strip = ("train_seconds",)
+    assert [{k: v for k, v in e.items() if k not in strip} for e in again["epochs"]] == [
+        {k: v for k, v in e.items() if k not in strip} for e in record["epochs"]
+    ]
+
+
 def test_finished_run_is_not_recomputed(lora_record, monkeypatch):
     results, record = lora_record
     monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("fit called again"))

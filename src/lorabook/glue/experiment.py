@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
@@ -99,6 +100,7 @@ def run_glue(
     scratch = Path(results_dir) / "_scratch" / run_id
 
     spec = GLUE_TASKS[task]
+    set_seed(seed)  # the new head and LoRA's A are initialised here, before fit() runs
     path = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=spec.num_labels)
