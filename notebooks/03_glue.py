@@ -34,6 +34,12 @@ mode = "quick"
 
 # %%
 import json
+import warnings
+
+from tqdm import TqdmWarning
+
+warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: plain progress bars
+
 
 import matplotlib.pyplot as plt
 import pandas as pd

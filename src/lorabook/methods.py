@@ -1,6 +1,6 @@
 """The paper's GLUE baselines (Table 2), selectable by name, with honest parameter counts.
 
-    report = prepare_model(model, "lora")     # model: RobertaForSequenceClassification
+    report = prepare_model(model, "lora")     # model: roberta-base, sequence classification
     print(report)   # lora: 294,912 trainable (0.236% of 124,942,082 parameters) + head 592,130
 
 Methods (``METHODS``):
