@@ -72,6 +72,16 @@ def name_matches(name: str, pattern: str) -> bool:
         return False
 
 
+def model_type_default(model: nn.Module, table: dict, what: str, fix: str, hint: str):
+    """``table[model.config.model_type]``, or a ValueError naming the known types and the fix."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in table:
+        raise ValueError(
+            f"No {what} for model_type={model_type!r} (known: {', '.join(table)}); {fix}. {hint}"
+        )
+    return table[model_type]
+
+
 def lora_layers(model: nn.Module) -> dict[str, LoRALayer]:
     """Every LoRA layer in the model, by module name."""
     return {n: m for n, m in model.named_modules() if isinstance(m, LoRALayer)}
@@ -163,16 +173,14 @@ def apply_lora(
     if lora_layers(model):
         raise ValueError("This model already has LoRA layers: apply_lora must be called once")
     if targets is None:
-        model_type = getattr(getattr(model, "config", None), "model_type", None)
-        if model_type not in PAPER_TARGETS:
-            raise ValueError(
-                f"No paper default targets for model_type={model_type!r} (known: "
-                f"{', '.join(PAPER_TARGETS)}); pass targets=[...]. {_describe_linear(model)}"
-            )
-        targets, fused = (
-            PAPER_TARGETS[model_type]["targets"],
-            PAPER_TARGETS[model_type].get("fused"),
+        default = model_type_default(
+            model,
+            PAPER_TARGETS,
+            "paper default targets",
+            "pass targets=[...]",
+            _describe_linear(model),
         )
+        targets, fused = default["targets"], default.get("fused")
     fused = dict(fused or {})
     unknown = set(fused) - set(targets)
     if unknown:

@@ -54,7 +54,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from lorabook.inject import apply_lora, linear_module_names, lora_layers, name_matches
+from lorabook.inject import (
+    apply_lora,
+    linear_module_names,
+    lora_layers,
+    model_type_default,
+    name_matches,
+)
 
 METHODS: tuple[str, ...] = ("ft", "bitfit", "adapter_h", "adapter_p", "lora")
 
@@ -181,14 +187,13 @@ def resolve_head(model: nn.Module, head: Sequence[str] | None = None) -> list[st
     if isinstance(head, str):
         head = [head]
     if head is None:
-        model_type = getattr(getattr(model, "config", None), "model_type", None)
-        if model_type not in HEAD_MODULES:
-            raise ValueError(
-                f"No default head modules for model_type={model_type!r} (known: "
-                f"{', '.join(HEAD_MODULES)}); pass head=[...] (module names, [] for none). "
-                f"Top-level modules of this {type(model).__name__}: {_top_modules(model)}."
-            )
-        head = HEAD_MODULES[model_type]
+        head = model_type_default(
+            model,
+            HEAD_MODULES,
+            "default head modules",
+            "pass head=[...] (module names, [] for none)",
+            f"Top-level modules of this {type(model).__name__}: {_top_modules(model)}.",
+        )
     names = [n for n, _ in model.named_modules() if n]
     found: list[str] = []
     for pattern in head:
