@@ -41,6 +41,7 @@ class TrainConfig:
     batch_size: int = 16
     eval_batch_size: int = 64
     warmup_ratio: float = 0.06
+    warmup_steps: int | None = None  # a fixed number of warm-up steps instead of the ratio
     weight_decay: float = 0.1
     grad_accum: int = 1
     max_grad_norm: float | None = 1.0
@@ -60,6 +61,14 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be at least 0, got {self.warmup_steps}")
+
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps``: ``warmup_steps`` if set, else the ratio."""
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        return math.ceil(self.warmup_ratio * total_steps)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -100,6 +109,10 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def _model_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    return model(**batch).loss
+
+
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -115,6 +128,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    compute_loss: Callable[[nn.Module, dict], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``model`` (its trainable parameters) and evaluate after every epoch.
 
@@ -127,7 +141,11 @@ def fit(
         checkpoint_dir: where ``last.pt`` is kept; an existing one is resumed from.
         progress: show tqdm progress bars.
         log: where one line per epoch goes.
+        compute_loss: ``compute_loss(model, batch) -> loss``; default ``model(**batch).loss``
+            (e.g. E2E's label-smoothed loss on the reference tokens).
     """
+    if compute_loss is None:
+        compute_loss = _model_loss
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
     )
@@ -138,7 +156,7 @@ def fit(
         batches = min(batches, config.max_steps_per_epoch)
     total_steps = config.epochs * math.ceil(batches / config.grad_accum)
     scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+        optimizer, config.warmup(total_steps), total_steps
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
@@ -183,7 +201,7 @@ def fit(
         )
         for step, batch in enumerate(bar):
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = compute_loss(model, batch)
                 if not torch.isfinite(loss):
                     where = (
                         f"the last good checkpoint, {ckpt}, holds epoch {len(result.history)}"

@@ -1,0 +1,93 @@
+"""Run bookkeeping shared by every experiment: a record's identity, its paths, reuse and resume.
+
+A result record is keyed by *everything that decides the run*: the experiment writes its
+fully resolved configuration (task, method, model, preset settings, seed, data) into a
+dict, and :func:`run_paths` derives the file name from a short hash of that dict::
+
+    results/<kind>/<preset>/<model>/<stem>-<hash>.json      the record (JSON)
+    results/<kind>/<preset>/<model>/<stem>-<hash>/          its large outputs (optional)
+    results/_scratch/<kind>-<preset>-<model>-<stem>-<hash>/  checkpoints while it runs
+
+So changing any setting (epochs, examples, learning rate, ...) gives a new record instead of
+silently returning an old one, and an interrupted run resumes only into the same settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_RESULTS = Path("results")
+HASH_CHARS = 8
+
+
+def model_slug(model: str) -> str:
+    """A file-name-safe name for a model id or path (``gpt2-medium``, ``org--name``)."""
+    return Path(model).name if Path(model).exists() else model.replace("/", "--")
+
+
+def config_key(config: dict) -> str:
+    """A short, stable hash of a JSON-ready configuration (key order does not matter)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one run keeps its record, its outputs and its scratch (checkpoints)."""
+
+    record: Path
+    outputs: Path
+    scratch: Path
+    key: str
+
+    def finished(self) -> dict | None:
+        """The run's record if it was written (the run finished), else ``None``."""
+        if self.record.exists():
+            return json.loads(self.record.read_text())
+        return None
+
+    def drop_scratch(self) -> None:
+        """Remove the scratch folder (checkpoints) once the record is safely written."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def run_paths(
+    results_dir: str | Path, kind: str, preset: str, model: str, stem: str, config: dict
+) -> RunPaths:
+    """The paths of the run ``stem`` (e.g. ``sst2-lora-seed0``) with configuration ``config``.
+
+    Args:
+        results_dir: the results root (``results/`` in the repository).
+        kind: the experiment family, ``glue`` or ``e2e``.
+        preset: the preset's name (a folder level, so people can browse by it).
+        model: the model name as the user gave it.
+        stem: the human part of the file name.
+        config: everything that decides the run, JSON-ready; hashed into the name.
+    """
+    key = config_key(config)
+    folder = Path(results_dir) / kind / preset / model_slug(model)
+    name = f"{stem}-{key}"
+    return RunPaths(
+        record=folder / f"{name}.json",
+        outputs=folder / name,
+        scratch=Path(results_dir) / "_scratch" / f"{kind}-{preset}-{model_slug(model)}-{name}",
+        key=key,
+    )
+
+
+def find_records(results_dir: str | Path, kind: str, **fields: object) -> list[dict]:
+    """Every record under ``results/<kind>/`` whose top-level fields equal ``fields``.
+
+    ``find_records("results", "e2e", preset="cpu", model="smollm2", method="lora")``; each
+    record gets its file path under ``"_path"``. Sorted by path, so the order is stable.
+    """
+    out = []
+    for path in sorted((Path(results_dir) / kind).rglob("*.json")):
+        record = json.loads(path.read_text())
+        if all(record.get(k) == v for k, v in fields.items()):
+            out.append({**record, "_path": str(path)})
+    return out
