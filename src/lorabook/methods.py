@@ -7,6 +7,9 @@ Methods (``METHODS``):
 
 ``ft``
     Full fine-tuning: every parameter trains.
+``ft_top2``
+    Fine-tuning of the last two transformer blocks only (the paper's FT-Top2, Table 3, after
+    Li & Liang 2021): everything else, embeddings and the (tied) LM head included, is frozen.
 ``bitfit``
     BitFit (Ben Zaken et al., 2021): only bias terms train. "Bias" means every parameter whose
     name is ``bias`` outside the head: the biases of q, k, v, the attention output, the FFN's
@@ -62,7 +65,9 @@ from lorabook.inject import (
     name_matches,
 )
 
-METHODS: tuple[str, ...] = ("ft", "bitfit", "adapter_h", "adapter_p", "lora")
+METHODS: tuple[str, ...] = ("ft", "ft_top2", "bitfit", "adapter_h", "adapter_p", "lora")
+# The list of transformer blocks: GPT-2 transformer.h, Llama model.layers, BERT encoder.layer
+BLOCK_LISTS = ("h", "layers", "layer")
 
 # Modules every method keeps trainable, by model_type. RoBERTa's classification head
 # (dense + tanh + out_proj) is new; BERT's analogue of its dense is the pooler (pretrained on
@@ -260,6 +265,28 @@ def _apply_adapters(model: nn.Module, method: str, size: int) -> None:
             p.requires_grad_(True)
 
 
+def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The model's list of transformer blocks: the first ``nn.ModuleList`` named ``h``,
+    ``layers`` or ``layer`` (GPT-2, Llama, BERT/RoBERTa), with its dotted name."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in BLOCK_LISTS:
+            return name, module
+    raise ValueError(
+        f"No list of transformer blocks (a ModuleList named {', '.join(BLOCK_LISTS)}) in this "
+        f"{type(model).__name__}; top-level modules: {_top_modules(model)}"
+    )
+
+
+def _apply_top_blocks(model: nn.Module, n: int) -> None:
+    _, blocks = transformer_blocks(model)
+    if len(blocks) < n:
+        raise ValueError(f"ft_top{n}: the model has only {len(blocks)} blocks")
+    _freeze(model)
+    for block in list(blocks)[-n:]:
+        for p in block.parameters():
+            p.requires_grad_(True)
+
+
 def method_report(model: nn.Module, method: str, head_names: Sequence[str]) -> MethodReport:
     """Count trainable (head excluded), head and all parameters; shared tensors once."""
     head_ids = _head_param_ids(model, head_names)
@@ -314,6 +341,8 @@ def prepare_model(
     if method == "ft":
         for p in model.parameters():
             p.requires_grad_(True)
+    elif method == "ft_top2":
+        _apply_top_blocks(model, 2)
     elif method == "bitfit":
         _apply_bitfit(model, head_names)
     elif method in ADAPTER_SITES:

@@ -1,0 +1,90 @@
+"""Command line: ``python -m lorabook.e2e --method lora --model smollm2 --preset cpu``.
+
+The paper's run, on a GPU with the Hugging Face hub:
+``python -m lorabook.e2e --model gpt2-medium --method lora --preset paper``
+(several GPUs: ``accelerate launch -m lorabook.e2e ...``). ``--method none`` decodes and scores
+the untuned model. Several methods/seeds run in turn; finished runs are not recomputed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lorabook.e2e.presets import PRESETS
+from lorabook.methods import METHODS
+from lorabook.train import MIXED_PRECISION
+
+OVERRIDES = {  # flag -> (setting, type, help)
+    "--epochs": ("epochs", int, "training epochs"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--batch-size": ("batch_size", int, "training batch size per device"),
+    "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
+    "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
+    "--mixed-precision": ("mixed_precision", str, f"one of {MIXED_PRECISION}"),
+    "--max-length": ("max_length", int, "maximum tokens per training example"),
+    "--train-examples": ("train_examples", int, "a seeded subset of the training rows"),
+    "--eval-examples": ("eval_examples", int, "dev rows for the per-epoch dev loss"),
+    "--test-mrs": ("test_mrs", int, "decode only the first N unique test MRs"),
+    "--lora-r": ("lora_r", int, "LoRA rank (paper: 4)"),
+    "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper: 32)"),
+    "--num-beams": ("num_beams", int, "beam size (paper: 10)"),
+    "--length-penalty": (
+        "length_penalty",
+        float,
+        "beam length penalty (Table 11: 0.9; official README: 0.8)",
+    ),
+    "--batch-mrs": ("batch_mrs", int, "MRs per generate call when decoding"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run each (method, seed), print its scores."""
+    from lorabook.e2e.experiment import NO_TRAINING, run_e2e
+    from lorabook.runs import DEFAULT_RESULTS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lorabook.e2e",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--method", nargs="+", default=["lora"], choices=(*METHODS, NO_TRAINING))
+    parser.add_argument("--model", default="smollm2", help="smollm2, gpt2-medium, or a folder")
+    parser.add_argument("--preset", default="cpu", choices=PRESETS)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0])
+    parser.add_argument("--data-dir", default=None, help="default: $LORABOOK_DATA")
+    parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    parser.add_argument("--no-score", action="store_true", help="decode only, no metrics")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for flag, (dest, kind, help_text) in OVERRIDES.items():
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+    args = parser.parse_args(argv)
+    overrides = {
+        dest: getattr(args, dest)
+        for dest, _, _ in OVERRIDES.values()
+        if getattr(args, dest) is not None
+    }
+    for method in args.method:
+        for seed in args.seed:
+            record = run_e2e(
+                method,
+                args.model,
+                args.preset,
+                seed,
+                args.data_dir,
+                args.results_dir,
+                overrides,
+                progress=not args.no_progress,
+                score=not args.no_score,
+            )
+            scores = record.get("scores") or {}
+            print(
+                f"{method} seed {seed}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+                + f" | trainable {record['params']['trainable']:,}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

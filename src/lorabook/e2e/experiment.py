@@ -1,0 +1,266 @@
+"""One E2E run, start to finish: data, causal LM, method, training, decoding, scores, record.
+
+    from lorabook.e2e.experiment import run_e2e
+    record = run_e2e(method="lora", model="smollm2", preset="cpu")
+
+A finished run is never recomputed: its record is returned (the record's name carries a hash
+of everything that decides the run, see ``lorabook.runs``). An interrupted run resumes from
+its last epoch checkpoint, and an interrupted decode from its last finished batch. Besides
+the JSON record, the run keeps (in the folder of the same name) the decoded outputs and the
+references in the official e2e-metrics layout, and, for methods that train few parameters,
+the trained tensors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from lorabook.e2e.data import (
+    IGNORE_INDEX,
+    E2ETrainDataset,
+    collate_causal,
+    group_references,
+    load_e2e,
+    separator_id,
+    subset_rows,
+)
+from lorabook.e2e.decode import generate_outputs
+from lorabook.e2e.presets import E2EPreset, e2e_preset
+from lorabook.io import atomic_write, write_json, write_tensors
+from lorabook.methods import prepare_model
+from lorabook.models import resolve_model
+from lorabook.records import environment, peak_memory
+from lorabook.runs import DEFAULT_RESULTS, run_paths
+from lorabook.train import fit
+
+KEEP_TENSORS_BELOW = 50_000_000  # bytes: keep trained tensors with the record below this
+NO_TRAINING = "none"  # method name of the untuned model (decode only)
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: dict, label_smoothing: float = 0.0):
+    """Mean cross-entropy of next-token prediction on the labelled (reference) tokens.
+
+    ``labels`` are the inputs with -100 on the context; position t predicts token t + 1.
+    With ``label_smoothing`` ε the target is (1 − ε) on the true token and ε/V spread over
+    the vocabulary, as ``torch.nn.functional.cross_entropy`` defines it.
+    """
+    labels = batch["labels"]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    target = labels[:, 1:]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        target.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+    )
+
+
+def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
+    """``evaluate(model, accelerator)`` for ``fit``: the dev loss (no smoothing) per token."""
+
+    def evaluate(model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
+        loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
+        total, tokens = 0.0, 0
+        for batch in loader:
+            n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            total += causal_lm_loss(model, batch).item() * n
+            tokens += n
+        loss = total / max(tokens, 1)
+        return {"dev_loss": loss, "neg_dev_loss": -loss, "dev_ppl": math.exp(min(loss, 50))}
+
+    return evaluate
+
+
+def write_official_files(folder: Path, outputs: list[str], references: list[list[str]]) -> None:
+    """``outputs.txt`` (one line per MR) and ``references.txt`` (blank-line-separated blocks,
+    same order): the layout of the official e2e-metrics script (``measure_scores.py``)."""
+    atomic_write(
+        folder / "outputs.txt",
+        lambda t: Path(t).write_text("".join(o + "\n" for o in outputs), encoding="utf-8"),
+    )
+    blocks = "\n".join("".join(r + "\n" for r in refs) for refs in references)
+    atomic_write(folder / "references.txt", lambda t: Path(t).write_text(blocks, encoding="utf-8"))
+
+
+def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, seed: int) -> dict:
+    """Everything that decides an E2E run (hashed into the record's file name)."""
+    return {
+        "kind": "e2e",
+        "method": method,
+        "model": model,
+        "preset": preset_name,
+        "seed": seed,
+        "settings": settings.to_dict(),
+    }
+
+
+def run_e2e(
+    method: str = "lora",
+    model: str = "smollm2",
+    preset: str | E2EPreset = "cpu",
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    overrides: dict | None = None,
+    progress: bool = True,
+    score: bool = True,
+    log=print,
+) -> dict:
+    """Train ``model`` on E2E with ``method``, decode the test MRs, score, write the record.
+
+    Args:
+        method: lora, ft, ft_top2, ... (``lorabook.methods.METHODS``), or ``"none"`` for the
+            untuned model (decoding and scoring only).
+        model: ``smollm2`` (offline), a hub id such as ``gpt2-medium``, or a local folder.
+        preset: ``cpu``, ``paper``, ``smoke``, or an ``E2EPreset``.
+        overrides: settings to change, e.g. ``{"epochs": 2, "train_examples": 1000,
+            "length_penalty": 0.8}`` (``E2EPreset``, ``TrainConfig``, ``DecodeConfig`` fields).
+        score: compute the five metrics (needs Java for METEOR; see ``lorabook.e2e.metrics``).
+    Returns:
+        the result record (also written atomically as JSON; see ``lorabook.runs``).
+    """
+    preset_name = preset if isinstance(preset, str) else "custom"
+    lr_method = "lora" if method == NO_TRAINING else method
+    settings = e2e_preset(preset, lr_method, seed) if isinstance(preset, str) else preset
+    settings = settings.with_overrides(**(overrides or {}))
+    paths = run_paths(
+        results_dir,
+        "e2e",
+        preset_name,
+        model,
+        f"{method}-seed{seed}",
+        run_config(method, model, preset_name, settings, seed),
+    )
+    if (record := paths.finished()) is not None:
+        log(f"Already done: {paths.record}")
+        return record
+    log(f"Run: {paths.record}")
+
+    env = environment()  # now: the commit that trains, whatever the checkout says later
+    set_seed(seed)  # LoRA's A and any new module are initialised here, before fit() runs
+    folder = resolve_model(model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    net = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    pad_id = separator_id(tokenizer)
+
+    train_rows = subset_rows(load_e2e("train", data_dir), settings.train_examples, seed)
+    dev_rows = subset_rows(load_e2e("validation", data_dir), settings.eval_examples, seed)
+    mrs, references = group_references(load_e2e("test", data_dir))
+    if settings.test_mrs is not None:
+        mrs, references = mrs[: settings.test_mrs], references[: settings.test_mrs]
+
+    started = time.perf_counter()
+    history: list[dict] = []
+    params: dict
+    if method == NO_TRAINING:
+        for p in net.parameters():
+            p.requires_grad_(False)
+        total = sum(p.numel() for p in net.parameters())
+        params = {
+            "method": method,
+            "trainable": 0,
+            "head": 0,
+            "total": total,
+            "trainable_percent": 0.0,
+        }
+        train_info: dict = {}
+    else:
+        report = prepare_model(
+            net,
+            method,
+            head=[],
+            lora_r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.dropout,
+            adapter_size=settings.adapter_size,
+        )
+        params = report.to_dict()
+        log(str(report))
+        collate = collate_causal(pad_id)
+        train_ds = E2ETrainDataset(train_rows, tokenizer, settings.max_length)
+        dev_ds = E2ETrainDataset(dev_rows, tokenizer, settings.max_length)
+        result = fit(
+            net,
+            train_ds,
+            make_dev_loss(dev_ds, collate, settings.train.eval_batch_size),
+            settings.train,
+            collate_fn=collate,
+            select="neg_dev_loss",
+            checkpoint_dir=paths.scratch / "ckpt",
+            progress=progress,
+            log=log,
+            compute_loss=lambda m, b: causal_lm_loss(m, b, settings.label_smoothing),
+        )
+        history = result.history
+        train_seconds = sum(e["train_seconds"] for e in history)
+        train_steps = sum(e["steps"] for e in history)
+        train_info = {
+            "train_rows": len(train_ds),
+            "train_tokens": train_ds.tokens(),
+            "dev_rows": len(dev_ds),
+            "optimizer_steps": result.optimizer_steps,
+            "seconds_per_step": train_seconds / max(train_steps, 1),
+            "train_seconds": train_seconds,
+            "resumed_from_epoch": result.resumed_from_epoch,
+        }
+
+    decode_started = time.perf_counter()
+    outputs = generate_outputs(
+        net,
+        tokenizer,
+        mrs,
+        settings.decode,
+        partial=paths.scratch / "decode.jsonl",
+        progress=progress,
+    )
+    decode_seconds = time.perf_counter() - decode_started
+    write_official_files(paths.outputs, outputs, references)
+    trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    tensor_bytes = sum(p.numel() * p.element_size() for p in trained.values())
+    kept_tensors = None
+    if trained and tensor_bytes < KEEP_TENSORS_BELOW:
+        kept_tensors = write_tensors(paths.outputs / "trainable.safetensors", trained).name
+
+    scores = None
+    if score:
+        from lorabook.e2e.metrics import e2e_scores
+
+        scores = e2e_scores(outputs, references)
+        log("scores: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    device = next(net.parameters()).device
+    record = {
+        "kind": "e2e",
+        "method": method,
+        "model": model,
+        "preset": preset_name,
+        "seed": seed,
+        "config_key": paths.key,
+        "settings": settings.to_dict(),
+        "params": params,
+        "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
+        "epochs": history,
+        "decode": {"seconds": decode_seconds, "seconds_per_mr": decode_seconds / len(mrs)},
+        "scores": scores,
+        "outputs": str(paths.outputs.name),
+        "trainable_tensors": kept_tensors,
+        "trainable_bytes": tensor_bytes,
+        "peak_memory": peak_memory(device),
+        "wall_seconds": time.perf_counter() - started,
+        "environment": {**env, "device": environment(device)["device"]},
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(paths.record, record)
+    paths.drop_scratch()
+    log(f"Record: {paths.record}")
+    return record
