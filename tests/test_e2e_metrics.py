@@ -216,6 +216,23 @@ def test_no_java_is_a_clear_error_not_a_zero(monkeypatch, tmp_path):
         metrics.meteor(["a b"], [["a b"]], tokenize=False)
 
 
+def test_no_pycocoevalcap_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycocoevalcap.rouge.rouge", None)
+    with pytest.raises(MetricUnavailableError, match="pip install pycocoevalcap"):
+        metrics.rouge_l(["a"], [["a"]], tokenize=False)
+
+
+def test_a_failing_java_reports_its_error(monkeypatch, tmp_path):
+    java = tmp_path / "java"
+    java.write_text("#!/bin/sh\necho 'Could not reserve enough space' >&2\nexit 1\n")
+    java.chmod(0o755)
+    monkeypatch.setattr(metrics, "find_java", lambda: str(java))
+    with pytest.raises(RuntimeError, match="METEOR 1.5 failed.*\n.*Could not reserve"):
+        metrics.meteor(["a b"], [["a b"]], tokenize=False)
+    with pytest.raises(RuntimeError, match="PTB tokenizer failed.*\n.*Could not reserve"):
+        metrics.ptb_tokenize(["a b"])
+
+
 def test_ptb_tokenizer_lowercases_and_drops_punctuation():
     assert metrics.ptb_tokenize(["The Café costs £20-25.", "", "It's \"good\", isn't it?"]) == [
         "the café costs # 20-25",

@@ -20,6 +20,7 @@ BLEU, METEOR and ROUGE-L are fractions (0.6616, not 66.16), as the official scri
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import math
@@ -30,6 +31,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 """The five metrics, in the order the official script prints them."""
@@ -395,14 +397,18 @@ def find_java() -> str:
     )
 
 
-def _pycocoevalcap_jar(module: str, jar: str) -> Path:
-    """The path of a jar that pycocoevalcap ships beside its ``module`` (e.g. ``meteor.meteor``)."""
+def _pycocoevalcap(module: str) -> ModuleType:
+    """Import ``pycocoevalcap.<module>``, or say how to install it."""
     try:
-        wrapper = importlib.import_module(f"pycocoevalcap.{module}")
+        return importlib.import_module(f"pycocoevalcap.{module}")
     except ImportError as err:
         raise MetricUnavailableError(
             "METEOR, ROUGE_L and CIDEr need pycocoevalcap: pip install pycocoevalcap"
         ) from err
+
+
+def _jar_beside(wrapper: ModuleType, jar: str) -> Path:
+    """The path of a jar that pycocoevalcap ships beside one of its wrapper modules."""
     path = Path(wrapper.__file__).parent / jar
     if not path.is_file():
         raise MetricUnavailableError(
@@ -428,9 +434,8 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     Returns:
         for each sentence, its tokens joined by single spaces.
     """
-    from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, STANFORD_CORENLP_3_4_1_JAR
-
-    jar = _pycocoevalcap_jar("tokenizer.ptbtokenizer", STANFORD_CORENLP_3_4_1_JAR)
+    wrapper = _pycocoevalcap("tokenizer.ptbtokenizer")
+    jar = _jar_beside(wrapper, wrapper.STANFORD_CORENLP_3_4_1_JAR)
     java = find_java()
     if not texts:
         return []
@@ -450,7 +455,7 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
             f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} sentences"
         )
     return [
-        " ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS)
+        " ".join(w for w in line.rstrip().split(" ") if w not in wrapper.PUNCTUATIONS)
         for line in lines[: len(texts)]
     ]
 
@@ -458,16 +463,14 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
 def _tokenized(
     hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool
 ) -> tuple[list[str], list[list[str]]]:
-    """Check the inputs and PTB-tokenise them (one JVM for outputs and references together)."""
+    """Check the inputs and PTB-tokenise them, outputs and references in separate runs as
+    COCOEvalCap does."""
     _check_inputs(hypotheses, references)
     if not tokenize:
         return list(hypotheses), [list(rs) for rs in references]
-    flat = ptb_tokenize([*hypotheses, *(r for rs in references for r in rs)])
-    hyps, rest = flat[: len(hypotheses)], flat[len(hypotheses) :]
-    refs = []
-    for rs in references:
-        refs.append(rest[: len(rs)])
-        rest = rest[len(rs) :]
+    hyps = ptb_tokenize(hypotheses)
+    flat = iter(ptb_tokenize([r for rs in references for r in rs]))
+    refs = [[next(flat) for _ in rs] for rs in references]
     return hyps, refs
 
 
@@ -491,10 +494,9 @@ def rouge_l(
     Returns:
         ROUGE-L as a fraction.
     """
-    from pycocoevalcap.rouge.rouge import Rouge
-
+    rouge = _pycocoevalcap("rouge.rouge")
     hyps, refs = _tokenized(hypotheses, references, tokenize)
-    score, _ = Rouge().compute_score(*_coco_dicts(hyps, refs))
+    score, _ = rouge.Rouge().compute_score(*_coco_dicts(hyps, refs))
     return float(score)
 
 
@@ -513,10 +515,9 @@ def cider(
     Returns:
         CIDEr (a mean over MRs, up to about 10).
     """
-    from pycocoevalcap.cider.cider import Cider
-
+    cider_module = _pycocoevalcap("cider.cider")
     hyps, refs = _tokenized(hypotheses, references, tokenize)
-    score, _ = Cider().compute_score(*_coco_dicts(hyps, refs))
+    score, _ = cider_module.Cider().compute_score(*_coco_dicts(hyps, refs))
     return float(score)
 
 
@@ -540,7 +541,8 @@ def meteor(
         RuntimeError: METEOR stopped; the message has the end of its error output.
     """
     hyps, refs = _tokenized(hypotheses, references, tokenize)
-    jar = _pycocoevalcap_jar("meteor.meteor", "meteor-1.5.jar")
+    wrapper = _pycocoevalcap("meteor.meteor")
+    jar = _jar_beside(wrapper, wrapper.METEOR_JAR)
     command = [find_java(), "-jar", "-Xmx2G", jar.name]
     command += ["-", "-", "-stdio", "-l", "en", "-norm"]
     with tempfile.TemporaryFile() as stderr:
@@ -560,8 +562,9 @@ def meteor(
             return answer
 
         def ask(line: str) -> str:
-            process.stdin.write(f"{line}\n".encode())
-            process.stdin.flush()
+            with contextlib.suppress(BrokenPipeError):  # java has stopped: read() says why
+                process.stdin.write(f"{line}\n".encode())
+                process.stdin.flush()
             return read()
 
         try:
