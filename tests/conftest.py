@@ -90,3 +90,34 @@ def randomize_lora(model: torch.nn.Module, seed: int = 1) -> None:
 @pytest.fixture
 def ids() -> torch.Tensor:
     return torch.randint(2, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(0))
+
+
+def model_snapshot(model: torch.nn.Module) -> dict:
+    """Everything a failed call must leave as it was: every parameter and buffer (values and
+    requires_grad, tied names included), the type of every module, LoRA's merged flags and
+    kept modules."""
+    params = dict(model.named_parameters(remove_duplicate=False))
+    return {
+        "params": {n: p.detach().clone() for n, p in params.items()},
+        "buffers": {n: b.detach().clone() for n, b in model.named_buffers(remove_duplicate=False)},
+        "requires_grad": {n: p.requires_grad for n, p in params.items()},
+        "types": {n: type(m) for n, m in model.named_modules()},
+        "merged": {n: m.merged for n, m in model.named_modules() if hasattr(m, "merged")},
+        "kept_modules": getattr(model, "lora_kept_modules", None),
+    }
+
+
+def assert_unchanged(before: dict, model: torch.nn.Module) -> None:
+    """Assert that ``model`` is exactly as ``model_snapshot`` saw it."""
+    after = model_snapshot(model)
+    names = before["types"].keys() | after["types"].keys()
+    changed_types = sorted(n for n in names if before["types"].get(n) is not after["types"].get(n))
+    assert not changed_types, f"modules added, removed or replaced: {changed_types[:5]}"
+    for what in ("params", "buffers"):
+        assert after[what].keys() == before[what].keys(), f"{what} renamed, added or removed"
+        moved = [n for n, t in before[what].items() if not torch.equal(t, after[what][n])]
+        assert not moved, f"{what} changed: {moved[:5]}"
+    flipped = [n for n, g in before["requires_grad"].items() if after["requires_grad"][n] != g]
+    assert not flipped, f"requires_grad changed: {flipped[:5]}"
+    assert after["merged"] == before["merged"]
+    assert after["kept_modules"] == before["kept_modules"]

@@ -1,20 +1,37 @@
-"""lorabook's own adapter files: only trained tensors, tied to the base they were made for."""
+"""Adapter files: only trained tensors, tied to the base they were made for, loaded all or
+nothing; peft's own files read as peft reads them."""
 
 from __future__ import annotations
 
 import json
 
+import peft
 import pytest
 import torch
-from conftest import ARCHS, HEAD, PAPER, logits, randomize_lora, tiny_model
-from safetensors.torch import load_file
+import transformers as T
+from conftest import (
+    ARCHS,
+    HEAD,
+    PAPER,
+    VOCAB,
+    assert_unchanged,
+    logits,
+    model_snapshot,
+    randomize_lora,
+    tiny_model,
+)
+from safetensors.torch import load_file, save_file
 
-from lorabook import apply_lora, lora_layers
+from lorabook import apply_lora, lora_layers, merge_and_unload, merge_lora, unmerge_lora
 from lorabook.adapters import (
     CONFIG,
+    PEFT_PREFIX,
+    PEFT_WEIGHTS,
     WEIGHTS,
+    AdapterFileError,
     AdapterMismatchError,
     export_peft,
+    import_peft,
     load_adapter,
     save_adapter,
 )
@@ -123,3 +140,300 @@ def test_merged_model_saves_the_same_adapter(ids, tmp_path):
         layer.merge()
     save_adapter(model, tmp_path)
     assert torch.equal(logits(load_adapter(tiny_model("llama"), tmp_path), ids), out)
+
+
+# --- All or nothing: a call that raises leaves the model exactly as it was -----------------
+
+
+def _damage(directory, how: str) -> None:
+    path = directory / WEIGHTS
+    if how == "missing file":
+        path.unlink()
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(b"not a safetensors file" * 10)
+    else:
+        tensors = load_file(path)
+        b = "roberta.encoder.layer.1.attention.self.value.lora_B"
+        if how == "unknown key":
+            tensors["roberta.encoder.layer.9.attention.self.query.lora_A"] = torch.zeros(4, 32)
+        elif how == "missing lora_B":
+            del tensors[b]
+        elif how == "wrong shape":
+            tensors[b] = torch.zeros(33, 4)
+        elif how == "integer dtype":
+            tensors[b] = torch.zeros(tensors[b].shape, dtype=torch.int64)
+        save_file(tensors, path)
+
+
+DAMAGE = {
+    "missing file": (FileNotFoundError, "is missing; save the adapter again"),
+    "truncated": (AdapterFileError, "not a readable safetensors file"),
+    "garbage": (AdapterFileError, "not a readable safetensors file"),
+    "unknown key": (AdapterFileError, r"unexpected \['roberta.encoder.layer.9"),
+    "missing lora_B": (AdapterFileError, r"missing \['roberta.encoder.layer.1.attention.self.v"),
+    "wrong shape": (AdapterMismatchError, r"is \(33, 4\) in the file but \(32, 4\)"),
+    "integer dtype": (AdapterFileError, "not a floating-point tensor"),
+}
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_damaged_file_raises_and_leaves_model_unchanged(how, tmp_path):
+    save_adapter(trained("roberta"), tmp_path)
+    _damage(tmp_path, how)
+    model = tiny_model("roberta")
+    before = model_snapshot(model)
+    error, message = DAMAGE[how]
+    with pytest.raises(error, match=message):
+        load_adapter(model, tmp_path)
+    assert_unchanged(before, model)
+
+
+def test_load_into_merged_model_is_refused_until_unmerged(ids, tmp_path):
+    save_adapter(trained("gpt2"), tmp_path)
+    expected = logits(trained("gpt2"), ids)
+    model = tiny_model("gpt2")
+    apply_lora(model, r=4, alpha=8, **PAPER["gpt2"])
+    randomize_lora(model, seed=2)  # another adapter, merged
+    merge_lora(model)
+    before = model_snapshot(model)
+    with pytest.raises(ValueError, match="merged model.*unmerge_lora.*then merge_lora"):
+        load_adapter(model, tmp_path)
+    assert_unchanged(before, model)
+    unmerge_lora(model)
+    load_adapter(model, tmp_path)
+    merge_lora(model)
+    torch.testing.assert_close(logits(model, ids), expected, rtol=0, atol=1e-5)
+
+
+def test_load_into_lora_with_other_alpha_is_refused(tmp_path):
+    save_adapter(trained("roberta"), tmp_path)  # alpha 8
+    model = tiny_model("roberta")
+    apply_lora(model, r=4, alpha=16, **PAPER["roberta"])
+    before = model_snapshot(model)
+    with pytest.raises(AdapterMismatchError, match=r"\(4, 8.0, \(True,\)\) in the file but"):
+        load_adapter(model, tmp_path)
+    assert_unchanged(before, model)
+
+
+def test_apply_lora_checks_every_split_before_wrapping_any():
+    model = tiny_model("bert", hidden=48)  # attention dense: 48 outputs, intermediate: 37
+    before = model_snapshot(model)
+    with pytest.raises(ValueError, match="37 outputs do not divide evenly"):
+        apply_lora(model, targets=["dense"], fused={"dense": (True, False, True)}, r=4)
+    assert_unchanged(before, model)
+
+
+# --- Base fingerprint: same shapes, other weights -------------------------------------------
+
+
+def test_refuses_base_with_same_shapes_but_other_weights(ids, tmp_path):
+    model = trained("roberta")
+    save_adapter(model, tmp_path)
+    other = tiny_model("roberta", seed=1)
+    before = model_snapshot(other)
+    with pytest.raises(AdapterMismatchError, match="same shapes but other weights.*allow_other"):
+        load_adapter(other, tmp_path)
+    assert_unchanged(before, other)
+    with pytest.warns(UserWarning, match="loading anyway"):
+        load_adapter(other, tmp_path, allow_other_base=True)
+    assert set(lora_layers(other)) == set(lora_layers(model))
+
+
+def test_adapter_saved_before_the_content_sample_still_loads(ids, tmp_path):
+    model = trained("bert")
+    save_adapter(model, tmp_path)
+    config = json.loads((tmp_path / CONFIG).read_text())
+    del config["base"]["content"]  # the format before the content sample
+    (tmp_path / CONFIG).write_text(json.dumps(config))
+    assert torch.equal(logits(load_adapter(tiny_model("bert"), tmp_path), ids), logits(model, ids))
+
+
+def test_content_sample_accepts_the_same_base_in_bf16(tmp_path):
+    save_adapter(trained("llama"), tmp_path)
+    load_adapter(tiny_model("llama").to(torch.bfloat16), tmp_path)  # no error: same weights
+
+
+# --- Weight tying -----------------------------------------------------------------------------
+
+
+def test_merge_refuses_tied_weight_unless_untied(ids):
+    model = tiny_model("gpt2")  # lm_head.weight is the input embedding
+    apply_lora(model, targets=["lm_head"], r=4)
+    randomize_lora(model)
+    expected = logits(model, ids)
+    before = model_snapshot(model)
+    tied = r"lm_head.base_layer.weight is also \['transformer.wte.weight'\].*untie=True"
+    with pytest.raises(ValueError, match=tied):
+        merge_lora(model)
+    assert_unchanged(before, model)
+    with pytest.raises(ValueError, match=tied):
+        merge_and_unload(model)
+    assert_unchanged(before, model)
+    embedding = model.transformer.wte.weight.detach().clone()
+    with pytest.warns(UserWarning, match="Untied before merging.*tie_word_embeddings is now False"):
+        merge_lora(model, untie=True)
+    assert torch.equal(model.transformer.wte.weight, embedding)
+    torch.testing.assert_close(logits(model, ids), expected, rtol=0, atol=1e-5)
+
+
+# --- peft's own adapters, as peft writes and reads them --------------------------------------
+
+
+def tiny_distilbert() -> torch.nn.Module:
+    torch.manual_seed(0)
+    cfg = T.DistilBertConfig(
+        vocab_size=VOCAB,
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=37,
+        max_position_embeddings=64,
+        num_labels=3,
+    )
+    return T.DistilBertForSequenceClassification(cfg).eval()
+
+
+def peft_adapter(base: torch.nn.Module, directory, **config) -> torch.nn.Module:
+    """peft adapts ``base``, every trainable tensor moves (B and kept heads too), peft saves."""
+    model = peft.get_peft_model(base, peft.LoraConfig(lora_dropout=0.0, **config))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    model.eval().save_pretrained(directory)
+    return model
+
+
+def assert_same_as_peft(ours, theirs, ids) -> None:
+    torch.testing.assert_close(logits(ours, ids), logits(theirs, ids), rtol=0, atol=0)
+
+
+def test_import_peft_bert_seq_cls(ids, tmp_path):
+    """task_type="SEQ_CLS" writes modules_to_save=["classifier", "score"]; BERT has no score."""
+    theirs = peft_adapter(
+        tiny_model("bert"),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+        task_type="SEQ_CLS",
+    )
+    ours = import_peft(tiny_model("bert"), tmp_path)
+    assert_same_as_peft(ours, theirs, ids)
+    trainable = {n for n, p in ours.named_parameters() if p.requires_grad}
+    assert {"classifier.weight", "classifier.bias"} <= trainable
+
+
+def test_import_peft_distilbert_regex_patterns(tmp_path):
+    """alpha_pattern / rank_pattern keys are regexes on the end of the name; SEQ_CLS's
+    "classifier" also matches pre_classifier, by name ending, as in peft."""
+    ids = torch.randint(1, VOCAB, (2, 7), generator=torch.Generator().manual_seed(0))
+    theirs = peft_adapter(
+        tiny_distilbert(),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["q_lin", "v_lin"],
+        alpha_pattern={r"layer\.0\.attention\.q_lin": 32},
+        rank_pattern={r"layer\.1\..*v_lin": 2},
+        task_type="SEQ_CLS",
+    )
+    ours = import_peft(tiny_distilbert(), tmp_path)
+    assert_same_as_peft(ours, theirs, ids)
+    layers = lora_layers(ours)
+    assert layers["distilbert.transformer.layer.0.attention.q_lin"].alpha == 32
+    assert layers["distilbert.transformer.layer.1.attention.v_lin"].r == 2
+    assert ours.lora_kept_modules == ["pre_classifier", "classifier"]
+
+
+def test_import_peft_gpt2_c_attn_and_tied_lm_head(ids, tmp_path):
+    """An adapter on lm_head carries lm_head.base_layer.weight (the tied embedding)."""
+    theirs = peft_adapter(
+        tiny_model("gpt2"),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["c_attn", "lm_head"],
+        fan_in_fan_out=True,
+    )
+    assert f"{PEFT_PREFIX}lm_head.base_layer.weight" in load_file(tmp_path / PEFT_WEIGHTS)
+    ours = import_peft(tiny_model("gpt2"), tmp_path)
+    assert_same_as_peft(ours, theirs, ids)
+
+
+def test_import_peft_pattern_key_matching_nothing_is_an_error(tmp_path):
+    peft_adapter(
+        tiny_model("roberta"),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+        alpha_pattern={r"layer\.7\.attention\.self\.query": 32},
+    )
+    model = tiny_model("roberta")
+    before = model_snapshot(model)
+    with pytest.raises(AdapterFileError, match=r"alpha_pattern key 'layer\\\\.7.*matches none"):
+        import_peft(model, tmp_path)
+    assert_unchanged(before, model)
+
+
+def test_import_peft_rank_above_min_dk_loads_with_a_warning(ids, tmp_path):
+    theirs = peft_adapter(
+        tiny_model("bert"), tmp_path, r=40, lora_alpha=8, target_modules=["query"]
+    )
+    with pytest.warns(UserWarning, match=r"rank r=40 > min\(d, k\)=32"):
+        ours = import_peft(tiny_model("bert"), tmp_path)
+    assert_same_as_peft(ours, theirs, ids)
+    save_adapter(ours, tmp_path / "ours")  # and our own format carries it too
+    with pytest.warns(UserWarning, match="r=40"):
+        back = load_adapter(tiny_model("bert"), tmp_path / "ours")
+    assert torch.equal(logits(back, ids), logits(ours, ids))
+    with pytest.raises(ValueError, match="exceeds min"):
+        apply_lora(tiny_model("bert"), targets=["query"], r=40)  # new adapters: still refused
+
+
+def test_import_peft_onto_wrong_width_changes_nothing_so_a_retry_works(ids, tmp_path):
+    peft_adapter(
+        tiny_model("roberta"),
+        tmp_path / "narrow",
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+    )
+    model = tiny_model("roberta", hidden=48)
+    before = model_snapshot(model)
+    with pytest.raises(AdapterMismatchError, match=r"\(4, 32\) in the file but \(4, 48\)"):
+        import_peft(model, tmp_path / "narrow")
+    assert_unchanged(before, model)
+    theirs = peft_adapter(
+        tiny_model("roberta", hidden=48),
+        tmp_path / "wide",
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+    )
+    assert_same_as_peft(import_peft(model, tmp_path / "wide"), theirs, ids)
+
+
+@pytest.mark.parametrize("how", ["missing lora_B", "truncated"])
+def test_damaged_peft_file_raises_and_leaves_model_unchanged(how, tmp_path):
+    peft_adapter(
+        tiny_model("roberta"), tmp_path, r=4, lora_alpha=8, target_modules=["query", "value"]
+    )
+    path = tmp_path / PEFT_WEIGHTS
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:-100])
+        message = "not a readable safetensors file"
+    else:
+        tensors = load_file(path)
+        del tensors[f"{PEFT_PREFIX}roberta.encoder.layer.1.attention.self.value.lora_B.weight"]
+        save_file(tensors, path)
+        message = "has lora_A but no lora_B: the file is incomplete"
+    model = tiny_model("roberta")
+    before = model_snapshot(model)
+    with pytest.raises(AdapterFileError, match=message):
+        import_peft(model, tmp_path)
+    assert_unchanged(before, model)

@@ -1,6 +1,7 @@
 """lora-book: LoRA (Hu et al., 2021), implemented small, tested against peft and loralib."""
 
 from lorabook.adapters import (
+    AdapterFileError,
     AdapterMismatchError,
     export_peft,
     import_peft,
@@ -23,6 +24,7 @@ from lorabook.layers import LoRALayer
 from lorabook.models import OFFLINE_MODELS, ModelNotAvailableError, load_pretrained, resolve_model
 
 __all__ = [
+    "AdapterFileError",
     "AdapterMismatchError",
     "export_peft",
     "import_peft",

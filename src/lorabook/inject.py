@@ -12,13 +12,14 @@ for the model's architecture (Section 4.2 / 7.1: adapt W_q and W_v only).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from lorabook.layers import LoRALayer, check_hyperparameters
+from lorabook.layers import LoRALayer, check_hyperparameters, check_lora_arguments
 
 # The paper adapts the query and value projections (W_q, W_v) of every attention layer.
 PAPER_TARGETS: dict[str, dict] = {
@@ -127,11 +128,12 @@ def add_lora(
     dropout: float = 0.0,
     init: str = "kaiming",
     split: Sequence[bool] | None = None,
+    check_rank: bool = True,
 ) -> LoRALayer:
     """Replace the module called ``name`` by a ``LoRALayer`` wrapping it; return the layer."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name)
-    layer = LoRALayer(getattr(parent, child), r, alpha, dropout, init, split)
+    layer = LoRALayer(getattr(parent, child), r, alpha, dropout, init, split, check_rank)
     setattr(parent, child, layer)
     return layer
 
@@ -200,11 +202,10 @@ def apply_lora(
         {n for hits in _match(model, keep_trainable, "keep_trainable").values() for n in hits}
     )
 
-    # Validate every shape before changing anything, so a bad r leaves the model untouched.
+    # Validate every layer (r, split, init, dropout) before wrapping the first, so that a bad
+    # argument leaves the model untouched.
     for name, split in plan.items():
-        module = model.get_submodule(name)
-        d, k = module.weight.T.shape if isinstance(module, Conv1D) else module.weight.shape
-        check_hyperparameters(r, alpha, d=d // len(split or (True,)), k=k)
+        check_lora_arguments(model.get_submodule(name), r, alpha, dropout, init, split)
     for name, split in plan.items():
         add_lora(model, name, r, alpha, dropout, init, split)
     freeze_except_lora(model, kept)
@@ -220,8 +221,54 @@ def parameter_report(model: nn.Module) -> ParamReport:
     return ParamReport(lora=lora, kept=kept, total=sum(p.numel() for p in params))
 
 
-def merge_lora(model: nn.Module) -> None:
-    """Fold every LoRA update into its base weight (no inference latency)."""
+def tied_lora_weights(model: nn.Module) -> dict[str, list[str]]:
+    """LoRA layers whose base weight is shared with other parameters: {layer: [other names]}.
+
+    GPT-2 and many causal LMs tie ``lm_head.weight`` to the input embedding; merging ΔW into
+    such a weight would change the embedding too.
+    """
+    names_by_id: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names_by_id.setdefault(id(p), []).append(name)
+    tied = {}
+    for name, layer in lora_layers(model).items():
+        own = f"{name}.base_layer.weight"
+        others = [n for n in names_by_id[id(layer.base_layer.weight)] if n != own]
+        if others:
+            tied[name] = others
+    return tied
+
+
+def _untie_or_refuse(model: nn.Module, untie: bool) -> None:
+    """Before a merge: give each tied LoRA base weight its own copy (``untie``) or refuse."""
+    layers = lora_layers(model)
+    tied = {n: others for n, others in tied_lora_weights(model).items() if not layers[n].merged}
+    if not tied:
+        return
+    described = "; ".join(f"{n}.base_layer.weight is also {others}" for n, others in tied.items())
+    if not untie:
+        raise ValueError(
+            f"Merging would also change tied weights: {described}. Keep these layers unmerged, "
+            "or pass untie=True to give each its own copy of the weight before merging"
+        )
+    for name in tied:
+        base = layers[name].base_layer
+        base.weight = nn.Parameter(base.weight.detach().clone(), requires_grad=False)
+    note = ""
+    config = getattr(model, "config", None)
+    if getattr(config, "tie_word_embeddings", False):
+        config.tie_word_embeddings = False  # or save/from_pretrained would tie them again
+        note = "; config.tie_word_embeddings is now False"
+    warnings.warn(f"Untied before merging: {described}{note}", stacklevel=3)
+
+
+def merge_lora(model: nn.Module, untie: bool = False) -> None:
+    """Fold every LoRA update into its base weight (no inference latency).
+
+    A base weight tied to another parameter (GPT-2's ``lm_head`` and input embedding) is
+    refused, since the merge would change both; ``untie=True`` copies it first, with a warning.
+    """
+    _untie_or_refuse(model, untie)
     for layer in lora_layers(model).values():
         layer.merge()
 
@@ -232,8 +279,12 @@ def unmerge_lora(model: nn.Module) -> None:
         layer.unmerge()
 
 
-def merge_and_unload(model: nn.Module) -> nn.Module:
-    """Merge, then put the plain base layers back: a model with no trace of LoRA."""
+def merge_and_unload(model: nn.Module, untie: bool = False) -> nn.Module:
+    """Merge, then put the plain base layers back: a model with no trace of LoRA.
+
+    Tied base weights are refused, or untied first with ``untie=True``, as in ``merge_lora``.
+    """
+    _untie_or_refuse(model, untie)
     for name, layer in lora_layers(model).items():
         if not layer.merged:
             layer.merge()

@@ -40,6 +40,8 @@ class LoRALayer(nn.Module):
             the adapted model starts exactly as the pretrained one.
         split: for fused projections, which equal slices of the output get an update,
             e.g. ``(True, False, True)`` for q and v of GPT-2's ``c_attn``. ``None`` = one slice.
+        check_rank: refuse r > min(d, k) (the default). Importing a file that peft wrote with
+            such a rank turns it off: the layer then computes exactly what the file says.
 
     Merging: ``merge()`` folds the update into the base weight (computed in fp32, cast once)
     so inference costs nothing extra; ``unmerge()`` subtracts it again. Merging a merged
@@ -55,29 +57,14 @@ class LoRALayer(nn.Module):
         dropout: float = 0.0,
         init: str = "kaiming",
         split: Sequence[bool] | None = None,
+        check_rank: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(base, nn.Linear | Conv1D):
-            raise TypeError(
-                f"LoRA adapts nn.Linear or transformers Conv1D layers, not {type(base).__name__}"
-            )
+        self.split = check_lora_arguments(base, r, alpha, dropout, init, split, check_rank)
         self.base_layer = base
         self.fan_in_fan_out = isinstance(base, Conv1D)
         out_features, in_features = self._base_weight_dk().shape
-        self.split = tuple(bool(s) for s in (split if split is not None else (True,)))
-        if not any(self.split):
-            raise ValueError(f"split={self.split} adapts no slice: set at least one True")
-        if out_features % len(self.split):
-            raise ValueError(
-                f"split has {len(self.split)} slices but the layer's {out_features} outputs "
-                "do not divide evenly"
-            )
         slice_out = out_features // len(self.split)
-        check_hyperparameters(r, alpha, d=slice_out, k=in_features)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
         self.r, self.alpha, self.init = r, float(alpha), init
         self.scaling = self.alpha / r
@@ -166,6 +153,50 @@ class LoRALayer(nn.Module):
     def extra_repr(self) -> str:
         split = "" if self.split == (True,) else f", split={self.split}"
         return f"r={self.r}, alpha={self.alpha:g}, init={self.init}{split}, merged={self.merged}"
+
+
+def base_shape(base: nn.Module) -> tuple[int, int]:
+    """(d, k) = (out, in) of an ``nn.Linear`` or a ``Conv1D`` (which stores its weight as k × d)."""
+    d, k = base.weight.T.shape if isinstance(base, Conv1D) else base.weight.shape
+    return d, k
+
+
+def check_lora_arguments(
+    base: nn.Module,
+    r: int,
+    alpha: float,
+    dropout: float = 0.0,
+    init: str = "kaiming",
+    split: Sequence[bool] | None = None,
+    check_rank: bool = True,
+) -> tuple[bool, ...]:
+    """Every check ``LoRALayer(base, ...)`` makes, changing nothing; returns the split as a tuple.
+
+    ``apply_lora`` and the adapter loaders run it on every layer before wrapping the first, so
+    a bad argument leaves the model untouched.
+    """
+    if not isinstance(base, nn.Linear | Conv1D):
+        raise TypeError(
+            f"LoRA adapts nn.Linear or transformers Conv1D layers, not {type(base).__name__}"
+        )
+    d, k = base_shape(base)
+    split = tuple(bool(s) for s in (split if split is not None else (True,)))
+    if not any(split):
+        raise ValueError(f"split={split} adapts no slice: set at least one True")
+    if d % len(split):
+        raise ValueError(
+            f"split has {len(split)} slices but the layer's {d} outputs do not divide evenly: "
+            f"use a split whose length divides {d}"
+        )
+    if check_rank:
+        check_hyperparameters(r, alpha, d=d // len(split), k=k)
+    else:
+        check_hyperparameters(r, alpha)
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    return split
 
 
 def check_hyperparameters(r: int, alpha: float, d: int | None = None, k: int | None = None) -> None:
