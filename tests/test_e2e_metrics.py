@@ -93,7 +93,7 @@ def test_load_references_groups_by_unique_mr(tmp_path):
 def test_load_references_needs_mr_and_ref_columns(tmp_path):
     csv_file = tmp_path / "refs.csv"
     csv_file.write_text("meaning,text\nx,y\n")
-    with pytest.raises(ValueError, match="needs columns 'mr' and 'ref'"):
+    with pytest.raises(ValueError, match="needs columns 'mr' and 'ref'"):  # E2EFormatError
         metrics.load_references(csv_file)
 
 

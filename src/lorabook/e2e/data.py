@@ -35,6 +35,10 @@ EXPECTED_ROWS = {"train": 42_061, "validation": 4_672, "test": 4_693}
 HUB_DATASET = "tuetschek/e2e_nlg"
 IGNORE_INDEX = -100
 
+# The official measure_scores.py repairs these mis-encoded characters in references it reads
+# from CSV files (none occurs in the v1.0.0 files; kept so any CSV scores as officially).
+CSV_REPAIRS = (("Ł", "£"), ("Â£", "£"), ("Ã©", "é"), ("ã©", "é"))
+
 _SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[(.*?)\]\s*")
 
 
@@ -67,12 +71,15 @@ def read_csv(path: str | Path) -> list[E2ERow]:
     if not path.is_file():
         raise FileNotFoundError(f"E2E file not found: {path} (set LORABOOK_DATA or --data-dir)")
     rows: list[E2ERow] = []
-    with path.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         try:
             header = next(reader, None)
             if header is None or [h.strip().lower() for h in header[:2]] != ["mr", "ref"]:
-                raise E2EFormatError(f"{path}, line 1: expected the header 'mr,ref', got {header}")
+                raise E2EFormatError(
+                    f"{path}, line 1: needs columns 'mr' and 'ref' (header 'mr,ref'), got "
+                    f"{header}; give an E2E CSV such as testset_w_refs.csv"
+                )
             for fields in reader:
                 line = reader.line_num
                 if len(fields) != 2:
@@ -113,11 +120,23 @@ def load_e2e(split: str, data_dir: str | Path | None = None, source: str = "loca
 
 
 def group_references(rows: list[E2ERow]) -> tuple[list[str], list[list[str]]]:
-    """Unique MRs in order of first appearance, and the references of each (file order)."""
+    """Unique MRs in order of first appearance, and the references of each (file order).
+
+    MRs and references are stripped, and references get the official script's repairs of
+    mis-encoded characters (``CSV_REPAIRS``), so they are what the official scorer compares.
+    """
     refs: dict[str, list[str]] = {}
     for row in rows:
-        refs.setdefault(row.mr, []).append(row.ref)
+        refs.setdefault(row.mr.strip(), []).append(official_reference(row.ref))
     return list(refs), list(refs.values())
+
+
+def official_reference(text: str) -> str:
+    """A reference as the official scorer reads it from a CSV: stripped, encoding repaired."""
+    text = text.strip()
+    for bad, good in CSV_REPAIRS:
+        text = text.replace(bad, good)
+    return text
 
 
 def linearise_mr(mr: str) -> str:

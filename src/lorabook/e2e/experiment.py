@@ -35,8 +35,9 @@ from lorabook.e2e.data import (
     subset_rows,
 )
 from lorabook.e2e.decode import generate_outputs
+from lorabook.e2e.metrics import write_official_layout
 from lorabook.e2e.presets import E2EPreset, e2e_preset
-from lorabook.io import atomic_write, write_json, write_tensors
+from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_model
 from lorabook.models import resolve_model
 from lorabook.records import environment, peak_memory
@@ -80,17 +81,6 @@ def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
         return {"dev_loss": loss, "neg_dev_loss": -loss, "dev_ppl": math.exp(min(loss, 50))}
 
     return evaluate
-
-
-def write_official_files(folder: Path, outputs: list[str], references: list[list[str]]) -> None:
-    """``outputs.txt`` (one line per MR) and ``references.txt`` (blank-line-separated blocks,
-    same order): the layout of the official e2e-metrics script (``measure_scores.py``)."""
-    atomic_write(
-        folder / "outputs.txt",
-        lambda t: Path(t).write_text("".join(o + "\n" for o in outputs), encoding="utf-8"),
-    )
-    blocks = "\n".join("".join(r + "\n" for r in refs) for refs in references)
-    atomic_write(folder / "references.txt", lambda t: Path(t).write_text(blocks, encoding="utf-8"))
 
 
 def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, seed: int) -> dict:
@@ -225,7 +215,7 @@ def run_e2e(
         progress=progress,
     )
     decode_seconds = time.perf_counter() - decode_started
-    write_official_files(paths.outputs, outputs, references)
+    write_official_layout(outputs, references, paths.outputs)
     trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
     tensor_bytes = sum(p.numel() * p.element_size() for p in trained.values())
     kept_tensors = None

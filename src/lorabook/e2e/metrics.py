@@ -21,7 +21,6 @@ BLEU, METEOR and ROUGE-L are fractions (0.6616, not 66.16), as the official scri
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib
 import math
 import re
@@ -32,6 +31,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+
+from lorabook.e2e.data import group_references, read_csv
+from lorabook.io import atomic_write
 
 METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 """The five metrics, in the order the official script prints them."""
@@ -48,9 +50,6 @@ class MetricUnavailableError(RuntimeError):
 # Reading and writing outputs and references
 # --------------------------------------------------------------------------------------------
 
-# measure_scores.py's read_tsv repairs these mis-encoded characters in CSV files.
-_CSV_REPAIRS = (("Ł", "£"), ("Â£", "£"), ("Ã©", "é"), ("ã©", "é"))
-
 
 def load_references(csv_path: str | Path) -> tuple[list[str], list[list[str]]]:
     """Read an E2E CSV (columns ``mr``, ``ref``) and group its references by MR.
@@ -59,31 +58,13 @@ def load_references(csv_path: str | Path) -> tuple[list[str], list[list[str]]]:
         csv_path: e.g. ``data_dir() / "e2e" / "testset_w_refs.csv"``.
     Returns:
         ``(mrs, refs)``: the unique MRs in the order they first appear, and for each MR the
-        list of its references in file order (``refs[i]`` belongs to ``mrs[i]``).
+        list of its references in file order (``refs[i]`` belongs to ``mrs[i]``), with the
+        official script's repairs of mis-encoded characters (``lorabook.e2e.data``).
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file lacks a ``mr`` or ``ref`` column, or has no rows.
+        E2EFormatError (a ValueError): not an ``mr,ref`` CSV, or no rows.
     """
-    path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"references file not found: {path}")
-    grouped: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"mr", "ref"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(
-                f"{path}: needs columns 'mr' and 'ref' (missing {sorted(missing)}; found "
-                f"{reader.fieldnames}); give an E2E CSV such as testset_w_refs.csv"
-            )
-        for row in reader:
-            ref = row["ref"].strip()
-            for bad, good in _CSV_REPAIRS:
-                ref = ref.replace(bad, good)
-            grouped.setdefault(row["mr"].strip(), []).append(ref)
-    if not grouped:
-        raise ValueError(f"{path}: no rows below the header")
-    return list(grouped), list(grouped.values())
+    return group_references(read_csv(csv_path))
 
 
 def read_outputs(path: str | Path) -> list[str]:
@@ -178,9 +159,12 @@ def write_official_layout(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs_path, references_path = out / "outputs.txt", out / "references.txt"
-    outputs_path.write_text("".join(f"{o.strip()}\n" for o in outputs), encoding="utf-8")
-    blocks = ["".join(f"{r.strip()}\n" for r in rs) for rs in refs]
-    references_path.write_text("\n".join(blocks), encoding="utf-8")
+    blocks = "\n".join("".join(f"{r.strip()}\n" for r in rs) for rs in refs)
+    for path, text in (
+        (outputs_path, "".join(f"{o.strip()}\n" for o in outputs)),
+        (references_path, blocks),
+    ):
+        atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
     return outputs_path, references_path
 
 

@@ -1,0 +1,386 @@
+"""E2E: data grouping, the loss mask, decoding once per MR, counts, and a whole tiny run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers as T
+
+from lorabook.e2e import data as e2e_data
+from lorabook.e2e.data import (
+    IGNORE_INDEX,
+    E2ERow,
+    collate_causal,
+    encode_example,
+    encode_prompt,
+    group_references,
+    linearise_mr,
+    load_e2e,
+    read_csv,
+)
+from lorabook.e2e.decode import generate_outputs
+from lorabook.e2e.experiment import causal_lm_loss, run_e2e
+from lorabook.e2e.presets import DecodeConfig, e2e_preset
+from lorabook.methods import prepare_model
+
+EOS = "<|endoftext|>"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    """A GPT-2-style byte-level BPE tokenizer trained in a second on E2E text (no download)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    rows = load_e2e("train")[:1000]
+    bpe = ByteLevelBPETokenizer()
+    text = [linearise_mr(r.mr) for r in rows] + [r.ref for r in rows]
+    bpe.train_from_iterator(text, vocab_size=400, special_tokens=[EOS], show_progress=False)
+    return T.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS)
+
+
+def tiny_gpt2(tokenizer, layers: int = 2, seed: int = 0) -> T.GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    cfg = T.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=layers,
+        n_head=2,
+        n_positions=256,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return T.GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def model_folder(tokenizer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    tiny_gpt2(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_csv(path: Path, rows: list[E2ERow]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mr", "ref"])
+        w.writerows([r.mr, r.ref] for r in rows)
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """A data folder with the first rows of each official E2E file (test: 6 unique MRs)."""
+    root = tmp_path_factory.mktemp("data")
+    test = load_e2e("test")
+    mrs, _ = group_references(test)
+    write_csv(root / "e2e" / "trainset.csv", load_e2e("train")[:40])
+    write_csv(root / "e2e" / "devset.csv", load_e2e("validation")[:12])
+    write_csv(root / "e2e" / "testset_w_refs.csv", [r for r in test if r.mr in set(mrs[:6])])
+    return root
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def test_official_files_have_the_documented_rows():
+    for split, (rows, mrs) in {
+        "train": (42_061, 4_862),
+        "validation": (4_672, 547),
+        "test": (4_693, 630),
+    }.items():
+        data = load_e2e(split)
+        assert len(data) == rows == e2e_data.EXPECTED_ROWS[split]
+        assert len(group_references(data)[0]) == mrs
+
+
+def test_references_are_grouped_per_mr_in_order_of_first_appearance():
+    rows = [
+        E2ERow("b", "1"),
+        E2ERow("a", "2"),
+        E2ERow("b", "3"),
+        E2ERow("c", "4"),
+        E2ERow("a", "5"),
+    ]
+    assert group_references(rows) == (["b", "a", "c"], [["1", "3"], ["2", "5"], ["4"]])
+    test = load_e2e("test")
+    mrs, refs = group_references(test)
+    assert mrs[0] == test[0].mr and sum(map(len, refs)) == len(test)
+    assert mrs == list(dict.fromkeys(r.mr for r in test))
+
+
+def test_the_test_vector_lines_follow_the_grouped_order():
+    """The official TGen outputs (one per MR, in first-appearance order) match MR by MR."""
+    outputs = e2e_data.e2e_file("test").parent / "reference-scores" / "tgen-std.run0.txt"
+    lines = outputs.read_text(encoding="utf-8").splitlines()
+    mrs, _ = group_references(load_e2e("test"))
+    assert len(lines) == len(mrs) == 630
+    names = [linearise_mr(m).split(" | ")[0].removeprefix("name : ") for m in mrs]
+    # TGen delexicalises and relexicalises the name: it appears in almost every output
+    assert sum(n in line for n, line in zip(names, lines, strict=True)) > 600
+
+
+def test_linearise_mr():
+    mr = "name[The Vaults], eatType[pub], priceRange[more than £30], near[Café Adriatic]"
+    assert linearise_mr(mr) == (
+        "name : The Vaults | eatType : pub | priceRange : more than £30 | near : Café Adriatic"
+    )
+    assert linearise_mr("  not an MR ") == "not an MR"
+
+
+def test_csv_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "x.csv"
+    bad.write_text("mr,ref\nname[A],fine\nname[B]\n", encoding="utf-8")
+    with pytest.raises(e2e_data.E2EFormatError, match=r"x\.csv, line 3: expected 2 fields"):
+        read_csv(bad)
+    bad.write_text("meaning,text\n", encoding="utf-8")
+    with pytest.raises(e2e_data.E2EFormatError, match="header"):
+        read_csv(bad)
+    bad.write_text("mr,ref\n", encoding="utf-8")
+    with pytest.raises(e2e_data.E2EFormatError, match="header only"):
+        read_csv(bad)
+    bad.write_bytes(b"mr,ref\nname[A],caf\xe9\n")
+    with pytest.raises(e2e_data.E2EFormatError, match="not UTF-8"):
+        read_csv(bad)
+    with pytest.raises(FileNotFoundError, match="nothere.csv"):
+        read_csv(tmp_path / "nothere.csv")
+
+
+# --- the training example and its loss --------------------------------------------------------
+
+
+def test_example_is_context_separator_reference_eos_and_labels_mask_the_context(tokenizer):
+    row = E2ERow("name[The Vaults], eatType[pub]", "The Vaults is a pub.")
+    ex = encode_example(tokenizer, row, max_length=128)
+    context = encode_prompt(tokenizer, row.mr)
+    eos = tokenizer.eos_token_id
+    assert context[-1] == eos and eos not in context[:-1]
+    assert ex["input_ids"][: len(context)] == context and ex["input_ids"][-1] == eos
+    assert ex["labels"][: len(context)] == [IGNORE_INDEX] * len(context)
+    assert ex["labels"][len(context) :] == ex["input_ids"][len(context) :]
+    text = tokenizer.decode(ex["input_ids"][len(context) : -1])
+    assert text == " The Vaults is a pub."
+    assert tokenizer.decode(context[:-1]) == "name : The Vaults | eatType : pub"
+
+
+def test_truncation_keeps_the_context_and_refuses_a_context_that_does_not_fit(tokenizer):
+    row = E2ERow("name[The Vaults], eatType[pub]", "word " * 200)
+    ex = encode_example(tokenizer, row, max_length=40)
+    assert len(ex["input_ids"]) == len(ex["labels"]) == 40
+    assert ex["input_ids"][: len(encode_prompt(tokenizer, row.mr))] == encode_prompt(
+        tokenizer, row.mr
+    )
+    with pytest.raises(ValueError, match="raise max_length"):
+        encode_example(tokenizer, row, max_length=5)
+
+
+def test_loss_is_transformers_loss_on_reference_tokens_only(tokenizer):
+    model = tiny_gpt2(tokenizer)
+    rows = [
+        E2ERow("name[The Vaults], eatType[pub]", "The Vaults is a pub."),
+        E2ERow("name[Alimentum], area[city centre], familyFriendly[no]", "Alimentum."),
+    ]
+    batch = collate_causal(tokenizer.eos_token_id)(
+        [encode_example(tokenizer, r, 128) for r in rows]
+    )
+    ours = causal_lm_loss(model, batch)
+    theirs = model(**batch).loss  # transformers shifts the labels and ignores -100
+    torch.testing.assert_close(ours, theirs)
+    # changing a context token's label would not matter: only reference positions count
+    masked = {**batch, "labels": batch["labels"].clone()}
+    masked["labels"][0, 1] = 5
+    assert not torch.allclose(causal_lm_loss(model, masked), ours)
+
+
+def test_label_smoothing_is_the_textbook_mixture(tokenizer):
+    model = tiny_gpt2(tokenizer)
+    batch = collate_causal(tokenizer.eos_token_id)(
+        [encode_example(tokenizer, E2ERow("name[A]", "A is here."), 64)]
+    )
+    eps = 0.1
+    logp = model(input_ids=batch["input_ids"]).logits[:, :-1].log_softmax(-1)
+    target = batch["labels"][:, 1:]
+    keep = target != IGNORE_INDEX
+    nll = -logp[keep].gather(-1, target[keep][:, None]).squeeze(-1)
+    uniform = -logp[keep].mean(-1)
+    expected = ((1 - eps) * nll + eps * uniform).mean()
+    torch.testing.assert_close(causal_lm_loss(model, batch, eps), expected)
+
+
+def test_collate_pads_to_the_longest_in_the_batch(tokenizer):
+    examples = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}]
+    batch = collate_causal(0)(examples)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+class GenerateSpy:
+    """Counts the prompts that reach ``model.generate``."""
+
+    def __init__(self, model):
+        self.prompts: list[list[int]] = []
+        self._generate = model.generate
+        model.generate = self
+
+    def __call__(self, input_ids, attention_mask, **kwargs):
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            self.prompts.append(ids[mask.bool()].tolist())
+        return self._generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+def test_decoding_runs_once_per_unique_mr_and_keeps_the_mr_order(tokenizer):
+    rows = load_e2e("test")[:40]
+    mrs, refs = group_references(rows)
+    assert len(mrs) < len(rows)
+    model = tiny_gpt2(tokenizer)
+    spy = GenerateSpy(model)
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=4, batch_mrs=3)
+    outputs = generate_outputs(model, tokenizer, mrs, cfg, progress=False)
+    assert len(outputs) == len(mrs) and len(spy.prompts) == len(mrs)
+    assert sorted(map(tuple, spy.prompts)) == sorted(
+        tuple(encode_prompt(tokenizer, m)) for m in mrs
+    )
+    with pytest.raises(ValueError, match="unique MRs"):
+        generate_outputs(model, tokenizer, [mrs[0], mrs[0]], cfg, progress=False)
+
+
+def test_batched_left_padded_decoding_equals_one_mr_at_a_time(tokenizer):
+    mrs, _ = group_references(load_e2e("test")[:60])
+    model = tiny_gpt2(tokenizer, seed=3)
+    cfg = DecodeConfig(num_beams=3, max_new_tokens=6, batch_mrs=8)
+    batched = generate_outputs(model, tokenizer, mrs, cfg, progress=False)
+    alone = [generate_outputs(model, tokenizer, [m], cfg, progress=False)[0] for m in mrs]
+    assert batched == alone
+
+
+def test_interrupted_decoding_resumes_without_redoing_finished_mrs(tokenizer, tmp_path):
+    mrs, _ = group_references(load_e2e("test")[:40])
+    model = tiny_gpt2(tokenizer)
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=4, batch_mrs=2)
+    partial = tmp_path / "decode.jsonl"
+    full = generate_outputs(model, tokenizer, mrs, cfg, partial=partial, progress=False)
+    lines = partial.read_text().splitlines()
+    partial.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # cut mid-line
+    spy = GenerateSpy(model)
+    again = generate_outputs(model, tokenizer, mrs, cfg, partial=partial, progress=False)
+    assert again == full
+    assert len(spy.prompts) == len(mrs) - 3
+
+
+# --- methods on causal LMs -------------------------------------------------------------------
+
+
+def test_gpt2_medium_lora_trains_q_and_v_only_393216_parameters():
+    """r = 4 on W_q and W_v of GPT-2 medium's 24 layers: 2 · 24 · 1024 · 4 · 2 = 393,216."""
+    with torch.device("meta"):
+        model = T.GPT2LMHeadModel(T.GPT2Config(n_embd=1024, n_layer=24, n_head=16))
+    report = prepare_model(model, "lora", head=[], lora_r=4, lora_alpha=32)
+    assert report.trainable == 393_216 and report.head == 0
+
+
+def test_gpt2_lora_leaves_the_key_slice_of_c_attn_unchanged(tokenizer):
+    model = tiny_gpt2(tokenizer)
+    prepare_model(model, "lora", head=[], lora_r=4, lora_alpha=32)
+    for p in model.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p)  # B ≠ 0: the adapted slices now move
+    x = torch.randn(1, 5, 32)
+    layer = model.transformer.h[0].attn.c_attn
+    out = layer(x)
+    base = layer.base_layer(x)
+    d = 32
+    assert not torch.allclose(out[..., :d], base[..., :d])  # q adapted
+    torch.testing.assert_close(out[..., d : 2 * d], base[..., d : 2 * d])  # k untouched
+    assert not torch.allclose(out[..., 2 * d :], base[..., 2 * d :])  # v adapted
+
+
+def test_ft_top2_trains_exactly_the_last_two_blocks(tokenizer):
+    model = tiny_gpt2(tokenizer, layers=4)
+    report = prepare_model(model, "ft_top2", head=[])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        n.startswith(("transformer.h.2.", "transformer.h.3.")) for n in trainable
+    )
+    block = sum(p.numel() for p in model.transformer.h[3].parameters())
+    assert report.trainable == 2 * block
+
+
+# --- a whole run -----------------------------------------------------------------------------
+
+
+def test_run_e2e_trains_decodes_writes_official_files_and_is_reused(
+    model_folder, small_data, tmp_path, monkeypatch
+):
+    kw = dict(
+        model=str(model_folder),
+        preset="smoke",
+        data_dir=small_data,
+        results_dir=tmp_path,
+        progress=False,
+        score=False,
+        log=lambda s: None,
+    )
+    record = run_e2e("lora", **kw)
+    folder = Path(record["_path"]).parent if "_path" in record else None
+    records = list((tmp_path / "e2e" / "smoke").rglob("*.json"))
+    assert len(records) == 1 and folder is None
+    out_dir = records[0].with_suffix("")
+    outputs = (out_dir / "outputs.txt").read_text(encoding="utf-8").splitlines()
+    blocks = (out_dir / "references.txt").read_text(encoding="utf-8").split("\n\n")
+    assert len(outputs) == len(blocks) == record["data"]["test_mrs"] == 6
+    _, refs = group_references(load_e2e("test", small_data))
+    assert [b.strip("\n").split("\n") for b in blocks] == refs
+    assert (out_dir / "trainable.safetensors").exists()
+    assert record["params"]["trainable"] == 2 * 2 * 4 * 32 * 2  # layers · (q, v) · r · d · (A, B)
+    assert record["epochs"] and record["scores"] is None
+    assert not any((tmp_path / "_scratch").glob("*")), "scratch is removed after the record"
+
+    # a second call returns the record without training; other settings make a new record
+    monkeypatch.setattr("lorabook.e2e.experiment.fit", lambda *a, **k: pytest.fail("retrained"))
+    assert run_e2e("lora", **kw) == json.loads(records[0].read_text())
+    monkeypatch.undo()
+    run_e2e("lora", overrides={"lr": 5e-4}, **kw)
+    assert len(list((tmp_path / "e2e" / "smoke").rglob("*.json"))) == 2
+
+
+def test_untuned_model_decodes_without_training(model_folder, small_data, tmp_path):
+    record = run_e2e(
+        "none",
+        model=str(model_folder),
+        preset="smoke",
+        data_dir=small_data,
+        results_dir=tmp_path,
+        progress=False,
+        score=False,
+        log=lambda s: None,
+    )
+    assert record["params"]["trainable"] == 0 and record["epochs"] == []
+
+
+def test_presets():
+    paper = e2e_preset("paper", "lora")
+    t = paper.train
+    assert (t.lr, t.weight_decay, t.batch_size, t.epochs, t.warmup_steps) == (2e-4, 0.01, 8, 5, 500)
+    assert (paper.lora_r, paper.lora_alpha, paper.dropout, paper.label_smoothing) == (
+        4,
+        32,
+        0.1,
+        0.1,
+    )
+    d = paper.decode
+    assert (d.num_beams, d.length_penalty, d.no_repeat_ngram_size) == (10, 0.9, 4)
+    cpu = e2e_preset("cpu", "lora")
+    assert cpu.test_mrs is None and cpu.decode == paper.decode
+    assert cpu.with_overrides(length_penalty=0.8, epochs=2).decode.length_penalty == 0.8
+    with pytest.raises(ValueError, match="Unknown E2E settings"):
+        cpu.with_overrides(beams=3)
+    with pytest.raises(ValueError, match="train_examples"):
+        cpu.with_overrides(train_examples=0)
