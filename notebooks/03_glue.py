@@ -100,9 +100,11 @@ pd.DataFrame(rows).set_index(["task", "preset"])
 #
 # ## 3.2 The runs
 #
-# One call per (task, method). `run_glue` loads the data, the model, applies the method
-# (`lorabook.methods.prepare_model`: for LoRA that is `apply_lora` on `query` and `value`,
-# with the classification head trainable and counted apart), trains with
+# One call per (task, method). Each record's file name carries a hash of every setting that
+# decides the run, so the call below finds the record made with exactly the `quick` preset's
+# settings (and trains only if there is none). `run_glue` loads the data, the model,
+# applies the method (`lorabook.methods.prepare_model`: for LoRA that is `apply_lora` on
+# `query` and `value`, with the classification head trainable and counted apart), trains with
 # `lorabook.train.fit`, evaluates on the dev set after every epoch and reports the best
 # epoch, as the paper does.
 
@@ -195,12 +197,18 @@ bench_files = sorted((results_dir / "bench").glob(f"glue-*-{model}-*.json"))
 if bench_files:
     bench = json.loads(bench_files[-1].read_text())
     print(f"{bench_files[-1].name}: {bench['environment']['device']}")
+    if bench.get("note"):
+        print(bench["note"])
     display(
         pd.DataFrame(
             [
                 {
                     "method": r["method"],
+                    "batching": r.get("batching", "max_length"),  # older records: padded
                     "s/step": round(r["seconds_per_step"], 3),
+                    "real tokens/s": round(r["real_tokens_per_second"])
+                    if "real_tokens_per_second" in r
+                    else None,
                     "peak memory (MiB)": round(r["peak_memory"]["bytes"] / 2**20),
                     "training state by account (MiB)": round(
                         r["accounted_training_state_bytes"] / 2**20, 1
@@ -209,7 +217,7 @@ if bench_files:
                 }
                 for r in bench["rows"]
             ]
-        ).set_index("method")
+        ).set_index(["method", "batching"])
     )
 else:
     print("No benchmark record yet: run `python -m lorabook.glue.bench --model", model, "`")

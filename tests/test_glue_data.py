@@ -252,15 +252,54 @@ def test_env_var_is_honoured(tmp_path, monkeypatch):
     assert load_glue("sst2", "validation", data_dir=other)[:]["sentence1"] == ["only row"]
 
 
-def test_data_dir_error_lists_candidates(tmp_path, monkeypatch):
+@pytest.mark.parametrize("origin", ["argument", "LORABOOK_DATA"])
+def test_missing_data_folder_is_an_error_not_a_fallback(tmp_path, monkeypatch, origin):
+    """A folder asked for that does not exist is refused, even when the default exists."""
+    write(tmp_path / "default" / "glue" / "SST-2" / "dev.tsv", "sentence\tlabel\nfine .\t1\n")
     monkeypatch.setattr(paths, "DEFAULT_DATA", tmp_path / "default")
-    monkeypatch.setenv("LORABOOK_DATA", str(tmp_path / "env"))
-    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError) as err:
-        paths.data_dir(tmp_path / "arg")
+    missing = tmp_path / "typo"
+    override = missing if origin == "argument" else None
+    if origin == "LORABOOK_DATA":
+        monkeypatch.setenv("LORABOOK_DATA", str(missing))
+    else:
+        monkeypatch.delenv("LORABOOK_DATA", raising=False)
+    for call in (
+        lambda: paths.data_dir(override),
+        lambda: load_glue("sst2", "validation", data_dir=override),  # auto: not the hub either
+    ):
+        with pytest.raises(FileNotFoundError) as err:
+            call()
+        message = str(err.value)
+        assert str(missing) in message and origin in message and "\n" not in message
+
+
+def test_default_data_folder_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("LORABOOK_DATA", raising=False)
+    monkeypatch.setattr(paths, "DEFAULT_DATA", tmp_path / "default")
+    with pytest.raises(FileNotFoundError, match="LORABOOK_DATA") as err:
+        paths.data_dir()
+    assert str(tmp_path / "default") in str(err.value)
+
+
+def test_non_utf8_byte_names_file_and_line(tmp_path):
+    path = tmp_path / "glue" / "SST-2" / "train.tsv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"sentence\tlabel\nfine .\t1\nna\xefve caf\xe9 .\t0\n")
+    with pytest.raises(GlueFormatError) as err:
+        load_glue("sst2", "train", data_dir=tmp_path, source="local")
     message = str(err.value)
-    for name in ("arg", "env", "default"):
-        assert str(tmp_path / name) in message
-    assert "LORABOOK_DATA" in message
+    assert str(path) in message and "line 3" in message and "not UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    "task,header", [("rte", "index\tsentence1\tsentence2\tlabel\n"), ("cola", "")]
+)
+def test_file_without_rows_is_an_error(tmp_path, task, header):
+    folder = GLUE_TASKS[task].folder
+    path = write(tmp_path / "glue" / folder / "dev.tsv", header)
+    with pytest.raises(GlueFormatError, match="no data rows") as err:
+        load_glue(task, "validation", data_dir=tmp_path, source="local")
+    assert str(path) in str(err.value)
 
 
 # --------------------------------------------------------------------------- other tasks

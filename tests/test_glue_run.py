@@ -1,31 +1,72 @@
-"""A real GLUE run, made tiny: MiniLM, the offline data, one short epoch, one result record."""
+"""A real GLUE run, made tiny: MiniLM, the offline data, one short epoch, one result record.
+
+Then the issue's "runs you can trust" cases, each as a test: a record is keyed by every
+setting; ``--force`` never rewrites another configuration's record; the record's path is
+printed; bad settings, a missing data folder, an unknown model and malformed data files
+fail in one line (exit 2) before any training; the scratch folder goes once a run is done.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from lorabook.glue import experiment
 from lorabook.glue.__main__ import main
-from lorabook.glue.experiment import record_path, run_glue
-from lorabook.glue.presets import PAPER_LORA_ROBERTA_BASE, glue_preset
+from lorabook.glue.experiment import (
+    TRAINABLE_FILE,
+    batch_tokens,
+    plan_glue_run,
+    record_config,
+    run_glue,
+)
+from lorabook.glue.presets import PAPER_LORA_ROBERTA_BASE, SettingsError, glue_preset
+from lorabook.runs import config_key
+from lorabook.train import length_grouped_order
 
 TINY = {"epochs": 1, "train_examples": 48, "eval_examples": 40, "max_length": 32, "batch_size": 16}
+TINY_ARGS = ["--epochs", "1", "--train-examples", "48", "--eval-examples", "40"]
+TINY_ARGS += ["--max-length", "32", "--batch-size", "16", "--no-progress"]
+
+
+class WouldTrain(Exception):
+    """Raised by a stand-in for fit(): the run got as far as training."""
+
+
+def no_training(*args, **kwargs):
+    raise WouldTrain
 
 
 @pytest.fixture(scope="module")
 def lora_record(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    return results, run_glue(
-        "rte", "lora", "minilm", "quick", overrides=TINY, results_dir=results, progress=False
+    lines: list[str] = []
+    record = run_glue(
+        "rte",
+        "lora",
+        "minilm",
+        "quick",
+        overrides=TINY,
+        results_dir=results,
+        progress=False,
+        log=lines.append,
     )
+    return results, record, lines
+
+
+def tiny_run(results: Path, **overrides) -> experiment.GlueRun:
+    return plan_glue_run("rte", "lora", "minilm", "quick", 0, results, {**TINY, **overrides})
 
 
 def test_record_has_what_the_issue_asks(lora_record):
-    results, record = lora_record
-    path = record_path(results, "quick", "minilm", "rte", "lora", 0)
-    assert json.loads(path.read_text()) == record
+    results, record, lines = lora_record
+    run = tiny_run(results)
+    assert run.paths.record.name == f"rte-lora-seed0-{run.paths.key}.json"
+    assert json.loads(run.paths.record.read_text()) == record
     for key in (
         "settings",
         "epochs",
@@ -36,22 +77,51 @@ def test_record_has_what_the_issue_asks(lora_record):
         "peak_memory",
         "wall_seconds",
         "seconds_per_step",
+        "train_tokens",
         "environment",
     ):
         assert key in record, key
     assert record["metric"] == "accuracy" and 0 <= record["best"]["accuracy"] <= 1
-    assert record["data"] == {"train_rows": 48, "eval_rows": 40}
+    data = record["data"]
+    assert (data["train_rows"], data["eval_rows"], data["source"]) == (48, 40, "local")
+    assert set(data["files"]) == {"train", "validation"}
+    assert data["files"]["validation"]["path"] == "glue/RTE/dev.tsv"
+    assert all(len(f["sha256"]) == 64 for f in data["files"].values())
+    assert Path(data["folder"], data["files"]["train"]["path"]).is_file()
     env = record["environment"]
     assert env["packages"]["torch"] and env["device"].startswith(("cpu", "cuda"))
     # LoRA trains < 1% of the encoder (head excluded, as in the paper's counts)
     params = record["params"]
     assert params["trainable"] == 73_728 and params["trainable"] / params["total"] < 0.01
-    assert record["settings"]["lora_r"] == 8 and record["settings"]["train"]["epochs"] == 1
-    assert not list((results / "_scratch").rglob("last.pt"))  # removed once the record exists
+    settings = record["settings"]
+    assert settings["lora_r"] == 8 and settings["train"]["epochs"] == 1
+    assert (settings["padding"], settings["group_by_length"]) == ("longest", False)
+    # the name is the hash of the configuration the record states
+    assert config_key(record_config(record)) == record["key"] == run.paths.key
+    # and the log says where it went
+    assert lines[-1] == f"rte-lora-seed0: record written: {run.paths.record}"
+
+
+def test_dynamic_padding_is_counted(lora_record):
+    _, record, _ = lora_record
+    tokens = record["train_tokens"]
+    # RTE's pairs fill max_length 32, so here the batches' longest is max_length itself
+    assert 0 < tokens["real"] <= tokens["padded"] <= 48 * 32
+    assert tokens["real_per_second"] > 0
+
+
+def test_lora_tensors_are_kept_with_the_record_and_scratch_is_removed(lora_record):
+    results, record, _ = lora_record
+    run = tiny_run(results)
+    tensors = load_file(run.paths.outputs / TRAINABLE_FILE)
+    assert record["trainable_file"] == f"{run.paths.outputs.name}/{TRAINABLE_FILE}"
+    assert any("lora_A" in name for name in tensors) and any("lora_B" in name for name in tensors)
+    assert (run.paths.outputs / TRAINABLE_FILE).stat().st_size == record["trainable_file_bytes"]
+    assert not run.paths.scratch.exists()  # checkpoints removed once the record exists
 
 
 def test_same_seed_gives_the_same_run(lora_record, tmp_path):
-    _, record = lora_record
+    _, record, _ = lora_record
     again = run_glue(
         "rte", "lora", "minilm", "quick", overrides=TINY, results_dir=tmp_path, progress=False
     )
@@ -62,36 +132,204 @@ def test_same_seed_gives_the_same_run(lora_record, tmp_path):
 
 
 def test_finished_run_is_not_recomputed(lora_record, monkeypatch):
-    results, record = lora_record
-    monkeypatch.setattr(experiment, "fit", lambda *a, **k: pytest.fail("fit called again"))
+    results, record, _ = lora_record
+    monkeypatch.setattr(experiment, "fit", no_training)
     assert run_glue("rte", "lora", "minilm", "quick", overrides=TINY, results_dir=results) == record
 
 
-def test_cli_runs_regression_task_and_prints_best(tmp_path, capsys):
-    argv = [
-        "--task",
-        "stsb",
-        "--method",
-        "bitfit",
-        "--results-dir",
-        str(tmp_path),
-        "--no-progress",
-        "--epochs",
-        "1",
-        "--train-examples",
-        "32",
-        "--eval-examples",
-        "32",
-        "--max-length",
-        "32",
-        "--batch-size",
-        "16",
-    ]
+# --------------------------------------------------------------------------- record identity
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ["--epochs", "2"],
+        ["--train-examples", "64"],
+        ["--lr", "0.002"],
+        ["--lora-alpha", "16"],
+        ["--group-by-length"],
+        ["--padding", "max_length"],
+    ],
+)
+def test_changed_setting_is_a_new_run_not_the_old_record(lora_record, monkeypatch, change):
+    """The issue's case: ``--epochs 1`` used to return a 3-epoch record in 4 s."""
+    results, record, _ = lora_record
+    monkeypatch.setattr(experiment, "fit", no_training)
+    with pytest.raises(WouldTrain):
+        main(["--task", "rte", "--results-dir", str(results), *TINY_ARGS, *change])
+
+
+def test_same_settings_from_the_cli_reuse_the_record_and_print_its_path(lora_record, capsys):
+    results, record, _ = lora_record
+    assert main(["--task", "rte", "--results-dir", str(results), *TINY_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert str(tiny_run(results).paths.record) in out and "same settings" in out
+    assert "best epoch 1 of 1" in out
+    # the values a person types are the values the preset holds: alpha 8 == 8.0
+    assert tiny_run(results, lora_alpha=8.0).paths == tiny_run(results).paths
+
+
+def test_force_never_rewrites_a_record_of_other_settings(lora_record, monkeypatch):
+    results, record, _ = lora_record
+    path = tiny_run(results).paths.record
+    before = path.read_bytes()
+    monkeypatch.setattr(experiment, "fit", no_training)
+    with pytest.raises(WouldTrain):  # other settings: a run of its own, not a rewrite
+        main(
+            ["--task", "rte", "--results-dir", str(results), *TINY_ARGS, "--epochs", "2", "--force"]
+        )
+    assert path.read_bytes() == before
+    assert not tiny_run(results, epochs=2).paths.record.exists()
+    with pytest.raises(WouldTrain):  # same settings: --force reruns that one
+        main(["--task", "rte", "--results-dir", str(results), *TINY_ARGS, "--force"])
+    assert path.read_bytes() == before  # untouched until a rerun finishes
+
+
+def test_cli_runs_regression_task_and_keeps_scratch_on_request(tmp_path, capsys):
+    argv = ["--task", "stsb", "--method", "bitfit", "--results-dir", str(tmp_path)]
+    argv += ["--epochs", "1", "--train-examples", "32", "--eval-examples", "32"]
+    argv += ["--max-length", "32", "--batch-size", "16", "--no-progress", "--keep-scratch"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "stsb bitfit seed 0: best epoch 1: pearson" in out
-    record = json.loads(record_path(tmp_path, "quick", "minilm", "stsb", "bitfit", 0).read_text())
+    assert "stsb bitfit seed 0: best epoch 1 of 1: pearson" in out
+    overrides = {"epochs": 1, "train_examples": 32, "eval_examples": 32, "max_length": 32}
+    run = plan_glue_run("stsb", "bitfit", results_dir=tmp_path, overrides=overrides)
+    assert f"record written: {run.paths.record}" in out
+    record = json.loads(run.paths.record.read_text())
     assert set(record["best"]) >= {"pearson", "spearmanr"}
+    assert (run.paths.scratch / "ckpt" / "last.pt").is_file()  # --keep-scratch
+    assert (run.paths.outputs / TRAINABLE_FILE).is_file()
+
+
+# --------------------------------------------------------------------------- user errors
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if a model is resolved or loaded."""
+
+    def forbidden(*args, **kwargs):
+        pytest.fail("a model was loaded before the settings were checked")
+
+    monkeypatch.setattr(experiment, "resolve_model", forbidden)
+    monkeypatch.setattr(experiment.AutoModelForSequenceClassification, "from_pretrained", forbidden)
+    monkeypatch.setattr(experiment, "fit", no_training)
+
+
+@pytest.mark.parametrize(
+    "bad,named",
+    [
+        (["--lora-r", "0"], "lora_r"),
+        (["--lora-alpha", "0"], "lora_alpha"),
+        (["--lora-alpha", "nan"], "lora_alpha"),
+        (["--epochs", "0"], "epochs"),
+        (["--train-examples", "0"], "train_examples"),
+        (["--eval-examples", "-3"], "eval_examples"),
+        (["--lr", "0"], "lr"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--max-length", "2"], "max_length"),
+        (["--padding", "left"], "padding"),
+        (["--mixed-precision", "fp8"], "mixed_precision"),
+        (["--seed", "-1"], "seed"),
+    ],
+)
+def test_bad_setting_is_one_line_and_exit_2_before_any_model_loads(
+    tmp_path, capsys, no_model, bad, named
+):
+    argv = ["--task", "rte", "sst2", "--method", "ft", "lora", "--results-dir", str(tmp_path)]
+    assert main(argv + bad) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and named in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "glue").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, no_model):
+    with pytest.raises(SettingsError, match="lora_r"):
+        main(["--task", "rte", "--lora-r", "0", "--results-dir", str(tmp_path), "--debug"])
+
+
+def test_train_examples_all_means_the_whole_set(tmp_path):
+    run = plan_glue_run("rte", overrides={"train_examples": None}, results_dir=tmp_path)
+    assert run.settings.train_examples is None
+    with pytest.raises(SettingsError, match="train_examples must be at least 1"):
+        plan_glue_run("rte", overrides={"train_examples": 0}, results_dir=tmp_path)
+
+
+@pytest.mark.parametrize("model", ["roberta-bse", "./no-such-model"])
+def test_unknown_model_offline_is_one_line(tmp_path, capsys, monkeypatch, model):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(experiment, "fit", no_training)
+    assert main(["--task", "rte", "--model", model, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and model.lstrip("./") in err
+    if model == "roberta-bse":
+        assert "minilm" in err  # what would work offline
+
+
+def test_missing_lorabook_data_is_an_error_not_a_fallback(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "no-such-data"
+    monkeypatch.setenv("LORABOOK_DATA", str(missing))
+    monkeypatch.setattr(experiment, "fit", no_training)
+    assert main(["--task", "rte", "--results-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and "LORABOOK_DATA" in err
+
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+RTE_ROWS = "".join(f"{i}\tA man sleeps {i}.\tA man is awake.\tnot_entailment\n" for i in range(8))
+
+
+@pytest.mark.parametrize(
+    "dev,expected",
+    [
+        (RTE_HEADER.encode(), "no data rows after its header"),
+        (
+            (RTE_HEADER + RTE_ROWS).encode() + b"8\tCaf\xe9 au lait.\tA drink.\tentailment\n",
+            "line 10",
+        ),
+    ],
+    ids=["header-only", "latin-1 byte"],
+)
+def test_bad_dev_file_fails_before_training_naming_the_file(
+    tmp_path, capsys, monkeypatch, dev, expected
+):
+    folder = tmp_path / "data" / "glue" / "RTE"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text(RTE_HEADER + RTE_ROWS)
+    (folder / "dev.tsv").write_bytes(dev)
+    monkeypatch.setattr(experiment, "fit", no_training)
+    monkeypatch.setattr(
+        experiment.AutoModelForSequenceClassification,
+        "from_pretrained",
+        lambda *a, **k: pytest.fail("the model was loaded before the data was read"),
+    )
+    argv = ["--task", "rte", "--data-dir", str(tmp_path / "data")]
+    assert main(argv + ["--results-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(folder / "dev.tsv") in err and expected in err
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_length_grouped_batches_are_whole_seeded_and_less_padded():
+    lengths = [5 + (i * 37) % 60 for i in range(330)]  # 20 full batches of 16 and one of 10
+    order = length_grouped_order(lengths, 16, seed=0, epoch=0, chunk_batches=4)
+    assert sorted(order) == list(range(330))
+    assert order == length_grouped_order(lengths, 16, seed=0, epoch=0, chunk_batches=4)
+    assert order != length_grouped_order(lengths, 16, seed=0, epoch=1, chunk_batches=4)
+    assert len(set(order[-10:])) == 10  # the short batch last: every other batch is whole
+    chunks = [order[i : i + 64] for i in range(0, 320, 64)]
+    assert all(len(c) == 64 for c in chunks)
+    grouped = batch_tokens(lengths, order, 16)
+    shuffled = batch_tokens(lengths, list(range(330)), 16)
+    assert grouped[0] == shuffled[0] == sum(lengths)  # the same text...
+    assert grouped[1] < shuffled[1]  # ...with less padding
+    assert batch_tokens(lengths, order, 16, pad_to=80) == (sum(lengths), 330 * 80)
+
+
+# --------------------------------------------------------------------------- presets
 
 
 def test_paper_preset_is_table_9():
@@ -119,3 +357,11 @@ def test_preset_errors(args, match):
 def test_unknown_override_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"Unknown settings \['learning_rate'\].*lr"):
         glue_preset("quick", "sst2", "lora").with_overrides(learning_rate=1e-3)
+
+
+def test_resolved_settings_are_canonical():
+    p = glue_preset("quick", "sst2", "lora").with_overrides(lora_alpha=16)
+    resolved = p.resolved("lora")
+    assert resolved["lora_alpha"] == 16.0 and isinstance(resolved["lora_alpha"], float)
+    assert p.resolved("ft")["lora_r"] is None  # unused settings do not split FT's records
+    assert not math.isnan(resolved["train"]["lr"])

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from lorabook.glue.experiment import record_config
+from lorabook.runs import config_key, find_records
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = sorted((ROOT / "results" / "glue").rglob("*.json"))
 
@@ -14,7 +17,10 @@ RECORDS = sorted((ROOT / "results" / "glue").rglob("*.json"))
 @pytest.mark.parametrize("path", RECORDS, ids=lambda p: str(p.relative_to(ROOT / "results")))
 def test_glue_record_is_consistent(path: Path):
     record = json.loads(path.read_text())
-    assert path.name == f"{record['task']}-{record['method']}-seed{record['seed']}.json"
+    stem = f"{record['task']}-{record['method']}-seed{record['seed']}"
+    # the name's hash is the hash of the configuration the record states
+    assert path.name == f"{stem}-{config_key(record_config(record))}.json"
+    assert record["key"] == config_key(record_config(record))
     metric, epochs = record["metric"], record["epochs"]
     assert len(epochs) == record["settings"]["train"]["epochs"]
     best = max(epochs, key=lambda e: e[metric])
@@ -27,7 +33,8 @@ def test_glue_record_is_consistent(path: Path):
 
 
 def test_records_exist_for_the_quick_preset():
-    found = {(p.parent.name, p.stem) for p in RECORDS if p.parent.parent.name == "quick"}
+    found = find_records(ROOT / "results", "glue", preset="quick", model="minilm", seed=0)
+    have = {(r["task"], r["method"]) for r in found}
     for task in ("sst2", "mrpc", "cola", "rte", "stsb"):
         for method in ("ft", "lora"):
-            assert ("minilm", f"{task}-{method}-seed0") in found
+            assert (task, method) in have

@@ -2,12 +2,13 @@
 
 The data (GLUE TSVs, E2E CSVs) is kept outside the repository, in ``../shared/data`` beside
 the checkout. :func:`data_dir` finds it; set ``LORABOOK_DATA`` to point somewhere else.
+A folder that is asked for explicitly and does not exist is an error: never a quiet
+fallback to another folder, whose data might differ.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 ENV_VAR = "LORABOOK_DATA"
@@ -20,54 +21,55 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 """The default data folder: ``<repo root>/../shared/data``."""
 
 
-def data_candidates(override: str | Path | None = None) -> list[tuple[str, Path]]:
-    """The places :func:`data_dir` looks, in order, each with where it came from.
+def data_source(override: str | Path | None = None) -> tuple[str, Path]:
+    """The data folder asked for, and where the request came from; not checked.
 
     Args:
-        override: an explicit folder (e.g. a ``--data-dir`` argument); ``None`` to skip.
+        override: an explicit folder (e.g. a ``--data-dir`` argument); ``None`` or ``""``
+            to skip.
     Returns:
-        ``[(origin, path), ...]``: the override, then ``$LORABOOK_DATA``, then
-        ``<repo root>/../shared/data``; the first two only when given/set.
+        ``("argument", override)`` if given, else ``("$LORABOOK_DATA", ...)`` if set, else
+        ``("default <repo>/../shared/data", DEFAULT_DATA)``.
     """
-    candidates: list[tuple[str, Path]] = []
     if override is not None and str(override) != "":
-        candidates.append(("argument", Path(override).expanduser()))
+        return "argument", Path(override).expanduser()
     env = os.environ.get(ENV_VAR)
     if env:
-        candidates.append((f"${ENV_VAR}", Path(env).expanduser()))
-    candidates.append(("default <repo>/../shared/data", DEFAULT_DATA))
-    return candidates
+        return f"${ENV_VAR}", Path(env).expanduser()
+    return "default <repo>/../shared/data", DEFAULT_DATA
+
+
+def data_dir_is_explicit(override: str | Path | None = None) -> bool:
+    """Whether the data folder was asked for (an argument or ``LORABOOK_DATA``)."""
+    return not data_source(override)[0].startswith("default")
 
 
 def data_dir(override: str | Path | None = None) -> Path:
     """The folder holding the offline data sets (the parent of ``glue/`` and ``e2e/``).
 
-    Looks, in this order, at ``override``, then the ``LORABOOK_DATA`` environment variable,
-    then ``<repo root>/../shared/data``, and returns the first folder that exists. An
-    explicit ``override`` or ``LORABOOK_DATA`` that does not exist is skipped with a warning.
+    ``override`` if given, else the ``LORABOOK_DATA`` environment variable if set, else
+    ``<repo root>/../shared/data``. Only one of them is looked at: a folder that is asked
+    for and does not exist is an error, not a reason to read another one.
 
     Args:
         override: a folder to use in preference to everything else.
     Returns:
         the data folder, as given (not resolved).
     Raises:
-        FileNotFoundError: none of the candidates exists; the message lists every path tried
-            and how to set ``LORABOOK_DATA``.
+        FileNotFoundError: the folder does not exist; the (one-line) message names it,
+            where it came from and how to point elsewhere.
     """
-    candidates = data_candidates(override)
-    for origin, path in candidates:
-        if path.is_dir():
-            return path
-        if origin != candidates[-1][0]:
-            warnings.warn(
-                f"data folder from {origin} does not exist: {path}; trying the next candidate",
-                stacklevel=2,
-            )
-    tried = "\n".join(f"  - {path} (from {origin})" for origin, path in candidates)
+    origin, path = data_source(override)
+    if path.is_dir():
+        return path
+    fix = (
+        f"pass an existing folder (data_dir=... / --data-dir) or set {ENV_VAR} to one"
+        if origin == "argument"
+        else f"set {ENV_VAR} to an existing folder, or unset it to use {DEFAULT_DATA}"
+        if origin.startswith("$")
+        else f"set {ENV_VAR} (or pass data_dir=... / --data-dir)"
+    )
     raise FileNotFoundError(
-        "No data folder found. Tried, in order:\n"
-        f"{tried}\n"
-        f"Pass the folder explicitly (data_dir=... / --data-dir) or set {ENV_VAR}, e.g.\n"
-        f"  export {ENV_VAR}=/path/to/shared/data\n"
-        "(the folder that contains glue/ and e2e/)."
+        f"data folder {path} (from {origin}) does not exist: {fix}; "
+        "it is the folder that contains glue/ and e2e/"
     )

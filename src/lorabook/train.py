@@ -109,6 +109,29 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def length_grouped_order(
+    lengths: list[int], batch_size: int, seed: int, epoch: int, chunk_batches: int = 50
+) -> list[int]:
+    """A shuffled order whose batches hold examples of similar length (less padding).
+
+    The epoch's :func:`epoch_order` is cut into chunks of ``chunk_batches * batch_size``
+    examples; each chunk is sorted by length (longest first) and cut into batches; then the
+    full batches are shuffled (seeded by ``seed`` and ``epoch``, so resumable) and the one
+    short batch, if any, goes last so that every batch stays whole.
+    """
+    order = epoch_order(len(lengths), seed, epoch)
+    chunk = chunk_batches * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: -lengths[i])
+        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=g).tolist()] + short
+    return [i for batch in shuffled for i in batch]
+
+
 def _model_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return model(**batch).loss
 
@@ -129,6 +152,7 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] = print,
     compute_loss: Callable[[nn.Module, dict], torch.Tensor] | None = None,
+    order: Callable[[int], list[int]] | None = None,
 ) -> FitResult:
     """Train ``model`` (its trainable parameters) and evaluate after every epoch.
 
@@ -143,6 +167,10 @@ def fit(
         log: where one line per epoch goes.
         compute_loss: ``compute_loss(model, batch) -> loss``; default ``model(**batch).loss``
             (e.g. E2E's label-smoothed loss on the reference tokens).
+        order: ``order(epoch) -> indices`` of ``train_dataset`` in batch order (0-based
+            epoch); default :func:`epoch_order` with ``config.seed``, e.g.
+            :func:`length_grouped_order` for batches of similar length. Must depend on the
+            epoch only, so that a resumed run sees the same batches.
     """
     if compute_loss is None:
         compute_loss = _model_loss
@@ -184,10 +212,11 @@ def fit(
 
     start = time.perf_counter()
     for epoch in range(result.resumed_from_epoch, config.epochs):
-        order = epoch_order(len(train_dataset), config.seed, epoch)[: batches * config.batch_size]
+        indices = order(epoch) if order else epoch_order(len(train_dataset), config.seed, epoch)
+        indices = indices[: batches * config.batch_size]
         loader = accelerator.prepare(
             DataLoader(
-                Subset(train_dataset, order), batch_size=config.batch_size, collate_fn=collate_fn
+                Subset(train_dataset, indices), batch_size=config.batch_size, collate_fn=collate_fn
             )
         )
         model.train()

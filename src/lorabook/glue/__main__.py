@@ -2,18 +2,41 @@
 
 Several GPUs: ``accelerate launch -m lorabook.glue --task sst2 --method lora --preset paper``.
 Several tasks/methods: ``--task sst2 mrpc --method ft lora`` runs every combination in turn.
+
+Each run's record is named by a hash of all its settings, so changing one (``--epochs 1``)
+makes a new record beside the others instead of returning an old one; the path is printed.
+Every combination's settings are checked before the first one loads anything; a mistake
+prints one ``error:`` line and exits with status 2 (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
-from lorabook.glue.presets import PRESETS
+from lorabook.cli import add_debug_flag, cli_main
+from lorabook.glue.presets import PADDING, PRESETS
 from lorabook.methods import METHODS
+from lorabook.runs import DEFAULT_RESULTS
 from lorabook.train import MIXED_PRECISION
 
 TASKS = ("sst2", "mrpc", "cola", "rte", "stsb", "mnli", "qnli", "qqp")
+ALL = "all"
+
+
+def count_or_all(text: str) -> int | str:
+    """An example count for ``--train-examples``/``--eval-examples``: a whole number or 'all'."""
+    if text == ALL:
+        return ALL
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or '{ALL}', got {text!r}"
+        ) from None
+
+
 OVERRIDES = {  # flag -> (setting, type, help)
     "--epochs": ("epochs", int, "training epochs"),
     "--lr": ("lr", float, "peak learning rate"),
@@ -21,19 +44,26 @@ OVERRIDES = {  # flag -> (setting, type, help)
     "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
     "--mixed-precision": ("mixed_precision", str, f"one of {MIXED_PRECISION}"),
     "--max-length": ("max_length", int, "maximum tokens per example"),
-    "--train-examples": ("train_examples", int, "use a seeded subset of the training set"),
-    "--eval-examples": ("eval_examples", int, "use a seeded subset of the dev set"),
+    "--train-examples": (
+        "train_examples",
+        count_or_all,
+        f"a seeded subset of the training set ('{ALL}': the whole set)",
+    ),
+    "--eval-examples": (
+        "eval_examples",
+        count_or_all,
+        f"a seeded subset of the dev set ('{ALL}': the whole set)",
+    ),
     "--max-steps-per-epoch": ("max_steps_per_epoch", int, "cap batches per epoch"),
     "--lora-r": ("lora_r", int, "LoRA rank"),
     "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper 8, official scripts 16)"),
     "--adapter-size": ("adapter_size", int, "adapter bottleneck width"),
+    "--padding": ("padding", str, f"{PADDING[0]!r}: pad a batch to its longest; {PADDING[1]!r}"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run each (task, method) and print its best dev score."""
-    from lorabook.glue.experiment import DEFAULT_RESULTS, run_glue
-
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m lorabook.glue`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m lorabook.glue",
         description=__doc__,
@@ -51,44 +81,81 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="GLUE TSVs folder's parent (default: $LORABOOK_DATA, then ../shared/data)",
+        help="the folder holding glue/ (default: $LORABOOK_DATA if set, else ../shared/data)",
     )
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
-    parser.add_argument("--force", action="store_true", help="rerun even if a record exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun even if a record of exactly these settings exists (replaces only that one)",
+    )
+    parser.add_argument(
+        "--keep-scratch",
+        action="store_true",
+        help="keep the run's checkpoint folder (results/_scratch/...) after its record is written",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
-    args = parser.parse_args(argv)
-    overrides = {
-        dest: getattr(args, dest)
-        for dest, _, _ in OVERRIDES.values()
+    parser.add_argument(
+        "--group-by-length",
+        dest="group_by_length",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="batches of similar length (seeded), less padding (default: the preset's)",
+    )
+    add_debug_flag(parser)
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    """The settings the command line changes (``'all'`` examples → ``None``)."""
+    dests = [dest for dest, _, _ in OVERRIDES.values()] + ["group_by_length"]
+    return {
+        dest: None if getattr(args, dest) == ALL else getattr(args, dest)
+        for dest in dests
         if getattr(args, dest) is not None
     }
-    for task in args.task:
-        for method in args.method:
-            for seed in args.seed:
-                record = run_glue(
-                    task,
-                    method,
-                    args.model,
-                    args.preset,
-                    seed,
-                    args.data_dir,
-                    args.results_dir,
-                    overrides,
-                    args.force,
-                    not args.no_progress,
-                )
-                best = ", ".join(
-                    f"{k} {v:.4f}"
-                    for k, v in record["best"].items()
-                    if k not in ("train_loss", "train_seconds")
-                )
-                print(
-                    f"{task} {method} seed {seed}: best epoch {record['best_epoch']}: {best} "
-                    f"| trainable {record['params']['trainable']:,} (head excluded)"
-                )
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from lorabook.glue.experiment import plan_glue_run, run_glue
+
+    args = build_parser().parse_args(argv)
+    overrides = overrides_from(args)
+    runs = [(t, m, s) for t in args.task for m in args.method for s in args.seed]
+    for task, method, seed in runs:  # check every combination before running any
+        plan_glue_run(task, method, args.model, args.preset, seed, args.results_dir, overrides)
+    for task, method, seed in runs:
+        record = run_glue(
+            task,
+            method,
+            args.model,
+            args.preset,
+            seed,
+            args.data_dir,
+            args.results_dir,
+            overrides,
+            force=args.force,
+            progress=not args.no_progress,
+            keep_scratch=args.keep_scratch,
+        )
+        best = ", ".join(
+            f"{k} {v:.4f}"
+            for k, v in record["best"].items()
+            if k not in ("train_loss", "train_seconds")
+        )
+        print(
+            f"{task} {method} seed {seed}: best epoch {record['best_epoch']} of "
+            f"{len(record['epochs'])}: {best} "
+            f"| trainable {record['params']['trainable']:,} (head excluded)"
+        )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run each (task, method, seed) and print its best dev score and its record's path."""
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

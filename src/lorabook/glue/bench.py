@@ -1,6 +1,19 @@
-"""Benchmark: time per training step and peak memory, LoRA vs full fine-tuning, same batches.
+"""Benchmark: time per step, tokens/s and peak memory, LoRA vs full fine-tuning, same batches.
 
     python -m lorabook.glue.bench --task sst2 --model minilm --steps 20
+
+Each method is measured with each way of making batches (``--batching``):
+
+* ``max_length``: every example padded to ``--max-length`` (what this package did before;
+  the "before" of dynamic padding);
+* ``longest``: each batch padded to its longest example (dynamic padding, the default of
+  every preset);
+* ``grouped``: dynamic padding over length-grouped batches
+  (:func:`lorabook.train.length_grouped_order`, chunks of 50 batches).
+
+Tokens/s counts real (non-pad) tokens, so the three are comparable: the same examples' worth
+of text per second. On a CPU shared with other work the figures are indicative only: say so
+with ``--note``; the record keeps the note.
 
 Each method runs in a fresh process, so that the peak memory measured (CUDA allocator peak
 on a GPU, process peak RSS on a CPU) belongs to that method alone. Beside the measurement it
@@ -16,12 +29,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from lorabook.cli import add_debug_flag, cli_main
 from lorabook.io import write_json
 from lorabook.records import environment, peak_memory
+
+BATCHING = ("max_length", "longest", "grouped")
 
 
 def measure(
@@ -32,9 +49,14 @@ def measure(
     batch_size: int,
     max_length: int,
     data_dir: str | None,
+    batching: str = "longest",
     warmup: int = 3,
 ) -> dict:
-    """Run ``warmup + steps`` AdamW steps on real ``task`` batches; time the last ``steps``."""
+    """Run ``warmup + steps`` AdamW steps on real ``task`` batches; time the last ``steps``.
+
+    The batches come from one seeded pool of ``50 * batch_size`` training examples, in a
+    shuffled order (``max_length``, ``longest``) or length-grouped (``grouped``).
+    """
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
@@ -42,10 +64,13 @@ def measure(
     )
 
     from lorabook.glue.data import GLUE_TASKS, load_glue, subset, tokenize_glue
+    from lorabook.glue.presets import LENGTH_GROUP_BATCHES
     from lorabook.methods import prepare_model
     from lorabook.models import resolve_model
-    from lorabook.train import param_groups
+    from lorabook.train import epoch_order, length_grouped_order, param_groups
 
+    if batching not in BATCHING:
+        raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     path = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -54,13 +79,22 @@ def measure(
     )
     report = prepare_model(net, method)
     net.to(device).train()
-    rows = subset(load_glue(task, "train", data_dir), batch_size * (steps + warmup), seed=0)
+    pool = batch_size * max(steps + warmup, LENGTH_GROUP_BATCHES)
+    rows = subset(load_glue(task, "train", data_dir), pool, seed=0)
     data = tokenize_glue(rows, tokenizer, task, max_length)
-    collate = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
+    lengths = [len(ids) for ids in data["input_ids"]]
+    if batching == "grouped":
+        order = length_grouped_order(lengths, batch_size, 0, 0, LENGTH_GROUP_BATCHES)
+    else:
+        order = epoch_order(len(lengths), 0, 0)
+    if batching == "max_length":
+        collate = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
+    else:
+        collate = DataCollatorWithPadding(tokenizer, padding="longest")
     optimizer = torch.optim.AdamW(param_groups(net, 0.1), lr=1e-4)
-    times = []
+    times, real, padded = [], 0, 0
     for i in range(steps + warmup):
-        batch = collate([data[j] for j in range(i * batch_size, (i + 1) * batch_size)])
+        batch = collate([data[j] for j in order[i * batch_size : (i + 1) * batch_size]])
         batch = {k: v.to(device) for k, v in batch.items()}
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -72,14 +106,20 @@ def measure(
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - start)
+            real += int(batch["attention_mask"].sum())
+            padded += batch["attention_mask"].numel()
     params = list(net.parameters())
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(p.numel() for p in params)
     bytes_per = params[0].element_size()
     return {
         "method": method,
+        "batching": batching,
         "seconds_per_step": sum(times) / len(times),
         "seconds_per_step_min": min(times),
+        "real_tokens_per_second": real / sum(times),
+        "padded_tokens_per_second": padded / sum(times),
+        "padding_share": 1 - real / padded,
         "peak_memory": peak_memory(device),
         "accounted_training_state_bytes": bytes_per * (total + 3 * trainable),
         "trainable_incl_head": trainable,
@@ -87,8 +127,22 @@ def measure(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run each method in its own process and print/write the comparison."""
+def speedups(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Real tokens/s of each batching relative to ``max_length`` padding, per method."""
+    out: dict[str, dict[str, float]] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        base = [r for r in rows if r["method"] == method and r["batching"] == "max_length"]
+        if not base:
+            continue
+        out[method] = {
+            r["batching"]: r["real_tokens_per_second"] / base[0]["real_tokens_per_second"]
+            for r in rows
+            if r["method"] == method
+        }
+    return out
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lorabook.glue.bench",
         description=__doc__,
@@ -97,91 +151,85 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--methods", nargs="+", default=["ft", "lora"])
+    parser.add_argument("--batching", nargs="+", default=list(BATCHING), choices=BATCHING)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--note", default=None, help="a remark kept in the record")
     parser.add_argument("--out", default=None, help="JSON file (default results/bench/...)")
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process mode
+    parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)  # child mode
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    settings = (args.task, args.model, args.steps, args.batch_size, args.max_length, args.data_dir)
+    common = (args.task, args.model, args.steps, args.batch_size, args.max_length, args.data_dir)
     if args.one:
-        print(
-            json.dumps(
-                measure(
-                    args.task,
-                    args.one,
-                    args.model,
-                    args.steps,
-                    args.batch_size,
-                    args.max_length,
-                    args.data_dir,
-                )
-            )
-        )
+        method, batching = args.one
+        print(json.dumps(measure(*common[:1], method, *common[1:], batching, args.warmup)))
         return 0
     rows = []
     for method in args.methods:
-        cmd = [
-            sys.executable,
-            "-m",
-            "lorabook.glue.bench",
-            "--one",
-            method,
-            "--task",
-            args.task,
-            "--model",
-            args.model,
-            "--steps",
-            str(args.steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--max-length",
-            str(args.max_length),
-        ]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            sys.stderr.write(done.stderr)
-            raise SystemExit(f"benchmark of {method} failed (exit {done.returncode})")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"{'method':<10}{'s/step':>10}{'peak MiB':>12}{'state MiB (acct.)':>20}{'trainable':>14}")
-    for r in rows:
-        print(
-            f"{r['method']:<10}{r['seconds_per_step']:>10.3f}"
-            f"{r['peak_memory']['bytes'] / 2**20:>12.0f}"
-            f"{r['accounted_training_state_bytes'] / 2**20:>20.1f}"
-            f"{r['params']['trainable']:>14,}"
-        )
+        for batching in args.batching:
+            cmd = [sys.executable, "-m", "lorabook.glue.bench", "--one", method, batching]
+            cmd += ["--task", args.task, "--model", args.model, "--steps", str(args.steps)]
+            cmd += ["--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
+            cmd += ["--max-length", str(args.max_length)]
+            if args.data_dir:
+                cmd += ["--data-dir", args.data_dir]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                sys.stderr.write(done.stderr)
+                raise SystemExit(
+                    f"benchmark of {method}/{batching} failed (exit {done.returncode})"
+                )
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(
+                f"{method:<8}{batching:<12}{r['seconds_per_step']:>8.3f} s/step"
+                f"{r['real_tokens_per_second']:>10.0f} real tok/s"
+                f"{100 * r['padding_share']:>6.0f}% pad"
+                f"{r['peak_memory']['bytes'] / 2**20:>8.0f} MiB peak"
+                f"{r['accounted_training_state_bytes'] / 2**20:>8.1f} MiB state (acct.)",
+                flush=True,
+            )
     print(f"peak memory = {rows[0]['peak_memory']['kind']}")
-    env = environment()
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("results/bench")
-        / (
-            f"glue-{args.task}-{args.model.replace('/', '--')}-"
-            f"{'cuda' if torch.cuda.is_available() else 'cpu'}.json"
+    gains = speedups(rows)
+    for method, by in gains.items():
+        print(
+            f"{method}: real tokens/s vs max_length padding: "
+            + ", ".join(f"{b} x{v:.2f}" for b, v in by.items())
         )
-    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = args.model.replace("/", "--")
+    out = Path(args.out or f"results/bench/glue-{args.task}-{model}-{device}.json")
+    names = ("task", "model", "steps", "batch_size", "max_length", "data_dir")
     write_json(
         out,
         {
             "kind": "glue-bench",
-            "settings": dict(
-                zip(
-                    ("task", "model", "steps", "batch_size", "max_length", "data_dir"),
-                    settings,
-                    strict=True,
-                )
-            ),
+            "settings": {
+                **dict(zip(names, common, strict=True)),
+                "warmup": args.warmup,
+                "batching": args.batching,
+            },
+            "before_after": {
+                "before": "max_length: every example padded to max_length",
+                "after": "longest: each batch padded to its longest example (grouped: and "
+                "batches of similar length)",
+                "real_tokens_per_second_vs_before": gains,
+            },
+            "note": args.note,
             "rows": rows,
-            "environment": env,
+            "environment": environment(),
         },
     )
     print(f"written: {out}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run each (method, batching) in its own process and print/write the comparison."""
+    return cli_main(_main, argv)
 
 
 if __name__ == "__main__":

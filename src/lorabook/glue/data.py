@@ -12,17 +12,21 @@ are parsed with ``csv.QUOTE_NONE``: quote characters inside sentences are litera
 with the wrong number of fields or an unknown label raises :class:`GlueFormatError` naming the
 file and line; nothing is dropped silently. The official files need no special handling (every
 row of all ten files has the expected field count); only MRPC's UTF-8 byte-order mark is
-stripped (by reading with ``utf-8-sig``).
+stripped (by reading with ``utf-8-sig``). A byte that is not UTF-8, or a file with no rows,
+is a :class:`GlueFormatError` too, naming the file (and the line).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lorabook.paths import ENV_VAR
+from lorabook.cli import UserError
+from lorabook.paths import ENV_VAR, data_dir_is_explicit, data_source
 from lorabook.paths import data_dir as default_data_dir
 
 if TYPE_CHECKING:
@@ -39,7 +43,7 @@ ENTAILMENT = {"entailment": 0, "not_entailment": 1}
 NLI3 = {"entailment": 0, "neutral": 1, "contradiction": 2}
 
 
-class GlueFormatError(ValueError):
+class GlueFormatError(UserError, ValueError):
     """A GLUE TSV does not have the expected layout (message names the file and line)."""
 
 
@@ -282,18 +286,19 @@ def task_file(task: str, split: str = "train", data_dir: str | Path | None = Non
 
 
 def _missing_message(spec: GlueTask, path: Path, what: str) -> str:
-    lines = [f"GLUE {spec.name} {what} not found: expected {path}"]
-    if not spec.offline:
-        lines.append(
-            f"{spec.name} is not in the offline data folder (its files are too large; only "
-            f"{', '.join(OFFLINE_TASKS)} are); put the GLUE TSVs there yourself, or"
-        )
-    lines += [
-        f"- load it from the Hugging Face hub instead: load_glue({spec.name!r}, ..., "
-        f"source='hub') (needs internet; {HUB_DATASET!r}), or",
-        f"- point {ENV_VAR} (or data_dir=...) at the folder that contains glue/{spec.folder}/.",
-    ]
-    return "\n".join(lines)
+    """One line: what is missing, where it was expected, and the two ways out."""
+    offline = (
+        ""
+        if spec.offline
+        else f" ({spec.name} is not in the offline data folder: its files are too large;"
+        f" only {', '.join(OFFLINE_TASKS)} are)"
+    )
+    return (
+        f"GLUE {spec.name} {what} not found: expected {path}{offline}; point {ENV_VAR} "
+        f"(or data_dir=... / --data-dir) at the folder that contains glue/{spec.folder}/, "
+        f"or load it from the Hugging Face hub: load_glue({spec.name!r}, ..., source='hub') "
+        f"(needs internet; {HUB_DATASET!r})"
+    )
 
 
 def _parse_label(spec: GlueTask, text: str, path: Path, line: int) -> int | float:
@@ -326,8 +331,9 @@ def read_tsv(task: str, path: str | Path) -> dict[str, list[Any]]:
         ``{"sentence1": [...], "sentence2": [...], "label": [...], "idx": [...]}``.
     Raises:
         FileNotFoundError: the file does not exist.
-        GlueFormatError: a missing header column, a row with the wrong number of fields
-            (blank lines included) or an unknown label; the message names file and line.
+        GlueFormatError: a byte that is not UTF-8, a missing header column, a row with the
+            wrong number of fields (blank lines included), an unknown label, or no rows at
+            all; the message names the file and the line.
     """
     spec = get_task(task)
     fmt = spec.local
@@ -336,7 +342,7 @@ def read_tsv(task: str, path: str | Path) -> dict[str, list[Any]]:
     s2: list[str] = []
     labels: list[int | float] = []
     # newline="" + QUOTE_NONE: split on "\n" and "\t" only, quotes are text.
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(_decode(path), newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
         if fmt.has_header:
             header = next(reader, None)
@@ -371,22 +377,57 @@ def read_tsv(task: str, path: str | Path) -> dict[str, list[Any]]:
                 labels.append(_parse_label(spec, row[il], path, line))
         except csv.Error as err:
             raise GlueFormatError(f"{path}, line {reader.line_num}: {err}") from err
+    if not s1:
+        where = "after its header" if fmt.has_header else "in it"
+        raise GlueFormatError(f"{path}: no data rows {where}; expected GLUE {spec.name} rows")
     return {"sentence1": s1, "sentence2": s2, "label": labels, "idx": list(range(len(s1)))}
+
+
+def _decode(path: Path) -> str:
+    """The file's text (UTF-8, a BOM dropped); a non-UTF-8 byte names the file and line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise GlueFormatError(
+            f"{path}, line {line}: byte {raw[err.start : err.start + 1]!r} at column {column} "
+            "is not UTF-8; the GLUE files are UTF-8 text (re-save it as UTF-8)"
+        ) from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), to record exactly which data a run read."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_folder(task: str, data_dir: str | Path | None = None) -> Path | None:
+    """The folder of ``task``'s TSVs if the data folder has it, else ``None`` (use the hub).
+
+    Raises:
+        FileNotFoundError: a data folder that was asked for (``data_dir`` or
+            ``$LORABOOK_DATA``) does not exist: that is an error, not a reason to use the hub.
+    """
+    spec = get_task(task)
+    try:
+        root = default_data_dir(data_dir)
+    except FileNotFoundError:
+        if data_dir_is_explicit(data_dir):
+            raise
+        return None
+    folder = root / "glue" / spec.folder
+    return folder if folder.is_dir() else None
 
 
 def _load_local(spec: GlueTask, split: str, data_dir: str | Path | None) -> datasets.Dataset:
     import datasets
 
-    if data_dir is None:
-        try:
-            root = default_data_dir()
-        except FileNotFoundError as err:
-            raise FileNotFoundError(
-                f"{err}\n"
-                + _missing_message(spec, Path("<data>") / "glue" / spec.folder, "data folder")
-            ) from None
-    else:
-        root = Path(data_dir)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
     folder = root / "glue" / spec.folder
     path = folder / spec.local.files[split]
     if not folder.is_dir():
@@ -425,10 +466,12 @@ def load_glue(
         task: sst2, mrpc, cola, rte, stsb (offline), or mnli, qnli, qqp (hub).
         split: ``train`` or ``validation`` (alias ``dev``; MNLI: matched).
         data_dir: the data folder holding ``glue/<Folder>/``; default
-            :func:`lorabook.paths.data_dir`. An explicit folder is used as given.
+            :func:`lorabook.paths.data_dir`, which refuses a ``$LORABOOK_DATA`` that does
+            not exist. An explicit folder is used as given.
         source: ``local`` reads the TSVs; ``hub`` calls
             ``datasets.load_dataset("nyu-mll/glue", task)``; ``auto`` reads the TSVs when
-            the task's folder exists and otherwise tries the hub.
+            the task's folder exists and otherwise tries the hub (a data folder that was
+            asked for and does not exist is an error, not a reason to try the hub).
     Returns:
         a ``datasets.Dataset`` with columns ``sentence1``, ``sentence2`` ("" for SST-2 and
         CoLA), ``label`` (ClassLabel id; float32 score for STS-B) and ``idx`` (row number).
@@ -448,19 +491,16 @@ def load_glue(
     if source == "hub":
         return _load_hub(spec, split)
     # auto
-    try:
-        root = Path(data_dir) if data_dir is not None else default_data_dir()
-    except FileNotFoundError:
-        root = None
-    if root is not None and (root / "glue" / spec.folder).is_dir():
-        return _load_local(spec, split, root)
-    expected = (root or Path("<data>")) / "glue" / spec.folder
+    folder = local_folder(spec.name, data_dir)
+    if folder is not None:
+        return _load_local(spec, split, folder.parent.parent)
     try:
         return _load_hub(spec, split)
     except Exception as err:  # no internet, no `datasets` hub access, ...
+        root = data_source(data_dir)[1]
         raise FileNotFoundError(
-            _missing_message(spec, expected, "folder")
-            + f"\n(source='auto' tried the hub too and failed: {type(err).__name__}: {err})"
+            _missing_message(spec, root / "glue" / spec.folder, "folder")
+            + f" (source='auto' tried the hub too and failed: {type(err).__name__}: {err})"
         ) from err
 
 

@@ -3,16 +3,25 @@
     from lorabook.glue.experiment import run_glue
     record = run_glue("sst2", method="lora", model="minilm", preset="quick")
 
-A finished run's record is never recomputed: calling again returns it (``force=True`` reruns).
-An interrupted run resumes from its last epoch checkpoint under ``<results>/_scratch``.
+A run's identity is everything that decides it (:func:`glue_config`); its record is
+``results/glue/<preset>/<model>/<task>-<method>-seed<seed>-<hash of that config>.json``
+(see :mod:`lorabook.runs`). So a finished run is returned, not recomputed, only when every
+setting is the same; any change (epochs, examples, lr, ...) is a new record beside it, and
+``force=True`` reruns only the record of the same settings. Settings are checked
+(:func:`plan_glue_run`) before any data or model is loaded. An interrupted run resumes from
+its last epoch checkpoint under ``<results>/_scratch``, which is removed once the record is
+written (``keep_scratch=True`` keeps it).
+
+LoRA's, BitFit's and the adapters' trained tensors are kept beside the record
+(``<record name>/trainable.safetensors``); full fine-tuning's are the whole model (~90 MB for
+MiniLM) and are not kept.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,29 +32,108 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from lorabook.glue.data import GLUE_TASKS, load_glue, subset, tokenize_glue
+from lorabook.glue.data import (
+    GLUE_TASKS,
+    HUB_DATASET,
+    file_sha256,
+    load_glue,
+    local_folder,
+    subset,
+    tokenize_glue,
+)
 from lorabook.glue.metrics import glue_metrics, primary_metric
-from lorabook.glue.presets import GluePreset, glue_preset
+from lorabook.glue.presets import LENGTH_GROUP_BATCHES, GluePreset, SettingsError, glue_preset
 from lorabook.io import write_json, write_tensors
-from lorabook.methods import prepare_model
+from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
 from lorabook.records import environment, peak_memory
-from lorabook.train import fit
+from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
+from lorabook.train import epoch_order, fit, length_grouped_order
 
-DEFAULT_RESULTS = Path("results")
+TRAINABLE_FILE = "trainable.safetensors"
+FT_TENSORS_NOT_KEPT = (
+    "not kept: full fine-tuning trains the whole model, so its tensors are a full checkpoint "
+    "(~90 MB for MiniLM); only the file size is recorded"
+)
 
 
-def model_slug(model: str) -> str:
-    """A file-name-safe name for a model id or path."""
-    return Path(model).name if Path(model).exists() else model.replace("/", "--")
+def glue_config(task: str, method: str, model: str, preset: str, seed: int, settings: dict) -> dict:
+    """Everything that decides a GLUE run: hashed into its record's file name.
+
+    ``settings`` is :meth:`GluePreset.resolved` (or a record's ``settings``); its ``notes``
+    are prose and left out. The data folder is not part of it (records stay portable);
+    the record states the folder and the SHA-256 of each file read instead.
+    """
+    return {
+        "kind": "glue",
+        "task": task,
+        "method": method,
+        "model": model,
+        "preset": preset,
+        "seed": seed,
+        "settings": {k: v for k, v in settings.items() if k != "notes"},
+    }
 
 
-def record_path(
-    results_dir: str | Path, preset: str, model: str, task: str, method: str, seed: int
-) -> Path:
-    """``<results>/glue/<preset>/<model>/<task>-<method>-seed<seed>.json``."""
-    name = f"{task}-{method}-seed{seed}.json"
-    return Path(results_dir) / "glue" / preset / model_slug(model) / name
+def record_config(record: dict) -> dict:
+    """The configuration a GLUE record was made with (its name holds this dict's hash)."""
+    return glue_config(
+        record["task"],
+        record["method"],
+        record["model"],
+        record["preset"],
+        record["seed"],
+        record["settings"],
+    )
+
+
+@dataclass(frozen=True)
+class GlueRun:
+    """One planned GLUE run: checked settings, identity (``config``) and paths."""
+
+    task: str
+    method: str
+    model: str
+    preset: str
+    seed: int
+    settings: GluePreset
+    config: dict
+    paths: RunPaths
+
+    @property
+    def stem(self) -> str:
+        """The human part of the record's name, ``rte-lora-seed0``."""
+        return f"{self.task}-{self.method}-seed{self.seed}"
+
+
+def plan_glue_run(
+    task: str,
+    method: str = "lora",
+    model: str = "minilm",
+    preset: str | GluePreset = "quick",
+    seed: int = 0,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    overrides: dict | None = None,
+) -> GlueRun:
+    """Resolve and check a run's settings and find its record; loads no data and no model.
+
+    Raises:
+        SettingsError: an unknown task, method, preset or setting, or a value out of range
+            (r < 1, α <= 0, epochs < 1, train_examples < 1, lr <= 0, ...).
+    """
+    if task not in GLUE_TASKS:
+        raise SettingsError(f"Unknown task {task!r}; choose one of {sorted(GLUE_TASKS)}")
+    if method not in METHODS:
+        raise SettingsError(f"Unknown method {method!r}; choose one of {list(METHODS)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise SettingsError(f"seed must be a whole number >= 0, got {seed!r}")
+    preset_name = preset if isinstance(preset, str) else "custom"
+    settings = glue_preset(preset, task, method, seed) if isinstance(preset, str) else preset
+    settings = settings.with_overrides(**(overrides or {})).check()
+    config = glue_config(task, method, model, preset_name, seed, settings.resolved(method))
+    stem = f"{task}-{method}-seed{seed}"
+    paths = run_paths(results_dir, "glue", preset_name, model, stem, config)
+    return GlueRun(task, method, model, preset_name, seed, settings, config, paths)
 
 
 def make_evaluate(task: str, eval_dataset, collate, batch_size: int):
@@ -66,6 +154,44 @@ def make_evaluate(task: str, eval_dataset, collate, batch_size: int):
     return evaluate
 
 
+def batch_tokens(
+    lengths: list[int], indices: list[int], batch_size: int, pad_to: int | None = None
+) -> tuple[int, int]:
+    """``(real, padded)`` tokens of the batches ``indices`` makes: padded to each batch's
+    longest example, or to ``pad_to`` tokens when given."""
+    real = padded = 0
+    for start in range(0, len(indices), batch_size):
+        batch = [lengths[i] for i in indices[start : start + batch_size]]
+        real += sum(batch)
+        padded += len(batch) * (pad_to or max(batch))
+    return real, padded
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter to print)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _data_provenance(task: str, folder: Path | None) -> dict:
+    """Where the data came from: the local folder and each file's SHA-256, or the hub."""
+    if folder is None:
+        return {"source": "hub", "dataset": HUB_DATASET, "config": task}
+    spec = GLUE_TASKS[task]
+    root = folder.parent.parent
+    files = {}
+    for split, name in spec.local.files.items():
+        path = folder / name
+        files[split] = {
+            "path": str(path.relative_to(root)),
+            "sha256": file_sha256(path),
+            "bytes": path.stat().st_size,
+        }
+    return {"source": "local", "folder": str(root.resolve()), "files": files}
+
+
 def run_glue(
     task: str,
     method: str = "lora",
@@ -77,6 +203,8 @@ def run_glue(
     overrides: dict | None = None,
     force: bool = False,
     progress: bool = True,
+    keep_scratch: bool = False,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Train ``model`` on GLUE ``task`` with ``method`` and write its result record.
 
@@ -85,25 +213,65 @@ def run_glue(
         method: ft, bitfit, adapter_h, adapter_p or lora.
         model: ``minilm`` (offline), a hub id such as ``roberta-base``, or a local folder.
         preset: ``quick``, ``paper``, or a ``GluePreset``.
+        data_dir: the data folder (default ``$LORABOOK_DATA``, else ``../shared/data``).
         overrides: settings to change, e.g. ``{"epochs": 1, "lr": 1e-3, "train_examples": 64}``.
-        force: rerun even if a record exists.
+        force: rerun even if a record of exactly these settings exists (it is replaced;
+            records of other settings are never touched).
+        keep_scratch: keep the checkpoint folder after the record is written.
+        log: where progress lines go (the record's path included).
     Returns:
-        the result record (also written atomically as JSON; see ``record_path``).
+        the result record, also written atomically as JSON at ``plan_glue_run(...).paths``.
+    Raises:
+        SettingsError: a bad setting (before anything is loaded).
+        FileNotFoundError: the data folder or a file is missing.
+        GlueFormatError: a malformed data file (file and line named), before training.
+        lorabook.models.ModelNotAvailableError: the model cannot be had (offline).
     """
-    preset_name = preset if isinstance(preset, str) else "custom"
-    settings = glue_preset(preset, task, method, seed) if isinstance(preset, str) else preset
-    settings = settings.with_overrides(**(overrides or {}))
-    out = record_path(results_dir, preset_name, model, task, method, seed)
-    if out.exists() and not force:
-        return json.loads(out.read_text())
-    run_id = out.stem + f"-{preset_name}-{model_slug(model)}"
-    scratch = Path(results_dir) / "_scratch" / run_id
+    run = plan_glue_run(task, method, model, preset, seed, results_dir, overrides)
+    settings, paths = run.settings, run.paths
+    done = paths.finished()
+    if done is not None and not force:
+        log(f"{run.stem}: same settings finished earlier; record: {shown(paths.record)}")
+        return done
+    others = sorted(p for p in paths.record.parent.glob(f"{run.stem}-*.json") if p != paths.record)
+    if others:
+        log(
+            f"{run.stem}: {len(others)} record(s) with other settings exist beside it "
+            f"(e.g. {others[0].name}); this run gets its own record"
+        )
+    if force:
+        paths.drop_scratch()  # a rerun starts over, not from an old checkpoint
 
+    # Fail early, before any training: the data folder, the model, then the data files.
     spec = GLUE_TASKS[task]
+    folder = local_folder(task, data_dir)
+    model_path = resolve_model(model)
+    source = ("local", folder.parent.parent) if folder is not None else ("hub", None)
+    train_rows = load_glue(task, "train", source[1], source=source[0])
+    eval_rows = load_glue(task, "validation", source[1], source=source[0])
+    data_info = _data_provenance(task, folder)
+    if settings.train_examples:
+        train_rows = subset(train_rows, settings.train_examples, seed)
+    if settings.eval_examples:
+        eval_rows = subset(eval_rows, settings.eval_examples, seed)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    train_ds = tokenize_glue(train_rows, tokenizer, task, settings.max_length)
+    eval_ds = tokenize_glue(eval_rows, tokenizer, task, settings.max_length)
+    pad_to = settings.max_length if settings.padding == "max_length" else None
+    collate = DataCollatorWithPadding(tokenizer, padding=settings.padding, max_length=pad_to)
+    train = settings.train
+    lengths = [len(ids) for ids in train_ds["input_ids"]]
+
+    def order(epoch: int) -> list[int]:
+        if settings.group_by_length:
+            return length_grouped_order(
+                lengths, train.batch_size, train.seed, epoch, LENGTH_GROUP_BATCHES
+            )
+        return epoch_order(len(lengths), train.seed, epoch)
+
     set_seed(seed)  # the new head and LoRA's A are initialised here, before fit() runs
-    path = resolve_model(model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    net = AutoModelForSequenceClassification.from_pretrained(path, num_labels=spec.num_labels)
+    net = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=spec.num_labels)
     report = prepare_model(
         net,
         method,
@@ -112,61 +280,56 @@ def run_glue(
         adapter_size=settings.adapter_size,
     )
 
-    train_rows = load_glue(task, "train", data_dir)
-    eval_rows = load_glue(task, "validation", data_dir)
-    if settings.train_examples:
-        train_rows = subset(train_rows, settings.train_examples, seed)
-    if settings.eval_examples:
-        eval_rows = subset(eval_rows, settings.eval_examples, seed)
-    train_ds = tokenize_glue(train_rows, tokenizer, task, settings.max_length)
-    eval_ds = tokenize_glue(eval_rows, tokenizer, task, settings.max_length)
-    collate = DataCollatorWithPadding(tokenizer)
-    select = primary_metric(task)
-
     started = time.perf_counter()
-    evaluate = make_evaluate(task, eval_ds, collate, settings.train.eval_batch_size)
     result = fit(
         net,
         train_ds,
-        evaluate,
-        settings.train,
+        make_evaluate(task, eval_ds, collate, train.eval_batch_size),
+        train,
         collate_fn=collate,
-        select=select,
-        checkpoint_dir=scratch / "ckpt",
+        select=primary_metric(task),
+        checkpoint_dir=paths.scratch / "ckpt",
         progress=progress,
+        log=log,
+        order=order,
     )
     wall = time.perf_counter() - started
     device = next(net.parameters()).device
-    trained = write_tensors(
-        scratch / "trainable.safetensors",
-        {n: p for n, p in net.named_parameters() if p.requires_grad},
-    )
+    tensors = {n: p for n, p in net.named_parameters() if p.requires_grad}
+    keep = method != "ft"
+    trained = write_tensors((paths.outputs if keep else paths.scratch) / TRAINABLE_FILE, tensors)
+
     train_seconds = sum(e["train_seconds"] for e in result.history)
     train_steps = sum(e["steps"] for e in result.history)
+    real = padded = 0  # the tokens of the batches fit() drew, epoch by epoch
+    for epoch, entry in enumerate(result.history):
+        seen = order(epoch)[: entry["steps"] * train.batch_size]
+        r, p = batch_tokens(lengths, seen, train.batch_size, pad_to)
+        real, padded = real + r, padded + p
     record = {
         "kind": "glue",
         "task": task,
         "method": method,
         "model": model,
-        "preset": preset_name,
+        "preset": run.preset,
         "seed": seed,
-        "settings": {
-            "train": asdict(settings.train),
-            "max_length": settings.max_length,
-            "train_examples": settings.train_examples,
-            "eval_examples": settings.eval_examples,
-            "lora_r": settings.lora_r if method == "lora" else None,
-            "lora_alpha": settings.lora_alpha if method == "lora" else None,
-            "adapter_size": settings.adapter_size if method.startswith("adapter") else None,
-            "notes": settings.notes,
-        },
-        "data": {"train_rows": len(train_ds), "eval_rows": len(eval_ds)},
+        "key": paths.key,
+        "settings": settings.resolved(method),
+        "data": {"train_rows": len(train_ds), "eval_rows": len(eval_ds), **data_info},
         "params": report.to_dict(),
-        "metric": select,
+        "metric": primary_metric(task),
         "best_epoch": result.best_epoch,
         "best": {k: v for k, v in result.best.items() if k not in ("epoch", "steps")},
         "epochs": result.history,
+        "train_tokens": {
+            "real": real,
+            "padded": padded,
+            "padding_share": 1 - real / padded if padded else 0.0,
+            "real_per_second": real / train_seconds if train_seconds else None,
+        },
+        "trainable_file": f"{paths.outputs.name}/{TRAINABLE_FILE}" if keep else None,
         "trainable_file_bytes": trained.stat().st_size,
+        **({} if keep else {"trainable_file_note": FT_TENSORS_NOT_KEPT}),
         "peak_memory": peak_memory(device),
         "seconds_per_step": train_seconds / max(train_steps, 1),
         "wall_seconds": wall,
@@ -174,6 +337,8 @@ def run_glue(
         "environment": environment(device),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(out, record)
-    shutil.rmtree(scratch / "ckpt", ignore_errors=True)
+    write_json(paths.record, record)
+    if not keep_scratch:
+        paths.drop_scratch()
+    log(f"{run.stem}: record written: {shown(paths.record)}")
     return record

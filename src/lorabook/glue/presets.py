@@ -29,15 +29,27 @@ preset uses LoRA's schedule per task with lr 1e-3 for BitFit and 1e-4 for adapte
 sequences, 3 epochs; every number here is ours, chosen so that a run takes one to two
 minutes on two CPU cores (the ten FT and LoRA runs of the five offline tasks took 16 minutes
 in total on this project's 2-core CI machine).
+
+Batches are padded to their longest example (``padding="longest"``), not to ``max_length``:
+most GLUE sentences are far shorter. ``group_by_length=True`` also forms batches of similar
+length (seeded; see :func:`lorabook.train.length_grouped_order`), which pads even less.
+
+Every setting is checked by :meth:`GluePreset.check` before any data or model is loaded; a
+bad one raises :class:`SettingsError` naming the setting and what would work.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, replace
 
+from lorabook.cli import UserError
 from lorabook.train import TrainConfig
 
 PRESETS = ("paper", "quick")
+PADDING = ("longest", "max_length")  # pad each batch to its longest example, or to max_length
+LENGTH_GROUP_BATCHES = 50  # group_by_length sorts within chunks of this many batches
+MIN_MAX_LENGTH = 8
 
 # Table 9 of the LoRA paper (RoBERTa-base, LoRA): task -> (batch size, epochs, learning rate)
 PAPER_LORA_ROBERTA_BASE: dict[str, tuple[int, int, float]] = {
@@ -60,6 +72,10 @@ QUICK_LR = {"ft": 5e-5, "lora": 1e-3, "bitfit": 1e-3, "adapter_h": 5e-4, "adapte
 QUICK_TRAIN_EXAMPLES, QUICK_MAX_LENGTH, QUICK_EPOCHS, QUICK_BATCH = 800, 64, 3, 16
 
 
+class SettingsError(UserError, ValueError):
+    """A setting is out of range or unknown; the message names it and what would work."""
+
+
 @dataclass(frozen=True)
 class GluePreset:
     """Everything that decides one GLUE run besides task, method, model and seed."""
@@ -71,30 +87,96 @@ class GluePreset:
     lora_r: int = PAPER_LORA_R
     lora_alpha: float = PAPER_LORA_ALPHA
     adapter_size: int = 64
+    padding: str = "longest"
+    group_by_length: bool = False
     notes: list[str] = field(default_factory=list)
 
     def with_overrides(self, **overrides: object) -> GluePreset:
-        """A copy with fields replaced; TrainConfig fields (lr, epochs, ...) are accepted too."""
+        """A copy with fields replaced; TrainConfig fields (lr, epochs, ...) are accepted too.
+
+        Raises:
+            SettingsError: an unknown setting, or a TrainConfig value out of range.
+        """
         train_fields = set(TrainConfig.__dataclass_fields__)
         unknown = set(overrides) - train_fields - set(self.__dataclass_fields__)
         if unknown:
-            raise ValueError(
+            raise SettingsError(
                 f"Unknown settings {sorted(unknown)}; preset fields: "
                 f"{sorted(self.__dataclass_fields__)}, train: {sorted(train_fields)}"
             )
         train = {k: v for k, v in overrides.items() if k in train_fields}
         own = {k: v for k, v in overrides.items() if k not in train_fields}
-        return replace(self, train=replace(self.train, **train), **own)
+        try:
+            return replace(self, train=replace(self.train, **train), **own)
+        except ValueError as err:  # TrainConfig.__post_init__
+            raise SettingsError(str(err)) from None
+
+    def check(self) -> GluePreset:
+        """Raise :class:`SettingsError` for a value that cannot work; return ``self``.
+
+        TrainConfig checks its own fields (epochs, lr, batch size, ...) when it is made.
+        """
+        problems = []
+        if not isinstance(self.lora_r, int) or self.lora_r < 1:
+            problems.append(f"lora_r must be a whole number >= 1, got {self.lora_r!r}")
+        if not (isinstance(self.lora_alpha, int | float) and 0 < self.lora_alpha < math.inf):
+            problems.append(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
+        if not isinstance(self.adapter_size, int) or self.adapter_size < 1:
+            problems.append(f"adapter_size must be a whole number >= 1, got {self.adapter_size!r}")
+        if self.max_length < MIN_MAX_LENGTH:
+            problems.append(f"max_length must be at least {MIN_MAX_LENGTH}, got {self.max_length}")
+        for name in ("train_examples", "eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(
+                    f"{name} must be at least 1 (leave it unset, or 'all' on the command "
+                    f"line, for the whole split), got {value}"
+                )
+        steps = self.train.max_steps_per_epoch
+        if steps is not None and steps < 1:
+            problems.append(f"max_steps_per_epoch must be at least 1 (or unset), got {steps}")
+        if self.padding not in PADDING:
+            problems.append(f"padding must be one of {PADDING}, got {self.padding!r}")
+        if problems:
+            raise SettingsError("; ".join(problems))
+        return self
+
+    def resolved(self, method: str) -> dict:
+        """Every setting that decides a run of ``method``, JSON-ready, in canonical types.
+
+        Floats are floats (``lora_alpha`` 8 and 8.0 are the same run); settings the method
+        does not use are ``None``. This dict, minus ``notes``, is part of a run's identity.
+        """
+        train = asdict(self.train)
+        for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
+            if train[name] is not None:
+                train[name] = float(train[name])
+        lora = method == "lora"
+        return {
+            "train": train,
+            "max_length": self.max_length,
+            "train_examples": self.train_examples,
+            "eval_examples": self.eval_examples,
+            "lora_r": self.lora_r if lora else None,
+            "lora_alpha": float(self.lora_alpha) if lora else None,
+            "adapter_size": self.adapter_size if method.startswith("adapter") else None,
+            "padding": self.padding,
+            "group_by_length": self.group_by_length,
+            "length_group_batches": LENGTH_GROUP_BATCHES if self.group_by_length else None,
+            "notes": list(self.notes),
+        }
 
 
 def glue_preset(preset: str, task: str, method: str, seed: int = 0) -> GluePreset:
     """The settings of ``preset`` for one task and method."""
     if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {PRESETS}")
+        raise SettingsError(f"Unknown preset {preset!r}; choose one of {PRESETS}")
     if task not in PAPER_LORA_ROBERTA_BASE:
-        raise ValueError(f"Unknown task {task!r}; choose one of {sorted(PAPER_LORA_ROBERTA_BASE)}")
+        raise SettingsError(
+            f"Unknown task {task!r}; choose one of {sorted(PAPER_LORA_ROBERTA_BASE)}"
+        )
     if method not in QUICK_LR:
-        raise ValueError(f"Unknown method {method!r}; choose one of {sorted(QUICK_LR)}")
+        raise SettingsError(f"Unknown method {method!r}; choose one of {sorted(QUICK_LR)}")
     if preset == "quick":
         train = TrainConfig(
             epochs=QUICK_EPOCHS,

@@ -1,0 +1,81 @@
+"""What every ``python -m lorabook...`` command line shares: a user's mistake is one line.
+
+    def main(argv=None) -> int:
+        return cli_main(_main, argv)      # _main parses argv and runs
+
+A mistake in what was asked for (a bad setting, a missing data folder, a model that is not
+available offline, a malformed data file) prints ``error: <one line>`` on stderr and exits
+with status 2, like argparse's own errors; ``--debug`` shows the full traceback instead.
+Anything else is a bug and keeps its traceback.
+
+This module imports nothing heavy, so library code can raise :class:`UserError` freely.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USER_ERROR = 2
+DEBUG_FLAG = "--debug"
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; the message says what would work."""
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--debug`` (show the traceback of an error) to ``parser``."""
+    parser.add_argument(
+        DEBUG_FLAG, action="store_true", help="on an error, show the full traceback"
+    )
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exception types that are reported in one line: the user can fix them."""
+    from lorabook.models import ModelNotAvailableError  # imported late: it pulls transformers
+
+    return (UserError, FileNotFoundError, ModelNotAvailableError)
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message, with a pointer to ``--debug`` if there is more.
+
+    A :class:`~lorabook.models.ModelNotAvailableError` also lists the offline model names.
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    first = lines[0] if lines else type(err).__name__
+    from lorabook.models import OFFLINE_MODELS, ModelNotAvailableError
+
+    if isinstance(err, ModelNotAvailableError) and len(lines) > 1:
+        choices = ", ".join(OFFLINE_MODELS)
+        return f"{first}; offline choices: {choices}, or a local folder with config.json"
+    if len(lines) > 1:
+        return f"{first} (run with {DEBUG_FLAG} for the details)"
+    return first
+
+
+def cli_main(
+    run: Callable[[Sequence[str] | None], int],
+    argv: Sequence[str] | None = None,
+    extra_errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Call ``run(argv)``; report a user error in one line on stderr and return 2.
+
+    Args:
+        run: parses ``argv`` (``None``: ``sys.argv[1:]``) and does the work; returns the
+            exit status.
+        argv: the arguments.
+        extra_errors: more exception types to treat as user errors.
+    Returns:
+        ``run``'s status, or 2 after a user error (re-raised instead with ``--debug``).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv)
+    except user_error_types() + extra_errors as err:
+        if DEBUG_FLAG in args:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
