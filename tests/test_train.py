@@ -231,3 +231,12 @@ def test_no_trainable_parameters_is_a_clear_error():
             select="accuracy",
             progress=False,
         )
+
+
+def test_loss_curve_averages_consecutive_chunks():
+    from lorabook.train import loss_curve
+
+    assert loss_curve([3.0, 1.0]) == [3.0, 1.0]
+    curve = loss_curve([float(i) for i in range(100)], points=4)
+    assert curve == [12.0, 37.0, 62.0, 87.0]  # means of 0-24, 25-49, 50-74, 75-99
+    assert len(loss_curve([1.0] * 501)) == 50

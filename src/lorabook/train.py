@@ -132,6 +132,19 @@ def length_grouped_order(
     return [i for batch in shuffled for i in batch]
 
 
+CURVE_POINTS = 50
+
+
+def loss_curve(losses: list[float], points: int = CURVE_POINTS) -> list[float]:
+    """The batch losses of an epoch averaged over ``points`` consecutive, near-equal chunks
+    (all of them when there are fewer): a learning curve small enough for a JSON record."""
+    n = len(losses)
+    if n <= points:
+        return list(losses)
+    bounds = [round(i * n / points) for i in range(points + 1)]
+    return [sum(losses[a:b]) / (b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
 def _model_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return model(**batch).loss
 
@@ -262,6 +275,7 @@ def fit(
         entry = {
             "epoch": epoch + 1,
             "train_loss": sum(losses) / len(losses),
+            "loss_curve": loss_curve(losses),
             "train_seconds": train_seconds,
             "steps": len(losses),
             **metrics,

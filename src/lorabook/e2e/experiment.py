@@ -13,6 +13,7 @@ the trained tensors.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, datetime
@@ -35,12 +36,18 @@ from lorabook.e2e.data import (
     subset_rows,
 )
 from lorabook.e2e.decode import generate_outputs
-from lorabook.e2e.metrics import write_official_layout
+from lorabook.e2e.metrics import (
+    e2e_scores,
+    find_java,
+    read_outputs,
+    read_reference_blocks,
+    write_official_layout,
+)
 from lorabook.e2e.presets import E2EPreset, e2e_preset
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_model
 from lorabook.models import resolve_model
-from lorabook.records import environment, peak_memory
+from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, run_paths
 from lorabook.train import fit
 
@@ -81,6 +88,24 @@ def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
         return {"dev_loss": loss, "neg_dev_loss": -loss, "dev_ppl": math.exp(min(loss, 50))}
 
     return evaluate
+
+
+def add_scores(record_path: str | Path, log=print) -> dict:
+    """Score a finished run that was decoded without scoring (``--no-score``), from its
+    official-layout files, and write the scores into its record (with the scorer's commit)."""
+    record_path = Path(record_path)
+    record = json.loads(record_path.read_text())
+    folder = record_path.with_suffix("")
+    outputs = read_outputs(folder / "outputs.txt")
+    references = read_reference_blocks(folder / "references.txt")
+    record["scores"] = e2e_scores(outputs, references)
+    record["scored"] = {
+        "git_commit": git_commit(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_json(record_path, record)
+    log("scores: " + ", ".join(f"{k} {v:.4f}" for k, v in record["scores"].items()))
+    return record
 
 
 def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, seed: int) -> dict:
@@ -134,7 +159,11 @@ def run_e2e(
     )
     if (record := paths.finished()) is not None:
         log(f"Already done: {paths.record}")
+        if score and record.get("scores") is None:
+            record = add_scores(paths.record, log)
         return record
+    if score:
+        find_java()  # METEOR needs Java: fail now, not after an hour of training
     log(f"Run: {paths.record}")
 
     env = environment()  # now: the commit that trains, whatever the checkout says later
@@ -224,8 +253,6 @@ def run_e2e(
 
     scores = None
     if score:
-        from lorabook.e2e.metrics import e2e_scores
-
         scores = e2e_scores(outputs, references)
         log("scores: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     device = next(net.parameters()).device
