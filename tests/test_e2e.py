@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import transformers as T
+from conftest import tiny_gpt2
 
 from lorabook.e2e import data as e2e_data
 from lorabook.e2e.data import (
@@ -26,63 +26,6 @@ from lorabook.e2e.decode import generate_outputs
 from lorabook.e2e.experiment import causal_lm_loss, run_e2e
 from lorabook.e2e.presets import DecodeConfig, e2e_preset
 from lorabook.methods import prepare_model
-
-EOS = "<|endoftext|>"
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    """A GPT-2-style byte-level BPE tokenizer trained in a second on E2E text (no download)."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    rows = load_e2e("train")[:1000]
-    bpe = ByteLevelBPETokenizer()
-    text = [linearise_mr(r.mr) for r in rows] + [r.ref for r in rows]
-    bpe.train_from_iterator(text, vocab_size=400, special_tokens=[EOS], show_progress=False)
-    return T.PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS)
-
-
-def tiny_gpt2(tokenizer, layers: int = 2, seed: int = 0) -> T.GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    cfg = T.GPT2Config(
-        vocab_size=len(tokenizer),
-        n_embd=32,
-        n_layer=layers,
-        n_head=2,
-        n_positions=256,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return T.GPT2LMHeadModel(cfg).eval()
-
-
-@pytest.fixture(scope="module")
-def model_folder(tokenizer, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    tiny_gpt2(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def write_csv(path: Path, rows: list[E2ERow]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["mr", "ref"])
-        w.writerows([r.mr, r.ref] for r in rows)
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    """A data folder with the first rows of each official E2E file (test: 6 unique MRs)."""
-    root = tmp_path_factory.mktemp("data")
-    test = load_e2e("test")
-    mrs, _ = group_references(test)
-    write_csv(root / "e2e" / "trainset.csv", load_e2e("train")[:40])
-    write_csv(root / "e2e" / "devset.csv", load_e2e("validation")[:12])
-    write_csv(root / "e2e" / "testset_w_refs.csv", [r for r in test if r.mr in set(mrs[:6])])
-    return root
-
 
 # --- data -----------------------------------------------------------------------------------
 

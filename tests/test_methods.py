@@ -303,9 +303,11 @@ def test_head_that_matches_nothing_lists_modules():
         prepare_model(tiny_model("roberta"), "ft", head=["score"])
 
 
-def test_adapters_need_bert_style_layers():
-    with pytest.raises(ValueError, match="adapter_h: no module.*c_attn"):
-        prepare_model(tiny_model("gpt2"), "adapter_h", head=[])
+def test_adapters_need_a_known_model_type():
+    cfg = T.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=37)
+    model = T.DistilBertForSequenceClassification(cfg)
+    with pytest.raises(ValueError, match="No adapter_h adapter sites for model_type='distilbert'"):
+        prepare_model(model, "adapter_h", head=[])
 
 
 def test_prepare_twice_is_refused():

@@ -1,9 +1,15 @@
-"""The paper's GLUE baselines (Table 2), selectable by name, with honest parameter counts.
+"""The paper's baselines (Tables 2 and 3), selectable by name, with honest parameter counts.
 
     report = prepare_model(model, "lora")     # model: roberta-base, sequence classification
     print(report)   # lora: 294,912 trainable (0.236% of 124,942,082 parameters) + head 592,130
 
-Methods (``METHODS``):
+    model, report = prepare_causal_lm(gpt2, "prefix")   # E2E (Table 3): may wrap the model
+
+``prepare_model`` changes a model in place (``METHODS``, the GLUE baselines of Table 2, and
+``adapter_l``); ``prepare_causal_lm`` takes the E2E methods of Table 3 (``CAUSAL_LM_METHODS``)
+and returns the model to train, which for ``prefix`` is a peft wrapper around it.
+
+Methods:
 
 ``ft``
     Full fine-tuning: every parameter trains.
@@ -23,29 +29,58 @@ Methods (``METHODS``):
 ``adapter_p``
     Pfeiffer et al. (2021), the paper's AdapterP: the same adapter after the FFN output
     projection only: 2dm + m + d per layer.
+``adapter_l``
+    Lin, Madotto & Fung (2020), the paper's AdapterL: one adapter per layer, after the FFN
+    output projection, with its own LayerNorm and a ReLU:
+    ``y + W_up · ReLU(W_down · LN(y) + b_down) + b_up``; 2dm + m + d + 2d parameters per layer
+    (the LoRA paper's formula L̂_Adpt · (2dm + m + d) + 2 · L̂_LN · d with L̂_LN = L̂_Adpt = L).
+    Lin et al.'s code applies it to the block's output, after the FFN's residual add
+    (``H + f(LN(H))`` with ``H = h + FFN(h)``); here it transforms the FFN output before that
+    add (``h + y + f(LN(y))`` with ``y = FFN(h)``), the place the LoRA paper names ("after the
+    MLP module") and where AdapterH/AdapterP sit. Same parameters, not the same function.
+``prefix``
+    Li & Liang (2021) prefix-layer tuning, the paper's PreLayer, through peft
+    (``PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=l_p)``, no
+    reparametrisation MLP): l_p trained key and value vectors per layer, prepended to every
+    attention's keys and values; 2 · L · d_kv · l_p parameters (d_kv = d, or the key/value
+    width of a grouped-query model). Causal LMs only, through ``prepare_causal_lm``.
 ``lora``
     ``apply_lora`` with the paper's targets (W_q and W_v) unless ``lora_targets`` says others.
+
+Table 3's counts for GPT-2 medium (L = 24, d = 1024), reproduced by ``tests/test_methods_causal``:
+FT-Top2 25.19M = 2 blocks × 12,596,224 (exact). AdapterL 0.37M and 11.09M are m = 6
+(368,784) and m = 224 (11,089,152), both exact with the adapter's LayerNorm counted. AdapterH
+11.09M has no integer m: m = 112 gives 11,064,576 (11.06M), m = 113 11,162,928; 11.09M is
+AdapterL's budget printed again (or m = 112 plus 24 · 1024 more, which no placement explains).
+PreLayer 0.35M is 0.1% of 354.92M, Li & Liang's rounded figure: 2 · 24 · 1024 · l_p is
+344,064 for l_p = 7 and 393,216 for l_p = 8 (exactly LoRA r = 4's count, which the paper
+also prints as 0.35M); Li & Liang's E2E prefix has l_p = 10 (491,520).
 
 Every method keeps the classification head trainable (``HEAD_MODULES``; a new, randomly
 initialised layer must train) and reports it apart: the paper's "# Trainable Parameters"
 column counts the method's parameters, not the classifier's.
 
-Adapter placement. ``Adapter`` wraps the ``dense`` of ``BertSelfOutput`` / ``BertOutput`` (and
-RoBERTa's copies), whose forward is ``LayerNorm(dropout(dense(h)) + input)``, so the adapter
-runs right after the projection and before dropout, residual and LayerNorm. Houlsby's code
+Adapter placement (``ATTENTION_OUTPUT`` and ``FFN_OUTPUT``, by model type). GPT-2: the
+attention's and the MLP's output projections ``attn.c_proj`` and ``mlp.c_proj`` (``Conv1D``),
+before their dropout and the residual add; Llama: ``self_attn.o_proj`` and ``mlp.down_proj``,
+before the residual add. BERT/RoBERTa: ``Adapter`` wraps the ``dense`` of ``BertSelfOutput``
+/ ``BertOutput`` (and RoBERTa's copies), whose forward is
+``LayerNorm(dropout(dense(h)) + input)``, so the adapter runs right after the projection and
+before dropout, residual and LayerNorm. Houlsby's code
 (google-research/adapter-bert) applies it one step later, after the dropout:
 ``LayerNorm(adapter(dropout(dense(h))) + input)``. The two are identical in eval mode; in
 training ours drops out ``y + adapter(y)`` where Houlsby's adapter sees the dropped-out ``y``.
 
 Adapter trainable set. Houlsby also trains every LayerNorm's γ and β; the LoRA paper's
 AdapterH counts follow the adapter formula, so here only the adapter weights (and the head)
-train, and ``trainable`` is exactly ``n_adapters · (2dm + m + d)``.
+train, and ``trainable`` is exactly ``n_adapters · (2dm + m + d)`` (AdapterL: plus the 2d of
+each adapter's own LayerNorm, which Lin et al. train; the model's LayerNorms stay frozen).
 
 Adapter initialisation. Houlsby draws both projection weights from a truncated normal with
 standard deviation 10⁻³ ("near identity"); here the up-projection is exactly zero (weights
 and bias) and the down-projection keeps ``nn.Linear``'s kaiming-uniform init with a zero
 bias, so the adapted model starts *exactly* as the pretrained one, the same choice LoRA
-makes with B = 0.
+makes with B = 0. AdapterL's LayerNorm starts as γ = 1, β = 0 (ε = 10⁻⁵, GPT-2's).
 """
 
 from __future__ import annotations
@@ -56,6 +91,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from lorabook.inject import (
     apply_lora,
@@ -65,7 +101,11 @@ from lorabook.inject import (
     name_matches,
 )
 
+# prepare_model's methods: the GLUE baselines of Table 2 (and FT-Top2), changed in place
 METHODS: tuple[str, ...] = ("ft", "ft_top2", "bitfit", "adapter_h", "adapter_p", "lora")
+IN_PLACE_METHODS: tuple[str, ...] = (*METHODS, "adapter_l")
+# prepare_causal_lm's methods: Table 3's E2E baselines (issue 6)
+CAUSAL_LM_METHODS: tuple[str, ...] = ("lora", "ft", "ft_top2", "adapter_l", "adapter_h", "prefix")
 # The list of transformer blocks: GPT-2 transformer.h, Llama model.layers, BERT encoder.layer
 BLOCK_LISTS = ("h", "layers", "layer")
 
@@ -77,58 +117,98 @@ HEAD_MODULES: dict[str, list[str]] = {
     "bert": ["bert.pooler", "classifier"],
 }
 
-# Where the adapters go (BERT/RoBERTa module names): the attention output projection and the
-# FFN output projection of layer N.
-ATTENTION_OUTPUT = r".*\.layer\.\d+\.attention\.output\.dense"
-FFN_OUTPUT = r".*\.layer\.\d+\.output\.dense"
-ADAPTER_SITES: dict[str, tuple[str, ...]] = {
+# Where the adapters go, by model_type (full-match patterns on module names): the attention
+# output projection and the FFN output projection of block N.
+ATTENTION_OUTPUT: dict[str, str] = {
+    "bert": r".*\.layer\.\d+\.attention\.output\.dense",
+    "roberta": r".*\.layer\.\d+\.attention\.output\.dense",
+    "gpt2": r".*\.h\.\d+\.attn\.c_proj",  # Conv1D
+    "llama": r".*\.layers\.\d+\.self_attn\.o_proj",
+}
+FFN_OUTPUT: dict[str, str] = {
+    "bert": r".*\.layer\.\d+\.output\.dense",
+    "roberta": r".*\.layer\.\d+\.output\.dense",
+    "gpt2": r".*\.h\.\d+\.mlp\.c_proj",  # Conv1D
+    "llama": r".*\.layers\.\d+\.mlp\.down_proj",
+}
+ADAPTER_SITES: dict[str, tuple[dict[str, str], ...]] = {
     "adapter_h": (ATTENTION_OUTPUT, FFN_OUTPUT),
     "adapter_p": (FFN_OUTPUT,),
+    "adapter_l": (FFN_OUTPUT,),
 }
+# The adapter's inside: (activation, own LayerNorm before the down-projection)
+ADAPTER_KIND: dict[str, tuple[str, bool]] = {
+    "adapter_h": ("gelu", False),
+    "adapter_p": ("gelu", False),
+    "adapter_l": ("relu", True),
+}
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class Adapter(nn.Module):
     """A wrapped linear layer followed by a bottleneck adapter with its own residual.
 
-    ``forward(x) = y + up(GELU(down(y)))`` with ``y = base(x)``; ``down`` is d → m and ``up``
-    is m → d, d being the base layer's output size. ``up`` starts at zero, so at
+    ``forward(x) = y + up(act(down(y)))`` with ``y = base(x)`` (Houlsby, Pfeiffer: GELU), or
+    ``y + up(ReLU(down(LN(y))))`` with ``layer_norm=True`` (Lin et al.); ``down`` is d → m and
+    ``up`` is m → d, d being the base layer's output size. ``up`` starts at zero, so at
     initialisation the output is exactly ``base(x)``. The base layer is frozen.
 
     Args:
-        base: the ``nn.Linear`` whose output the adapter transforms.
+        base: the ``nn.Linear`` (or GPT-2's ``Conv1D``) whose output the adapter transforms.
         size: the bottleneck width m (≥ 1).
+        activation: ``"gelu"`` or ``"relu"``.
+        layer_norm: a LayerNorm over d (γ = 1, β = 0) before the down-projection.
     """
 
-    def __init__(self, base: nn.Linear, size: int) -> None:
+    def __init__(
+        self,
+        base: nn.Linear | Conv1D,
+        size: int,
+        activation: str = "gelu",
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"Adapter wraps an nn.Linear, not {type(base).__name__}")
+        if not isinstance(base, nn.Linear | Conv1D):
+            raise TypeError(f"Adapter wraps an nn.Linear or Conv1D, not {type(base).__name__}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}: {activation!r}")
         check_adapter_size(size)
         w = base.weight
-        d = base.out_features
+        d = base.out_features if isinstance(base, nn.Linear) else w.shape[1]  # Conv1D: (in, out)
         self.base_layer = base
         self.size = size
+        self.activation = activation
+        self.norm = nn.LayerNorm(d, device=w.device, dtype=w.dtype) if layer_norm else None
         self.down = nn.Linear(d, size, device=w.device, dtype=w.dtype)
-        self.act = nn.GELU()
+        self.act = ACTIVATIONS[activation]()
         self.up = nn.Linear(size, d, device=w.device, dtype=w.dtype)
         self.reset_adapter_parameters()
         for p in self.base_layer.parameters():
             p.requires_grad_(False)
 
     def reset_adapter_parameters(self) -> None:
-        """down: kaiming-uniform weight, zero bias; up: all zero (the adapter starts as 0)."""
+        """down: kaiming-uniform weight, zero bias; up: all zero (the adapter starts as 0);
+        the LayerNorm, if any: γ = 1, β = 0."""
         self.down.reset_parameters()
         nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
+        if self.norm is not None:
+            self.norm.reset_parameters()
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """The adapter's own parameters (down, up and the LayerNorm), not the base layer's."""
+        norm = list(self.norm.parameters()) if self.norm is not None else []
+        return [*norm, *self.down.parameters(), *self.up.parameters()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``y + up(GELU(down(y)))`` with ``y = base(x)``."""
+        """``y + up(act(down(y)))``, or ``y + up(act(down(LN(y))))``, with ``y = base(x)``."""
         y = self.base_layer(x)
-        return y + self.up(self.act(self.down(y)))
+        h = self.norm(y) if self.norm is not None else y
+        return y + self.up(self.act(self.down(h)))
 
     def extra_repr(self) -> str:
-        return f"size={self.size}"
+        return f"size={self.size}, activation={self.activation}"
 
 
 def check_adapter_size(size: int) -> None:
@@ -137,9 +217,10 @@ def check_adapter_size(size: int) -> None:
         raise ValueError(f"adapter_size must be a positive integer, got {size!r}")
 
 
-def adapter_param_count(n_adapters: int, d: int, m: int) -> int:
-    """Parameters of ``n_adapters`` bottlenecks d → m → d with biases: n · (2dm + m + d)."""
-    return n_adapters * (2 * d * m + m + d)
+def adapter_param_count(n_adapters: int, d: int, m: int, layer_norm: bool = False) -> int:
+    """Parameters of ``n_adapters`` bottlenecks d → m → d with biases: n · (2dm + m + d);
+    with ``layer_norm`` (AdapterL) each also has a LayerNorm's 2d: n · (2dm + m + 3d)."""
+    return n_adapters * (2 * d * m + m + d + (2 * d if layer_norm else 0))
 
 
 def adapter_layers(model: nn.Module) -> dict[str, Adapter]:
@@ -241,27 +322,53 @@ def _apply_bitfit(model: nn.Module, head_names: Sequence[str]) -> None:
         p.requires_grad_(True)
 
 
-def _apply_adapters(model: nn.Module, method: str, size: int) -> None:
-    patterns = ADAPTER_SITES[method]
+def _linear_leaves(model: nn.Module) -> str:
+    leaves = sorted({n.rsplit(".", 1)[-1] for n in linear_module_names(model)})
+    return ", ".join(leaves) or "(none)"
+
+
+def adapter_sites(model: nn.Module, method: str) -> list[str]:
+    """Names of the modules ``method`` wraps in an ``Adapter`` (``ADAPTER_SITES`` tables).
+
+    Raises ``ValueError`` listing the known model types, or the model's linear layers when
+    the table's patterns match nothing.
+    """
+    tables = ADAPTER_SITES[method]
+    patterns = [
+        model_type_default(
+            model,
+            table,
+            f"{method} adapter sites",
+            "add its attention/FFN output projections to ATTENTION_OUTPUT and FFN_OUTPUT in "
+            "lorabook.methods",
+            f"Linear layers of this {type(model).__name__} by short name: {_linear_leaves(model)}.",
+        )
+        for table in tables
+    ]
     sites = [n for n, _ in model.named_modules() if any(re.fullmatch(p, n) for p in patterns)]
     if not sites:
-        leaves = sorted({n.rsplit(".", 1)[-1] for n in linear_module_names(model)})
         raise ValueError(
-            f"{method}: no module of this {type(model).__name__} matches {list(patterns)} "
-            f"(BERT/RoBERTa attention and FFN output projections). Linear layers by short "
-            f"name: {', '.join(leaves) or '(none)'}."
+            f"{method}: no module of this {type(model).__name__} matches {patterns}. Linear "
+            f"layers by short name: {_linear_leaves(model)}."
         )
     for name in sites:
         module = model.get_submodule(name)
-        if not isinstance(module, nn.Linear):
-            raise ValueError(f"{method}: {name!r} is a {type(module).__name__}, not nn.Linear")
-    for name in sites:
+        if not isinstance(module, nn.Linear | Conv1D):
+            raise ValueError(
+                f"{method}: {name!r} is a {type(module).__name__}, not nn.Linear or Conv1D"
+            )
+    return sites
+
+
+def _apply_adapters(model: nn.Module, method: str, size: int) -> None:
+    activation, layer_norm = ADAPTER_KIND[method]
+    for name in adapter_sites(model, method):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        setattr(parent, child, Adapter(getattr(parent, child), size))
+        setattr(parent, child, Adapter(getattr(parent, child), size, activation, layer_norm))
     _freeze(model)
     for adapter in adapter_layers(model).values():
-        for p in (*adapter.down.parameters(), *adapter.up.parameters()):
+        for p in adapter.adapter_parameters():
             p.requires_grad_(True)
 
 
@@ -314,12 +421,14 @@ def prepare_model(
 
     Args:
         model: a plain (not yet adapted) model, e.g. ``RobertaForSequenceClassification``.
-        method: one of ``METHODS``.
+        method: one of ``METHODS``, or ``adapter_l`` (``IN_PLACE_METHODS``); ``prefix``
+            wraps the model: use ``prepare_causal_lm``.
         head: module-name patterns kept trainable by every method and reported apart;
             ``None`` = ``HEAD_MODULES[model.config.model_type]``; ``[]`` = no head.
         lora_r, lora_alpha, lora_dropout: LoRA's rank, scale numerator and dropout.
         lora_targets: modules LoRA adapts; ``None`` = the paper's W_q and W_v.
-        adapter_size: the adapters' bottleneck width m (``adapter_h``, ``adapter_p``).
+        adapter_size: the adapters' bottleneck width m (``adapter_h``, ``adapter_p``,
+            ``adapter_l``).
 
     Returns:
         A ``MethodReport``: trainable (head excluded), head, total.
@@ -328,11 +437,15 @@ def prepare_model(
         ValueError: unknown method; adapter_size ≤ 0 for an adapter method; no default head
             for the model type; a model that already has LoRA or adapter layers.
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if method not in IN_PLACE_METHODS:
+        hint = " (prefix wraps the model: use prepare_causal_lm)" if method == "prefix" else ""
+        raise ValueError(
+            f"Unknown method {method!r} for prepare_model{hint}: choose one of "
+            f"{', '.join(IN_PLACE_METHODS)}"
+        )
     if method in ADAPTER_SITES:
         check_adapter_size(adapter_size)
-    if lora_layers(model) or adapter_layers(model):
+    if lora_layers(model) or adapter_layers(model) or _is_peft(model):
         raise ValueError(
             "This model already has LoRA or adapter layers: prepare_model takes a plain model"
         )
@@ -358,3 +471,89 @@ def prepare_model(
         )
     _set_head_trainable(model, head_names)
     return method_report(model, method, head_names)
+
+
+def _is_peft(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def prefix_param_count(model: nn.Module, prefix_length: int) -> int:
+    """2 · L · d_kv · l_p: a key and a value vector per layer and virtual token. d_kv is the
+    hidden size, or ``num_key_value_heads · head_dim`` for a grouped-query model."""
+    cfg = model.config
+    layers = cfg.num_hidden_layers
+    d_kv = cfg.hidden_size
+    if getattr(cfg, "num_key_value_heads", None) is not None:
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        d_kv = cfg.num_key_value_heads * head_dim
+    return 2 * layers * d_kv * prefix_length
+
+
+def _apply_prefix(model: nn.Module, prefix_length: int) -> nn.Module:
+    from peft import PrefixTuningConfig, get_peft_model
+
+    if isinstance(prefix_length, bool) or not isinstance(prefix_length, int) or prefix_length < 1:
+        raise ValueError(f"prefix_length must be a positive integer, got {prefix_length!r}")
+    can_generate = getattr(model, "can_generate", None)
+    if not (callable(can_generate) and can_generate()):
+        raise ValueError(
+            f"prefix: needs a causal LM with generate() (GPT2LMHeadModel, LlamaForCausalLM, "
+            f"...), not a {type(model).__name__}"
+        )
+    config = PrefixTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=prefix_length, prefix_projection=False
+    )
+    return get_peft_model(model, config)
+
+
+def prepare_causal_lm(
+    model: nn.Module,
+    method: str,
+    *,
+    head: Sequence[str] | None = (),
+    lora_r: int = 4,
+    lora_alpha: float = 32,
+    lora_dropout: float = 0.0,
+    lora_targets: Sequence[str] | None = None,
+    adapter_size: int = 64,
+    prefix_length: int = 8,
+) -> tuple[nn.Module, MethodReport]:
+    """Make a causal LM ready to train with one of Table 3's methods; return it and its counts.
+
+    Train, save and decode with the returned model: for ``prefix`` it is a peft
+    ``PeftModelForCausalLM`` around ``model`` (its ``generate`` prepends the trained prefix);
+    for every other method it is ``model`` itself, changed in place by ``prepare_model``.
+
+    Args:
+        model: a plain causal LM (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...).
+        method: one of ``CAUSAL_LM_METHODS`` (or any of ``IN_PLACE_METHODS``).
+        head: modules kept trainable and reported apart; none by default (the LM head is
+            pretrained, and tied to the embeddings in GPT-2).
+        lora_r, lora_alpha, lora_dropout, lora_targets, adapter_size: as ``prepare_model``
+            (defaults: the paper's E2E LoRA, r = 4 and α = 32).
+        prefix_length: ``prefix``'s number of virtual tokens l_p.
+    Returns:
+        ``(model to train, MethodReport)``; for ``prefix`` the report's ``total`` counts the
+        base model and the prefix.
+    """
+    if method != "prefix":
+        report = prepare_model(
+            model,
+            method,
+            head=list(head) if head is not None else None,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            lora_targets=lora_targets,
+            adapter_size=adapter_size,
+        )
+        return model, report
+    if head:
+        raise ValueError("prefix: peft's prefix tuning trains the prefix only; pass head=()")
+    if lora_layers(model) or adapter_layers(model) or _is_peft(model):
+        raise ValueError(
+            "This model already has LoRA, adapter or peft layers: prepare_causal_lm takes a "
+            "plain model"
+        )
+    wrapped = _apply_prefix(model, prefix_length)
+    return wrapped, method_report(wrapped, method, [])

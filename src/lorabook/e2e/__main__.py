@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from lorabook.e2e.presets import PRESETS
-from lorabook.methods import METHODS
+from lorabook.methods import CAUSAL_LM_METHODS
 from lorabook.train import MIXED_PRECISION
 
 OVERRIDES = {  # flag -> (setting, type, help)
@@ -28,6 +28,12 @@ OVERRIDES = {  # flag -> (setting, type, help)
     "--test-mrs": ("test_mrs", int, "decode only the first N unique test MRs"),
     "--lora-r": ("lora_r", int, "LoRA rank (paper: 4)"),
     "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper: 32)"),
+    "--adapter-size": (
+        "adapter_size",
+        int,
+        "adapter bottleneck m (Table 3, GPT-2 M: AdapterL 6 or 224, AdapterH 112)",
+    ),
+    "--prefix-length": ("prefix_length", int, "prefix virtual tokens l_p (default 8)"),
     "--num-beams": ("num_beams", int, "beam size (paper: 10)"),
     "--length-penalty": (
         "length_penalty",
@@ -48,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", nargs="+", default=["lora"], choices=(*METHODS, NO_TRAINING))
+    parser.add_argument(
+        "--method", nargs="+", default=["lora"], choices=(*CAUSAL_LM_METHODS, NO_TRAINING)
+    )
     parser.add_argument("--model", default="smollm2", help="smollm2, gpt2-medium, or a folder")
     parser.add_argument("--preset", default="cpu", choices=PRESETS)
     parser.add_argument("--seed", type=int, nargs="+", default=[0])

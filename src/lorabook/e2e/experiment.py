@@ -45,7 +45,7 @@ from lorabook.e2e.metrics import (
 )
 from lorabook.e2e.presets import E2EPreset, e2e_preset
 from lorabook.io import write_json, write_tensors
-from lorabook.methods import prepare_model
+from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
 from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, run_paths
@@ -135,8 +135,9 @@ def run_e2e(
     """Train ``model`` on E2E with ``method``, decode the test MRs, score, write the record.
 
     Args:
-        method: lora, ft, ft_top2, ... (``lorabook.methods.METHODS``), or ``"none"`` for the
-            untuned model (decoding and scoring only).
+        method: lora, ft, ft_top2, adapter_l, adapter_h, prefix
+            (``lorabook.methods.CAUSAL_LM_METHODS``), or ``"none"`` for the untuned model
+            (decoding and scoring only).
         model: ``smollm2`` (offline), a hub id such as ``gpt2-medium``, or a local folder.
         preset: ``cpu``, ``paper``, ``smoke``, or an ``E2EPreset``.
         overrides: settings to change, e.g. ``{"epochs": 2, "train_examples": 1000,
@@ -195,14 +196,14 @@ def run_e2e(
         }
         train_info: dict = {}
     else:
-        report = prepare_model(
+        net, report = prepare_causal_lm(  # prefix: net is now a peft model around it
             net,
             method,
-            head=[],
             lora_r=settings.lora_r,
             lora_alpha=settings.lora_alpha,
             lora_dropout=settings.dropout,
             adapter_size=settings.adapter_size,
+            prefix_length=settings.prefix_length,
         )
         params = report.to_dict()
         log(str(report))

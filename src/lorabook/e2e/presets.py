@@ -65,6 +65,10 @@ class E2EPreset:
     lora_r: int = 4
     lora_alpha: float = 32
     adapter_size: int = 64
+    # prefix's virtual tokens l_p: 2 · 24 · 1024 · 8 = 393,216 on GPT-2 medium, exactly LoRA
+    # r = 4's count (Table 3 prints 0.35M for both; l_p = 7 gives 344,064, Li & Liang's 10
+    # gives 491,520)
+    prefix_length: int = 8
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -82,6 +86,9 @@ class E2EPreset:
             raise ValueError(f"lora_r must be at least 1, got {self.lora_r}")
         if not self.lora_alpha > 0:
             raise ValueError(f"lora_alpha must be positive, got {self.lora_alpha}")
+        for name in ("adapter_size", "prefix_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def with_overrides(self, **overrides: object) -> E2EPreset:
         """A copy with fields replaced; TrainConfig and DecodeConfig fields are accepted too."""
@@ -102,10 +109,22 @@ class E2EPreset:
         )
 
     def to_dict(self) -> dict:
-        """JSON-ready settings (nested TrainConfig and DecodeConfig as dicts)."""
+        """JSON-ready settings (nested TrainConfig and DecodeConfig as dicts).
+
+        Fields added after records were written (``ADDED_LATER``) are left out while they
+        keep their default, so that the run hash, and the name of every earlier record,
+        stays the same.
+        """
         from dataclasses import asdict
 
-        return asdict(self)
+        settings = asdict(self)
+        for name in ADDED_LATER:
+            if settings[name] == self.__dataclass_fields__[name].default:
+                del settings[name]
+        return settings
+
+
+ADDED_LATER = ("prefix_length",)  # E2EPreset fields absent from to_dict() at their default
 
 
 PAPER_LR = {
@@ -129,6 +148,10 @@ CPU_TRAIN_EXAMPLES, CPU_EPOCHS, CPU_WARMUP, CPU_EVAL_EXAMPLES = 4000, 1, 50, 400
 
 def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
     """The preset ``name`` (paper, cpu, smoke) for ``method``."""
+    if method not in PAPER_LR:
+        raise ValueError(
+            f"No E2E learning rate for method {method!r}: the presets know {', '.join(PAPER_LR)}"
+        )
     if name == "paper":
         return E2EPreset(
             train=TrainConfig(
