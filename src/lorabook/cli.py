@@ -25,6 +25,10 @@ class UserError(Exception):
     """A mistake in what the user asked for; the message says what would work."""
 
 
+class SettingsError(UserError, ValueError):
+    """A setting is out of range or unknown; the message names it and what would work."""
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """Add ``--debug`` (show the traceback of an error) to ``parser``."""
     parser.add_argument(

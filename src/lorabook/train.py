@@ -196,9 +196,7 @@ def fit(
     if config.max_steps_per_epoch:
         batches = min(batches, config.max_steps_per_epoch)
     total_steps = config.epochs * math.ceil(batches / config.grad_accum)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, config.warmup(total_steps), total_steps
-    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup(total_steps), total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     result = FitResult(select=select)

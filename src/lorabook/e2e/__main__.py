@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lorabook.e2e.presets import PRESETS
+from lorabook.cli import add_debug_flag, cli_main
+from lorabook.e2e.presets import PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
 from lorabook.train import MIXED_PRECISION
 
@@ -45,6 +46,13 @@ OVERRIDES = {  # flag -> (setting, type, help)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line: a user's mistake is one ``error:`` line and exit status 2."""
+    from lorabook.e2e.metrics import MetricUnavailableError
+
+    return cli_main(_main, argv, extra_errors=(MetricUnavailableError,))
+
+
+def _main(argv: list[str] | None = None) -> int:
     """Parse arguments, run each (method, seed), print its scores."""
     from lorabook.e2e.experiment import NO_TRAINING, run_e2e
     from lorabook.runs import DEFAULT_RESULTS
@@ -64,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     parser.add_argument("--no-score", action="store_true", help="decode only, no metrics")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_debug_flag(parser)
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
     args = parser.parse_args(argv)
@@ -72,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         for dest, _, _ in OVERRIDES.values()
         if getattr(args, dest) is not None
     }
+    for method in args.method:  # every combination's settings are checked before any runs
+        e2e_preset(args.preset, "lora" if method == NO_TRAINING else method).with_overrides(
+            **overrides
+        )
     for method in args.method:
         for seed in args.seed:
             record = run_e2e(

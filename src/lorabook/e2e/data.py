@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from lorabook.cli import UserError
 from lorabook.paths import data_dir as default_data_dir
 
 SPLITS = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}
@@ -42,7 +43,7 @@ CSV_REPAIRS = (("Ł", "£"), ("Â£", "£"), ("Ã©", "é"), ("ã©", "é"))
 _SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[(.*?)\]\s*")
 
 
-class E2EFormatError(ValueError):
+class E2EFormatError(UserError, ValueError):
     """An E2E CSV does not have the expected layout (message names the file and line)."""
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from lorabook.cli import SettingsError
 from lorabook.train import TrainConfig
 
 PRESETS = ("paper", "cpu", "smoke")
@@ -45,9 +46,11 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_mrs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size must be ≥ 0, got {self.no_repeat_ngram_size}")
+            raise SettingsError(
+                f"no_repeat_ngram_size must be ≥ 0, got {self.no_repeat_ngram_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -73,22 +76,22 @@ class E2EPreset:
 
     def __post_init__(self) -> None:
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise SettingsError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise SettingsError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.max_length < 8:
-            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+            raise SettingsError(f"max_length must be at least 8, got {self.max_length}")
         for name in ("train_examples", "eval_examples", "test_mrs"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for all), got {value}")
+                raise SettingsError(f"{name} must be at least 1 (or None for all), got {value}")
         if self.lora_r < 1:
-            raise ValueError(f"lora_r must be at least 1, got {self.lora_r}")
+            raise SettingsError(f"lora_r must be at least 1, got {self.lora_r}")
         if not self.lora_alpha > 0:
-            raise ValueError(f"lora_alpha must be positive, got {self.lora_alpha}")
+            raise SettingsError(f"lora_alpha must be positive, got {self.lora_alpha}")
         for name in ("adapter_size", "prefix_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def with_overrides(self, **overrides: object) -> E2EPreset:
         """A copy with fields replaced; TrainConfig and DecodeConfig fields are accepted too."""
@@ -97,16 +100,21 @@ class E2EPreset:
         assert not train_keys & decode_keys, "TrainConfig and DecodeConfig share a field name"
         unknown = set(overrides) - train_keys - decode_keys - set(self.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"Unknown E2E settings: {sorted(unknown)}")
+            raise SettingsError(f"Unknown E2E settings: {sorted(unknown)}")
         train = {k: v for k, v in overrides.items() if k in train_keys}
         decode = {k: v for k, v in overrides.items() if k in decode_keys}
         rest = {k: v for k, v in overrides.items() if k not in train_keys | decode_keys}
-        return replace(
-            self,
-            train=replace(self.train, **train),
-            decode=replace(self.decode, **decode),
-            **rest,
-        )
+        try:
+            return replace(
+                self,
+                train=replace(self.train, **train),
+                decode=replace(self.decode, **decode),
+                **rest,
+            )
+        except SettingsError:
+            raise
+        except ValueError as err:  # TrainConfig / DecodeConfig checks
+            raise SettingsError(str(err)) from None
 
     def to_dict(self) -> dict:
         """JSON-ready settings (nested TrainConfig and DecodeConfig as dicts).
@@ -149,7 +157,7 @@ CPU_TRAIN_EXAMPLES, CPU_EPOCHS, CPU_WARMUP, CPU_EVAL_EXAMPLES = 4000, 1, 50, 400
 def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
     """The preset ``name`` (paper, cpu, smoke) for ``method``."""
     if method not in PAPER_LR:
-        raise ValueError(
+        raise SettingsError(
             f"No E2E learning rate for method {method!r}: the presets know {', '.join(PAPER_LR)}"
         )
     if name == "paper":
@@ -193,4 +201,4 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
             test_mrs=6,
             notes=["tests only"],
         )
-    raise ValueError(f"Unknown E2E preset {name!r}: choose one of {', '.join(PRESETS)}")
+    raise SettingsError(f"Unknown E2E preset {name!r}: choose one of {', '.join(PRESETS)}")

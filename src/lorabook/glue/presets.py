@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from lorabook.cli import UserError
+from lorabook.cli import SettingsError
 from lorabook.train import TrainConfig
 
 PRESETS = ("paper", "quick")
@@ -70,10 +70,6 @@ BASELINE_LR = {"bitfit": 1e-3, "adapter_h": 1e-4, "adapter_p": 1e-4}  # ours, se
 # quick preset (ours): learning rate per method; a subset of the training set
 QUICK_LR = {"ft": 5e-5, "lora": 1e-3, "bitfit": 1e-3, "adapter_h": 5e-4, "adapter_p": 5e-4}
 QUICK_TRAIN_EXAMPLES, QUICK_MAX_LENGTH, QUICK_EPOCHS, QUICK_BATCH = 800, 64, 3, 16
-
-
-class SettingsError(UserError, ValueError):
-    """A setting is out of range or unknown; the message names it and what would work."""
 
 
 @dataclass(frozen=True)
