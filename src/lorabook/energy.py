@@ -134,10 +134,13 @@ class EnergyMeter:
 
     def joules(self) -> float:
         """Energy since ``start()``: the counter's difference when there is a counter (read
-        now if still running), else the power integral up to the latest sample."""
+        now if still running), else the power integral up to now (a sample is taken now
+        while the thread runs, so a reading between two samples misses nothing)."""
         if self.energy_mj is not None and self._counter_start is not None:
             end = self._counter_end if self._counter_end is not None else float(self.energy_mj())
             return (end - self._counter_start) / 1000.0
+        if self._thread is not None:
+            self.sample()
         return self.trapezoid_joules()
 
     def report(self, steps: int | None = None) -> dict:
