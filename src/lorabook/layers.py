@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers.pytorch_utils import Conv1D
 
 INITS = ("kaiming", "gaussian")
@@ -105,16 +106,27 @@ class LoRALayer(nn.Module):
         return full.reshape(-1, delta.shape[2])
 
     def lora_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The update (α/r) · B A x alone, never forming the d × k matrix ΔW."""
-        a, b = self._per_slice()
-        ax = self.dropout(x) @ self.lora_A.T  # (..., n·r)
-        ax = ax.unflatten(-1, (a.shape[0], self.r))  # (..., n, r)
-        bax = torch.einsum("...nr,ndr->...nd", ax, b) * self.scaling  # (..., n, d_slice)
-        if len(self.split) == len(self.slots):  # every slice adapted: nothing to zero-pad
-            return bax.flatten(-2)
-        out = bax.new_zeros(*bax.shape[:-2], len(self.split), bax.shape[-1])
-        out[..., self.slots, :] = bax
-        return out.flatten(-2)
+        """The update (α/r) · B A x alone, never forming the d × k matrix ΔW.
+
+        Two matmuls, as peft's: ``x → A x`` (n·r values), then ``→ B_blocks (A x)``, where
+        for fused projections ``B_blocks`` puts each B_i on its slice's rows and its own r
+        columns (zero elsewhere, zero rows for skipped slices): a small (d × n·r) matrix,
+        so no activation-sized tensor is zero-filled or scattered.
+        """
+        ax = F.linear(self.dropout(x), self.lora_A)  # (..., n·r)
+        return F.linear(ax, self._b_blocks()) * self.scaling
+
+    def _b_blocks(self) -> torch.Tensor:
+        """B as a (d × n·r) block matrix: B_i in slice ``slots[i]``'s rows, columns i·r…."""
+        if len(self.split) == 1:
+            return self.lora_B
+        _, b = self._per_slice()
+        n, d_slice = b.shape[0], b.shape[1]
+        zeros = b.new_zeros(d_slice, n * self.r)
+        rows = [zeros] * len(self.split)
+        for i, slot in enumerate(self.slots):
+            rows[slot] = F.pad(b[i], (i * self.r, (n - 1 - i) * self.r))
+        return torch.cat(rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """h = W0 x + (α/r) B A x; only W0 x once merged (ΔW is then inside W0)."""

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from lorabook.energy import energy_meter
 from lorabook.io import torch_save
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -222,6 +223,11 @@ def fit(
         log(f"Resuming from {ckpt} after epoch {result.resumed_from_epoch}")
 
     start = time.perf_counter()
+    # Elapsed time and energy at each evaluation, counted across resumes (the energy only on
+    # an NVIDIA GPU, and only if every earlier epoch measured it): time to equal accuracy.
+    last = result.history[-1] if result.history else {}
+    elapsed_before, energy_before = last.get("elapsed_seconds", 0.0), last.get("energy_joules")
+    meter = energy_meter(accelerator.device).start()
     for epoch in range(result.resumed_from_epoch, config.epochs):
         indices = order(epoch) if order else epoch_order(len(train_dataset), config.seed, epoch)
         indices = indices[: batches * config.batch_size]
@@ -277,7 +283,10 @@ def fit(
             "train_seconds": train_seconds,
             "steps": len(losses),
             **metrics,
+            "elapsed_seconds": elapsed_before + time.perf_counter() - start,
         }
+        if meter.measurable and (energy_before is not None or not last):
+            entry["energy_joules"] = (energy_before or 0.0) + meter.joules()
         result.history.append(entry)
         log(
             f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} "
@@ -298,6 +307,7 @@ def fit(
             )
         accelerator.wait_for_everyone()
 
+    meter.stop()
     result.seconds = time.perf_counter() - start
     scores = [e[select] for e in result.history]
     result.best_epoch = 1 + max(range(len(scores)), key=lambda i: scores[i])

@@ -1,0 +1,312 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Efficiency: latency, training memory, throughput, checkpoints, energy
+#
+# **The paper's claims** (abstract, Section 4.2, Table 1): once merged, LoRA adds **no
+# inference latency**, where adapters add 20.7–30.3% at batch 1; against full fine-tuning
+# it needs **3× less training memory**, has **25% more training throughput** and a
+# **10,000× smaller checkpoint** (GPT-3 175B: 350 GB → 35 MB).
+#
+# **What this chapter does**: reads the records that the scripts in `benchmarks/` wrote
+# (each names its device, package versions and commit) and sets them beside the paper.
+# In `quick` mode it reruns nothing. In `paper` mode on a GPU it first reruns the
+# benchmarks at the paper's shapes (Table 1: 32×512, 16×256, 1×128, CUDA events).
+# The measuring code is `lorabook.profile` (latency, training cost, time to accuracy) and
+# `lorabook.energy` (the power sampler).
+
+# %% tags=["parameters"]
+mode = "quick"
+
+# %%
+import inspect
+import json
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from lorabook import energy, profile
+from lorabook.paths import REPO_ROOT
+from lorabook.runs import find_records
+
+assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
+bench_dir = REPO_ROOT / "results" / "bench"
+device = "cuda" if torch.cuda.is_available() else "cpu"
+plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
+
+if mode == "paper" and device == "cuda":  # the GPU run: the paper's shapes, then the costs
+    for script in ("latency.py", "training.py"):
+        subprocess.run([sys.executable, f"benchmarks/{script}"], cwd=REPO_ROOT, check=True)
+
+
+def load(name: str, command: str) -> dict | None:
+    """A benchmark record of this device (else the other one), or None with the fix."""
+    for dev in (device, "cpu", "cuda"):
+        path = bench_dir / f"{name}-{dev}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            env = record["environment"]
+            print(f"{path.name}: {env['device']}, commit {(env['git_commit'] or '?')[:12]}")
+            if record.get("note"):
+                print("note:", record["note"])
+            return record
+    print(f"record missing: run `python benchmarks/{command}`")
+    return None
+
+
+def show(obj) -> None:
+    """Print the source of a package function."""
+    print(inspect.getsource(obj))
+
+
+# %% [markdown]
+# ## 5.1 Inference latency: Table 1
+#
+# GPT-2 medium's architecture with random weights (timing does not depend on the values),
+# one forward pass per trial. Every variant is a copy of the same model: the base, LoRA
+# merged and unmerged ($r = 4$ on $W_q$, $W_v$), AdapterL and AdapterH with the adapter
+# budgets of Table 1. The variants are timed *interleaved*, trial by trial, so that a change
+# in the machine's load hits all of them alike:
+
+# %%
+show(profile.time_interleaved)
+show(profile.overhead)
+
+# %% [markdown]
+# The paper's Table 1 (Quadro RTX 8000, mean ± std of 100 trials, ms) and ours, with the
+# overhead against the base model and one standard deviation of that difference:
+
+# %%
+paper_t1 = pd.DataFrame(
+    [
+        {"variant": v, "shape": f"{b}×{n}", "paper ms": f"{m:.1f} ± {s:.1f}"}
+        for v, by_shape in profile.PAPER_TABLE1_MS.items()
+        for (b, n), (m, s) in by_shape.items()
+    ]
+).pivot(index="variant", columns="shape", values="paper ms")
+display(paper_t1[[f"{b}×{n}" for b, n in profile.PAPER_SHAPES]])
+
+latency = load("latency", "latency.py")
+if latency:
+    lat = pd.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "shape": f"{r['batch']}×{r['length']}",
+                "variant": r["variant"],
+                "ms": f"{r['ms']['mean']:.1f} ± {r['ms']['std']:.1f}",
+                "overhead %": f"{r['overhead']['percent']:+.1f} ± "
+                f"{r['overhead']['spread_percent']:.1f}",
+                "within noise": r["overhead"]["within_noise"],
+                "trainable": f"{r['trainable']:,}",
+            }
+            for r in latency["rows"]
+        ]
+    )
+    display(lat.set_index(["model", "shape", "variant"]))
+    for model, reasons in latency["unavailable"].items():
+        for variant, reason in reasons.items():
+            print(f"{model} {variant}: {reason[:110]}")
+
+# %%
+if latency:
+    over = pd.DataFrame(
+        [
+            {
+                "shape": f"{r['model']}\n{r['batch']}×{r['length']}",
+                "variant": r["variant"],
+                "percent": r["overhead"]["percent"],
+                "two_sd": 2 * r["overhead"]["spread_percent"],
+            }
+            for r in latency["rows"]
+            if r["variant"] != "base"
+        ]
+    )
+    shapes = list(dict.fromkeys(over["shape"]))
+    pct = over.pivot(index="shape", columns="variant", values="percent").loc[shapes]
+    err = over.pivot(index="shape", columns="variant", values="two_sd").loc[shapes]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    pct.plot.bar(ax=ax, yerr=err, rot=0, capsize=3)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(ylabel="latency overhead vs base (%)", title="Forward-pass overhead (± 2 s.d.)")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# Merged LoRA runs exactly the layers of the base model with the same shapes, so its
+# overhead should be zero up to noise; the table's "within noise" column says whether the
+# measured difference is within two standard deviations. Unmerged LoRA pays for its extra
+# $B(Ax)$ path, and adapters for their extra sequential layers, which the paper finds
+# costliest at batch 1, where a GPU is far from saturated. On a CPU every matrix
+# multiplication is compute-bound, so the adapters' relative overhead is about their share
+# of the FLOPs; the GPU's batch-1 effect is not visible there.
+#
+# ## 5.2 Training: memory by account, FT against LoRA
+#
+# Each method trains in a fresh process for a few AdamW steps on random tokens. Memory is
+# split by account: the weights, their gradients, AdamW's two moments, and the activations
+# autograd saves for the backward pass (counted with `saved_tensors_hooks`):
+
+# %%
+show(profile.SavedTensorMeter)
+training = load("training", "training.py")
+
+# %%
+if training:
+    tr = pd.DataFrame(training["rows"])
+    accounts = pd.DataFrame([r["memory_accounts"] for r in training["rows"]]) / 2**20
+    accounts.index = [f"{r['model']}\n{r['method']}" for r in training["rows"]]
+    keep = [i for i, r in enumerate(training["rows"]) if r["method"] in ("ft", "lora")]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    accounts.iloc[keep].plot.bar(stacked=True, ax=ax, rot=0)
+    ax.set(ylabel="MiB", title="Training memory by account (one step)")
+    fig.tight_layout()
+    plt.show()
+    summary = pd.DataFrame(
+        [
+            {
+                "model": r["model"],
+                "method": r["method"],
+                "batch×len": f"{r['batch']}×{r['length']}",
+                "s/step": round(r["seconds_per_step"]["mean"], 3),
+                "tokens/s": round(r["tokens_per_second"]),
+                "peak MiB": round(r["peak_memory"]["bytes"] / 2**20),
+                "accounted MiB": round(sum(r["memory_accounts"].values()) / 2**20),
+                "trainable": f"{r['params']['trainable_incl_head']:,}",
+            }
+            for r in training["rows"]
+        ]
+    ).set_index(["model", "method"])
+    display(summary)
+    for model, reasons in training["skipped"].items():
+        for method, reason in reasons.items():
+            print(f"{model} {method}: {reason[:110]}")
+
+# %% [markdown]
+# The paper's 3× is for GPT-3 175B, where the weights and Adam's states dominate: LoRA keeps
+# the weights (stored in 16 bits there) and drops the gradients and optimizer state of all
+# but a few million parameters. The accounts above show the same shift at our sizes; how
+# large the saving is depends on how much of the total the activations take, which grows
+# with batch × length and does not shrink with LoRA.
+#
+# ## 5.3 Step time and throughput: FT, LoRA, and peft's LoRA
+#
+# peft's LoRA on the same targets, the same shapes, in the same run: the ratio ours/peft of
+# the step time (with one standard deviation) and of the peak memory. (On GPT-2 peft adapts
+# the whole fused `c_attn`, q, k and v, with the same number of parameters as our q and v
+# slices.)
+
+# %%
+if training:
+    ratios = pd.DataFrame(training["ours_vs_peft"]).set_index("model")
+    display(ratios.round(3))
+    tput = tr.pivot_table(index="model", columns="method", values="tokens_per_second")
+    if {"ft", "lora"} <= set(tput.columns):
+        tput["LoRA / FT throughput"] = tput["lora"] / tput["ft"]
+    display(tput.round(2))
+
+# %% [markdown]
+# The paper's +25% throughput comes from not computing the gradients of the frozen weights
+# (and no optimizer step for them); the activation gradients still flow through every
+# layer, so the backward pass keeps about two thirds of its cost.
+#
+# ## 5.4 Checkpoint sizes
+#
+# What a task's checkpoint must hold: every weight for full fine-tuning, only what trains
+# for the others (the head, where there is one, included).
+
+# %%
+if training:
+    ck = tr.pivot_table(index="model", columns="method", values="checkpoint_bytes")
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    (ck / 1e6).plot.bar(ax=ax, rot=0, logy=True)
+    ax.set(ylabel="MB (log scale)", title="Checkpoint size per method")
+    fig.tight_layout()
+    plt.show()
+    if {"ft", "lora"} <= set(ck.columns):
+        print((ck["ft"] / ck["lora"]).round(0).rename("FT / LoRA checkpoint").to_string())
+
+# %% [markdown]
+# ## 5.5 Energy
+#
+# `lorabook.energy` samples a GPU's power through NVML at a fixed interval (trapezoidal
+# rule) and reads its total-energy counter where it has one; the training benchmark wraps
+# its timed steps in it, and `lorabook.train.fit` stores the joules at each evaluation.
+
+# %%
+show(energy.EnergyMeter.joules)
+print(energy.energy_meter(device).report())
+if training:
+    print({f"{r['model']}/{r['method']}": r["energy"].get("joules") for r in training["rows"]})
+
+# %% [markdown]
+# ## 5.6 Time to equal accuracy
+#
+# From the GLUE records (chapter 3): the time for FT and for LoRA to first reach the same
+# dev score, the lower of their two best scores minus half a point. Records written before
+# `fit` stored the elapsed time use the cumulative training time (the `clock` column).
+
+# %%
+show(profile.time_to_equal_accuracy)
+glue_model = "minilm" if mode == "quick" else "roberta-base"
+records = find_records(REPO_ROOT / "results", "glue", preset=mode, model=glue_model)
+iso = profile.iso_accuracy_table(records)
+if iso:
+    tta = pd.DataFrame(
+        [
+            {
+                "task": r["task"],
+                "target": round(100 * r["target"], 1),
+                "FT s": round(r["runs"]["ft"]["seconds"], 1),
+                "FT epoch": r["runs"]["ft"]["epoch"],
+                "LoRA s": round(r["runs"]["lora"]["seconds"], 1),
+                "LoRA epoch": r["runs"]["lora"]["epoch"],
+                "LoRA / FT time": round(
+                    r["runs"]["lora"]["seconds"] / r["runs"]["ft"]["seconds"], 2
+                ),
+                "FT J": r["runs"]["ft"]["joules"],
+                "LoRA J": r["runs"]["lora"]["joules"],
+                "clock": r["runs"]["ft"]["clock"],
+            }
+            for r in iso
+        ]
+    ).set_index("task")
+    display(tta)
+else:
+    print(f"record missing: run `python -m lorabook.glue` for {glue_model} ({mode} preset)")
+
+# %% [markdown]
+# A target at or below a chance-level score (a Matthews correlation near 0, say) is reached
+# by both methods at once and says nothing: read those rows with the dev scores of chapter 3.
+#
+# ```{admonition} Claims checked in this chapter
+# :class: tip
+#
+# **Testable on this CPU**: merged LoRA's latency equals the base model's (same layers,
+# same shapes), and unmerged LoRA's and the adapters' extra work is measured, not assumed;
+# memory by account (weights, gradients, optimizer state, activations) and checkpoint sizes
+# do not depend on the device; our LoRA against peft's on the same shapes; time to equal
+# accuracy in CPU seconds.
+#
+# **Needs a GPU**: Table 1's batch-1 adapter overhead (a latency effect of a GPU that is
+# not saturated: on a CPU adapters cost only their FLOPs), the paper's throughput figure
+# (it is a GPU-utilisation claim), the allocator's peak memory (`torch.cuda`; a CPU gives
+# only the process's peak RSS, libraries included), and every energy figure (this CPU
+# exposes no power counter: "energy: not measurable here"). `mode = "paper"` on a GPU
+# reruns the benchmarks at the paper's shapes.
+# ```

@@ -1,0 +1,783 @@
+"""What LoRA costs: inference latency (Table 1), training time and memory, time to accuracy.
+
+The paper's practical claims are about cost: no added inference latency once merged
+(Table 1: adapters add 20.7–30.3% at batch 1), 3× less training memory, 25% more training
+throughput, a 10,000× smaller checkpoint. This module measures each one; the scripts in
+``benchmarks/`` call it and write the records the efficiency chapter reads.
+
+* Latency: :func:`measure_latency` times one forward pass of several variants of the same
+  model (base, LoRA merged, LoRA unmerged, adapters), *interleaved* trial by trial so that a
+  change in the machine's load hits every variant alike; CUDA events on a GPU.
+* Training: :func:`measure_training` runs a few AdamW steps of one method and reports the
+  time per step (forward, backward, optimizer), tokens/s, peak memory and the memory by
+  account: weights, gradients, optimizer state and activations (the bytes autograd saves
+  for the backward pass, counted with ``saved_tensors_hooks``). ``peft_lora`` is peft's
+  LoRA on the same targets, the implementation users would otherwise pick.
+  ``python -m lorabook.profile train ...`` runs one measurement and prints it as JSON, so
+  that each method's peak memory belongs to a fresh process (:func:`in_fresh_process`).
+* Energy: :mod:`lorabook.energy` (NVML; "not measurable here" on a CPU).
+* Time to equal accuracy: :func:`time_to_equal_accuracy` on the per-epoch history that
+  :func:`lorabook.train.fit` stores (elapsed seconds, and joules on a GPU, at each evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lorabook.energy import energy_meter
+from lorabook.inject import lora_layers, merge_lora
+from lorabook.methods import prepare_model
+from lorabook.records import peak_memory
+from lorabook.train import param_groups
+
+# Table 1: batch × sequence length and the adapters' trainable parameters at that shape.
+PAPER_SHAPES: tuple[tuple[int, int], ...] = ((32, 512), (16, 256), (1, 128))
+TABLE1_ADAPTER_PARAMS: dict[tuple[int, int], int] = {
+    (32, 512): 500_000,
+    (16, 256): 11_000_000,
+    (1, 128): 11_000_000,
+}
+# The paper's Table 1 (ms, mean ± std over 100 trials, Quadro RTX 8000), for the chapter.
+PAPER_TABLE1_MS: dict[str, dict[tuple[int, int], tuple[float, float]]] = {
+    "base": {(32, 512): (1449.4, 0.8), (16, 256): (338.0, 0.6), (1, 128): (19.8, 2.7)},
+    "adapter_l": {(32, 512): (1482.0, 1.0), (16, 256): (354.8, 0.5), (1, 128): (23.9, 2.1)},
+    "adapter_h": {(32, 512): (1492.2, 1.0), (16, 256): (366.3, 0.5), (1, 128): (25.8, 2.2)},
+}
+LATENCY_VARIANTS: tuple[str, ...] = (
+    "base",
+    "lora_merged",
+    "lora_unmerged",
+    "adapter_l",
+    "adapter_h",
+)
+# The paper's GPT-2 LoRA: r = 4 on W_q and W_v, alpha = 32 (Table 11).
+GPT2_LORA = {"lora_r": 4, "lora_alpha": 32}
+
+
+class MethodUnavailable(RuntimeError):
+    """``prepare_model`` in this version cannot apply this method to this model."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Models built from configurations (random weights: timing does not depend on their values)
+
+
+def gpt2_medium_config(**overrides: object):
+    """GPT-2 medium's architecture (24 layers, d = 1024, 16 heads, 50,257 tokens)."""
+    from transformers import GPT2Config
+
+    settings = {"n_embd": 1024, "n_layer": 24, "n_head": 16, "vocab_size": 50257}
+    return GPT2Config(**{**settings, **overrides})
+
+
+def roberta_base_config(**overrides: object):
+    """RoBERTa-base's architecture (12 layers, d = 768, 50,265 tokens), 2 labels."""
+    from transformers import RobertaConfig
+
+    settings = {
+        "vocab_size": 50265,
+        "max_position_embeddings": 514,
+        "type_vocab_size": 1,
+        "pad_token_id": 1,
+        "num_labels": 2,
+    }
+    return RobertaConfig(**{**settings, **overrides})
+
+
+def _tiny(arch: str) -> Callable[[], nn.Module]:
+    """2-layer, d = 32 stand-ins for tests and smoke runs."""
+
+    def build() -> nn.Module:
+        import transformers as T
+
+        if arch == "gpt2":
+            return T.GPT2LMHeadModel(
+                gpt2_medium_config(
+                    n_embd=32, n_layer=2, n_head=2, vocab_size=97, bos_token_id=0, eos_token_id=0
+                )
+            )
+        if arch == "roberta":
+            cfg = roberta_base_config(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                vocab_size=97,
+                max_position_embeddings=130,
+            )
+            return T.RobertaForSequenceClassification(cfg)
+        cfg = T.LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            vocab_size=97,
+        )
+        return T.LlamaForCausalLM(cfg)
+
+    return build
+
+
+def _pretrained(name: str, causal: bool) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import transformers as T
+
+        from lorabook.models import resolve_model
+
+        T.logging.set_verbosity_error()
+        path = resolve_model(name)
+        if causal:
+            return T.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return T.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+
+    return build
+
+
+def _from_config(kind: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import transformers as T
+
+        if kind == "gpt2-medium":
+            return T.GPT2LMHeadModel(gpt2_medium_config())
+        return T.RobertaForSequenceClassification(roberta_base_config())
+
+    return build
+
+
+# name -> (builder, objective: "lm" (labels = inputs) or "cls" (2 labels))
+MODELS: dict[str, tuple[Callable[[], nn.Module], str]] = {
+    "gpt2-medium": (_from_config("gpt2-medium"), "lm"),
+    "roberta-base": (_from_config("roberta-base"), "cls"),
+    "minilm": (_pretrained("minilm", causal=False), "cls"),
+    "smollm2": (_pretrained("smollm2", causal=True), "lm"),
+    "tiny-gpt2": (_tiny("gpt2"), "lm"),
+    "tiny-roberta": (_tiny("roberta"), "cls"),
+    "tiny-llama": (_tiny("llama"), "lm"),
+}
+
+
+def build_model(name: str, seed: int = 0) -> tuple[nn.Module, str]:
+    """``(model, objective)`` for a name of :data:`MODELS`; the same seed, the same weights."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    torch.manual_seed(seed)
+    build, objective = MODELS[name]
+    return build(), objective
+
+
+def head_of(model: nn.Module) -> list[str]:
+    """The modules every method keeps trainable: ``HEAD_MODULES`` of the model type for a
+    classifier, none for a causal LM (its output layer is tied to the input embedding)."""
+    from lorabook.methods import HEAD_MODULES
+
+    return (
+        list(HEAD_MODULES.get(model.config.model_type, [])) if hasattr(model, "classifier") else []
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods, ours and peft's
+
+
+def peft_targets(model: nn.Module) -> list[str]:
+    """peft's target modules for the paper's W_q, W_v (GPT-2: the whole fused ``c_attn``,
+    which peft cannot split; it gets the same parameter count, r · (k + 3d) = 2 · r · 2d)."""
+    from lorabook.inject import PAPER_TARGETS
+
+    return list(PAPER_TARGETS[model.config.model_type]["targets"])
+
+
+def apply_method(
+    model: nn.Module,
+    method: str,
+    *,
+    lora_r: int = 8,
+    lora_alpha: float = 8,
+    adapter_size: int = 64,
+    head: Sequence[str] | None = None,
+) -> tuple[nn.Module, dict]:
+    """Prepare ``model`` for ``method`` (``prepare_model``'s, or ``peft_lora``); return the
+    model to train (peft wraps it) and its parameter counts.
+
+    Raises ``MethodUnavailable`` when ``prepare_model`` cannot apply the method to this model
+    in this version (e.g. an adapter placement not written yet for the architecture).
+    """
+    head = head_of(model) if head is None else list(head)
+    if method == "peft_lora":
+        import peft
+
+        config = peft.LoraConfig(
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=0.0,
+            target_modules=peft_targets(model),
+            modules_to_save=head or None,
+            fan_in_fan_out=model.config.model_type == "gpt2",
+        )
+        wrapped = peft.get_peft_model(model, config)
+        params = list(wrapped.parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        return wrapped, {"method": method, "trainable_incl_head": trainable}
+    try:
+        report = prepare_model(
+            model,
+            method,
+            head=head,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            adapter_size=adapter_size,
+        )
+    except (ValueError, TypeError) as err:
+        raise MethodUnavailable(f"{method} on {type(model).__name__}: {err}") from err
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return model, {**report.to_dict(), "trainable_incl_head": trainable}
+
+
+def adapter_size_for(build: Callable[[], nn.Module], method: str, params: int) -> int:
+    """The bottleneck width m that gives ``method`` about ``params`` trainable parameters
+    (Table 1's adapter budgets), from two counts on a weightless (meta) copy of the model:
+    adapters' parameters grow linearly in m."""
+    counts = []
+    for m in (1, 2):
+        with torch.device("meta"):
+            model = build()
+        _, report = apply_method(model, method, adapter_size=m, head=[])
+        counts.append(report["trainable"])
+    per_m, fixed = counts[1] - counts[0], 2 * counts[0] - counts[1]
+    return max(1, round((params - fixed) / per_m))
+
+
+def randomize_lora(model: nn.Module, seed: int = 1) -> None:
+    """Give every B a non-zero value, so that a merge really changes the weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.01)
+
+
+def latency_variant(
+    base: nn.Module, variant: str, adapter_params: int | None = None, build=None
+) -> tuple[nn.Module, dict]:
+    """A copy of ``base`` as ``variant`` (see :data:`LATENCY_VARIANTS`), in eval mode.
+
+    ``lora_*`` use the paper's GPT-2 setting (r = 4, α = 32 on W_q, W_v); adapters get the
+    width that gives ``adapter_params`` parameters (computed on ``build``'s architecture).
+    Raises ``MethodUnavailable`` when this version cannot make the variant.
+    """
+    if variant == "base":
+        return base, {"variant": variant, "trainable": 0}
+    if variant in ("lora_merged", "lora_unmerged"):
+        model = copy.deepcopy(base)
+        torch.manual_seed(0)  # the same A in the merged and the unmerged variant
+        _, report = apply_method(model, "lora", head=[], **GPT2_LORA)
+        randomize_lora(model)
+        if variant == "lora_merged":
+            merge_lora(model)
+        return model.eval(), {"variant": variant, "trainable": report["trainable"]}
+    size = adapter_size_for(build, variant, adapter_params) if adapter_params else 64
+    model = copy.deepcopy(base)
+    _, report = apply_method(model, variant, adapter_size=size, head=[])
+    return model.eval(), {
+        "variant": variant,
+        "trainable": report["trainable"],
+        "adapter_size": size,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def summarize(values: Sequence[float]) -> dict:
+    """mean, std (sample), median, min, max and n of a list of measurements."""
+    values = list(values)
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def overhead(variant: dict, base: dict) -> dict:
+    """Latency overhead of ``variant`` against ``base`` (two :func:`summarize` dicts), in %.
+
+    ``spread_percent`` is one standard deviation of the difference of the means,
+    √(s_v²/n_v + s_b²/n_b) / mean_base · 100; ``within_noise`` says whether the
+    difference is at most two of them.
+    """
+    diff = variant["mean"] - base["mean"]
+    se = math.sqrt(variant["std"] ** 2 / variant["n"] + base["std"] ** 2 / base["n"])
+    return {
+        "percent": 100 * diff / base["mean"],
+        "spread_percent": 100 * se / base["mean"],
+        "within_noise": abs(diff) <= 2 * se,
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device) -> float:
+    """Milliseconds of one call of ``fn``: CUDA events on a GPU, ``perf_counter`` on a CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    begin = time.perf_counter()
+    fn()
+    return 1000 * (time.perf_counter() - begin)
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], trials: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Time each call ``trials`` times after ``warmup`` untimed rounds, interleaved: round i
+    runs every call once, in an order rotated by i, so slow drifts hit all alike."""
+    names = list(calls)
+    for _ in range(warmup):
+        for name in names:
+            calls[name]()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(trials):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(time_call(calls[name], device))
+    return times
+
+
+def measure_latency(
+    model_name: str,
+    shapes: Sequence[tuple[int, int]],
+    variants: Sequence[str] = LATENCY_VARIANTS,
+    trials: int = 100,
+    warmup: int = 10,
+    device: str | torch.device | None = None,
+    adapter_params: dict[tuple[int, int], int] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Forward-pass latency of each variant of ``model_name`` at each (batch, length) shape.
+
+    Every variant is a copy of the same randomly initialised model. Variants this version
+    cannot make are listed under ``"unavailable"`` with the reason, not silently dropped.
+    Returns ``{"rows": [...], "unavailable": {...}}``; a row holds the shape, the variant,
+    the trainable parameters, :func:`summarize` of the milliseconds and :func:`overhead`.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    adapter_params = TABLE1_ADAPTER_PARAMS if adapter_params is None else adapter_params
+    base, _ = build_model(model_name)
+    base = base.eval().to(device)
+    build = MODELS[model_name][0]
+    vocab = base.config.vocab_size
+    rows, unavailable = [], {}
+    for batch, length in shapes:
+        models, info = {}, {}
+        for variant in variants:
+            try:
+                m, i = latency_variant(base, variant, adapter_params.get((batch, length)), build)
+            except MethodUnavailable as err:
+                unavailable[variant] = f"not available in this version: {err}"
+                continue
+            models[variant], info[variant] = m.to(device), i
+        ids = torch.randint(3, vocab, (batch, length), generator=torch.Generator().manual_seed(0))
+        ids = ids.to(device)
+
+        def call(m: nn.Module, ids: torch.Tensor = ids) -> Callable[[], object]:
+            def run() -> object:
+                with torch.inference_mode():
+                    return m(input_ids=ids)
+
+            return run
+
+        times = time_interleaved(
+            {v: call(m) for v, m in models.items()}, trials=trials, warmup=warmup, device=device
+        )
+        stats = {v: summarize(t) for v, t in times.items()}
+        for variant in models:
+            row = {"batch": batch, "length": length, **info[variant], "ms": stats[variant]}
+            if "base" in stats:
+                row["overhead"] = overhead(stats[variant], stats["base"])
+            rows.append(row)
+            note = ""
+            if "overhead" in row:
+                o = row["overhead"]
+                note = f"  {o['percent']:+6.1f}% ± {o['spread_percent']:.1f}"
+            log(
+                f"{batch:>3}×{length:<4} {variant:<14} {stats[variant]['mean']:9.2f} ± "
+                f"{stats[variant]['std']:6.2f} ms{note}"
+            )
+        del models
+    for variant, reason in unavailable.items():
+        log(f"skipped {variant}: {reason}")
+    return {"rows": rows, "unavailable": unavailable}
+
+
+# ---------------------------------------------------------------------------------------------
+# Training cost
+
+
+class SavedTensorMeter:
+    """Bytes autograd keeps for the backward pass while active: the activations' account.
+
+    Counts each storage once and leaves out the parameters (they are the weights' account).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.seen: set[int] = set()
+        self.bytes = 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self.seen and ptr not in self.params:
+            self.seen.add(ptr)
+            self.bytes += storage.nbytes()
+        return t
+
+    def __enter__(self) -> SavedTensorMeter:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
+
+
+def _unique_bytes(tensors) -> int:
+    seen, total = set(), 0
+    for t in tensors:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in seen:
+            seen.add(ptr)
+            total += t.numel() * t.element_size()
+    return total
+
+
+def memory_accounts(model: nn.Module, optimizer: torch.optim.Optimizer, activations: int) -> dict:
+    """Bytes by account: weights (every parameter once), gradients (the ``.grad`` tensors),
+    optimizer state (AdamW's two moments and step counters) and activations (given)."""
+    params = list(model.parameters())
+    state = [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+    return {
+        "weights": _unique_bytes(params),
+        "gradients": _unique_bytes([p.grad for p in params if p.grad is not None]),
+        "optimizer": _unique_bytes(state),
+        "activations": activations,
+    }
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """Bytes of the tensors a checkpoint of this method holds: what trains (LoRA's A and B,
+    the adapters, the biases, or every weight for full fine-tuning), head included."""
+    return _unique_bytes([p for p in model.parameters() if p.requires_grad])
+
+
+def _rss_now() -> int | None:
+    try:
+        fields = Path("/proc/self/statm").read_text().split()
+        return int(fields[1]) * resource.getpagesize()
+    except OSError:
+        return None
+
+
+def measure_training(
+    model_name: str,
+    method: str,
+    batch: int = 8,
+    length: int = 128,
+    steps: int = 10,
+    warmup: int = 3,
+    device: str | torch.device | None = None,
+    lora_r: int | None = None,
+    lora_alpha: float | None = None,
+    adapter_size: int = 64,
+) -> dict:
+    """Train ``method`` on ``model_name`` for ``warmup + steps`` AdamW steps on random tokens
+    (batch × length); time the last ``steps``, phase by phase; count memory by account.
+
+    LoRA's r and α default to the paper's for the architecture (GPT-2 r = 4, α = 32;
+    others r = 8, α = 8). Peak memory is the CUDA allocator's peak on a GPU, the process's
+    peak RSS on a CPU (run it in a fresh process: :func:`in_fresh_process`).
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, objective = build_model(model_name)
+    gpt2 = model.config.model_type == "gpt2"
+    r = lora_r or (GPT2_LORA["lora_r"] if gpt2 else 8)
+    alpha = lora_alpha or (GPT2_LORA["lora_alpha"] if gpt2 else 8)
+    model, report = apply_method(
+        model, method, lora_r=r, lora_alpha=alpha, adapter_size=adapter_size
+    )
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-5)
+    g = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+
+    def make_batch() -> dict:
+        ids = torch.randint(3, vocab, (batch, length), generator=g).to(device)
+        if objective == "lm":
+            return {"input_ids": ids, "labels": ids}
+        labels = torch.randint(0, 2, (batch,), generator=g).to(device)
+        return {"input_ids": ids, "labels": labels}
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_start = _rss_now()
+    meter = energy_meter(device)
+    phases: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
+    # One untimed step counts the activations (the hook costs time), then warm-up and steps.
+    with SavedTensorMeter(model) as saved:
+        loss = model(**make_batch()).loss
+    loss.backward()
+    optimizer.step()
+    grads = memory_accounts(model, optimizer, saved.bytes)["gradients"]
+    optimizer.zero_grad(set_to_none=True)
+    del loss
+    accounts = {**memory_accounts(model, optimizer, saved.bytes), "gradients": grads}
+    for i in range(warmup + steps):
+        inputs = make_batch()
+        if i == warmup:
+            meter.start()
+        _sync(device)
+        t0 = time.perf_counter()
+        loss = model(**inputs).loss
+        _sync(device)
+        t1 = time.perf_counter()
+        loss.backward()
+        _sync(device)
+        t2 = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        t3 = time.perf_counter()
+        if i >= warmup:
+            for name, (a, b) in zip(phases, ((t0, t1), (t1, t2), (t2, t3)), strict=True):
+                phases[name].append(b - a)
+    meter.stop()
+    step_times = [sum(x) for x in zip(*phases.values(), strict=True)]
+    peak = peak_memory(device)
+    if rss_start is not None and device.type == "cpu":
+        peak["bytes_over_start"] = peak["bytes"] - rss_start
+    return {
+        "model": model_name,
+        "method": method,
+        "batch": batch,
+        "length": length,
+        "steps": steps,
+        "warmup": warmup,
+        "lora_r": r if "lora" in method else None,
+        "lora_alpha": alpha if "lora" in method else None,
+        "adapter_size": adapter_size if method.startswith("adapter") else None,
+        "params": report,
+        "seconds_per_step": summarize(step_times),
+        "phases_seconds": {k: statistics.fmean(v) for k, v in phases.items()},
+        "tokens_per_second": batch * length / statistics.fmean(step_times),
+        "peak_memory": peak,
+        "memory_accounts": accounts,
+        "checkpoint_bytes": checkpoint_bytes(model),
+        "energy": meter.report(steps),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def in_fresh_process(args: Sequence[str], timeout: float | None = None) -> dict:
+    """Run ``python -m lorabook.profile <args>`` in a new process; return its JSON line.
+
+    The child's exit status 3 means the method is unavailable for the model: the result is
+    then ``{"unavailable": reason}``. Any other failure raises ``RuntimeError`` with stderr.
+    """
+    cmd = [sys.executable, "-m", "lorabook.profile", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode == 3:
+        return {"unavailable": done.stdout.strip().splitlines()[-1]}
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peer_ratios(rows: Sequence[dict], ours: str = "lora", peer: str = "peft_lora") -> list[dict]:
+    """Ours / peft per (model, shape): step time (with one standard deviation of the ratio)
+    and peak memory (and peak RSS above the process's start on a CPU)."""
+    out = []
+    by_key = {(r["model"], r["batch"], r["length"], r["method"]): r for r in rows if "method" in r}
+    for (model, batch, length, method), a in by_key.items():
+        b = by_key.get((model, batch, length, peer))
+        if method != ours or b is None:
+            continue
+        sa, sb = a["seconds_per_step"], b["seconds_per_step"]
+        ratio = sa["mean"] / sb["mean"]
+        rel = math.sqrt(
+            (sa["std"] / sa["mean"]) ** 2 / sa["n"] + (sb["std"] / sb["mean"]) ** 2 / sb["n"]
+        )
+        row = {
+            "model": model,
+            "batch": batch,
+            "length": length,
+            "step_time_ratio": ratio,
+            "step_time_ratio_spread": ratio * rel,
+            "peak_memory_ratio": a["peak_memory"]["bytes"] / b["peak_memory"]["bytes"],
+            "activation_ratio": a["memory_accounts"]["activations"]
+            / max(b["memory_accounts"]["activations"], 1),
+        }
+        if "bytes_over_start" in a["peak_memory"] and "bytes_over_start" in b["peak_memory"]:
+            row["peak_over_start_ratio"] = a["peak_memory"]["bytes_over_start"] / max(
+                b["peak_memory"]["bytes_over_start"], 1
+            )
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Time (and energy) to equal accuracy
+
+
+def _clock(history: Sequence[dict]) -> tuple[list[float], str]:
+    """Seconds at each evaluation: ``elapsed_seconds`` when the history has it, else the
+    cumulative ``train_seconds`` (records written before fit stored the elapsed time)."""
+    if all("elapsed_seconds" in e for e in history):
+        return [e["elapsed_seconds"] for e in history], "elapsed_seconds"
+    total, out = 0.0, []
+    for e in history:
+        total += e["train_seconds"]
+        out.append(total)
+    return out, "cumulative train_seconds"
+
+
+def time_to_equal_accuracy(
+    histories: dict[str, Sequence[dict]], metric: str, margin: float = 0.005
+) -> dict:
+    """When each run first reaches the same dev score: the lower of the runs' best scores
+    minus ``margin`` (0.005 = half a point on a 0–1 score).
+
+    Args:
+        histories: per run (e.g. ``{"ft": ..., "lora": ...}``), the per-epoch history of
+            :func:`lorabook.train.fit` (a GLUE record's ``"epochs"``).
+        metric: the score to compare (higher is better).
+    Returns:
+        ``{"target": t, "runs": {name: {"epoch", "seconds", "clock", "joules"}}}``;
+        ``joules`` is ``None`` unless every evaluation up to then measured energy.
+    """
+    if not histories or any(not h for h in histories.values()):
+        raise ValueError("time_to_equal_accuracy needs at least one evaluation per run")
+    target = min(max(e[metric] for e in h) for h in histories.values()) - margin
+    runs = {}
+    for name, history in histories.items():
+        seconds, clock = _clock(history)
+        i = next(k for k, e in enumerate(history) if e[metric] >= target)
+        runs[name] = {
+            "epoch": history[i]["epoch"],
+            "score": history[i][metric],
+            "seconds": seconds[i],
+            "clock": clock,
+            "joules": history[i].get("energy_joules"),
+        }
+    return {"metric": metric, "margin": margin, "target": target, "runs": runs}
+
+
+def iso_accuracy_table(
+    records: Sequence[dict], methods: Sequence[str] = ("ft", "lora"), margin: float = 0.005
+) -> list[dict]:
+    """:func:`time_to_equal_accuracy` per task over GLUE records (the newest record per
+    (task, method) when there are several); tasks missing a method are left out."""
+    newest: dict[tuple[str, str], dict] = {}
+    for r in records:
+        key = (r["task"], r["method"])
+        if key not in newest or r.get("finished_at", "") > newest[key].get("finished_at", ""):
+            newest[key] = r
+    rows = []
+    for task in dict.fromkeys(t for t, _ in newest):
+        if not all((task, m) in newest for m in methods):
+            continue
+        metric = newest[task, methods[0]]["metric"]
+        result = time_to_equal_accuracy(
+            {m: newest[task, m]["epochs"] for m in methods}, metric, margin
+        )
+        device = newest[task, methods[0]].get("environment", {}).get("device")
+        rows.append({"task": task, **result, "device": device})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+
+
+def device_kind() -> str:
+    """``cuda`` or ``cpu``: the part of a benchmark record's name that says where it ran."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def write_record(path: str | Path, kind: str, settings: dict, **payload: object) -> Path:
+    """Write a benchmark record atomically: kind, settings, payload, environment, time."""
+    from datetime import UTC, datetime
+
+    from lorabook.io import write_json
+    from lorabook.records import environment
+
+    record = {
+        "kind": kind,
+        "settings": settings,
+        **payload,
+        "environment": {**environment(), "torch_threads": torch.get_num_threads()},
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return write_json(path, record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Child-process entry point: python -m lorabook.profile train --model ... --method ...
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``train``: one :func:`measure_training` as a JSON line (exit 3: method unavailable)."""
+    parser = argparse.ArgumentParser(prog="python -m lorabook.profile", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="one training measurement, JSON on stdout")
+    train.add_argument("--model", required=True, choices=list(MODELS))
+    train.add_argument("--method", required=True)
+    train.add_argument("--batch", type=int, default=8)
+    train.add_argument("--length", type=int, default=128)
+    train.add_argument("--steps", type=int, default=10)
+    train.add_argument("--warmup", type=int, default=3)
+    train.add_argument("--device", default=None)
+    args = parser.parse_args(argv)
+    try:
+        row = measure_training(
+            args.model,
+            args.method,
+            batch=args.batch,
+            length=args.length,
+            steps=args.steps,
+            warmup=args.warmup,
+            device=args.device,
+        )
+    except MethodUnavailable as err:
+        print(f"not available in this version: {err}")
+        return 3
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

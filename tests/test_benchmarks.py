@@ -1,0 +1,60 @@
+"""The benchmark scripts run end to end at toy sizes and write complete records."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from lorabook.paths import REPO_ROOT
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_record(path, kind):
+    record = json.loads(path.read_text())
+    assert record["kind"] == kind
+    env = record["environment"]
+    assert env["device"] and env["packages"]["torch"] and "git_commit" in env
+    return record
+
+
+def test_latency_benchmark(tmp_path):
+    out = tmp_path / "latency.json"
+    args = ["--model", "tiny-gpt2", "--shapes", "1x8", "--trials", "2", "--warmup", "0"]
+    assert script("latency").main([*args, "--decoder", "tiny-llama", "--out", str(out)]) == 0
+    record = check_record(out, "latency")
+    assert {r["model"] for r in record["rows"]} == {"tiny-gpt2", "tiny-llama"}
+    assert script("latency").parse_shapes("1x128,4x64") == [(1, 128), (4, 64)]
+
+
+def test_training_benchmark(tmp_path):
+    out = tmp_path / "training.json"
+    args = ["--models", "tiny-llama", "--methods", "lora", "peft_lora", "bitfit"]
+    args += ["--steps", "1", "--warmup", "0", "--batch", "1", "--length", "8"]
+    assert script("training").main([*args, "--out", str(out)]) == 0
+    record = check_record(out, "training")
+    assert [r["method"] for r in record["rows"]] == ["lora", "peft_lora"]
+    assert "bitfit" in record["skipped"]["tiny-llama"]
+    assert record["ours_vs_peft"][0]["model"] == "tiny-llama"
+
+
+def test_time_to_accuracy_benchmark(tmp_path):
+    folder = tmp_path / "glue" / "quick" / "m"
+    folder.mkdir(parents=True)
+    for method, scores in (("ft", [0.6, 0.8]), ("lora", [0.7, 0.79])):
+        epochs = [
+            {"epoch": i + 1, "accuracy": s, "train_seconds": 2.0} for i, s in enumerate(scores)
+        ]
+        record = {"task": "rte", "method": method, "model": "m", "preset": "quick"}
+        record |= {"metric": "accuracy", "epochs": epochs}
+        (folder / f"rte-{method}.json").write_text(json.dumps(record))
+    out = tmp_path / "tta.json"
+    args = ["--preset", "quick", "--model", "m", "--results", str(tmp_path), "--out", str(out)]
+    assert script("time_to_accuracy").main(args) == 0
+    (row,) = check_record(out, "time-to-accuracy")["rows"]
+    assert row["target"] == 0.785 and row["runs"]["lora"]["seconds"] == 4.0
