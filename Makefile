@@ -1,6 +1,7 @@
 # lora-book: two commands.
 #   make book   create the virtualenv if needed, execute every notebook, build the HTML book
 #   make test   create the virtualenv if needed, run the test suite
+#   make mutate mutation testing of the core modules (tens of minutes; docs/mutation.md)
 # See README.md for the variables below.
 
 VENV ?= .venv
@@ -13,6 +14,8 @@ MODE ?= quick
 # Where the offline data sets live (the folder holding glue/ and e2e/).
 LORABOOK_DATA ?= ../shared/data
 PYTEST_ARGS ?=
+# e.g. MUTMUT_ARGS="--max-children 2" or a mutant glob: MUTMUT_ARGS='"lorabook.layers*"'
+MUTMUT_ARGS ?=
 export LORABOOK_DATA
 
 BIN := $(VENV)/bin
@@ -21,7 +24,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(patsubst notebooks/%.py,book/_executed/%.ipynb,$(NOTEBOOKS))
 
 .DEFAULT_GOAL := book
-.PHONY: book venv test lint clean FORCE
+.PHONY: book venv test lint mutate clean FORCE
 
 venv: $(STAMP)
 
@@ -39,6 +42,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests notebooks
+
+# Not part of `make test` or CI. Results accumulate in mutants/ (a rerun only retests what
+# changed); `rm -rf mutants` starts afresh. One test thread per mutant worker.
+mutate: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run $(MUTMUT_ARGS)
+	$(BIN)/python tools/mutation_report.py
 
 # Each notebook is converted and executed on every `make book` (the package may have
 # changed under it). JUPYTER_PATH puts the venv's kernelspec first and LORABOOK_VENV lets the

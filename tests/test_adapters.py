@@ -4,6 +4,7 @@ nothing; peft's own files read as peft reads them."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import peft
 import pytest
@@ -68,6 +69,7 @@ def test_file_holds_only_lora_and_kept_tensors(tmp_path):
     n_saved = sum(t.numel() for t in tensors.values())
     assert n_saved == sum(p.numel() for p in model.parameters() if p.requires_grad)
     config = json.loads((tmp_path / CONFIG).read_text())
+    assert (config["format"], config["version"]) == ("lorabook-adapter", 1)
     assert config["layers"]["roberta.encoder.layer.0.attention.self.query"]["r"] == 4
     assert config["base"]["architecture"] == "RobertaForSequenceClassification"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CONFIG, WEIGHTS])  # no temp files
@@ -437,3 +439,336 @@ def test_damaged_peft_file_raises_and_leaves_model_unchanged(how, tmp_path):
     with pytest.raises(AdapterFileError, match=message):
         import_peft(model, tmp_path)
     assert_unchanged(before, model)
+
+
+# --- What travels with an adapter (found by mutation testing, docs/mutation.md) --------------
+
+
+def _settings(model) -> dict:
+    return {
+        n: (m.r, m.alpha, m.split, m.init, getattr(m.dropout, "p", 0.0))
+        for n, m in lora_layers(model).items()
+    }
+
+
+def test_dropout_init_and_kept_modules_survive_save_and_load(tmp_path):
+    model = tiny_model("roberta")
+    apply_lora(
+        model,
+        targets=["query", "value"],
+        r=2,
+        alpha=6,
+        dropout=0.2,
+        init="gaussian",
+        keep_trainable=["classifier"],
+    )
+    save_adapter(model, tmp_path)
+    loaded = load_adapter(tiny_model("roberta"), tmp_path)
+    assert _settings(loaded) == _settings(model)
+    assert loaded.lora_kept_modules == ["classifier"]
+    trainable = {n for n, p in loaded.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_dropout_and_kept_modules_survive_export_and_import(ids, tmp_path):
+    model = trained("roberta")
+    for layer in lora_layers(model).values():
+        layer.dropout = torch.nn.Dropout(0.3)
+    export_peft(model, tmp_path)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["lora_dropout"] == 0.3 and config["modules_to_save"] == ["classifier"]
+    back = import_peft(tiny_model("roberta"), tmp_path)
+    assert {n: s[4] for n, s in _settings(back).items()} == dict.fromkeys(lora_layers(model), 0.3)
+    assert back.lora_kept_modules == ["classifier"]
+    assert all(p.requires_grad for p in back.classifier.parameters())
+    assert torch.equal(logits(back.eval(), ids), logits(model.eval(), ids))
+
+
+def test_export_writes_the_config_peft_reads(tmp_path):
+    """GPT-2's q,v split: one rank-2r LoRA with alpha 2α per c_attn, no modules to save."""
+    model = trained("gpt2")
+    model.config._name_or_path = "gpt2-medium"
+    export_peft(model, tmp_path / "new" / "folder")
+    config = json.loads((tmp_path / "new" / "folder" / "adapter_config.json").read_text())
+    assert config == {
+        "peft_type": "LORA",
+        "task_type": None,
+        "base_model_name_or_path": "gpt2-medium",
+        "r": 8,
+        "lora_alpha": 16.0,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "target_modules": ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"],
+        "lora_dropout": 0.0,
+        "fan_in_fan_out": True,
+        "bias": "none",
+        "modules_to_save": None,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "use_rslora": False,
+        "use_dora": False,
+    }
+
+
+def test_export_of_mixed_ranks_writes_rank_and_alpha_patterns(ids, tmp_path):
+    """Layers with their own rank or alpha are listed in rank_pattern / alpha_pattern, and
+    peft, reading them, computes the same function."""
+    theirs = peft_adapter(
+        tiny_model("roberta"),
+        tmp_path / "theirs",
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+        rank_pattern={r"layer\.1\.attention\.self\.value": 2},
+        alpha_pattern={r"layer\.0\.attention\.self\.query": 32},
+    )
+    ours = import_peft(tiny_model("roberta"), tmp_path / "theirs")
+    export_peft(ours, tmp_path / "ours")
+    config = json.loads((tmp_path / "ours" / "adapter_config.json").read_text())
+    prefix = "roberta.encoder.layer."
+    assert (config["r"], config["lora_alpha"]) == (4, 8)
+    assert config["rank_pattern"] == {prefix + "1.attention.self.value": 2}
+    assert config["alpha_pattern"] == {prefix + "0.attention.self.query": 32}
+    again = peft.PeftModel.from_pretrained(tiny_model("roberta"), tmp_path / "ours").eval()
+    torch.testing.assert_close(logits(again, ids), logits(theirs, ids), rtol=0, atol=1e-6)
+
+
+def test_content_sample_spans_the_base(tmp_path):
+    """8 frozen matrices, 16 values each, from the first (embeddings) to the last layer."""
+    save_adapter(trained("roberta"), tmp_path)
+    content = json.loads((tmp_path / CONFIG).read_text())["base"]["content"]
+    assert len(content) == 8 and all(len(e["values"]) == 16 for e in content.values())
+    assert all(e["dtype"] == "float32" for e in content.values())
+    assert "roberta.embeddings.word_embeddings.weight" in content
+    assert any(".layer.1." in name for name in content)
+    assert not any(name.startswith("classifier") or ".query" in name for name in content)
+
+
+@pytest.mark.parametrize("place", [0, -1], ids=["first value", "last value"])
+def test_a_changed_first_or_last_weight_value_is_noticed(place, tmp_path):
+    """The sample reads values spread over each matrix, from its first to its last."""
+    save_adapter(trained("llama"), tmp_path)
+    other = tiny_model("llama")
+    with torch.no_grad():
+        other.model.embed_tokens.weight[place, place] += 1.0
+    with pytest.raises(AdapterMismatchError, match="embed_tokens.weight' differs"):
+        load_adapter(other, tmp_path)
+
+
+def _edit_config(directory, edit) -> None:
+    config = json.loads((directory / CONFIG).read_text())
+    edit(config)
+    (directory / CONFIG).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "edit,error,message",
+    [
+        (
+            lambda c: c["base"]["shapes"].update({"extra.weight": [2, 2]}),
+            AdapterMismatchError,
+            "expects a parameter 'extra.weight' this model lacks",
+        ),
+        (
+            lambda c: c["layers"].update({"roberta.pooler.dense": c["layers"].popitem()[1]}),
+            AdapterMismatchError,
+            "adapts 'roberta.pooler.dense', which this model lacks",
+        ),
+        (
+            lambda c: c.update(kept_modules=["head"]),
+            AdapterMismatchError,
+            "keeps module 'head', which this model lacks",
+        ),
+        (
+            lambda c: c.update(kept_tensors=["head.weight"]),
+            AdapterMismatchError,
+            "holds 'head.weight', which this model lacks",
+        ),
+        (lambda c: c.pop("kept_tensors"), AdapterFileError, r"lacks \['kept_tensors'\]"),
+    ],
+    ids=["base parameter", "layer", "kept module", "kept tensor", "config key"],
+)
+def test_adapter_naming_what_the_model_lacks_is_refused(edit, error, message, tmp_path):
+    save_adapter(trained("roberta"), tmp_path)
+    _edit_config(tmp_path, edit)
+    model = tiny_model("roberta")
+    before = model_snapshot(model)
+    with pytest.raises(error, match=message):
+        load_adapter(model, tmp_path)
+    assert_unchanged(before, model)
+
+
+def test_invalid_json_config_is_a_file_error(tmp_path):
+    save_adapter(trained("roberta"), tmp_path)
+    (tmp_path / CONFIG).write_text("{not json")
+    with pytest.raises(AdapterFileError, match="is not valid JSON"):
+        load_adapter(tiny_model("roberta"), tmp_path)
+
+
+def _peft_files(tmp_path, edit_config=None, edit_tensors=None):
+    peft_adapter(
+        tiny_model("roberta"), tmp_path, r=4, lora_alpha=8, target_modules=["query", "value"]
+    )
+    if edit_config:
+        config = json.loads((tmp_path / "adapter_config.json").read_text())
+        edit_config(config)
+        (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    if edit_tensors:
+        tensors = load_file(tmp_path / PEFT_WEIGHTS)
+        edit_tensors(tensors)
+        save_file(tensors, tmp_path / PEFT_WEIGHTS)
+
+
+Q0 = PEFT_PREFIX + "roberta.encoder.layer.0.attention.self.query"
+PEFT_DAMAGE = {
+    "not lora": (lambda c: c.update(peft_type="IA3"), None, ValueError, "IA3 adapter, not LORA"),
+    "bias": (lambda c: c.update(bias="all"), None, ValueError, r"uses \[\"bias='all'\"\]"),
+    "rank": (lambda c: c.update(r=2), None, AdapterFileError, "config gives rank r=2"),
+    "no prefix": (
+        None,
+        lambda t: t.update({"roberta.x": t.pop(Q0 + ".lora_A.weight")}),
+        AdapterFileError,
+        "'roberta.x' lacks peft's prefix",
+    ),
+    "embedding lora": (
+        None,
+        lambda t: t.update({Q0 + ".lora_embedding_A": torch.zeros(2)}),
+        AdapterFileError,
+        "a LoRA tensor lorabook does not implement",
+    ),
+    "unknown module": (
+        None,
+        lambda t: t.update({PEFT_PREFIX + "roberta.pooler.dense.weight": torch.zeros(2)}),
+        AdapterMismatchError,
+        "holds 'roberta.pooler.dense.weight', which this model does not have",
+    ),
+    "unknown adapted module": (
+        None,
+        lambda t: t.update(
+            {
+                PEFT_PREFIX + "head.lora_A.weight": torch.zeros(4, 32),
+                PEFT_PREFIX + "head.lora_B.weight": torch.zeros(32, 4),
+            }
+        ),
+        AdapterMismatchError,
+        "adapts 'head', which this model does not have",
+    ),
+    "pattern not a regex": (
+        lambda c: c.update(rank_pattern={"[": 2}),
+        None,
+        AdapterFileError,
+        r"pattern key '\[' is not a regex",
+    ),
+    "integer tensor": (
+        None,
+        lambda t: t.update({Q0 + ".lora_A.weight": torch.zeros(4, 32, dtype=torch.int32)}),
+        AdapterFileError,
+        "not a floating-point tensor",
+    ),
+}
+
+
+@pytest.mark.parametrize("how", PEFT_DAMAGE)
+def test_peft_file_lorabook_cannot_read_is_refused_without_change(how, tmp_path):
+    edit_config, edit_tensors, error, message = PEFT_DAMAGE[how]
+    _peft_files(tmp_path, edit_config, edit_tensors)
+    model = tiny_model("roberta")
+    before = model_snapshot(model)
+    with pytest.raises(error, match=message):
+        import_peft(model, tmp_path)
+    assert_unchanged(before, model)
+
+
+def test_import_peft_needs_a_plain_model(tmp_path):
+    _peft_files(tmp_path)
+    model = tiny_model("roberta")
+    apply_lora(model, targets=["query", "value"], r=4)
+    with pytest.raises(ValueError, match="needs the plain base model"):
+        import_peft(model, tmp_path)
+
+
+def test_import_peft_partial_kept_module_is_refused(tmp_path):
+    peft_adapter(
+        tiny_model("bert"),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["query"],
+        modules_to_save=["classifier"],
+    )
+    tensors = load_file(tmp_path / PEFT_WEIGHTS)
+    del tensors[PEFT_PREFIX + "classifier.bias"]
+    save_file(tensors, tmp_path / PEFT_WEIGHTS)
+    with pytest.raises(AdapterFileError, match=r"not \['classifier.bias'\] of the kept module"):
+        import_peft(tiny_model("bert"), tmp_path)
+
+
+def test_import_peft_warns_only_when_a_carried_base_weight_differs(ids, tmp_path):
+    """A file may carry a base weight (an adapted lm_head's): loaded as peft does, with a
+    warning when it is not this model's."""
+    peft_adapter(tiny_model("gpt2"), tmp_path, r=4, lora_alpha=8, target_modules=["lm_head"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        import_peft(tiny_model("gpt2"), tmp_path)  # the same base: silent
+    other = tiny_model("gpt2", seed=1)
+    with pytest.warns(UserWarning, match="carries its own 'lm_head.base_layer.weight'"):
+        import_peft(other, tmp_path)
+    torch.testing.assert_close(
+        other.transformer.wte.weight, tiny_model("gpt2").transformer.wte.weight
+    )
+
+
+def test_a_trained_bias_of_an_adapted_layer_travels_with_the_adapter(ids, tmp_path):
+    """Every trained tensor is saved, also one inside a LoRA-wrapped layer (by its base name),
+    and it is trainable again after loading."""
+    model = trained("roberta")
+    bias = model.roberta.encoder.layer[0].attention.self.query.base_layer.bias
+    bias.requires_grad_(True)
+    with torch.no_grad():
+        bias.add_(1.0)
+    save_adapter(model, tmp_path / "nested" / "adapter")
+    assert "roberta.encoder.layer.0.attention.self.query.bias" in load_file(
+        tmp_path / "nested" / "adapter" / WEIGHTS
+    )
+    loaded = load_adapter(tiny_model("roberta"), tmp_path / "nested" / "adapter")
+    assert torch.equal(logits(loaded, ids), logits(model, ids))
+    assert {n for n, p in loaded.named_parameters() if p.requires_grad} == {
+        n for n, p in model.named_parameters() if p.requires_grad
+    }
+
+
+def test_warnings_point_at_the_callers_line(tmp_path):
+    """A warning names the line that called lorabook, not a line inside it."""
+    peft_adapter(tiny_model("bert"), tmp_path / "r40", r=40, lora_alpha=8, target_modules=["query"])
+    with pytest.warns(UserWarning, match="r=40") as rank:
+        import_peft(tiny_model("bert"), tmp_path / "r40")
+    save_adapter(trained("roberta"), tmp_path / "ours")
+    with pytest.warns(UserWarning, match="loading anyway") as other_base:
+        load_adapter(tiny_model("roberta", seed=1), tmp_path / "ours", allow_other_base=True)
+    peft_adapter(
+        tiny_model("gpt2"), tmp_path / "head", r=4, lora_alpha=8, target_modules=["lm_head"]
+    )
+    with pytest.warns(UserWarning, match="carries its own") as carried:
+        import_peft(tiny_model("gpt2", seed=1), tmp_path / "head")
+    model = tiny_model("gpt2")
+    apply_lora(model, targets=["lm_head"], r=4)
+    with pytest.warns(UserWarning, match="Untied before merging") as untied:
+        merge_lora(model, untie=True)
+    for record in (rank, other_base, carried, untied):
+        assert {w.filename for w in record} == {__file__}
+
+
+def test_import_of_a_trained_head_is_silent(tmp_path):
+    """modules_to_save tensors differ from the base's by design: no warning for them."""
+    peft_adapter(
+        tiny_model("bert"),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value"],
+        task_type="SEQ_CLS",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = import_peft(tiny_model("bert"), tmp_path)
+    assert model.lora_kept_modules == ["classifier"]

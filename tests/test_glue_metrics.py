@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -115,3 +116,76 @@ def test_primary_metric_is_what_the_paper_reports():
         assert primary_metric(task) in GLUE_TASKS[task].metrics
     with pytest.raises(ValueError):
         primary_metric("squad")
+
+
+# --- Edges (found by mutation testing, docs/mutation.md) -------------------------------------
+
+
+def test_stsb_two_examples_and_one():
+    """Two points always lie on a line: Pearson and Spearman are ±1; one point: undefined."""
+    up = glue_metrics("stsb", [1.0, 2.0], [0.0, 5.0])
+    assert up == {"pearson": pytest.approx(1.0), "spearmanr": pytest.approx(1.0)}
+    down = glue_metrics("stsb", [1.0, 2.0], [5.0, 0.0])
+    assert down["pearson"] == pytest.approx(-1.0) and down["spearmanr"] == pytest.approx(-1.0)
+    one = glue_metrics("stsb", [1.0], [2.0])
+    assert math.isnan(one["pearson"]) and math.isnan(one["spearmanr"])
+
+
+def test_stsb_constant_references_or_predictions_give_nan_without_warnings():
+    x = [0.5, 1.0, 3.0, 4.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for preds, refs in ((x, [2.0] * 4), ([2.0] * 4, x)):
+            out = glue_metrics("stsb", preds, refs)
+            assert math.isnan(out["pearson"]) and math.isnan(out["spearmanr"])
+
+
+def test_f1_without_positives_is_zero_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none_at_all = glue_metrics("mrpc", [0, 0, 0], [0, 0, 0])
+        none_predicted = glue_metrics("qqp", [0, 0, 0], [1, 0, 1])
+    assert none_at_all == {"accuracy": 1.0, "f1": 0.0}
+    assert none_predicted == {"accuracy": pytest.approx(1 / 3), "f1": 0.0}
+    assert glue_metrics("mrpc", [1, 1, 1], [1, 0, 1])["f1"] == pytest.approx(0.8)  # 2·2/(4+1)
+
+
+def test_column_inputs_are_ids_or_scores_not_logits():
+    """A (n, 1) column holds class ids (or STS-B scores), never one logit to argmax."""
+    assert glue_metrics("sst2", [[1], [0], [1]], [1, 0, 0]) == {"accuracy": pytest.approx(2 / 3)}
+    assert glue_metrics("sst2", [1, 0, 1], [[1], [0], [0]]) == {"accuracy": pytest.approx(2 / 3)}
+    x = np.array([0.5, 1.0, 3.0, 4.5])
+    assert glue_metrics("stsb", x, x[:, None]) == glue_metrics("stsb", x, x)
+
+
+def test_ids_of_any_integer_or_bool_dtype():
+    refs = np.array([1, 0, 1, 1])
+    for preds in (np.array([1, 0, 0, 1], np.uint8), np.array([True, False, False, True])):
+        assert glue_metrics("cola", preds, refs) == glue_metrics("cola", [1, 0, 0, 1], refs)
+
+
+@pytest.mark.parametrize(
+    "task,predictions,references,match",
+    [
+        ("sst2", np.zeros((2, 2, 2)), [0, 1], r"predictions: expected class ids \(n,\) or logits"),
+        ("sst2", [0, 1], np.zeros((2, 1, 1)), r"references: expected class ids"),
+        ("sst2", ["a", "b"], [0, 1], "predictions: expected numeric class ids, got dtype <U1"),
+        ("sst2", [0.0, float("nan")], [0, 1], "predictions: classification expects class ids"),
+        ("stsb", np.zeros((2, 2)), [0.0, 1.0], r"predictions: expected scores of shape \(n,\)"),
+        ("stsb", [0.0, 1.0], np.zeros((2, 2)), r"references: expected scores of shape"),
+        ("stsb", [1.0], [1.0, 2.0], "1 predictions but 2 references"),
+        ("stsb", [], [], "no examples to score"),
+    ],
+)
+def test_malformed_inputs_name_the_argument(task, predictions, references, match):
+    with pytest.raises(ValueError, match=match):
+        glue_metrics(task, predictions, references)
+
+
+def test_every_metric_is_a_plain_float():
+    for task in GLUE_TASKS:
+        preds = [0.0, 1.0, 2.5] if task == "stsb" else [0, 1, 1]
+        refs = [0.5, 1.5, 2.0] if task == "stsb" else [0, 1, 0]
+        out = glue_metrics(task, preds, refs)
+        assert set(out) == set(GLUE_TASKS[task].metrics)
+        assert all(type(v) is float for v in out.values())

@@ -140,6 +140,9 @@ def test_resume_after_interruption_gives_the_same_weights(tmp_path):
         log=lines.append,
     )
     assert result.resumed_from_epoch == 1 and len(result.history) == 3
+    assert result.optimizer_steps == 3 * N // 8  # counted across the resume
+    elapsed = [e["elapsed_seconds"] for e in result.history]
+    assert elapsed == sorted(elapsed)  # time to accuracy, counted across the resume too
     assert any("Resuming" in line for line in lines)
     for name, value in trainable(straight).items():
         torch.testing.assert_close(trainable(resumed)[name], value, rtol=0, atol=0)
@@ -240,3 +243,339 @@ def test_loss_curve_averages_consecutive_chunks():
     curve = loss_curve([float(i) for i in range(100)], points=4)
     assert curve == [12.0, 37.0, 62.0, 87.0]  # means of 0-24, 25-49, 50-74, 75-99
     assert len(loss_curve([1.0] * 501)) == 50
+
+
+# --- What fit promises (found by mutation testing, docs/mutation.md) -------------------------
+
+
+def quiet_fit(net, data, evaluate, cfg, **kw):
+    kw = {
+        "collate_fn": collate,
+        "select": "accuracy",
+        "progress": False,
+        "log": lambda s: None,
+    } | kw
+    return fit(net, data, evaluate, cfg, **kw)
+
+
+@pytest.fixture
+def optimizer_steps(monkeypatch):
+    """Every optimizer step fit takes: each group's lr and weight decay, the parameters'
+    shapes and the gradient norm the optimizer sees."""
+    seen: list[dict] = []
+
+    class Recording(torch.optim.AdamW):
+        def step(self, closure=None):
+            grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+            seen.append(
+                {
+                    "lr": [g["lr"] for g in self.param_groups],
+                    "weight_decay": [g["weight_decay"] for g in self.param_groups],
+                    "ndim": [{p.ndim for p in g["params"]} for g in self.param_groups],
+                    "grad_norm": torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                    ).item(),
+                }
+            )
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "AdamW", Recording)
+    return seen
+
+
+def linear_warmup_then_decay(lr: float, warmup: int, total: int, t: int) -> float:
+    """The lr of optimizer step t (0-based): up from 0 over ``warmup`` steps, down to 0 at
+    ``total``."""
+    return lr * t / warmup if t < warmup else lr * max(0.0, (total - t) / (total - warmup))
+
+
+@pytest.mark.parametrize(
+    "settings,warmup,total",
+    [
+        ({"warmup_ratio": 0.25}, 3, 12),  # 2 epochs × 6 batches; ceil(0.25 · 12) = 3
+        ({"warmup_ratio": 0.2}, 3, 12),  # ceil(2.4) = 3: warm-up rounds up
+        ({"warmup_steps": 2, "grad_accum": 2}, 2, 6),  # 2 epochs × 3 optimizer steps
+        ({"warmup_ratio": 0.25, "max_steps_per_epoch": 4}, 2, 8),  # 2 epochs × 4 batches
+    ],
+)
+def test_learning_rate_at_step_t_follows_the_schedule(optimizer_steps, settings, warmup, total):
+    data = dataset()
+    cfg = TrainConfig(epochs=2, lr=2e-3, batch_size=8, **settings)
+    result = quiet_fit(model(), data, accuracy_on(data), cfg)
+    assert result.optimizer_steps == len(optimizer_steps) == total
+    for t, step in enumerate(optimizer_steps):
+        expected = linear_warmup_then_decay(2e-3, warmup, total, t)
+        assert step["lr"] == pytest.approx([expected, expected], abs=1e-12), f"step {t}"
+
+
+def test_weight_decay_on_matrices_only_and_gradients_clipped(optimizer_steps):
+    data = dataset()
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=8, weight_decay=0.05, max_grad_norm=0.01)
+    quiet_fit(model("ft"), data, accuracy_on(data), cfg)
+    for step in optimizer_steps:
+        assert step["weight_decay"] == [0.05, 0.0]
+        assert step["ndim"][0] == {2} and step["ndim"][1] == {1}  # biases and norm scales: no decay
+        assert step["grad_norm"] <= 0.01 * (1 + 1e-4)
+
+
+def test_without_max_grad_norm_gradients_are_not_clipped(optimizer_steps):
+    data = dataset()
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=8, max_grad_norm=None)
+    quiet_fit(model("ft"), data, accuracy_on(data), cfg)
+    assert max(step["grad_norm"] for step in optimizer_steps) > 0.1  # the clip above: 0.01
+
+
+def test_the_best_epoch_is_the_best_not_the_last():
+    scores = iter([0.5, 0.9, 0.7, 0.9])
+    lines: list[str] = []
+    result = quiet_fit(
+        model(),
+        dataset(),
+        lambda net, acc: {"accuracy": next(scores), "f1": 0.25},
+        TrainConfig(epochs=4, batch_size=8, max_steps_per_epoch=1),
+        log=lines.append,
+    )
+    assert result.best_epoch == 2 and result.best["accuracy"] == 0.9  # ties: the earlier epoch
+    assert [e["epoch"] for e in result.history] == [1, 2, 3, 4]
+    assert all(e["steps"] == 1 and e["f1"] == 0.25 for e in result.history)
+    assert lines[1].startswith("epoch 2: loss ") and lines[1].endswith("accuracy 0.9000 f1 0.2500")
+    elapsed = [e["elapsed_seconds"] for e in result.history]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= result.seconds
+    assert all(e["train_seconds"] > 0 for e in result.history)
+
+
+def test_select_must_be_an_evaluated_metric():
+    with pytest.raises(KeyError, match=r"select='f1' is not among the evaluated metrics"):
+        quiet_fit(
+            model(),
+            dataset(),
+            accuracy_on(dataset()),
+            TrainConfig(epochs=1, batch_size=8),
+            select="f1",
+        )
+
+
+def test_fit_trains_on_the_given_order_with_the_given_loss():
+    """compute_loss sees the batches order(epoch) lists, cut to max_steps_per_epoch; the
+    epoch's train_loss is the mean of what it returned and its curve holds each batch."""
+    data = dataset()
+    seen, returned = [], []
+
+    def compute_loss(net, batch):
+        seen.append(batch["input_ids"])
+        loss = net(**batch).loss
+        returned.append(loss.item())
+        return loss
+
+    result = quiet_fit(
+        model(),
+        data,
+        accuracy_on(data),
+        TrainConfig(epochs=2, batch_size=4, max_steps_per_epoch=3),
+        compute_loss=compute_loss,
+        order=lambda epoch: list(range(N))[::-1] if epoch == 0 else list(range(N)),
+    )
+    first = [
+        torch.stack([data[i]["input_ids"] for i in range(N - 1 - 4 * b, N - 5 - 4 * b, -1)])
+        for b in range(3)
+    ]
+    second = [
+        torch.stack([data[i]["input_ids"] for i in range(4 * b, 4 * b + 4)]) for b in range(3)
+    ]
+    assert len(seen) == 6 and all(
+        torch.equal(s, e) for s, e in zip(seen, first + second, strict=True)
+    )
+    for epoch, entry in enumerate(result.history):
+        losses = returned[3 * epoch : 3 * epoch + 3]
+        assert entry["train_loss"] == pytest.approx(sum(losses) / 3)
+        assert entry["loss_curve"] == pytest.approx(losses)
+
+
+def test_default_order_is_epoch_order_of_the_seed():
+    from lorabook.train import epoch_order
+
+    data = dataset()
+    seen = []
+
+    def compute_loss(net, batch):
+        seen.append(batch["input_ids"])
+        return net(**batch).loss
+
+    cfg = TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=1, seed=3)
+    quiet_fit(model(), data, accuracy_on(data), cfg, compute_loss=compute_loss)
+    for epoch in (0, 1):
+        expected = torch.stack([data[i]["input_ids"] for i in epoch_order(N, 3, epoch)[:8]])
+        assert torch.equal(seen[epoch], expected)
+
+
+def test_epoch_order_is_a_permutation_fixed_by_seed_and_epoch():
+    from lorabook.train import epoch_order
+
+    order = epoch_order(50, seed=1, epoch=2)
+    assert sorted(order) == list(range(50)) and order == epoch_order(50, seed=1, epoch=2)
+    assert order != epoch_order(50, seed=1, epoch=3) and order != epoch_order(50, seed=2, epoch=2)
+    assert epoch_order(50, seed=0, epoch=1) != epoch_order(50, seed=1, epoch=0)
+
+
+def test_length_grouped_batches_hold_similar_lengths_and_the_short_one_is_last():
+    from lorabook.train import length_grouped_order
+
+    lengths = [(7 * i) % 23 for i in range(22)]
+    order = length_grouped_order(lengths, batch_size=4, seed=0, epoch=0, chunk_batches=50)
+    assert sorted(order) == list(range(22))
+    batches = [order[k : k + 4] for k in range(0, 22, 4)]
+    ranked = sorted(range(22), key=lambda i: -lengths[i])  # one chunk: batches cut this order
+    runs = [sorted(lengths[i] for i in ranked[k : k + 4]) for k in range(0, 22, 4)]
+    assert sorted(sorted(lengths[i] for i in b) for b in batches) == sorted(runs)
+    assert [lengths[i] for i in batches[-1]] == [lengths[i] for i in ranked[20:]]
+    assert order == length_grouped_order(lengths, 4, seed=0, epoch=0)
+    assert order != length_grouped_order(lengths, 4, seed=0, epoch=1)
+    assert order != length_grouped_order(lengths, 4, seed=1, epoch=0)
+    # chunks of one batch: each batch is drawn from 4 consecutive examples of the epoch order
+    from lorabook.train import epoch_order
+
+    small = length_grouped_order(lengths, batch_size=4, seed=0, epoch=0, chunk_batches=1)
+    epoch = epoch_order(22, seed=0, epoch=0)
+    chunks = {frozenset(epoch[k : k + 4]) for k in range(0, 22, 4)}
+    assert {frozenset(small[k : k + 4]) for k in range(0, 22, 4)} == chunks
+
+
+def test_warmup_steps_from_ratio_or_fixed():
+    assert TrainConfig(warmup_ratio=0.06).warmup(100) == 6
+    assert TrainConfig(warmup_ratio=0.06).warmup(101) == 7  # rounded up
+    assert TrainConfig(warmup_ratio=0.0).warmup(100) == 0
+    assert TrainConfig(warmup_steps=5).warmup(100) == 5
+    assert TrainConfig(warmup_steps=500).warmup(100) == 100
+    assert TrainConfig(warmup_steps=0, warmup_ratio=0.5).warmup(100) == 0
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+        ({"eval_batch_size": 0}, "eval_batch_size must be at least 1"),
+        ({"grad_accum": 0}, "grad_accum must be at least 1"),
+        ({"lr": -1e-3}, "lr must be positive"),
+        ({"warmup_ratio": -0.1}, r"warmup_ratio must be in \[0, 1\)"),
+        ({"warmup_steps": -1}, "warmup_steps must be at least 0, got -1"),
+    ],
+)
+def test_more_config_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_config_accepts_its_edges():
+    TrainConfig(epochs=1, batch_size=1, eval_batch_size=1, grad_accum=1, warmup_ratio=0.0)
+    TrainConfig(warmup_steps=0, mixed_precision="bf16")
+
+
+def no_dropout_model(method: str = "lora"):
+    net = model(method)
+    for module in net.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return net
+
+
+def test_each_optimizer_step_sees_only_its_own_gradient(optimizer_steps):
+    """Gradients are zeroed between steps: with identical batches and weights that barely move,
+    every step sees the same gradient norm (with accumulation: the mean over its batches)."""
+    row = dataset()[1]
+    data = [row] * N
+    for accum in (1, 2):
+        optimizer_steps.clear()
+        cfg = TrainConfig(epochs=1, lr=1e-12, batch_size=8, grad_accum=accum, max_grad_norm=None)
+        quiet_fit(no_dropout_model(), data, accuracy_on(data), cfg)
+        norms = [step["grad_norm"] for step in optimizer_steps]
+        assert len(norms) == 6 // accum and norms == pytest.approx([norms[0]] * len(norms))
+        if accum == 1:
+            single = norms[0]
+    assert norms[0] == pytest.approx(single)
+
+
+def test_training_mode_for_batches_eval_mode_without_gradients_for_evaluation():
+    data = dataset()
+    modes = {"train": set(), "eval": set()}
+
+    def compute_loss(net, batch):
+        modes["train"].add((net.training, torch.is_grad_enabled()))
+        return net(**batch).loss
+
+    def evaluate(net, accelerator):
+        modes["eval"].add((net.training, torch.is_grad_enabled()))
+        return {"accuracy": 0.0}
+
+    cfg = TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=2)
+    quiet_fit(model(), data, evaluate, cfg, compute_loss=compute_loss)
+    assert modes == {"train": {(True, True)}, "eval": {(False, False)}}
+
+
+def test_checkpoint_holds_only_what_trains(tmp_path):
+    data = dataset()
+    net = model()
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=1)
+    quiet_fit(net, data, accuracy_on(data), cfg, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert set(state["trainable"]) == set(trainable(net))
+    assert state["optimizer_steps"] == 1 and len(state["history"]) == 1
+
+
+def test_progress_bar_and_epoch_lines_by_default(capfd):
+    data = dataset()
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=1)
+    quiet_fit(model(), data, accuracy_on(data), cfg, progress=False)
+    assert "epoch 1/1" not in capfd.readouterr().err
+    fit(model(), data, accuracy_on(data), cfg, collate_fn=collate, select="accuracy")
+    out = capfd.readouterr()
+    assert "epoch 1/1" in out.err and out.out.startswith("epoch 1: loss ")
+
+
+class FakeMeter:
+    """An energy meter that reads 10 J more at each reading."""
+
+    def __init__(self, measurable: bool) -> None:
+        self.measurable, self.readings = measurable, 0
+
+    def start(self):
+        return self
+
+    def stop(self):
+        return self
+
+    def joules(self):
+        self.readings += 1
+        return 10.0 * self.readings if self.measurable else None
+
+
+def test_energy_is_counted_across_resumes_only_if_every_epoch_measured(tmp_path, monkeypatch):
+    from lorabook import train
+
+    data = dataset()
+    cfg = TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=1)
+
+    def run(measurable: bool, folder, stop_in_epoch_2: bool):
+        monkeypatch.setattr(train, "energy_meter", lambda device: FakeMeter(measurable))
+        calls = {"n": 0}
+
+        def evaluate(net, accelerator):
+            calls["n"] += 1
+            if stop_in_epoch_2 and calls["n"] == 2:
+                raise KeyboardInterrupt
+            return {"accuracy": 0.5}
+
+        if stop_in_epoch_2:
+            with pytest.raises(KeyboardInterrupt):
+                quiet_fit(model(), data, evaluate, cfg, checkpoint_dir=folder)
+            return None
+        return quiet_fit(model(), data, evaluate, cfg, checkpoint_dir=folder)
+
+    fresh = run(True, tmp_path / "fresh", False)
+    assert [e["energy_joules"] for e in fresh.history] == [10.0, 20.0]
+    run(True, tmp_path / "measured", True)
+    resumed = run(True, tmp_path / "measured", False)
+    assert [e["energy_joules"] for e in resumed.history] == [10.0, 20.0]  # 10 before + 10
+    run(False, tmp_path / "unmeasured", True)
+    resumed = run(True, tmp_path / "unmeasured", False)
+    assert not any("energy_joules" in e for e in resumed.history)
+    assert not any("energy_joules" in e for e in run(False, tmp_path / "none", False).history)

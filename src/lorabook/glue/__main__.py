@@ -143,7 +143,9 @@ def _main(argv: Sequence[str] | None) -> int:
         best = ", ".join(
             f"{k} {v:.4f}"
             for k, v in record["best"].items()
-            if k not in ("train_loss", "train_seconds")
+            # the epoch's metrics, not its loss curve, clocks or energy
+            if k
+            not in ("train_loss", "loss_curve", "train_seconds", "elapsed_seconds", "energy_joules")
         )
         print(
             f"{task} {method} seed {seed}: best epoch {record['best_epoch']} of "
