@@ -536,8 +536,10 @@ def test_export_of_mixed_ranks_writes_rank_and_alpha_patterns(ids, tmp_path):
 def test_content_sample_spans_the_base(tmp_path):
     """8 frozen matrices, 16 values each, from the first (embeddings) to the last layer."""
     save_adapter(trained("roberta"), tmp_path)
-    content = json.loads((tmp_path / CONFIG).read_text())["base"]["content"]
+    config = json.loads((tmp_path / CONFIG).read_text())
+    content, shapes = config["base"]["content"], config["base"]["shapes"]
     assert len(content) == 8 and all(len(e["values"]) == 16 for e in content.values())
+    assert all(len(shapes[name]) == 2 for name in content)  # matrices only
     assert all(e["dtype"] == "float32" for e in content.values())
     assert "roberta.embeddings.word_embeddings.weight" in content
     assert any(".layer.1." in name for name in content)
@@ -772,3 +774,93 @@ def test_import_of_a_trained_head_is_silent(tmp_path):
         warnings.simplefilter("error")
         model = import_peft(tiny_model("bert"), tmp_path)
     assert model.lora_kept_modules == ["classifier"]
+
+
+def test_content_sample_holds_only_weights_lora_never_changes(tmp_path):
+    """With LoRA on every linear layer, only the embeddings are left to sample, and merging
+    (which changes the adapted weights) leaves the sample as it was."""
+    model = tiny_model("roberta")
+    apply_lora(model, targets=["query", "key", "value", "dense", "out_proj"], r=2)
+    randomize_lora(model)
+    save_adapter(model, tmp_path / "unmerged")
+    merge_lora(model)
+    save_adapter(model, tmp_path / "merged")
+    content = [
+        json.loads((tmp_path / d / CONFIG).read_text())["base"]["content"]
+        for d in ("unmerged", "merged")
+    ]
+    assert content[0] == content[1]
+    assert sorted(content[0]) == [
+        "roberta.embeddings.position_embeddings.weight",
+        "roberta.embeddings.token_type_embeddings.weight",
+        "roberta.embeddings.word_embeddings.weight",
+    ]
+
+
+def test_a_model_adapted_by_add_lora_alone_saves_and_exports(ids, tmp_path):
+    """No apply_lora (so no record of kept modules), not even a transformers model."""
+    from lorabook import add_lora
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    add_lora(model, "0", r=2, alpha=4)  # freezes layer 0's W0 only
+    model[2].requires_grad_(False)
+    save_adapter(model, tmp_path / "ours")
+    assert json.loads((tmp_path / "ours" / CONFIG).read_text())["kept_modules"] == []
+    export_peft(model, tmp_path / "peft")
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] is None and config["modules_to_save"] is None
+    assert (config["target_modules"], config["fan_in_fan_out"]) == (["0"], False)
+
+
+def test_peft_hint_only_when_peft_files_are_there(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_adapter(tiny_model("roberta"), tmp_path)
+    assert "use import_peft" not in str(err.value)
+
+
+def test_import_peft_needs_both_files(tmp_path):
+    _peft_files(tmp_path)
+    (tmp_path / PEFT_WEIGHTS).unlink()
+    with pytest.raises(FileNotFoundError, match="expected adapter_config.json and adapter_model"):
+        import_peft(tiny_model("roberta"), tmp_path)
+
+
+def test_import_peft_reads_a_minimal_config(ids, tmp_path):
+    """Only peft_type, r, lora_alpha and target_modules: no bias, dropout or patterns."""
+    theirs = peft_adapter(
+        tiny_model("roberta"), tmp_path, r=4, lora_alpha=8, target_modules=["query", "value"]
+    )
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    minimal = {k: config[k] for k in ("peft_type", "r", "lora_alpha", "target_modules")}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(minimal))
+    ours = import_peft(tiny_model("roberta"), tmp_path)
+    assert_same_as_peft(ours, theirs, ids)
+    assert all(isinstance(m.dropout, torch.nn.Identity) for m in lora_layers(ours).values())
+
+
+def test_import_peft_kept_module_the_file_does_not_hold_starts_from_the_base(tmp_path):
+    """peft's modules_to_save copy starts as the base module: a file without its tensors
+    leaves the base's values, trainable."""
+    peft_adapter(
+        tiny_model("bert"),
+        tmp_path,
+        r=4,
+        lora_alpha=8,
+        target_modules=["query"],
+        modules_to_save=["classifier"],
+    )
+    tensors = load_file(tmp_path / PEFT_WEIGHTS)
+    save_file(
+        {k: v for k, v in tensors.items() if ".classifier." not in k}, tmp_path / PEFT_WEIGHTS
+    )
+    model = import_peft(tiny_model("bert"), tmp_path)
+    assert torch.equal(model.classifier.weight, tiny_model("bert").classifier.weight)
+    assert model.lora_kept_modules == ["classifier"] and model.classifier.weight.requires_grad
+
+
+def test_import_peft_rank_equal_to_min_dk_is_silent(tmp_path):
+    peft_adapter(tiny_model("bert"), tmp_path, r=32, lora_alpha=8, target_modules=["query"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        import_peft(tiny_model("bert"), tmp_path)

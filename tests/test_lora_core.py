@@ -519,8 +519,15 @@ def test_target_errors_describe_the_linear_layers():
         "Linear layers by short name: dense, key, out_proj, query, value "
         "(e.g. 'roberta.encoder.layer.0.attention.self.query')."
     )
+    with pytest.raises(ValueError, match=r"short name: c_attn, c_fc, c_proj, lm_head \(e.g."):
+        apply_lora(tiny_model("gpt2"), targets=["q_proj"])  # lm_head: a top-level name
     no_linear = nn.Sequential(nn.Embedding(4, 4))
     with pytest.raises(ValueError, match="This model has no nn.Linear or Conv1D layers"):
         apply_lora(no_linear, targets=["0"])
     with pytest.raises(ValueError, match=r"model_type=None \(known: roberta, bert, .*llama\)"):
         apply_lora(no_linear)
+
+
+def test_a_and_b_live_on_the_base_device():
+    layer = LoRALayer(nn.Linear(4, 6, device="meta"), r=2, alpha=2)
+    assert layer.lora_A.device.type == layer.lora_B.device.type == "meta"

@@ -428,7 +428,13 @@ def test_length_grouped_batches_hold_similar_lengths_and_the_short_one_is_last()
     runs = [sorted(lengths[i] for i in ranked[k : k + 4]) for k in range(0, 22, 4)]
     assert sorted(sorted(lengths[i] for i in b) for b in batches) == sorted(runs)
     assert [lengths[i] for i in batches[-1]] == [lengths[i] for i in ranked[20:]]
-    assert order == length_grouped_order(lengths, 4, seed=0, epoch=0)
+    assert order == length_grouped_order(lengths, 4, seed=0, epoch=0)  # default: 50 batches
+    many = [(7 * i) % 23 for i in range(250)]
+    assert (
+        length_grouped_order(many, 2, seed=0, epoch=0)
+        == length_grouped_order(many, 2, seed=0, epoch=0, chunk_batches=50)
+        != length_grouped_order(many, 2, seed=0, epoch=0, chunk_batches=51)
+    )
     assert order != length_grouped_order(lengths, 4, seed=0, epoch=1)
     assert order != length_grouped_order(lengths, 4, seed=1, epoch=0)
     # chunks of one batch: each batch is drawn from 4 consecutive examples of the epoch order
