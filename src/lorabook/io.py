@@ -12,6 +12,12 @@ import torch
 from safetensors.torch import save_file
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = Path(path)
@@ -20,6 +26,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a result file is for everyone
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
