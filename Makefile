@@ -41,7 +41,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests notebooks
+	$(BIN)/ruff check src tests notebooks benchmarks tools
 
 # Not part of `make test` or CI. Results accumulate in mutants/ (a rerun only retests what
 # changed); `rm -rf mutants` starts afresh. One test thread per mutant worker.

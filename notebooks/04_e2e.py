@@ -145,7 +145,7 @@ print(inspect.getsource(causal_lm_loss))
 
 # %%
 decode = e2e_preset("paper", "lora").decode
-pd.Series(vars(decode), name="paper preset (Table 11)").to_frame()
+pd.Series(vars(decode), name="paper preset (Table 11)", dtype=object).to_frame()
 
 # %% [markdown]
 # ## 4.3 The metrics, checked against the official script

@@ -14,8 +14,8 @@ Other methods (ft, ft_top2, adapters, prefix) take the same schedule with their 
 takes ~1.4 s per decoding step, so the 630 test MRs take 15–25 minutes whatever the model.
 One LoRA run must train *and* decode the whole test set in at most about 75 minutes (the
 issue's budget), and LoRA and FT both have to fit one working session, so we keep about
-20 minutes of training: **4,000 training rows** (a seeded subset, ~10% of the 42,061; every
-one of the 4,862 distinct MRs is not covered), **1 epoch** (500 steps of batch 8), max 128
+20 minutes of training: **4,000 training rows** (a seeded subset, ~10% of the 42,061, so not
+every one of the 4,862 distinct MRs is seen), **1 epoch** (500 steps of batch 8), max 128
 tokens (the longest training example is under 100), warm-up 50 steps (10%, the paper's
 500 of ~26,000 steps is 2%; short runs need proportionally more). Learning rates are ours:
 LoRA 1e-3 (r = 4, α = 32 as the paper; a higher lr than the paper's 2e-4 because one short
