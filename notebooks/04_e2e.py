@@ -335,6 +335,29 @@ for i in (0, 100, 250, 400, 600):
     display(Markdown("\n".join(lines)))
 
 # %% [markdown]
+# How often a method writes nothing at all, and how long its outputs are (words), beside the
+# references. The untuned instruction model reads the separator (its end-of-turn token) as
+# the end of a conversation turn, so it mostly stops at once: the format itself is learned.
+
+# %%
+pd.DataFrame(
+    {
+        NAMES[m]: {
+            "empty outputs": sum(not o for o in outs),
+            "mean words": sum(len(o.split()) for o in outs) / len(outs),
+        }
+        for m, outs in outputs.items()
+    }
+    | {
+        "references": {
+            "empty outputs": 0,
+            "mean words": sum(len(r.split()) for rs in references for r in rs)
+            / sum(map(len, references)),
+        }
+    }
+).round(1)
+
+# %% [markdown]
 # ## 4.6 Training curves
 #
 # The training loss (label-smoothed, so it does not go to zero) in 50 points per epoch, and
