@@ -478,10 +478,7 @@ def rouge_l(
     Returns:
         ROUGE-L as a fraction.
     """
-    rouge = _pycocoevalcap("rouge.rouge")
-    hyps, refs = _tokenized(hypotheses, references, tokenize)
-    score, _ = rouge.Rouge().compute_score(*_coco_dicts(hyps, refs))
-    return float(score)
+    return _coco_score("rouge.rouge", "Rouge", hypotheses, references, tokenize)
 
 
 def cider(
@@ -499,9 +496,20 @@ def cider(
     Returns:
         CIDEr (a mean over MRs, up to about 10).
     """
-    cider_module = _pycocoevalcap("cider.cider")
+    return _coco_score("cider.cider", "Cider", hypotheses, references, tokenize)
+
+
+def _coco_score(
+    module: str,
+    scorer: str,
+    hypotheses: Sequence[str],
+    references: Sequence[Sequence[str]],
+    tokenize: bool,
+) -> float:
+    """The corpus score of pycocoevalcap's ``<module>.<scorer>`` on (tokenised) texts."""
+    scorer_class = getattr(_pycocoevalcap(module), scorer)
     hyps, refs = _tokenized(hypotheses, references, tokenize)
-    score, _ = cider_module.Cider().compute_score(*_coco_dicts(hyps, refs))
+    score, _ = scorer_class().compute_score(*_coco_dicts(hyps, refs))
     return float(score)
 
 
