@@ -1,0 +1,303 @@
+"""The ``cpu`` preset's GLUE campaign: the learning-rate sweep, its pick, and the runs.
+
+    python -m lorabook.glue.campaign plan sweep        # jobs, done or not, with time estimates
+    python -m lorabook.glue.campaign sweep --workers 2 # the MRPC sweep (resumable)
+    python -m lorabook.glue.campaign pick              # the rule applied to the sweep records
+    python -m lorabook.glue.campaign runs --workers 2  # the chapter's runs (after the pick)
+
+**The sweep.** The paper tunes each method (Appendix D); so do we, on a budget: every method
+of :data:`~lorabook.glue.presets.CPU_SWEEP` is trained on MRPC (seed 0) at each of its
+learning rates for a fixed number of epochs, evaluating the dev set after every epoch.
+
+**The rule** (:func:`pick`): the learning rate whose run reaches the highest dev score
+(MRPC accuracy) at any epoch; ties go to the smaller rate. The number of epochs: the first
+epoch at which that run came within half a point of its best. That epoch was reached under
+a learning-rate schedule planned for the sweep's longer run, so the rule is a reading of one
+curve, not a search over schedules: it says how long a run needs, given the rest fixed.
+The picks are written into :data:`~lorabook.glue.presets.CPU_CHOSEN` by hand and a test
+checks the two agree whenever the sweep's records are present.
+
+**The runs** (:func:`campaign_jobs`): FT and LoRA with seeds 0, 1 and 2, BitFit, AdapterH and
+AdapterP with seed 0, on the five offline tasks: 45 runs. Each is ``python -m lorabook.glue``
+in its own process; ``--workers 2`` runs two at a time, each pinned to its own core with
+one thread (on this 2-core machine that trains 17–23% more examples per second than one run
+on both cores: measured with ``python -m lorabook.glue.bench``). Finished runs are skipped
+(their record exists), an interrupted one resumes from its last epoch, so the same command
+picks up where the last session stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorabook.cli import SettingsError, add_debug_flag, cli_main
+from lorabook.glue.presets import CPU_CHOSEN, CPU_SWEEP, CPU_SWEEP_TASK
+from lorabook.runs import DEFAULT_RESULTS
+
+PRESET = "cpu"
+MODEL = "minilm"
+TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
+SEEDS = {"ft": (0, 1, 2), "lora": (0, 1, 2), "bitfit": (0,), "adapter_h": (0,), "adapter_p": (0,)}
+MARGIN = 0.005  # "within half a point" of the best dev score
+# Training tokens per epoch (MiniLM tokenizer, max length 128) of each task's training set in
+# the cpu preset: SST-2's seeded 10,000-example part holds about 13.3 tokens an example.
+EPOCH_TOKENS = {"mrpc": 195_291, "rte": 165_740, "stsb": 159_879, "cola": 96_859, "sst2": 133_000}
+# Real tokens/s of one single-thread worker beside another (python -m lorabook.glue.bench on
+# MRPC, batch 16, grouped, this 2-core machine): the estimates of `plan`, not results.
+WORKER_TOKENS_PER_SECOND = {
+    "ft": 1200,
+    "lora": 1930,
+    "bitfit": 1900,
+    "adapter_h": 1700,
+    "adapter_p": 1800,
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the campaign: task, method, seed and the settings it overrides."""
+
+    task: str
+    method: str
+    seed: int = 0
+    lr: float | None = None
+    epochs: int | None = None
+
+    def overrides(self) -> dict:
+        """The preset settings this job sets itself (the sweep's lr and epochs)."""
+        return {k: v for k, v in (("lr", self.lr), ("epochs", self.epochs)) if v is not None}
+
+    def argv(self, results_dir: str | Path, model: str = MODEL) -> list[str]:
+        """The ``python -m lorabook.glue`` arguments of this job."""
+        args = ["--task", self.task, "--method", self.method, "--seed", str(self.seed)]
+        args += ["--preset", PRESET, "--model", model, "--results-dir", str(results_dir)]
+        for name, value in self.overrides().items():
+            args += [f"--{name}", repr(value)]
+        return args + ["--no-progress"]
+
+    def plan(self, results_dir: str | Path, model: str = MODEL):
+        """Its :class:`~lorabook.glue.experiment.GlueRun` (checked settings, record path)."""
+        from lorabook.glue.experiment import plan_glue_run
+
+        return plan_glue_run(
+            self.task, self.method, model, PRESET, self.seed, results_dir, self.overrides()
+        )
+
+    def estimate_seconds(self) -> float:
+        """Rough training time of one worker, from the measured tokens/s; evaluation excluded."""
+        epochs = self.epochs or self.plan(DEFAULT_RESULTS).settings.train.epochs
+        return epochs * EPOCH_TOKENS[self.task] / WORKER_TOKENS_PER_SECOND[self.method]
+
+    def __str__(self) -> str:
+        extra = "".join(f" {k} {v:g}" for k, v in self.overrides().items())
+        return f"{self.task}-{self.method}-seed{self.seed}{extra}"
+
+
+def sweep_jobs() -> list[Job]:
+    """The sweep: each method at each of its learning rates on MRPC, seed 0 (FT, LoRA first)."""
+    return [
+        Job(CPU_SWEEP_TASK, method, 0, lr, epochs)
+        for method, (lrs, epochs) in CPU_SWEEP.items()
+        for lr in lrs
+    ]
+
+
+def campaign_jobs() -> list[Job]:
+    """The chapter's runs, seed 0 of everything first, so a partial campaign is useful early.
+
+    Raises:
+        SettingsError: a method has no sweep pick in ``CPU_CHOSEN`` yet.
+    """
+    missing = [m for m in SEEDS if m not in CPU_CHOSEN]
+    if missing:
+        raise SettingsError(
+            f"no sweep pick for {missing} in lorabook.glue.presets.CPU_CHOSEN: run "
+            "`python -m lorabook.glue.campaign sweep`, then `pick`, and fill it in"
+        )
+    rounds = max(len(seeds) for seeds in SEEDS.values())
+    return [
+        Job(task, method, SEEDS[method][i])
+        for i in range(rounds)
+        for method in SEEDS
+        if i < len(SEEDS[method])
+        for task in TASKS
+    ]
+
+
+def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
+    """Apply the sweep rule to sweep records (see the module docstring), per method.
+
+    Args:
+        records: GLUE records; those of the sweep's jobs are used, the rest ignored.
+        margin: how close to its best a run must come to count as converged (0.005 = 0.5 point).
+    Returns:
+        method -> ``{"lr", "epochs", "score", "tried": {lr: best score}, "curve": [...]}``
+        for each method whose sweep runs are all finished, and ``{"missing": [job, ...]}``
+        for the others.
+    """
+    by_key = {r["key"]: r for r in records}
+    out: dict[str, dict] = {}
+    for method, (lrs, _) in CPU_SWEEP.items():
+        jobs = [j for j in sweep_jobs() if j.method == method]
+        found = {j.lr: by_key.get(j.plan(DEFAULT_RESULTS).paths.key) for j in jobs}
+        missing = [str(j) for j in jobs if found[j.lr] is None]
+        if missing:
+            out[method] = {"missing": missing}
+            continue
+        metric = next(iter(found.values()))["metric"]
+        tried = {lr: max(e[metric] for e in found[lr]["epochs"]) for lr in lrs}
+        best_lr = max(lrs, key=lambda lr: (tried[lr], -lr))
+        curve = [e[metric] for e in found[best_lr]["epochs"]]
+        epochs = next(i + 1 for i, v in enumerate(curve) if v >= max(curve) - margin)
+        out[method] = {
+            "lr": best_lr,
+            "epochs": epochs,
+            "score": tried[best_lr],
+            "metric": metric,
+            "tried": tried,
+            "curve": curve,
+        }
+    return out
+
+
+def _pin(worker: int, threads: int):
+    """A ``preexec_fn`` pinning a worker to its own cores (Linux); None where unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    mine = set(cores[worker * threads : (worker + 1) * threads])
+    if len(mine) < threads:
+        return None
+    return lambda: os.sched_setaffinity(0, mine)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    workers: int = 1,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    model: str = MODEL,
+    command: Sequence[str] = (sys.executable, "-m", "lorabook.glue"),
+) -> list[tuple[Job, int]]:
+    """Run the unfinished ``jobs`` in ``workers`` processes at a time; return (job, exit code).
+
+    Every job's settings are checked first. Each worker gets ``cores // workers`` threads
+    (and those cores, on Linux); a job's output goes to ``<results>/_logs/<record name>.log``.
+    A failed job is reported and the others go on. ``command`` runs one job given its
+    :meth:`Job.argv`.
+    """
+    plans = [(job, job.plan(results_dir, model)) for job in jobs]
+    todo = [(job, run) for job, run in plans if run.paths.finished() is None]
+    print(f"{len(plans) - len(todo)} of {len(plans)} finished; {len(todo)} to run", flush=True)
+    if not todo:
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cores or 1) // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    logs = Path(results_dir) / "_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    queue, lock, results = list(todo), threading.Lock(), []
+    started = time.monotonic()
+
+    def work(worker: int) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job, run = queue.pop(0)
+            log = logs / f"{run.paths.record.stem}.log"
+            print(f"[worker {worker}] start {job} → {log}", flush=True)
+            with open(log, "a", encoding="utf-8") as out:
+                code = subprocess.call(
+                    [*command, *job.argv(results_dir, model)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=_pin(worker, threads),
+                )
+            with lock:
+                results.append((job, code))
+                minutes = (time.monotonic() - started) / 60
+                state = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
+                print(
+                    f"[worker {worker}] {state}: {job} | {len(results)}/{len(todo)} "
+                    f"after {minutes:.0f} min",
+                    flush=True,
+                )
+
+    pool = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return results
+
+
+def _jobs(which: str) -> list[Job]:
+    return sweep_jobs() if which == "sweep" else campaign_jobs()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from lorabook.runs import find_records
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lorabook.glue.campaign",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan = sub.add_parser("plan", help="list the jobs, done or not, with estimated hours")
+    plan.add_argument("which", choices=("sweep", "runs"))
+    for name in ("sweep", "runs"):
+        p = sub.add_parser(name, help=f"run the {name} (resumable)")
+        p.add_argument("--workers", type=int, default=2)
+    sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
+    for p in sub.choices.values():
+        p.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+
+    if args.command == "pick":
+        records = find_records(args.results_dir, "glue", preset=PRESET, model=MODEL)
+        for method, result in pick(records).items():
+            if "missing" in result:
+                print(f"{method:<10} not finished: {', '.join(result['missing'])}")
+                continue
+            tried = ", ".join(f"{lr:g}: {100 * s:.1f}" for lr, s in result["tried"].items())
+            print(
+                f"{method:<10} lr {result['lr']:g}, {result['epochs']} epochs "
+                f"(best {100 * result['score']:.1f} {result['metric']}; tried {tried})"
+            )
+        return 0
+    jobs = _jobs(args.command if args.command != "plan" else args.which)
+    if args.command == "plan":
+        total = 0.0
+        for job in jobs:
+            done = job.plan(args.results_dir).paths.finished() is not None
+            seconds = job.estimate_seconds()
+            total += 0 if done else seconds
+            print(f"{'done' if done else 'todo':<5} {str(job):<42} ~{seconds / 60:5.0f} min")
+        print(f"left: ~{total / 3600:.1f} worker-hours (training only; evaluation adds ~5%)")
+        return 0
+    if args.workers < 1:
+        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    failed = [job for job, code in run_jobs(jobs, args.workers, args.results_dir) if code]
+    for job in failed:
+        print(f"failed: {job}")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lorabook.glue.campaign``: plan, sweep, pick, runs."""
+    return cli_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

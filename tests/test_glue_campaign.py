@@ -1,0 +1,143 @@
+"""The cpu preset and its campaign: the sweep's jobs, the pick rule, the runs' plan."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorabook.glue import campaign, presets
+from lorabook.glue.campaign import Job, campaign_jobs, pick, run_jobs, sweep_jobs
+from lorabook.glue.experiment import plan_glue_run
+from lorabook.glue.presets import SettingsError, glue_preset
+from lorabook.runs import find_records
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cpu_preset_is_whole_sets_but_sst2_long_sequences_grouped():
+    for task in ("mrpc", "rte", "stsb", "cola"):
+        assert glue_preset("cpu", task, "lora").train_examples is None
+    sst2 = glue_preset("cpu", "sst2", "ft")
+    assert sst2.train_examples == presets.CPU_TRAIN_EXAMPLES["sst2"]
+    assert (sst2.max_length, sst2.group_by_length, sst2.padding) == (128, True, "longest")
+    assert (sst2.train.warmup_ratio, sst2.train.weight_decay) == (0.06, 0.1)
+
+
+def test_cpu_preset_without_a_sweep_pick_asks_for_lr_and_epochs(monkeypatch, tmp_path):
+    monkeypatch.setattr(presets, "CPU_CHOSEN", {})
+    with pytest.raises(SettingsError, match="--lr and --epochs"):
+        plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path)
+    with pytest.raises(SettingsError, match="no epochs .*give --epochs"):
+        plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path, {"lr": 1e-3})
+    run = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path, {"lr": 1e-3, "epochs": 2})
+    assert (run.settings.train.lr, run.settings.train.epochs) == (1e-3, 2)
+
+
+def test_cpu_preset_uses_the_pick_and_a_sweep_job_at_the_pick_is_the_same_run(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr(presets, "CPU_CHOSEN", {"lora": (1e-3, 4)})
+    chosen = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path)
+    assert (chosen.settings.train.lr, chosen.settings.train.epochs) == (1e-3, 4)
+    same = Job("mrpc", "lora", 0, 1e-3, 4).plan(tmp_path)
+    assert same.paths.record == chosen.paths.record  # identity is the settings, not the route
+    other = Job("mrpc", "lora", 0, 2e-3, 4).plan(tmp_path)
+    assert other.paths.record != chosen.paths.record
+
+
+def test_sweep_covers_every_method_at_every_lr_on_one_task():
+    jobs = sweep_jobs()
+    assert {j.task for j in jobs} == {presets.CPU_SWEEP_TASK}
+    for method, (lrs, epochs) in presets.CPU_SWEEP.items():
+        mine = [j for j in jobs if j.method == method]
+        assert sorted(j.lr for j in mine) == sorted(lrs) and {j.epochs for j in mine} == {epochs}
+    assert [j.method for j in jobs[:2]] == ["ft", "ft"]  # the claim's two methods first
+    assert len({j.plan("r").paths.key for j in jobs}) == len(jobs)
+
+
+def test_job_command_line_plans_the_same_run_as_the_job(tmp_path):
+    from lorabook.glue.__main__ import build_parser, overrides_from
+
+    job = Job("rte", "adapter_h", 0, 3e-4, 8)
+    args = build_parser().parse_args(job.argv(tmp_path))
+    run = plan_glue_run(
+        args.task[0],
+        args.method[0],
+        args.model,
+        args.preset,
+        args.seed[0],
+        args.results_dir,
+        overrides_from(args),
+    )
+    assert run.paths.record == job.plan(tmp_path).paths.record
+
+
+def test_campaign_needs_every_pick_then_has_45_runs_seed0_first(monkeypatch):
+    monkeypatch.setattr(campaign, "CPU_CHOSEN", {"ft": (5e-5, 3)})
+    with pytest.raises(SettingsError, match="no sweep pick for .*lora"):
+        campaign_jobs()
+    monkeypatch.setattr(campaign, "CPU_CHOSEN", {m: (1e-3, 3) for m in campaign.SEEDS})
+    jobs = campaign_jobs()
+    assert len(jobs) == len(set(jobs)) == 45
+    assert {j.seed for j in jobs[:25]} == {0}  # every method and task once before any repeat
+    for method in ("ft", "lora"):
+        for task in campaign.TASKS:
+            assert sorted(j.seed for j in jobs if (j.method, j.task) == (method, task)) == [0, 1, 2]
+
+
+def sweep_record(job: Job, curve: list[float]) -> dict:
+    """A stand-in for the record of a finished sweep job with this dev-accuracy curve."""
+    return {
+        "key": job.plan("r").paths.key,
+        "metric": "accuracy",
+        "epochs": [{"epoch": i + 1, "accuracy": v} for i, v in enumerate(curve)],
+    }
+
+
+def test_pick_takes_the_best_lr_and_the_first_epoch_within_half_a_point():
+    lora = [j for j in sweep_jobs() if j.method == "lora"]
+    curves = {
+        lora[0].lr: [0.70, 0.80, 0.82],
+        lora[1].lr: [0.75, 0.855, 0.85, 0.86],
+        lora[2].lr: [0.60, 0.86, 0.70],
+    }
+    records = [sweep_record(j, curves[j.lr]) for j in lora]
+    result = pick(records)["lora"]
+    # lora[1] and lora[2] both reach 0.86: the tie goes to the smaller learning rate
+    assert result["lr"] == min(lora[1].lr, lora[2].lr)
+    assert result["epochs"] == 2  # 0.855 >= 0.86 - 0.005
+    assert result["tried"][lora[0].lr] == 0.82
+    assert pick(records, margin=0.001)["lora"]["epochs"] == 4
+
+
+def test_pick_reports_unfinished_methods():
+    lora = [j for j in sweep_jobs() if j.method == "lora"]
+    result = pick([sweep_record(lora[0], [0.8])])
+    assert set(result["lora"]["missing"]) == {str(j) for j in lora[1:]}
+    assert "missing" in result["ft"]
+
+
+def test_committed_picks_follow_the_rule_on_the_committed_sweep():
+    records = find_records(ROOT / "results", "glue", preset="cpu", model="minilm")
+    picked = pick(records)
+    for method, (lr, epochs) in presets.CPU_CHOSEN.items():
+        assert "missing" not in picked[method], f"CPU_CHOSEN[{method!r}] without its sweep"
+        assert (picked[method]["lr"], picked[method]["epochs"]) == (lr, epochs)
+
+
+def test_run_jobs_skips_finished_runs_and_reports_failures(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(presets, "CPU_CHOSEN", {})
+    jobs = [Job("mrpc", "lora", 0, 1e-3, 1), Job("rte", "lora", 0, 1e-3, 1)]
+    done = jobs[0].plan(tmp_path).paths.record
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    fake = tmp_path / "fake_python.py"  # stands in for the interpreter: fails, trains nothing
+    fake.write_text("import sys; print('ran', sys.argv[1:]); sys.exit(3)\n")
+    results = run_jobs(jobs, workers=2, results_dir=tmp_path, command=[sys.executable, fake])
+    assert results == [(jobs[1], 3)]
+    out = capsys.readouterr().out
+    assert "1 of 2 finished; 1 to run" in out and "FAILED (exit 3" in out
+    log = (tmp_path / "_logs" / f"{jobs[1].plan(tmp_path).paths.record.stem}.log").read_text()
+    assert "--task', 'rte'" in log and "'--lr', '0.001'" in log
