@@ -141,3 +141,65 @@ def test_run_jobs_skips_finished_runs_and_reports_failures(tmp_path, monkeypatch
     assert "1 of 2 finished; 1 to run" in out and "FAILED (exit 3" in out
     log = (tmp_path / "_logs" / f"{jobs[1].plan(tmp_path).paths.record.stem}.log").read_text()
     assert "--task', 'rte'" in log and "'--lr', '0.001'" in log
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fake_record(score: float, trainable: int = 100) -> dict:
+    return {"metric": "accuracy", "best": {"accuracy": score}, "params": {"trainable": trainable}}
+
+
+def test_summary_is_the_median_and_range_over_seeds_and_lora_minus_ft_per_task():
+    from lorabook.glue.report import lora_minus_ft, summary
+
+    found = {
+        Job("rte", "ft", 0): fake_record(0.70, 22_000_000),
+        Job("rte", "ft", 1): fake_record(0.60, 22_000_000),
+        Job("rte", "ft", 2): fake_record(0.66, 22_000_000),
+        Job("rte", "lora", 2): fake_record(0.64),
+        Job("rte", "lora", 0): fake_record(0.655),
+        Job("mrpc", "lora", 0): fake_record(0.80),
+    }
+    rows = {(r["method"], r["task"]): r for r in summary(found)}
+    ft = rows["ft", "rte"]
+    assert ft["median"] == pytest.approx(66.0) and (ft["min"], ft["max"]) == pytest.approx((60, 70))
+    assert ft["seeds"] == 3 and ft["trainable"] == 22_000_000
+    assert rows["lora", "rte"]["median"] == pytest.approx(64.75)  # even count: the mean of two
+    diffs = lora_minus_ft(list(rows.values()))
+    assert [d["task"] for d in diffs] == ["rte"]  # MRPC has no FT run: no difference
+    assert diffs[0]["LoRA − FT"] == pytest.approx(-1.25) and not diffs[0]["holds"]
+    assert lora_minus_ft(list(rows.values()), tolerance=1.5)[0]["holds"]
+
+
+def test_paper_rows_are_table_2s_roberta_base_rows():
+    from lorabook import paper
+    from lorabook.glue.report import paper_rows
+
+    rows = {r["method"]: r for r in paper_rows()}
+    cells = {r["model / method"]: r for r in paper.table(2)}
+    assert "LoRA" in rows and "FT*" in rows
+    assert rows["LoRA"]["rte"] == paper.value(cells["RoBERTa-base LoRA"]["RTE"])
+    assert rows["LoRA"]["spread"]["cola"] == paper.spread(cells["RoBERTa-base LoRA"]["CoLA"])
+    assert all(r["source"] == "paper, Table 2" for r in rows.values())
+
+
+@pytest.mark.skipif(not hasattr(campaign.os, "sched_setaffinity"), reason="Linux only")
+def test_workers_get_their_own_cores_and_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    pinned = []
+    monkeypatch.setattr(campaign.os, "sched_setaffinity", lambda pid, cores: pinned.append(cores))
+    for worker in (0, 1):
+        campaign._pin(worker, 2)()
+    assert pinned == [{0, 1}, {2, 3}]
+    assert campaign._pin(2, 2) is None  # no third pair of cores: not pinned
+
+    fake = tmp_path / "show_threads.py"
+    fake.write_text(
+        "import os, sys; print('threads', os.environ['OMP_NUM_THREADS']); sys.exit(0)\n"
+    )
+    job = Job("mrpc", "lora", 0, 1e-3, 1)
+    monkeypatch.setattr(campaign, "_pin", lambda worker, threads: None)
+    run_jobs([job], workers=1, results_dir=tmp_path, command=[sys.executable, fake], cores=1)
+    log = tmp_path / "_logs" / f"{job.plan(tmp_path).paths.record.stem}.log"
+    assert "threads 1" in log.read_text()

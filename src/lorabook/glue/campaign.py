@@ -185,21 +185,25 @@ def run_jobs(
     results_dir: str | Path = DEFAULT_RESULTS,
     model: str = MODEL,
     command: Sequence[str] = (sys.executable, "-m", "lorabook.glue"),
+    cores: int | None = None,
 ) -> list[tuple[Job, int]]:
     """Run the unfinished ``jobs`` in ``workers`` processes at a time; return (job, exit code).
 
     Every job's settings are checked first. Each worker gets ``cores // workers`` threads
-    (and those cores, on Linux); a job's output goes to ``<results>/_logs/<record name>.log``.
-    A failed job is reported and the others go on. ``command`` runs one job given its
-    :meth:`Job.argv`.
+    (and those cores, on Linux), ``cores`` being all this process may use unless given
+    (``cores=1, workers=1`` leaves the other cores to other work). A job's output goes to
+    ``<results>/_logs/<record name>.log``. A failed job is reported and the others go on.
+    ``command`` runs one job given its :meth:`Job.argv`.
     """
     plans = [(job, job.plan(results_dir, model)) for job in jobs]
     todo = [(job, run) for job, run in plans if run.paths.finished() is None]
     print(f"{len(plans) - len(todo)} of {len(plans)} finished; {len(todo)} to run", flush=True)
     if not todo:
         return []
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = max(1, (cores or 1) // workers)
+    if cores is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     logs = Path(results_dir) / "_logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -257,7 +261,8 @@ def _main(argv: Sequence[str] | None) -> int:
     plan.add_argument("which", choices=("sweep", "runs"))
     for name in ("sweep", "runs"):
         p = sub.add_parser(name, help=f"run the {name} (resumable)")
-        p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--workers", type=int, default=2, help="runs at a time")
+        p.add_argument("--cores", type=int, default=None, help="cores to use (default: all)")
     sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
     for p in sub.choices.values():
         p.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
@@ -288,7 +293,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
-    failed = [job for job, code in run_jobs(jobs, args.workers, args.results_dir) if code]
+    ran = run_jobs(jobs, args.workers, args.results_dir, cores=args.cores)
+    failed = [job for job, code in ran if code]
     for job in failed:
         print(f"failed: {job}")
     return 1 if failed else 0

@@ -1,0 +1,120 @@
+"""The GLUE chapter's tables, computed from result records (and the paper's, from its README).
+
+    from lorabook.glue.report import campaign_records, summary, lora_minus_ft
+    found = campaign_records("results")          # Job -> record, for the finished runs
+    summary(found)                               # median, spread, seeds per (method, task)
+
+Scores are the paper's metric per task (accuracy, MCC, Pearson) ×100, each run at its best
+epoch; over seeds, the median (the paper reports the median of 5 seeds; we run 3 for FT and
+LoRA) and the range (min, max) as the spread.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from lorabook import paper
+from lorabook.glue.campaign import TASKS, Job, campaign_jobs
+
+METHOD_NAMES = {
+    "ft": "FT",
+    "bitfit": "BitFit",
+    "adapter_h": "AdapterH",
+    "adapter_p": "AdapterP",
+    "lora": "LoRA",
+}
+# Table 2's column of each task, and the paper's RoBERTa-base rows (its BitFit and AdptD rows
+# are the baselines' own papers' numbers, marked * there)
+PAPER_COLUMNS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "rte": "RTE", "stsb": "STS-B"}
+PAPER_MODEL = "RoBERTa-base"
+
+
+def score(record: Mapping) -> float:
+    """A record's dev score ×100: its task's metric at its best epoch."""
+    return 100 * record["best"][record["metric"]]
+
+
+def campaign_records(results_dir: str | Path, jobs: Iterable[Job] | None = None) -> dict[Job, dict]:
+    """The finished runs among ``jobs`` (default: the campaign's), by job."""
+    found = {}
+    for job in campaign_jobs() if jobs is None else jobs:
+        record = job.plan(results_dir).paths.finished()
+        if record is not None:
+            found[job] = record
+    return found
+
+
+def summary(found: Mapping[Job, Mapping]) -> list[dict]:
+    """One row per (method, task) with runs: median, min, max score, seeds, trainable params."""
+    groups: dict[tuple[str, str], list[tuple[int, Mapping]]] = {}
+    for job, record in found.items():
+        groups.setdefault((job.method, job.task), []).append((job.seed, record))
+    rows = []
+    for (method, task), runs in groups.items():
+        scores = [score(r) for _, r in sorted(runs, key=lambda run: run[0])]
+        rows.append(
+            {
+                "method": method,
+                "task": task,
+                "median": statistics.median(scores),
+                "min": min(scores),
+                "max": max(scores),
+                "seeds": len(scores),
+                "scores": scores,
+                "trainable": runs[0][1]["params"]["trainable"],
+            }
+        )
+    return rows
+
+
+def lora_minus_ft(rows: Sequence[Mapping], tolerance: float = 1.0) -> list[dict]:
+    """Per task with both methods: LoRA's median − FT's and each one's seed range.
+
+    ``holds`` is the test of the claim this project set itself: LoRA's median is no more
+    than ``tolerance`` points below FT's (above it is fine: "on par or better").
+    """
+    by = {(r["method"], r["task"]): r for r in rows}
+    out = []
+    for task in TASKS:
+        if ("ft", task) not in by or ("lora", task) not in by:
+            continue
+        ft, lora = by["ft", task], by["lora", task]
+        diff = lora["median"] - ft["median"]
+        out.append(
+            {
+                "task": task,
+                "FT median": ft["median"],
+                "FT range": (ft["min"], ft["max"]),
+                "LoRA median": lora["median"],
+                "LoRA range": (lora["min"], lora["max"]),
+                "LoRA − FT": diff,
+                "seeds": (ft["seeds"], lora["seeds"]),
+                "holds": diff >= -tolerance,
+            }
+        )
+    return out
+
+
+def paper_rows(model: str = PAPER_MODEL) -> list[dict]:
+    """Table 2's rows for ``model``: method, params and the five offline tasks' scores.
+
+    Scores are the paper's cells as numbers (``paper.value``); ``spread`` keeps the ± part.
+    """
+    rows = []
+    for row in paper.table(2):
+        name = row["model / method"]
+        if not name.startswith(model + " "):
+            continue
+        method = name[len(model) + 1 :]
+        rows.append(
+            {
+                "method": method,
+                "params": paper.value(row["params"]),
+                **{task: paper.value(row[col]) for task, col in PAPER_COLUMNS.items()},
+                "spread": {task: paper.spread(row[col]) for task, col in PAPER_COLUMNS.items()},
+                "source": "paper, Table 2",
+            }
+        )
+    return rows
