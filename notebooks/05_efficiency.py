@@ -95,7 +95,7 @@ show(profile.overhead)
 paper_t1 = pd.DataFrame(
     [
         {"variant": v, "shape": f"{b}×{n}", "paper ms": f"{m:.1f} ± {s:.1f}"}
-        for v, by_shape in profile.PAPER_TABLE1_MS.items()
+        for v, by_shape in profile.paper_table1_ms().items()
         for (b, n), (m, s) in by_shape.items()
     ]
 ).pivot(index="variant", columns="shape", values="paper ms")

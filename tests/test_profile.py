@@ -333,3 +333,25 @@ def test_iso_accuracy_table_takes_the_newest_record_per_task_and_method():
     )
     assert [r["task"] for r in rows] == ["a"] and rows[0]["runs"]["ft"]["epoch"] == 2
     json.dumps(rows)
+
+
+def test_paper_table1_is_read_from_the_papers_readme_and_agrees_with_its_percentages():
+    import re
+
+    from lorabook import paper
+    from lorabook.profile import PAPER_SHAPES, TABLE1_ADAPTER_PARAMS, paper_table1_ms
+
+    table = paper_table1_ms()
+    assert set(table) == {"base", "adapter_l", "adapter_h"}
+    for by_shape in table.values():
+        assert list(by_shape) == list(PAPER_SHAPES) == list(TABLE1_ADAPTER_PARAMS)
+    # the overheads the paper prints beside its adapter rows follow from the means we read
+    for row in paper.table(1):
+        for column, cell in list(row.items())[1:]:
+            printed = re.search(r"\(\+([\d.]+)%\)", cell)
+            if printed:
+                batch, length, _ = (int(p) if p.strip().isdigit() else p for p in column.split("/"))
+                base = table["base"][batch, length][0]
+                assert 100 * (paper.value(cell) / base - 1) == pytest.approx(
+                    float(printed.group(1)), abs=0.06
+                )

@@ -50,12 +50,8 @@ TABLE1_ADAPTER_PARAMS: dict[tuple[int, int], int] = {
     (16, 256): 11_000_000,
     (1, 128): 11_000_000,
 }
-# The paper's Table 1 (ms, mean ± std over 100 trials, Quadro RTX 8000), for the chapter.
-PAPER_TABLE1_MS: dict[str, dict[tuple[int, int], tuple[float, float]]] = {
-    "base": {(32, 512): (1449.4, 0.8), (16, 256): (338.0, 0.6), (1, 128): (19.8, 2.7)},
-    "adapter_l": {(32, 512): (1482.0, 1.0), (16, 256): (354.8, 0.5), (1, 128): (23.9, 2.1)},
-    "adapter_h": {(32, 512): (1492.2, 1.0), (16, 256): (366.3, 0.5), (1, 128): (25.8, 2.2)},
-}
+# Table 1's rows (in ../shared/paper/README.md) and the variants they time
+PAPER_TABLE1_ROWS = {"Fine-tune / LoRA": "base", "AdapterL": "adapter_l", "AdapterH": "adapter_h"}
 LATENCY_VARIANTS: tuple[str, ...] = (
     "base",
     "lora_merged",
@@ -65,6 +61,21 @@ LATENCY_VARIANTS: tuple[str, ...] = (
 )
 # The paper's GPT-2 LoRA: r = 4 on W_q and W_v, alpha = 32 (Table 11).
 GPT2_LORA = {"lora_r": 4, "lora_alpha": 32}
+
+
+def paper_table1_ms() -> dict[str, dict[tuple[int, int], tuple[float, float | None]]]:
+    """The paper's Table 1 (ms, mean ± std of 100 trials, Quadro RTX 8000), read from the
+    paper's transcription: variant -> (batch, length) -> (mean, std)."""
+    from lorabook import paper
+
+    out: dict[str, dict[tuple[int, int], tuple[float, float | None]]] = {}
+    for row in paper.table(1):
+        label, *cells = row.items()
+        by_shape = out.setdefault(PAPER_TABLE1_ROWS[label[1]], {})
+        for column, cell in cells:
+            batch, length, _ = (part.strip() for part in column.split("/"))
+            by_shape[int(batch), int(length)] = (paper.value(cell), paper.spread(cell))
+    return out
 
 
 class MethodUnavailable(RuntimeError):
