@@ -355,3 +355,24 @@ def test_paper_table1_is_read_from_the_papers_readme_and_agrees_with_its_percent
                 assert 100 * (paper.value(cell) / base - 1) == pytest.approx(
                     float(printed.group(1)), abs=0.06
                 )
+
+
+def test_peer_summary_averages_repeats_and_judges_no_worse_within_noise():
+    from lorabook.profile import peer_summary
+
+    def record(step: float, memory: float, spread: float = 0.0) -> dict:
+        row = {"model": "m", "step_time_ratio": step, "peak_memory_ratio": memory}
+        return {"ours_vs_peft": [{**row, "step_time_ratio_spread": spread}]}
+
+    noisy = peer_summary([record(1.02, 0.99), record(0.98, 1.00), record(1.03, 1.001)])[0]
+    assert noisy["repeats"] == 3 and noisy["step_time"]["ratios"] == [1.02, 0.98, 1.03]
+    assert noisy["step_time"]["mean"] == pytest.approx(1.01)
+    assert noisy["step_time"]["no_worse"]  # 1.01 is inside 2 standard errors (0.031)
+    assert noisy["peak_memory"]["no_worse"]
+    steady = peer_summary([record(1.05, 1.0), record(1.06, 1.0), record(1.05, 1.0)])[0]
+    assert not steady["step_time"]["no_worse"]  # consistently 5% slower: not noise
+    single = peer_summary([record(1.013, 1.0, spread=0.007)])[0]
+    assert single["step_time"]["noise"] == pytest.approx(0.014) and single["step_time"]["no_worse"]
+    assert not peer_summary([record(1.02, 1.0, spread=0.007)])[0]["step_time"]["no_worse"]
+    assert peer_summary([record(1.0, 1.005)], tolerance=0.01)[0]["peak_memory"]["no_worse"]
+    assert not peer_summary([record(1.0, 1.005)])[0]["peak_memory"]["no_worse"]

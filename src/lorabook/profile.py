@@ -660,6 +660,39 @@ def peer_ratios(rows: Sequence[dict], ours: str = "lora", peer: str = "peft_lora
     return out
 
 
+def peer_summary(records: Sequence[dict], tolerance: float = 0.0) -> list[dict]:
+    """Ours/peft over repeated training benchmarks, per model: the ratios of each repeat,
+    their mean, and whether ours is no worse than peft's within noise.
+
+    "No worse within noise" for a ratio: its mean over the repeats is at most
+    ``1 + max(2 standard errors of that mean, tolerance)``. With a single repeat, two of
+    the step-time spreads that :func:`peer_ratios` computes from the steps stand in for the
+    standard errors (peak memory then has no noise estimate but ``tolerance``).
+    """
+    by_model: dict[str, list[dict]] = {}
+    for record in records:
+        for row in record.get("ours_vs_peft", []):
+            by_model.setdefault(row["model"], []).append(row)
+    out = []
+    for model, rows in by_model.items():
+        summary: dict[str, object] = {"model": model, "repeats": len(rows)}
+        for name, key in (("step_time", "step_time_ratio"), ("peak_memory", "peak_memory_ratio")):
+            values = [r[key] for r in rows]
+            mean = statistics.fmean(values)
+            if len(values) > 1:
+                noise = 2 * statistics.stdev(values) / math.sqrt(len(values))
+            else:
+                noise = 2 * rows[0].get(f"{key}_spread", 0.0)
+            summary[name] = {
+                "ratios": values,
+                "mean": mean,
+                "noise": noise,
+                "no_worse": mean <= 1 + max(noise, tolerance),
+            }
+        out.append(summary)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Time (and energy) to equal accuracy
 
