@@ -110,13 +110,15 @@ def sweep_jobs() -> list[Job]:
     ]
 
 
-def campaign_jobs() -> list[Job]:
-    """The chapter's runs, seed 0 of everything first, so a partial campaign is useful early.
+def campaign_jobs(methods: Sequence[str] | None = None) -> list[Job]:
+    """The chapter's runs of ``methods`` (default: those the sweep has picked for), seed 0 of
+    everything first, so that a partial campaign is useful early.
 
     Raises:
-        SettingsError: a method has no sweep pick in ``CPU_CHOSEN`` yet.
+        SettingsError: a method asked for has no sweep pick in ``CPU_CHOSEN`` yet.
     """
-    missing = [m for m in SEEDS if m not in CPU_CHOSEN]
+    methods = [m for m in SEEDS if m in CPU_CHOSEN] if methods is None else list(methods)
+    missing = [m for m in methods if m not in CPU_CHOSEN]
     if missing:
         raise SettingsError(
             f"no sweep pick for {missing} in lorabook.glue.presets.CPU_CHOSEN: run "
@@ -126,7 +128,7 @@ def campaign_jobs() -> list[Job]:
     return [
         Job(task, method, SEEDS[method][i])
         for i in range(rounds)
-        for method in SEEDS
+        for method in methods
         if i < len(SEEDS[method])
         for task in TASKS
     ]
@@ -245,7 +247,12 @@ def run_jobs(
 
 
 def _jobs(which: str) -> list[Job]:
-    return sweep_jobs() if which == "sweep" else campaign_jobs()
+    if which == "sweep":
+        return sweep_jobs()
+    waiting = [m for m in SEEDS if m not in CPU_CHOSEN]
+    if waiting:
+        print(f"waiting for their sweep pick (CPU_CHOSEN): {', '.join(waiting)}")
+    return campaign_jobs()
 
 
 def _main(argv: Sequence[str] | None) -> int:
