@@ -23,7 +23,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lorabook.profile import device_kind, in_fresh_process, peer_ratios, write_record
+from lorabook.profile import (
+    device_kind,
+    in_fresh_process,
+    interleaved_steps,
+    peer_ratios,
+    write_record,
+)
 
 METHODS = ["ft", "bitfit", "adapter_h", "adapter_p", "adapter_l", "lora", "peft_lora"]
 # (batch, length) per model: CPU sizes that fit 2 cores in minutes; GPU sizes near the paper's
@@ -42,6 +48,7 @@ SIZES = {
     },
 }
 STEPS = {"cpu": (5, 2), "cuda": (20, 5)}  # (timed steps, warm-up steps)
+INTERLEAVED_STEPS = {"cpu": 20, "cuda": 50}  # ours and peft's LoRA in turn, in one process
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--length", type=int, default=None)
     parser.add_argument("--steps", type=int, default=STEPS[device][0])
     parser.add_argument("--warmup", type=int, default=STEPS[device][1])
+    parser.add_argument(
+        "--interleaved-steps",
+        type=int,
+        default=INTERLEAVED_STEPS[device],
+        help="steps of ours and peft's LoRA in turn in one process, per model (0: none)",
+    )
+    parser.add_argument(
+        "--interleaved-only",
+        action="store_true",
+        help="only the interleaved ours-vs-peft steps (no fresh process per method)",
+    )
     parser.add_argument("--note", default=None, help="a remark kept in the record")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -65,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch, length = SIZES[device].get(model, (8, 128))
         batch, length = args.batch or batch, args.length or length
         sizes[model] = (batch, length)
-        for method in args.methods:
+        for method in [] if args.interleaved_only else args.methods:
             cmd = ["train", "--model", model, "--method", method, "--batch", str(batch)]
             cmd += ["--length", str(length), "--steps", str(args.steps)]
             cmd += ["--warmup", str(args.warmup)]
@@ -89,6 +107,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ours/peft {r['model']}: step time ×{r['step_time_ratio']:.3f} "
             f"(± {r['step_time_ratio_spread']:.3f}), peak memory ×{r['peak_memory_ratio']:.3f}"
         )
+    interleaved = []
+    for model in args.models if args.interleaved_steps else []:
+        batch, length = sizes[model]
+        row = interleaved_steps(model, ("lora", "peft_lora"), batch, length, args.interleaved_steps)
+        interleaved.append(row)
+        ratio = row["paired_ratio"]
+        print(
+            f"ours/peft {model}, interleaved in one process: step time ×{ratio['mean']:.3f} "
+            f"(± {ratio['noise']:.3f}, {ratio['n']} paired steps)",
+            flush=True,
+        )
     out = args.out or f"results/bench/training-{device}.json"
     settings = {
         "models": args.models,
@@ -96,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sizes": sizes,
         "steps": args.steps,
         "warmup": args.warmup,
+        "interleaved_steps": args.interleaved_steps,
+        "interleaved_only": args.interleaved_only,
         "peak_memory": "torch.cuda.max_memory_allocated"
         if device == "cuda"
         else "peak RSS of a fresh process per method",
@@ -107,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows=rows,
         skipped=skipped,
         ours_vs_peft=ratios,
+        ours_vs_peft_interleaved=interleaved,
         note=args.note,
     )
     print(f"written: {out}")

@@ -14,257 +14,379 @@
 # %% [markdown]
 # # 3. GLUE: LoRA against full fine-tuning on an encoder
 #
-# **The paper's claim** (Section 5.1, Table 2): on RoBERTa-base, LoRA with $r = 8$ on $W_q$
-# and $W_v$ (0.3M trainable parameters) scores on par with full fine-tuning (125M) on the
-# GLUE benchmark, and better than BitFit and adapter baselines of similar size.
+# **The paper's claim** (Section 5.2, Table 2): on RoBERTa-base, LoRA with $r = 8$ on $W_q$
+# and $W_v$ (0.3M trainable parameters) scores on par with full fine-tuning of all 125M
+# parameters on the GLUE benchmark, and better than BitFit and adapters of similar size.
 #
-# **What this chapter does**: runs the same comparison with the package's training engine,
-# on the tasks and model we have offline: five GLUE tasks (SST-2, MRPC, CoLA, RTE, STS-B)
-# and MiniLM-L6 (22.7M parameters) standing in for RoBERTa. Every number below is read
-# from a result record that `lorabook.glue.run_glue` wrote; a record that already exists is
-# reused, not recomputed, so building the book does not retrain anything that was trained.
+# **What this chapter does**: the same comparison, at a scale this project's 2-core CPU can
+# train to convergence: five GLUE tasks (SST-2, MRPC, CoLA, RTE, STS-B; the other three are
+# too large to keep offline) and MiniLM-L6 (22.7M parameters) standing in for RoBERTa-base.
+# Five methods: full fine-tuning (FT), BitFit, AdapterH, AdapterP and LoRA; FT and LoRA with
+# three seeds each. Their learning rates and epochs were picked by a sweep on MRPC (below),
+# as the paper tunes each method. Every number is read from a result record that
+# `lorabook.glue.run_glue` wrote; building the book trains nothing.
 #
-# In `quick` mode (the default, CPU) each run trains on an 800-example subset for 3 epochs
-# with short sequences: a smoke-sized version of the experiment, **not** the paper's
-# setting. With a GPU and the hub, `mode = "paper"` runs the paper's hyperparameters
-# (Appendix D, Table 9) on `roberta-base`.
+# With a GPU and the hub, `mode = "paper"` runs the paper's hyperparameters (Appendix D,
+# Table 9) on `roberta-base` for FT and LoRA.
 
 # %% tags=["parameters"]
 mode = "quick"
 
 # %%
-import json
+import inspect
 import warnings
 
 from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: plain progress bars
 
-
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from lorabook.glue.experiment import run_glue
-from lorabook.glue.presets import PAPER_LORA_ROBERTA_BASE, glue_preset
+from lorabook.glue import campaign, report
+from lorabook.glue.presets import CPU_CHOSEN, CPU_SWEEP, CPU_SWEEP_TASK, glue_preset
 from lorabook.paths import REPO_ROOT
+from lorabook.runs import find_records
 
 assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
-model = "minilm" if mode == "quick" else "roberta-base"
-tasks = ["sst2", "mrpc", "cola", "rte", "stsb"]
-methods = ["ft", "lora"]
 results_dir = REPO_ROOT / "results"
+tasks = list(campaign.TASKS)
+methods = list(report.METHOD_NAMES)
+colors = {
+    "ft": "#666666",
+    "bitfit": "#1b9e77",
+    "adapter_h": "#7570b3",
+    "adapter_p": "#e7298a",
+    "lora": "#d95f02",
+}
 plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def show(obj) -> None:
+    """Print the source of a package function."""
+    print(inspect.getsource(obj))
+
+
+if mode == "paper":  # on a GPU with the hub: the paper's settings, FT and LoRA, 5 seeds
+    from lorabook.glue.experiment import run_glue
+
+    for task in tasks:
+        for method in ("ft", "lora"):
+            for seed in range(5):
+                run_glue(task, method, "roberta-base", "paper", seed, results_dir=results_dir)
 
 # %% [markdown]
 # ## 3.1 The settings
 #
-# The paper's LoRA hyperparameters for RoBERTa-base (its Table 9, which the official
-# scripts match) live in `lorabook.glue.presets`; the `quick` preset is ours. Here are both,
-# per task, for LoRA:
+# The paper's LoRA hyperparameters for RoBERTa-base (Table 9, which the official scripts
+# match) and our `cpu` preset for MiniLM, per task. The `cpu` preset trains on the whole
+# training sets of MRPC, RTE, STS-B and CoLA and on a seeded 10,000-example part of SST-2's
+# 67,349 (budget: SST-2's whole set would cost more than the four others together), with
+# sequences up to 128 tokens, batches of 16 padded to their longest example and grouped by
+# length.
 
 # %%
 rows = []
 for task in tasks:
-    for preset in ("paper", "quick"):
-        p = glue_preset(preset, task, "lora")
-        rows.append(
-            {
-                "task": task,
-                "preset": preset,
-                "batch": p.train.batch_size,
-                "epochs": p.train.epochs,
-                "lr": p.train.lr,
-                "max length": p.max_length,
-                "train examples": p.train_examples or "all",
-                "r": p.lora_r,
-                "alpha": p.lora_alpha,
-            }
-        )
-assert all(
-    (
-        glue_preset("paper", t, "lora").train.batch_size,
-        glue_preset("paper", t, "lora").train.epochs,
-        glue_preset("paper", t, "lora").train.lr,
-    )
-    == PAPER_LORA_ROBERTA_BASE[t]
-    for t in tasks
-)
-pd.DataFrame(rows).set_index(["task", "preset"])
-
-# %% [markdown]
-# Two things differ between the paper and its own scripts, and the preset keeps both
-# visible: Table 9 says $\alpha = 8$ while the scripts pass `--lora_alpha 16`; and for MRPC,
-# RTE and STS-B the scripts start from LoRA weights trained on MNLI, which is not in the
-# offline data, so every run here starts from the pretrained model.
-#
-# ## 3.2 The runs
-#
-# One call per (task, method). Each record's file name carries a hash of every setting that
-# decides the run, so the call below finds the record made with exactly the `quick` preset's
-# settings (and trains only if there is none). `run_glue` loads the data, the model,
-# applies the method (`lorabook.methods.prepare_model`: for LoRA that is `apply_lora` on
-# `query` and `value`, with the classification head trainable and counted apart), trains with
-# `lorabook.train.fit`, evaluates on the dev set after every epoch and reports the best
-# epoch, as the paper does.
-
-# %%
-records = {}
-for task in tasks:
-    for method in methods:
-        records[task, method] = run_glue(
-            task, method, model, preset=mode, results_dir=results_dir, progress=False
-        )
-print(f"{len(records)} result records from {results_dir.relative_to(REPO_ROOT)}/glue/{mode}/")
-
-# %% [markdown]
-# ## 3.3 Results
-#
-# The metric per task is the paper's: accuracy (SST-2, MRPC, RTE), Matthews correlation
-# (CoLA), Pearson correlation (STS-B). "Trainable" excludes the classification head, as
-# the paper's parameter counts do.
-
-# %%
-table = pd.DataFrame(
-    [
+    paper_lora = glue_preset("paper", task, "lora")
+    cpu = glue_preset("cpu", task, "lora")
+    rows.append(
         {
-            "task": t,
-            "method": m,
-            "metric": r["metric"],
-            "best epoch": r["best_epoch"],
-            "dev score": 100 * r["best"][r["metric"]],
-            "trainable": r["params"]["trainable"],
-            "trainable %": r["params"]["trainable_percent"],
-            "s/step": r["seconds_per_step"],
+            "task": task,
+            "paper: batch": paper_lora.train.batch_size,
+            "paper: epochs": paper_lora.train.epochs,
+            "paper: lr": paper_lora.train.lr,
+            "paper: max len": paper_lora.max_length,
+            "cpu: batch": cpu.train.batch_size,
+            "cpu: max len": cpu.max_length,
+            "cpu: train examples": cpu.train_examples or "all",
         }
-        for (t, m), r in records.items()
-    ]
-)
-scores = table.pivot(index="task", columns="method", values="dev score").loc[tasks]
-scores["LoRA − FT"] = scores["lora"] - scores["ft"]
-scores.loc["average"] = scores.mean()
-scores.round(1)
-
-# %%
-fig, ax = plt.subplots(figsize=(8, 3.5))
-scores.loc[tasks, methods].plot.bar(ax=ax, rot=0, color=["#888888", "#d95f02"])
-ax.set(ylabel="dev score (×100)", title=f"Best-epoch dev score, {model}, {mode} preset")
-ax.legend(["full fine-tuning", "LoRA (r=8, q,v)"])
-fig.tight_layout()
-plt.show()
-
-# %% [markdown]
-# Learning curves: the dev score after every epoch.
-
-# %%
-fig, axes = plt.subplots(1, len(tasks), figsize=(14, 3), sharex=True)
-for ax, task in zip(axes, tasks, strict=True):
-    for method, color in zip(methods, ["#888888", "#d95f02"], strict=True):
-        record = records[task, method]
-        epochs = [e["epoch"] for e in record["epochs"]]
-        ax.plot(
-            epochs,
-            [100 * e[record["metric"]] for e in record["epochs"]],
-            marker="o",
-            color=color,
-            label=method,
-        )
-    ax.set(title=task, xlabel="epoch")
-axes[0].set_ylabel("dev score (×100)")
-axes[0].legend()
-fig.tight_layout()
-plt.show()
-
-# %% [markdown]
-# ## 3.4 What trains, and what it costs
-#
-# The parameter counts come from the models themselves; the time per step and peak memory
-# from the same runs (on a CPU the memory is the whole process's peak, which is dominated by
-# the frozen model and the activations: the benchmark below separates the two methods).
-
-# %%
-cost = table[table.task == tasks[0]].set_index("method")[["trainable", "trainable %"]]
-cost["trainable"] = cost["trainable"].map("{:,}".format)
-cost["trainable %"] = cost["trainable %"].map("{:.3f}%".format)
-cost["head (not counted)"] = [f"{records[tasks[0], m]['params']['head']:,}" for m in cost.index]
-cost["saved tensors (MB)"] = [
-    f"{records[tasks[0], m]['trainable_file_bytes'] / 1e6:.2f}" for m in cost.index
-]
-cost
-
-# %%
-bench_files = sorted((results_dir / "bench").glob(f"glue-*-{model}-*.json"))
-if bench_files:
-    bench = json.loads(bench_files[-1].read_text())
-    print(f"{bench_files[-1].name}: {bench['environment']['device']}")
-    if bench.get("note"):
-        print(bench["note"])
-    display(
-        pd.DataFrame(
-            [
-                {
-                    "method": r["method"],
-                    "batching": r.get("batching", "max_length"),  # older records: padded
-                    "s/step": round(r["seconds_per_step"], 3),
-                    "real tokens/s": round(r["real_tokens_per_second"])
-                    if "real_tokens_per_second" in r
-                    else None,
-                    "peak memory (MiB)": round(r["peak_memory"]["bytes"] / 2**20),
-                    "training state by account (MiB)": round(
-                        r["accounted_training_state_bytes"] / 2**20, 1
-                    ),
-                    "trainable": f"{r['params']['trainable']:,}",
-                }
-                for r in bench["rows"]
-            ]
-        ).set_index(["method", "batching"])
     )
-else:
-    print("No benchmark record yet: run `python -m lorabook.glue.bench --model", model, "`")
+pd.DataFrame(rows).set_index("task")
 
 # %% [markdown]
-# ## 3.5 Where the numbers came from
+# Two things differ between the paper and its own scripts: Table 9 says $\alpha = 8$ while
+# the scripts pass `--lora_alpha 16` (we use 8); and for MRPC, RTE and STS-B the scripts
+# start from LoRA weights trained on MNLI, which is not in the offline data, so every run
+# here starts from the pretrained model. Also, the paper's FT, BitFit and adapter rows are
+# taken from those methods' own papers, each tuned there; ours are tuned by one sweep.
 #
-# Each record names its device, package versions and the git commit of the code that
-# produced it:
+# ## 3.2 Choosing learning rates and epochs: the sweep
+#
+# Each method is trained on MRPC (seed 0) at each of a few learning rates, evaluating the dev
+# set after every epoch. The rule, written before the sweep ran:
 
 # %%
-provenance = pd.DataFrame(
+print(campaign.__doc__.split("**The rule**")[1].split("**The runs**")[0].strip())
+show(campaign.pick)
+
+# %%
+all_records = find_records(results_dir, "glue", preset="cpu", model="minilm")
+picks = campaign.pick(all_records)
+sweep_rows = []
+for method, result in picks.items():
+    lrs, epochs = CPU_SWEEP[method]
+    if "missing" in result:
+        sweep_rows.append({"method": method, "status": f"{len(result['missing'])} run(s) to go"})
+        continue
+    sweep_rows.append(
+        {
+            "method": method,
+            "status": "done",
+            **{f"lr {lr:g}": round(100 * s, 1) for lr, s in result["tried"].items()},
+            "picked lr": result["lr"],
+            "picked epochs": f"{result['epochs']} of {epochs}",
+            "in the preset": CPU_CHOSEN.get(method) == (result["lr"], result["epochs"]),
+        }
+    )
+display(pd.DataFrame(sweep_rows).set_index("method"))
+
+# %%
+done = {m: r for m, r in picks.items() if "missing" not in r}
+if done:
+    fig, axes = plt.subplots(1, len(done), figsize=(3.2 * len(done), 3), squeeze=False)
+    by_key = {r["key"]: r for r in all_records}
+    for ax, (method, result) in zip(axes[0], done.items(), strict=True):
+        for job in (j for j in campaign.sweep_jobs() if j.method == method):
+            record = by_key[job.plan(results_dir).paths.key]
+            curve = [100 * e[record["metric"]] for e in record["epochs"]]
+            ax.plot(
+                range(1, len(curve) + 1),
+                curve,
+                marker="o",
+                ms=3,
+                label=f"lr {job.lr:g}",
+                lw=2.5 if job.lr == result["lr"] else 1,
+            )
+        ax.axvline(result["epochs"], color="black", lw=0.8, ls=":")
+        ax.set(title=f"{report.METHOD_NAMES[method]}", xlabel="epoch")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"{CPU_SWEEP_TASK} dev accuracy (×100)")
+    fig.suptitle("Sweep on MRPC: dev accuracy per epoch; dotted: the epochs picked")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## 3.3 The runs
+#
+# FT and LoRA with seeds 0, 1 and 2, BitFit and the adapters with seed 0, on the five
+# tasks, at the picked settings (`python -m lorabook.glue.campaign runs`). Each record's
+# name carries a hash of every setting that decides the run, so the sweep's runs at other
+# learning rates sit beside these without being mistaken for them.
+
+# %%
+planned = campaign.campaign_jobs()  # the methods the sweep has picked settings for
+found = report.campaign_records(results_dir, planned)
+waiting = [m for m in methods if m not in CPU_CHOSEN]
+print(
+    f"{len(found)} of {len(planned)} planned runs finished"
+    + (f"; waiting for their sweep: {', '.join(waiting)}" if waiting else "")
+)
+missing = [str(j) for j in planned if j not in found]
+if missing:
+    print("not yet run:", ", ".join(missing[:12]) + (" ..." if len(missing) > 12 else ""))
+summary = pd.DataFrame(report.summary(found))
+
+# %% [markdown]
+# ## 3.4 Our Table 2
+#
+# In the paper's layout: the metric per task is the paper's (accuracy for SST-2, MRPC and
+# RTE, Matthews correlation for CoLA, Pearson correlation for STS-B, all ×100), each run at
+# its best epoch; for FT and LoRA the median of three seeds with the range in brackets (the
+# paper reports the median of five). "Trainable" excludes the classification head, as the
+# paper's counts do. Below ours, the paper's RoBERTa-base rows, read from the paper's table.
+
+
+# %%
+def cell(row) -> str:
+    if row["seeds"] == 1:
+        return f"{row['median']:.1f}"
+    return f"{row['median']:.1f} [{row['min']:.1f}, {row['max']:.1f}]"
+
+
+if len(summary):
+    ours = summary.assign(cell=summary.apply(cell, axis=1))
+    table = ours.pivot(index="method", columns="task", values="cell")
+    medians = ours.pivot(index="method", columns="task", values="median")
+    table = table.reindex(
+        index=[m for m in methods if m in table.index],
+        columns=[t for t in tasks if t in table.columns],
+    )
+    table.insert(0, "trainable", ours.groupby("method")["trainable"].first().map("{:,}".format))
+    complete = medians.reindex(columns=tasks).notna().all(axis=1)
+    table["avg"] = [
+        f"{medians.loc[m, tasks].mean():.1f}" if complete[m] else "—" for m in table.index
+    ]
+    table.index = [f"MiniLM-L6 {report.METHOD_NAMES[m]} (ours)" for m in table.index]
+    display(table)
+paper_table = pd.DataFrame(report.paper_rows())
+paper_table["avg (these 5 tasks)"] = paper_table[tasks].mean(axis=1).round(1)
+paper_table["params"] = paper_table["params"].map(lambda p: f"{p / 1e6:.1f}M")
+paper_table = paper_table.set_index("method")[["params", *tasks, "avg (these 5 tasks)", "source"]]
+paper_table.index = [f"RoBERTa-base {m}" for m in paper_table.index]
+paper_table
+
+# %% [markdown]
+# The paper's average is over eight tasks; the one beside its rows here is over the same five
+# tasks as ours. The paper's `*` rows are numbers from the baselines' own papers; its AdptD
+# rows are AdapterDrop (Rücklé et al.), not the AdapterH/AdapterP we train (the paper reports
+# those only on RoBERTa-large).
+#
+# ## 3.5 LoRA − FT, task by task
+#
+# The claim is about every task, not the average: the median of LoRA minus the median of FT,
+# with each method's seed range. The test we set ourselves before running: LoRA's median no
+# more than 1 point below FT's.
+
+# %%
+diffs = pd.DataFrame(report.lora_minus_ft(report.summary(found)))
+if len(diffs):
+    shown = diffs.set_index("task")
+    for col in ("FT range", "LoRA range"):
+        shown[col] = shown[col].map(lambda r: f"[{r[0]:.1f}, {r[1]:.1f}]")
+    display(shown.round(2))
+    fig, ax = plt.subplots(figsize=(7, 3))
+    x = np.arange(len(diffs))
+    ax.bar(x, diffs["LoRA − FT"], color=["#1b9e77" if h else "#d95f02" for h in diffs["holds"]])
+    low = [lr[0] - fr[1] for lr, fr in zip(diffs["LoRA range"], diffs["FT range"], strict=True)]
+    high = [lr[1] - fr[0] for lr, fr in zip(diffs["LoRA range"], diffs["FT range"], strict=True)]
+    ax.vlines(x, low, high, color="black", lw=1, label="LoRA range − FT range")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axhline(-1, color="grey", lw=0.8, ls="--", label="1 point below FT")
+    ax.set(
+        xticks=x,
+        xticklabels=diffs["task"],
+        ylabel="LoRA − FT (points)",
+        title="Median LoRA − median FT per task",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+else:
+    print("no task has both FT and LoRA records yet")
+
+# %% [markdown]
+# ## 3.6 Score against trainable parameters
+#
+# The paper's picture: methods that train far fewer parameters can match the one that trains
+# them all. Per task, each method's median dev score against its trainable parameters
+# (head excluded), log scale:
+
+# %%
+if len(summary):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(15, 3), sharex=True)
+    for ax, task in zip(axes, tasks, strict=True):
+        part = summary[summary.task == task]
+        for _, row in part.iterrows():
+            ax.errorbar(
+                row["trainable"],
+                row["median"],
+                yerr=[[row["median"] - row["min"]], [row["max"] - row["median"]]],
+                fmt="o",
+                color=colors[row["method"]],
+                capsize=3,
+                label=report.METHOD_NAMES[row["method"]],
+            )
+        ax.set(xscale="log", title=task, xlabel="trainable parameters")
+    axes[0].set_ylabel("dev score (×100)")
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="upper center",
+        ncol=5,
+        fontsize=8,
+        bbox_to_anchor=(0.5, 1.08),
+    )
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## 3.7 Learning curves
+#
+# The dev score after every epoch, every seed (thin lines) of FT and LoRA:
+
+# %%
+if found:
+    fig, axes = plt.subplots(1, len(tasks), figsize=(15, 3), sharex=False)
+    for ax, task in zip(axes, tasks, strict=True):
+        for job, record in found.items():
+            if job.task != task or job.method not in ("ft", "lora"):
+                continue
+            curve = [100 * e[record["metric"]] for e in record["epochs"]]
+            ax.plot(
+                range(1, len(curve) + 1),
+                curve,
+                color=colors[job.method],
+                lw=1,
+                alpha=0.8,
+                label=report.METHOD_NAMES[job.method] if job.seed == 0 else None,
+            )
+        ax.set(title=task, xlabel="epoch")
+    axes[0].set_ylabel("dev score (×100)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## 3.8 Where the numbers came from
+#
+# Each record names its device, package versions and the git commit of the code that made
+# it; the data folder's files are identified by their SHA-256 in the record.
+
+# %%
+pd.DataFrame(
     [
         {
-            "task": t,
-            "method": m,
+            "run": str(job),
             "device": r["environment"]["device"],
+            "torch threads": r["environment"].get("torch_threads"),
             "commit": (r["environment"]["git_commit"] or "?")[:12],
             "finished": r["finished_at"],
             "train rows": r["data"]["train_rows"],
             "dev rows": r["data"]["eval_rows"],
+            "wall min": round(r["wall_seconds"] / 60, 1),
         }
-        for (t, m), r in records.items()
+        for job, r in found.items()
     ]
-)
-provenance.set_index(["task", "method"])
+).set_index("run") if found else print("no records yet")
+
+# %% [markdown]
+# ## 3.9 What the evidence supports
 
 # %%
-gap = scores.loc["average", "LoRA − FT"]
-lora_share = table[table.method == "lora"]["trainable %"].max()
-print(
-    f"Average over {len(tasks)} tasks: LoRA − FT = {gap:+.1f} points; "
-    f"LoRA trains {lora_share:.2f}% of the encoder's parameters (head excluded)."
-)
-assert lora_share < 1.0
+lines = []
+if len(diffs):
+    for d in report.lora_minus_ft(report.summary(found)):
+        verdict = "holds" if d["holds"] else "does not hold"
+        lines.append(
+            f"- **{d['task']}**: LoRA − FT = {d['LoRA − FT']:+.1f} points (medians of "
+            f"{d['seeds'][1]} LoRA and {d['seeds'][0]} FT seeds): the claim {verdict} here."
+        )
+    held = int(diffs["holds"].sum())
+    lines.insert(
+        0,
+        f"LoRA's median is within 1 point of FT's (or above it) on {held} of "
+        f"{len(diffs)} tasks measured so far.",
+    )
+else:
+    lines.append("No task has both FT and LoRA records yet: no verdict.")
+display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # ```{admonition} Claims checked in this chapter
 # :class: tip
 #
-# **The paper** (Table 2): LoRA on RoBERTa-base (0.3M trainable parameters) is on par with
-# full fine-tuning (125M) on GLUE.
+# **The paper** (Section 5.2, Table 2): LoRA on RoBERTa-base (0.3M trainable parameters) is
+# on par with full fine-tuning (125M) on GLUE, and better than BitFit and adapters.
 #
-# **This chapter, in `quick` mode**: the same comparison on MiniLM with 800 training
-# examples and 3 epochs per task. The printed line above gives the measured average gap and
-# the fraction of parameters LoRA trains (< 1%, asserted). With so little training the
-# comparison says how each method fares on a small budget, not whether LoRA matches full
-# fine-tuning at convergence: that needs the `paper` preset on a GPU. The paper's GLUE table
-# is not transcribed here yet; the verdict chapter will set it beside the paper-mode runs.
+# **This chapter**: the same comparison on MiniLM-L6 (22.7M) and five tasks, each method's
+# learning rate and epochs picked by one sweep on MRPC, FT and LoRA over three seeds. The
+# verdict above is computed from the records, task by task. MiniLM is not RoBERTa: it is
+# six layers deep, 384 wide, distilled and then trained for sentence embeddings, and LoRA's
+# $r = 8$ on its $W_q$, $W_v$ is a larger share of each layer (the rank against a width of
+# 384 rather than 768), so what holds here is evidence about the method, not a reproduction
+# of Table 2's numbers.
 # ```

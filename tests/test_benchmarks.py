@@ -36,11 +36,51 @@ def test_training_benchmark(tmp_path):
     out = tmp_path / "training.json"
     args = ["--models", "tiny-llama", "--methods", "lora", "peft_lora", "bitfit"]
     args += ["--steps", "1", "--warmup", "0", "--batch", "1", "--length", "8"]
+    args += ["--interleaved-steps", "3"]
     assert script("training").main([*args, "--out", str(out)]) == 0
     record = check_record(out, "training")
     assert [r["method"] for r in record["rows"]] == ["lora", "peft_lora"]
     assert "bitfit" in record["skipped"]["tiny-llama"]
     assert record["ours_vs_peft"][0]["model"] == "tiny-llama"
+    (paired,) = record["ours_vs_peft_interleaved"]
+    assert paired["seconds_per_step"]["lora"]["n"] == paired["paired_ratio"]["n"] == 3
+    only = tmp_path / "only.json"
+    assert script("training").main([*args, "--interleaved-only", "--out", str(only)]) == 0
+    record = check_record(only, "training")
+    assert record["rows"] == [] and len(record["ours_vs_peft_interleaved"]) == 1
+
+
+def test_interleaved_steps_alternate_the_order_and_pair_the_ratios(monkeypatch):
+    from lorabook import profile
+
+    order = []
+    real = profile._prepared
+
+    def spy(model_name, method, device, *args):
+        model, optimizer, batches, facts = real(model_name, method, device, *args)
+        forward = model.forward
+
+        def logged(*a, **k):
+            order.append(method)
+            return forward(*a, **k)
+
+        model.forward = logged
+        return model, optimizer, batches, facts
+
+    monkeypatch.setattr(profile, "_prepared", spy)
+    row = profile.interleaved_steps("tiny-llama", ("lora", "peft_lora"), 1, 8, steps=3, warmup=1)
+    assert order == [
+        "lora",
+        "peft_lora",
+        "peft_lora",
+        "lora",
+        "lora",
+        "peft_lora",
+        "peft_lora",
+        "lora",
+    ]
+    ratios = row["paired_ratio"]
+    assert ratios["n"] == 3 and ratios["no_worse"] == (ratios["mean"] <= 1 + ratios["noise"])
 
 
 def test_time_to_accuracy_benchmark(tmp_path):

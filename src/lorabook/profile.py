@@ -514,6 +514,39 @@ def _rss_now() -> int | None:
         return None
 
 
+def _prepared(
+    model_name: str,
+    method: str,
+    device: torch.device,
+    lora_r: int | None = None,
+    lora_alpha: float | None = None,
+    adapter_size: int = 64,
+) -> tuple[nn.Module, torch.optim.Optimizer, Callable[[torch.Generator, int, int], dict], dict]:
+    """``model_name`` with ``method`` applied, on ``device`` in training mode, its AdamW, a
+    function making a random batch ``(generator, batch, length) -> inputs``, and the facts
+    (params, r, alpha). LoRA's r and α default to the paper's for the architecture
+    (GPT-2 r = 4, α = 32; others r = 8, α = 8)."""
+    model, objective = build_model(model_name)
+    gpt2 = model.config.model_type == "gpt2"
+    r = lora_r or (GPT2_LORA["lora_r"] if gpt2 else 8)
+    alpha = lora_alpha or (GPT2_LORA["lora_alpha"] if gpt2 else 8)
+    model, report = apply_method(
+        model, method, lora_r=r, lora_alpha=alpha, adapter_size=adapter_size
+    )
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-5)
+    vocab = model.config.vocab_size
+
+    def make_batch(g: torch.Generator, batch: int, length: int) -> dict:
+        ids = torch.randint(3, vocab, (batch, length), generator=g).to(device)
+        if objective == "lm":
+            return {"input_ids": ids, "labels": ids}
+        labels = torch.randint(0, 2, (batch,), generator=g).to(device)
+        return {"input_ids": ids, "labels": labels}
+
+    return model, optimizer, make_batch, {"params": report, "lora_r": r, "lora_alpha": alpha}
+
+
 def measure_training(
     model_name: str,
     method: str,
@@ -534,24 +567,14 @@ def measure_training(
     peak RSS on a CPU (run it in a fresh process: :func:`in_fresh_process`).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, objective = build_model(model_name)
-    gpt2 = model.config.model_type == "gpt2"
-    r = lora_r or (GPT2_LORA["lora_r"] if gpt2 else 8)
-    alpha = lora_alpha or (GPT2_LORA["lora_alpha"] if gpt2 else 8)
-    model, report = apply_method(
-        model, method, lora_r=r, lora_alpha=alpha, adapter_size=adapter_size
+    model, optimizer, batches, facts = _prepared(
+        model_name, method, device, lora_r, lora_alpha, adapter_size
     )
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-5)
+    report, r, alpha = facts["params"], facts["lora_r"], facts["lora_alpha"]
     g = torch.Generator().manual_seed(0)
-    vocab = model.config.vocab_size
 
     def make_batch() -> dict:
-        ids = torch.randint(3, vocab, (batch, length), generator=g).to(device)
-        if objective == "lm":
-            return {"input_ids": ids, "labels": ids}
-        labels = torch.randint(0, 2, (batch,), generator=g).to(device)
-        return {"input_ids": ids, "labels": labels}
+        return batches(g, batch, length)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -609,6 +632,56 @@ def measure_training(
         "memory_accounts": accounts,
         "checkpoint_bytes": checkpoint_bytes(model),
         "energy": meter.report(steps),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def interleaved_steps(
+    model_name: str,
+    methods: Sequence[str] = ("lora", "peft_lora"),
+    batch: int = 8,
+    length: int = 128,
+    steps: int = 20,
+    warmup: int = 3,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Time whole training steps of several methods in one process, step by step in turn.
+
+    Each round makes one random batch and trains every method on it, in alternating order
+    (``AB``, ``BA``, ...), so that a change in the machine's speed hits all alike: the
+    ratio of the first method's step to the second's, round by round, is a *paired*
+    measurement, far less noisy than two runs in separate processes. Memory is not measured
+    here (the processes' peaks would mix); :func:`measure_training` does that.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    prepared = {m: _prepared(model_name, m, device) for m in methods}
+    g = torch.Generator().manual_seed(0)
+    batches = next(iter(prepared.values()))[2]
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for i in range(warmup + steps):
+        inputs = batches(g, batch, length)
+        for method in methods if i % 2 == 0 else list(reversed(methods)):
+            model, optimizer, _, _ = prepared[method]
+            _sync(device)
+            t0 = time.perf_counter()
+            model(**inputs).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _sync(device)
+            if i >= warmup:
+                times[method].append(time.perf_counter() - t0)
+    a, b = methods[0], methods[1]
+    paired = summarize([x / y for x, y in zip(times[a], times[b], strict=True)])
+    noise = 2 * paired["std"] / math.sqrt(paired["n"])
+    return {
+        "model": model_name,
+        "batch": batch,
+        "length": length,
+        "steps": steps,
+        "warmup": warmup,
+        "methods": list(methods),
+        "seconds_per_step": {m: summarize(t) for m, t in times.items()},
+        "paired_ratio": {**paired, "noise": noise, "no_worse": paired["mean"] <= 1 + noise},
         "threads": torch.get_num_threads(),
     }
 
