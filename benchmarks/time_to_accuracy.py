@@ -1,7 +1,11 @@
 """Benchmark: time (and energy, on a GPU) for FT and for LoRA to first reach the same dev
 score, from the GLUE records' per-epoch history (the seed reproduction's iso-accuracy test).
 
-    python benchmarks/time_to_accuracy.py --preset quick --model minilm
+    python benchmarks/time_to_accuracy.py --preset cpu --model minilm
+
+For the ``cpu`` preset only the campaign's runs count (:mod:`lorabook.glue.campaign`: the
+picked settings, not the sweep's other learning rates); for every preset, one seed
+(``--seed``, default 0).
 
 The target is the lower of the two best dev scores minus half a point
 (:func:`lorabook.profile.time_to_equal_accuracy`). Records that ``fit`` wrote with the
@@ -27,10 +31,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--methods", nargs=2, default=["ft", "lora"])
     parser.add_argument("--margin", type=float, default=0.005)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default="results")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    records = find_records(args.results, "glue", preset=args.preset, model=args.model)
+    fields = {"preset": args.preset, "model": args.model, "seed": args.seed}
+    records = find_records(args.results, "glue", **fields)
+    if args.preset == "cpu":  # the campaign's runs, not the sweep's
+        from lorabook.glue.campaign import campaign_jobs
+        from lorabook.glue.report import campaign_records
+
+        jobs = [j for j in campaign_jobs() if j.seed == args.seed and j.method in args.methods]
+        records = list(campaign_records(args.results, jobs).values())
     if not records:
         raise SystemExit(
             f"no GLUE records under {args.results}/glue/{args.preset}/{model_slug(args.model)}/"
@@ -53,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": args.model,
         "methods": args.methods,
         "margin": args.margin,
+        "seed": args.seed,
     }
     write_record(out, "time-to-accuracy", settings, rows=rows)
     print(f"written: {out}")

@@ -42,7 +42,6 @@ from IPython.display import display
 
 from lorabook import energy, profile
 from lorabook.paths import REPO_ROOT
-from lorabook.runs import find_records
 
 assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
 bench_dir = REPO_ROOT / "results" / "bench"
@@ -374,14 +373,26 @@ if training:
 # ## 5.6 Time to equal accuracy
 #
 # From the GLUE records (chapter 3): the time for FT and for LoRA to first reach the same
-# dev score, the lower of their two best scores minus half a point. Records written before
-# `fit` stored the elapsed time use the cumulative training time (the `clock` column).
+# dev score, the lower of their two best scores minus half a point
+# (`benchmarks/time_to_accuracy.py`, seed 0). The converged `cpu` campaign's runs when their
+# record exists, else the smoke-sized `quick` runs. Records written before `fit` stored the
+# elapsed time use the cumulative training time (the `clock` column).
 
 # %%
 show(profile.time_to_equal_accuracy)
 glue_model = "minilm" if mode == "quick" else "roberta-base"
-records = find_records(REPO_ROOT / "results", "glue", preset=mode, model=glue_model)
-iso = profile.iso_accuracy_table(records)
+presets_tried = ("cpu", "quick") if mode == "quick" else ("paper",)
+iso = None
+for glue_preset_name in presets_tried:
+    path = bench_dir / f"time-to-accuracy-{glue_preset_name}-{glue_model}.json"
+    if path.exists():
+        tta_record = json.loads(path.read_text())
+        iso = tta_record["rows"]
+        print(
+            f"{path.name}: GLUE {glue_preset_name} preset, commit "
+            f"{(tta_record['environment']['git_commit'] or '?')[:12]}"
+        )
+        break
 if iso:
     tta = pd.DataFrame(
         [
@@ -404,7 +415,10 @@ if iso:
     ).set_index("task")
     display(tta)
 else:
-    print(f"record missing: run `python -m lorabook.glue` for {glue_model} ({mode} preset)")
+    print(
+        f"record missing: run `python benchmarks/time_to_accuracy.py --preset "
+        f"{presets_tried[0]} --model {glue_model}`"
+    )
 
 # %% [markdown]
 # A target at or below a chance-level score (a Matthews correlation near 0, say) is reached

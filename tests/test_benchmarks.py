@@ -90,7 +90,7 @@ def test_time_to_accuracy_benchmark(tmp_path):
         epochs = [
             {"epoch": i + 1, "accuracy": s, "train_seconds": 2.0} for i, s in enumerate(scores)
         ]
-        record = {"task": "rte", "method": method, "model": "m", "preset": "quick"}
+        record = {"task": "rte", "method": method, "model": "m", "preset": "quick", "seed": 0}
         record |= {"metric": "accuracy", "epochs": epochs}
         (folder / f"rte-{method}.json").write_text(json.dumps(record))
     out = tmp_path / "tta.json"
@@ -98,3 +98,29 @@ def test_time_to_accuracy_benchmark(tmp_path):
     assert script("time_to_accuracy").main(args) == 0
     (row,) = check_record(out, "time-to-accuracy")["rows"]
     assert row["target"] == 0.785 and row["runs"]["lora"]["seconds"] == 4.0
+
+
+def test_time_to_accuracy_on_the_cpu_preset_counts_only_the_campaigns_runs(tmp_path, monkeypatch):
+    from lorabook.glue import presets
+    from lorabook.glue.campaign import Job
+
+    monkeypatch.setattr(presets, "CPU_CHOSEN", {"ft": (5e-5, 2), "lora": (1e-3, 2)})
+    runs = {
+        Job("rte", "ft", 0): [0.6, 0.8],
+        Job("rte", "lora", 0): [0.7, 0.79],
+        Job("rte", "lora", 0, 2e-3, 2): [0.9, 0.95],  # a sweep run at another lr: not counted
+    }
+    for job, scores in runs.items():
+        path = job.plan(tmp_path).paths.record
+        path.parent.mkdir(parents=True, exist_ok=True)
+        epochs = [
+            {"epoch": i + 1, "accuracy": s, "elapsed_seconds": 3.0 * (i + 1)}
+            for i, s in enumerate(scores)
+        ]
+        record = {"task": "rte", "method": job.method, "model": "minilm", "preset": "cpu"}
+        path.write_text(json.dumps(record | {"seed": 0, "metric": "accuracy", "epochs": epochs}))
+    out = tmp_path / "tta.json"
+    args = ["--preset", "cpu", "--results", str(tmp_path), "--out", str(out)]
+    assert script("time_to_accuracy").main(args) == 0
+    (row,) = check_record(out, "time-to-accuracy")["rows"]
+    assert row["target"] == 0.785 and row["runs"]["lora"]["seconds"] == 6.0

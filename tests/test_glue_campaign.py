@@ -75,12 +75,12 @@ def test_job_command_line_plans_the_same_run_as_the_job(tmp_path):
 
 
 def test_campaign_needs_every_pick_then_has_45_runs_seed0_first(monkeypatch):
-    monkeypatch.setattr(campaign, "CPU_CHOSEN", {"ft": (5e-5, 3)})
+    monkeypatch.setattr(presets, "CPU_CHOSEN", {"ft": (5e-5, 3)})
     with pytest.raises(SettingsError, match="no sweep pick for .*lora"):
         campaign_jobs(["ft", "lora"])
     assert {j.method for j in campaign_jobs()} == {"ft"}  # the picked ones only
     assert len(campaign_jobs()) == 15
-    monkeypatch.setattr(campaign, "CPU_CHOSEN", {m: (1e-3, 3) for m in campaign.SEEDS})
+    monkeypatch.setattr(presets, "CPU_CHOSEN", {m: (1e-3, 3) for m in campaign.SEEDS})
     jobs = campaign_jobs()
     assert len(jobs) == len(set(jobs)) == 45
     assert {j.seed for j in jobs[:25]} == {0}  # every method and task once before any repeat

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorabook.cli import SettingsError, add_debug_flag, cli_main
-from lorabook.glue.presets import CPU_CHOSEN, CPU_SWEEP, CPU_SWEEP_TASK
+from lorabook.glue import presets
+from lorabook.glue.presets import CPU_SWEEP, CPU_SWEEP_TASK
 from lorabook.runs import DEFAULT_RESULTS
 
 PRESET = "cpu"
@@ -115,10 +116,10 @@ def campaign_jobs(methods: Sequence[str] | None = None) -> list[Job]:
     everything first, so that a partial campaign is useful early.
 
     Raises:
-        SettingsError: a method asked for has no sweep pick in ``CPU_CHOSEN`` yet.
+        SettingsError: a method asked for has no sweep pick in ``presets.CPU_CHOSEN`` yet.
     """
-    methods = [m for m in SEEDS if m in CPU_CHOSEN] if methods is None else list(methods)
-    missing = [m for m in methods if m not in CPU_CHOSEN]
+    methods = [m for m in SEEDS if m in presets.CPU_CHOSEN] if methods is None else list(methods)
+    missing = [m for m in methods if m not in presets.CPU_CHOSEN]
     if missing:
         raise SettingsError(
             f"no sweep pick for {missing} in lorabook.glue.presets.CPU_CHOSEN: run "
@@ -249,9 +250,9 @@ def run_jobs(
 def _jobs(which: str) -> list[Job]:
     if which == "sweep":
         return sweep_jobs()
-    waiting = [m for m in SEEDS if m not in CPU_CHOSEN]
+    waiting = [m for m in SEEDS if m not in presets.CPU_CHOSEN]
     if waiting:
-        print(f"waiting for their sweep pick (CPU_CHOSEN): {', '.join(waiting)}")
+        print(f"waiting for their sweep pick (presets.CPU_CHOSEN): {', '.join(waiting)}")
     return campaign_jobs()
 
 
