@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import pytest
@@ -503,7 +504,8 @@ def test_merge_and_unload_unties_when_asked(ids):
     randomize_lora(model)
     out = logits(model, ids)
     embedding = model.transformer.wte.weight.detach().clone()
-    with pytest.warns(UserWarning, match="Untied before merging"):
+    untied = r"lm_head\.base_layer\.weight is also \['transformer\.wte\.weight'\]"
+    with pytest.warns(UserWarning, match=untied + r"; config\.tie_word_embeddings is now False$"):
         plain = merge_and_unload(model, untie=True)
     assert not lora_layers(plain) and model.config.tie_word_embeddings is False
     assert torch.equal(plain.transformer.wte.weight, embedding)
@@ -531,3 +533,89 @@ def test_target_errors_describe_the_linear_layers():
 def test_a_and_b_live_on_the_base_device():
     layer = LoRALayer(nn.Linear(4, 6, device="meta"), r=2, alpha=2)
     assert layer.lora_A.device.type == layer.lora_B.device.type == "meta"
+
+
+@pytest.mark.parametrize(
+    "frozen,percent",
+    [((), "100.000%"), (("bias",), "75.000%"), (("weight", "bias"), "0.000%")],
+)
+def test_report_all_trainable_percent_is_of_every_parameter(frozen, percent):
+    """trainable / total, whatever the model's size: one parameter included."""
+    from lorabook import parameter_report
+
+    four = nn.Linear(3, 1)  # 3 weights + 1 bias
+    for name in frozen:
+        getattr(four, name).requires_grad_(False)
+    assert str(parameter_report(four)).endswith(f"all trainable {percent})")
+    one = nn.Linear(1, 1, bias=False)
+    one.weight.requires_grad_(not frozen)
+    assert str(parameter_report(one)).endswith(
+        f"of 1 parameters (LoRA 0.000%, all trainable {'0' if frozen else '100'}.000%)"
+    )
+
+
+@pytest.mark.parametrize(
+    "build,kwargs,tail",
+    [
+        (
+            lambda: tiny_model("roberta"),
+            {"keep_trainable": ["score"]},
+            "keep_trainable ['score']. Top-level modules: roberta, classifier.",
+        ),
+        (
+            lambda: nn.Sequential(nn.Embedding(4, 4)),
+            {"targets": ["q_proj"]},
+            "No module matches target ['q_proj']. This model has no nn.Linear or Conv1D layers.",
+        ),
+        (
+            lambda: nn.Sequential(nn.Linear(4, 4)),
+            {},
+            "; pass targets=[...]. Linear layers by short name: 0 (e.g. '0').",
+        ),
+    ],
+    ids=["keep_trainable", "no_linear", "no_default"],
+)
+def test_target_errors_end_with_what_the_model_offers(build, kwargs, tail):
+    """The fix ends the message: the modules one can name, or that there are none."""
+    with pytest.raises(ValueError, match=re.escape(tail) + "$"):
+        apply_lora(build(), **kwargs)
+
+
+class TwoTied(nn.Module):
+    """Two linear layers sharing one weight, and no ``config``: not a transformers model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x)))
+
+
+TIED_TWICE = (
+    "a.base_layer.weight is also ['b.base_layer.weight']; "
+    "b.base_layer.weight is also ['a.base_layer.weight']"
+)
+
+
+def test_merging_refuses_each_tied_weight_by_name():
+    model = TwoTied()
+    apply_lora(model, targets=["a", "b"], r=2)
+    with pytest.raises(ValueError, match=re.escape(f"tied weights: {TIED_TWICE}. Keep")):
+        merge_lora(model)
+
+
+def test_a_model_without_config_is_untied_and_merged():
+    model = TwoTied()
+    apply_lora(model, targets=["a", "b"], r=2)
+    randomize_lora(model)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(x)
+    with pytest.warns(UserWarning, match=re.escape(f"Untied before merging: {TIED_TWICE}") + "$"):
+        plain = merge_and_unload(model, untie=True)
+    assert not lora_layers(plain) and plain.a.weight is not plain.b.weight
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), out, rtol=0, atol=1e-6)

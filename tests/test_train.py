@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -163,7 +165,8 @@ def test_resume_refuses_changed_settings(tmp_path):
         progress=False,
         log=lambda s: None,
     )
-    with pytest.raises(ValueError, match=r"other settings.*'lr': \(0.0005, 0.001\)"):
+    changed = r"other settings \(saved, now\): \{'lr': \(0\.0005, 0\.001\)\}\. Use the same"
+    with pytest.raises(ValueError, match=changed):  # only what changed
         fit(
             model(),
             data,
@@ -339,6 +342,7 @@ def test_the_best_epoch_is_the_best_not_the_last():
         log=lines.append,
     )
     assert result.best_epoch == 2 and result.best["accuracy"] == 0.9  # ties: the earlier epoch
+    assert result.select == "accuracy"  # the metric that chose it
     assert [e["epoch"] for e in result.history] == [1, 2, 3, 4]
     assert all(e["steps"] == 1 and e["f1"] == 0.25 for e in result.history)
     assert lines[1].startswith("epoch 2: loss ") and lines[1].endswith("accuracy 0.9000 f1 0.2500")
@@ -636,3 +640,106 @@ def test_mixed_precision_reaches_the_forward_pass(precision, dtype, fresh_accele
     cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=1, mixed_precision=precision)
     quiet_fit(net, data, lambda net, acc: {"accuracy": 0.0}, cfg)
     assert seen == {dtype}
+
+
+def test_elapsed_time_is_counted_across_a_resume(tmp_path, monkeypatch):
+    """A run interrupted in epoch 2 and resumed reports the times of an uninterrupted run:
+    its epoch 2 adds its own time to epoch 1's elapsed time (a clock that moves 1 s per batch
+    and 0.5 s per evaluation)."""
+    from lorabook import train
+
+    clock = {"now": 100.0}
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+
+    def compute_loss(net, batch):
+        clock["now"] += 1.0
+        return net(**batch).loss
+
+    def evaluate(net, accelerator, stop_at=None):
+        clock["now"] += 0.5
+        if len(evaluated) + 1 == stop_at:
+            raise KeyboardInterrupt
+        evaluated.append(1)
+        return {"accuracy": 0.5}
+
+    data, cfg = dataset(), TrainConfig(epochs=2, batch_size=8, max_steps_per_epoch=1)
+    evaluated: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        quiet_fit(
+            model(),
+            data,
+            lambda net, acc: evaluate(net, acc, stop_at=2),
+            cfg,
+            compute_loss=compute_loss,
+            checkpoint_dir=tmp_path,
+        )
+    result = quiet_fit(
+        model(), data, evaluate, cfg, compute_loss=compute_loss, checkpoint_dir=tmp_path
+    )
+    assert result.resumed_from_epoch == 1
+    assert [e["train_seconds"] for e in result.history] == [1.0, 1.0]
+    assert [e["elapsed_seconds"] for e in result.history] == [1.5, 3.0]
+    assert result.seconds == 1.5  # this call's own time
+
+
+def test_evaluate_and_the_energy_meter_get_the_training_device(monkeypatch):
+    """evaluate(model, accelerator) gets fit's accelerator (its device, its gather), and the
+    energy is measured on the device the model trains on."""
+    from accelerate import Accelerator
+
+    from lorabook import train
+
+    data, asked = dataset(), {}
+
+    def meter(device):
+        asked["meter"] = device
+        return FakeMeter(False)
+
+    monkeypatch.setattr(train, "energy_meter", meter)
+
+    def evaluate(net, accelerator):
+        assert isinstance(accelerator, Accelerator)
+        asked["evaluate"] = accelerator.device
+        batch = {k: v.to(accelerator.device) for k, v in collate(data).items()}
+        right = net(input_ids=batch["input_ids"]).logits.argmax(-1) == batch["labels"]
+        return {"accuracy": accelerator.gather_for_metrics(right).float().mean().item()}
+
+    net = model()
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=1)
+    result = quiet_fit(net, data, evaluate, cfg)
+    where = next(net.parameters()).device
+    for device in (asked["meter"], asked["evaluate"]):
+        assert isinstance(device, torch.device) and device.type == where.type
+    assert 0 <= result.history[0]["accuracy"] <= 1
+
+
+def test_accumulated_micro_steps_skip_the_gradient_sync_of_the_model(monkeypatch):
+    """With grad_accum=2, the batches that end no optimizer step run under the trained
+    model's no_sync (on several GPUs: no all-reduce until the step); the others do not."""
+    from accelerate import Accelerator
+
+    original, inside, unsynced = Accelerator.no_sync, {"on": False}, []
+
+    @contextlib.contextmanager
+    def no_sync(self, net):
+        unsynced.append(net)
+        with original(self, net):
+            inside["on"] = True
+            try:
+                yield
+            finally:
+                inside["on"] = False
+
+    monkeypatch.setattr(Accelerator, "no_sync", no_sync)
+    trained, under_no_sync = [], []
+
+    def compute_loss(net, batch):
+        trained.append(net)
+        under_no_sync.append(inside["on"])
+        return net(**batch).loss
+
+    data = dataset()
+    cfg = TrainConfig(epochs=1, batch_size=8, grad_accum=2)
+    result = quiet_fit(model(), data, accuracy_on(data), cfg, compute_loss=compute_loss)
+    assert result.optimizer_steps == 3 and under_no_sync == [True, False] * 3
+    assert len(unsynced) == 3 and all(net is trained[0] for net in unsynced + trained)

@@ -75,6 +75,8 @@ def is_equivalent(name: str, path: str) -> bool:
     """The mutant is one of EQUIVALENT (same module, function and mutated text)."""
     orig, mutant = (code.splitlines() for code in _functions(name, path))
     added = " | ".join(line.strip() for line in mutant if line not in orig)
+    if not added:  # the mutant only deletes lines: named by them, each with a leading "-"
+        added = " | ".join("-" + line.strip() for line in orig if line not in mutant)
     key = name.rpartition("__mutmut_")[0]  # lorabook.mod.x_func or lorabook.mod.xǁClassǁmethod
     function = key.replace("ǁ", ".").rpartition(".")[2].removeprefix("x_")
     module = path.removeprefix("src/lorabook/").removesuffix(".py")
