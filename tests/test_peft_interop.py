@@ -11,10 +11,10 @@ import warnings
 import peft
 import pytest
 import torch
-from conftest import PAPER, assert_unchanged, model_snapshot, randomize_lora, tiny_model
+from conftest import PAPER, assert_unchanged, logits, model_snapshot, randomize_lora, tiny_model
 from safetensors.torch import load_file, save_file
 
-from lorabook import apply_lora, lora_layers
+from lorabook import add_lora, apply_lora, lora_layers
 from lorabook.adapters import (
     PEFT_CONFIG,
     PEFT_PREFIX,
@@ -281,3 +281,43 @@ def test_long_refusals_list_only_the_first_few_names(tmp_path):
     stray = [n for n, p in trained.named_parameters() if p.requires_grad and "LayerNorm" in n]
     assert len(stray) == 10
     assert _listed(str(err.value), "trained tensors: ") == stray[:5]
+
+
+def test_loading_does_not_depend_on_torchs_default_dtype(tmp_path, ids):
+    """An fp32 adapter loads onto its fp32 base while the default dtype is bf16."""
+    model = tiny_model("roberta")
+    apply_lora(model, r=4, alpha=8, **PAPER["roberta"])
+    randomize_lora(model)
+    save_adapter(model, tmp_path)
+    base = tiny_model("roberta")
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            load_adapter(base, tmp_path)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert torch.equal(logits(base, ids), logits(model, ids))
+
+
+def _big_base():
+    """A base with a frozen matrix of 2**24 + 4 values, more than fp32 counts exactly: the
+    size of real word embeddings (GPT-2's, RoBERTa's: 50k × 768)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(2**22 + 1, 4), torch.nn.Linear(4, 4))
+    model[0].requires_grad_(False)
+    return model
+
+
+def test_a_base_with_a_matrix_beyond_fp32_counting_saves_and_loads(tmp_path):
+    """Saving samples up to the very last value (no index past the end), and a change there is
+    noticed when loading."""
+    model = _big_base()
+    add_lora(model, "1", r=2, alpha=4)
+    save_adapter(model, tmp_path)
+    load_adapter(_big_base(), tmp_path)
+    other = _big_base()
+    with torch.no_grad():
+        other[0].weight[-1, -1] += 1.0
+    with pytest.raises(AdapterMismatchError, match="'0.weight' differs"):
+        load_adapter(other, tmp_path)

@@ -136,8 +136,11 @@ def base_fingerprint(model: nn.Module) -> dict:
 def _sample(p: torch.Tensor) -> torch.Tensor:
     """CONTENT_VALUES values of ``p`` at fixed, evenly spaced places (fp32, on the CPU)."""
     flat = p.detach().reshape(-1)
-    places = torch.linspace(0, flat.numel() - 1, min(CONTENT_VALUES, flat.numel()))
-    return flat[places.round().long().to(flat.device)].float().cpu()
+    # fp32 whatever torch's default dtype (the places files were saved with); above 2**24 values
+    # fp32 may round the last place up past the end, hence the clamp.
+    n = flat.numel()
+    places = torch.linspace(0, n - 1, min(CONTENT_VALUES, n), dtype=torch.float32)
+    return flat[places.round().long().clamp(max=n - 1).to(flat.device)].float().cpu()
 
 
 def base_content(model: nn.Module) -> dict:
