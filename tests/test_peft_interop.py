@@ -289,14 +289,14 @@ def test_loading_does_not_depend_on_torchs_default_dtype(tmp_path, ids):
     apply_lora(model, r=4, alpha=8, **PAPER["roberta"])
     randomize_lora(model)
     save_adapter(model, tmp_path)
-    base = tiny_model("roberta")
+    base, default = tiny_model("roberta"), torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             load_adapter(base, tmp_path)
     finally:
-        torch.set_default_dtype(torch.float32)
+        torch.set_default_dtype(default)
     assert torch.equal(logits(base, ids), logits(model, ids))
 
 
