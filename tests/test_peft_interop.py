@@ -224,7 +224,9 @@ def test_import_into_the_bf16_copy_of_the_base_is_silent(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "saved,loaded", [(torch.bfloat16, torch.float32), (torch.float32, torch.bfloat16)]
+    "saved,loaded",
+    [(torch.bfloat16, torch.float32), (torch.float32, torch.bfloat16)],
+    ids=["bf16 to fp32", "fp32 to bf16"],
 )
 def test_an_adapter_moves_between_precisions_of_one_base(saved, loaded, tmp_path):
     """Trained on the bf16 copy of a base and loaded onto the fp32 base (or the other way): the
