@@ -136,8 +136,11 @@ def base_fingerprint(model: nn.Module) -> dict:
 def _sample(p: torch.Tensor) -> torch.Tensor:
     """CONTENT_VALUES values of ``p`` at fixed, evenly spaced places (fp32, on the CPU)."""
     flat = p.detach().reshape(-1)
-    places = torch.linspace(0, flat.numel() - 1, min(CONTENT_VALUES, flat.numel()))
-    return flat[places.round().long().to(flat.device)].float().cpu()
+    # fp32 whatever torch's default dtype (the places files were saved with); above 2**24 values
+    # fp32 may round the last place up past the end, hence the clamp.
+    n = flat.numel()
+    places = torch.linspace(0, n - 1, min(CONTENT_VALUES, n), dtype=torch.float32)
+    return flat[places.round().long().clamp(max=n - 1).to(flat.device)].float().cpu()
 
 
 def base_content(model: nn.Module) -> dict:
@@ -474,7 +477,9 @@ def import_peft(model: nn.Module, directory: str | Path) -> nn.Module:
     skipped; a base weight the file carries (``lm_head.base_layer.weight``) is loaded into the
     base, as peft does; a rank above min(d, k) loads with a warning.
 
-    All or nothing: everything is read and checked before the model changes.
+    A file with no lora_A/lora_B weights is refused (peft would load it with B = 0 and a
+    warning; lorabook adapts the modules the file holds weights for). All or nothing:
+    everything is read and checked before the model changes.
     """
     directory = Path(directory)
     source = f"The peft adapter in {directory}"
@@ -519,6 +524,11 @@ def import_peft(model: nn.Module, directory: str | Path) -> nn.Module:
                 f"{source}: {name!r} has lora_{''.join(ab)} but no lora_{'AB'.replace(*ab, '')}: "
                 "the file is incomplete; save or download it again"
             )
+    if not pairs:
+        raise AdapterFileError(
+            f"{source}: {PEFT_WEIGHTS} holds no lora_A/lora_B weights: the file is incomplete "
+            "or not a LoRA adapter; save or download it again"
+        )
 
     # Each adapted module: its rank and alpha as peft computes them, and its shapes.
     rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
@@ -528,7 +538,7 @@ def import_peft(model: nn.Module, directory: str | Path) -> nn.Module:
                 raise AdapterFileError(
                     f"{source}: {what} key {key!r} matches none of the adapted modules (peft "
                     "matches it as a regular expression against the end of a module name, e.g. "
-                    f"{next(iter(sorted(pairs)), '')!r}); fix or remove the key"
+                    f"{min(pairs)!r}); fix or remove the key"
                 )
     modules = dict(model.named_modules())
     dropout = cfg.get("lora_dropout", 0.0)
