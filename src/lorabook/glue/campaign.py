@@ -112,8 +112,9 @@ def sweep_jobs() -> list[Job]:
 
 
 def campaign_jobs(methods: Sequence[str] | None = None) -> list[Job]:
-    """The chapter's runs of ``methods`` (default: those the sweep has picked for), seed 0 of
-    everything first, so that a partial campaign is useful early.
+    """The chapter's runs of ``methods`` (default: those the sweep has picked for): seed 0 of
+    everything first, task by task with every method, so that a partial campaign already
+    compares methods on the tasks it has done.
 
     Raises:
         SettingsError: a method asked for has no sweep pick in ``presets.CPU_CHOSEN`` yet.
@@ -129,9 +130,9 @@ def campaign_jobs(methods: Sequence[str] | None = None) -> list[Job]:
     return [
         Job(task, method, SEEDS[method][i])
         for i in range(rounds)
+        for task in TASKS
         for method in methods
         if i < len(SEEDS[method])
-        for task in TASKS
     ]
 
 
