@@ -84,7 +84,7 @@ def test_campaign_needs_every_pick_then_has_45_runs_seed0_first(monkeypatch):
     jobs = campaign_jobs()
     assert len(jobs) == len(set(jobs)) == 45
     assert {j.seed for j in jobs[:25]} == {0}  # every method and task once before any repeat
-    assert [(j.task, j.method) for j in jobs[:2]] == [("mrpc", "ft"), ("mrpc", "bitfit")]
+    assert [(j.task, j.method) for j in jobs[:2]] == [("mrpc", "ft"), ("mrpc", "lora")]
     for method in ("ft", "lora"):
         for task in campaign.TASKS:
             assert sorted(j.seed for j in jobs if (j.method, j.task) == (method, task)) == [0, 1, 2]
