@@ -149,7 +149,7 @@ if done:
     fig, axes = plt.subplots(1, len(done), figsize=(3.2 * len(done), 3), squeeze=False)
     by_key = {r["key"]: r for r in all_records}
     for ax, (method, result) in zip(axes[0], done.items(), strict=True):
-        for job in (j for j in campaign.sweep_jobs() if j.method == method):
+        for job in (j for j in campaign.sweep_jobs(all_records) if j.method == method):
             record = by_key[job.plan(results_dir).paths.key]
             curve = [100 * e[record["metric"]] for e in record["epochs"]]
             ax.plot(

@@ -206,3 +206,51 @@ def test_workers_get_their_own_cores_and_threads(tmp_path, monkeypatch):
     run_jobs([job], workers=1, results_dir=tmp_path, command=[sys.executable, fake], cores=1)
     log = tmp_path / "_logs" / f"{job.plan(tmp_path).paths.record.stem}.log"
     assert "threads 1" in log.read_text()
+
+
+def test_a_best_rate_at_the_end_of_the_grid_extends_the_sweep_then_is_picked_inside_it():
+    from lorabook.glue.campaign import MAX_EXTENSIONS, sweep_lrs
+
+    lrs, epochs = presets.CPU_SWEEP["lora"]
+    grid = [Job("mrpc", "lora", 0, lr, epochs) for lr in lrs]
+    rising = [sweep_record(j, [0.70 + 0.02 * i]) for i, j in enumerate(grid)]
+    assert sweep_lrs("lora", rising[:-1]) == list(lrs)  # unfinished grid: nothing extended
+    assert sweep_lrs("lora", rising) == [*lrs, 2 * max(lrs)]
+    assert "missing" in pick(rising)["lora"]  # the extension must run before a pick
+    above = Job("mrpc", "lora", 0, 2 * max(lrs), epochs)
+    result = pick([*rising, sweep_record(above, [0.73])])["lora"]
+    assert result["lr"] == max(lrs) and list(result["tried"]) == [*lrs, 2 * max(lrs)]
+    falling = [sweep_record(j, [0.80 - 0.02 * i]) for i, j in enumerate(grid)]
+    assert sweep_lrs("lora", falling) == [min(lrs) / 2, *lrs]
+    # ever rising: extended MAX_EXTENSIONS times, then the largest rate tried is the pick
+    more = [Job("mrpc", "lora", 0, max(lrs) * 2**k, epochs) for k in (1, 2, 3)]
+    records = rising + [sweep_record(j, [0.8 + 0.01 * k]) for k, j in enumerate(more)]
+    assert len(sweep_lrs("lora", records)) == len(lrs) + MAX_EXTENSIONS
+    assert pick(records)["lora"]["lr"] == max(lrs) * 2**MAX_EXTENSIONS
+
+
+def test_a_job_another_live_campaign_holds_is_skipped_and_a_stale_lock_is_taken_over(
+    tmp_path, capsys
+):
+    import subprocess
+
+    jobs = [Job("mrpc", "lora", 0, 1e-3, 1), Job("rte", "lora", 0, 1e-3, 1)]
+    logs = tmp_path / "_logs"
+    logs.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        held = logs / f"{jobs[0].plan(tmp_path).paths.record.stem}.lock"
+        held.write_text(str(other.pid))
+        gone = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
+        stale = logs / f"{jobs[1].plan(tmp_path).paths.record.stem}.lock"
+        stale.write_text(gone)  # a process that has ended
+        fake = tmp_path / "ok.py"
+        fake.write_text("import sys; sys.exit(0)\n")
+        results = run_jobs(jobs, 1, tmp_path, command=[sys.executable, fake], cores=1)
+    finally:
+        other.kill()
+    assert results == [(jobs[1], 0)]
+    assert f"running in process {other.pid}" in capsys.readouterr().out
+    assert held.exists() and not stale.exists()  # the live lock kept, ours removed after

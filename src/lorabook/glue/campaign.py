@@ -10,7 +10,9 @@ of :data:`~lorabook.glue.presets.CPU_SWEEP` is trained on MRPC (seed 0) at each 
 learning rates for a fixed number of epochs, evaluating the dev set after every epoch.
 
 **The rule** (:func:`pick`): the learning rate whose run reaches the highest dev score
-(MRPC accuracy) at any epoch; ties go to the smaller rate. The number of epochs: the first
+(MRPC accuracy) at any epoch; ties go to the smaller rate. If that rate is the largest (or
+smallest) tried, the best may lie beyond the grid: the sweep then tries twice (or half) that
+rate too, and picks again, up to twice (:func:`sweep_lrs`). The number of epochs: the first
 epoch at which that run came within half a point of its best. That epoch was reached under
 a learning-rate schedule planned for the sweep's longer run, so the rule is a reading of one
 curve, not a search over schedules: it says how long a run needs, given the rest fixed.
@@ -48,6 +50,7 @@ MODEL = "minilm"
 TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 SEEDS = {"ft": (0, 1, 2), "lora": (0, 1, 2), "bitfit": (0,), "adapter_h": (0,), "adapter_p": (0,)}
 MARGIN = 0.005  # "within half a point" of the best dev score
+MAX_EXTENSIONS = 2  # more learning rates past an end of a method's sweep grid, at most
 # Training tokens per epoch (MiniLM tokenizer, max length 128) of each task's training set in
 # the cpu preset: SST-2's seeded 10,000-example part holds about 13.3 tokens an example.
 EPOCH_TOKENS = {"mrpc": 195_291, "rte": 165_740, "stsb": 159_879, "cola": 96_859, "sst2": 133_000}
@@ -92,6 +95,10 @@ class Job:
             self.task, self.method, model, PRESET, self.seed, results_dir, self.overrides()
         )
 
+    def key(self) -> str:
+        """The hash that names this job's record (see :mod:`lorabook.runs`)."""
+        return self.plan(DEFAULT_RESULTS).paths.key
+
     def estimate_seconds(self) -> float:
         """Rough training time of one worker, from the measured tokens/s; evaluation excluded."""
         epochs = self.epochs or self.plan(DEFAULT_RESULTS).settings.train.epochs
@@ -102,13 +109,44 @@ class Job:
         return f"{self.task}-{self.method}-seed{self.seed}{extra}"
 
 
-def sweep_jobs() -> list[Job]:
-    """The sweep: each method at each of its learning rates on MRPC, seed 0 (FT, LoRA first)."""
+def sweep_lrs(method: str, records: Sequence[dict] = ()) -> list[float]:
+    """The learning rates the sweep tries for ``method``: its grid in ``CPU_SWEEP``, extended
+    by one more rate (×2 or ÷2) each time the best so far is at an end of what was tried,
+    at most :data:`MAX_EXTENSIONS` times; only finished runs (``records``) can extend it."""
+    lrs, epochs = list(CPU_SWEEP[method][0]), CPU_SWEEP[method][1]
+    by_key = {r["key"]: r for r in records}
+    for _ in range(MAX_EXTENSIONS):
+        found = [by_key.get(Job(CPU_SWEEP_TASK, method, 0, lr, epochs).key()) for lr in lrs]
+        if any(r is None for r in found):
+            break
+        best = _best_lr(dict(zip(lrs, (_best_score(r) for r in found), strict=True)))
+        if best == max(lrs):
+            lrs.append(max(lrs) * 2)
+        elif best == min(lrs):
+            lrs.insert(0, min(lrs) / 2)
+        else:
+            break
+    return lrs
+
+
+def sweep_jobs(records: Sequence[dict] = ()) -> list[Job]:
+    """The sweep: each method at each of its learning rates on MRPC, seed 0 (FT, LoRA first);
+    with ``records``, the grids extended where the best rate was at an end (:func:`sweep_lrs`)."""
     return [
         Job(CPU_SWEEP_TASK, method, 0, lr, epochs)
-        for method, (lrs, epochs) in CPU_SWEEP.items()
-        for lr in lrs
+        for method, (_, epochs) in CPU_SWEEP.items()
+        for lr in sweep_lrs(method, records)
     ]
+
+
+def _best_score(record: dict) -> float:
+    """The best dev score of a record's epochs (its task's metric)."""
+    return max(e[record["metric"]] for e in record["epochs"])
+
+
+def _best_lr(tried: dict[float, float]) -> float:
+    """The learning rate with the best score; a tie goes to the smaller rate."""
+    return max(tried, key=lambda lr: (tried[lr], -lr))
 
 
 def campaign_jobs(methods: Sequence[str] | None = None) -> list[Job]:
@@ -149,16 +187,16 @@ def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
     """
     by_key = {r["key"]: r for r in records}
     out: dict[str, dict] = {}
-    for method, (lrs, _) in CPU_SWEEP.items():
-        jobs = [j for j in sweep_jobs() if j.method == method]
-        found = {j.lr: by_key.get(j.plan(DEFAULT_RESULTS).paths.key) for j in jobs}
+    for method in CPU_SWEEP:
+        jobs = [j for j in sweep_jobs(records) if j.method == method]
+        found = {j.lr: by_key.get(j.key()) for j in jobs}
         missing = [str(j) for j in jobs if found[j.lr] is None]
         if missing:
             out[method] = {"missing": missing}
             continue
-        metric = next(iter(found.values()))["metric"]
-        tried = {lr: max(e[metric] for e in found[lr]["epochs"]) for lr in lrs}
-        best_lr = max(lrs, key=lambda lr: (tried[lr], -lr))
+        tried = {lr: _best_score(record) for lr, record in sorted(found.items())}
+        best_lr = _best_lr(tried)
+        metric = found[best_lr]["metric"]
         curve = [e[metric] for e in found[best_lr]["epochs"]]
         epochs = next(i + 1 for i, v in enumerate(curve) if v >= max(curve) - margin)
         out[method] = {
@@ -181,6 +219,28 @@ def _pin(worker: int, threads: int):
     if len(mine) < threads:
         return None
     return lambda: os.sched_setaffinity(0, mine)
+
+
+def _claim(path: Path) -> int | None:
+    """Take the lock file ``path`` for this process; return the pid that holds it instead, if
+    that process is alive (a lock left by a process that ended is taken over)."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text() or 0)
+                os.kill(pid, 0)  # signal 0: does the process exist?
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:  # alive, another user's
+                return pid
+            return pid
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return None
+    return None
 
 
 def run_jobs(
@@ -221,15 +281,22 @@ def run_jobs(
                     return
                 job, run = queue.pop(0)
             log = logs / f"{run.paths.record.stem}.log"
+            owner = _claim(logs / f"{run.paths.record.stem}.lock")
+            if owner is not None:
+                print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
+                continue
             print(f"[worker {worker}] start {job} → {log}", flush=True)
-            with open(log, "a", encoding="utf-8") as out:
-                code = subprocess.call(
-                    [*command, *job.argv(results_dir, model)],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    preexec_fn=_pin(worker, threads),
-                )
+            try:
+                with open(log, "a", encoding="utf-8") as out:
+                    code = subprocess.call(
+                        [*command, *job.argv(results_dir, model)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        preexec_fn=_pin(worker, threads),
+                    )
+            finally:
+                (logs / f"{run.paths.record.stem}.lock").unlink(missing_ok=True)
             with lock:
                 results.append((job, code))
                 minutes = (time.monotonic() - started) / 60
@@ -248,9 +315,11 @@ def run_jobs(
     return results
 
 
-def _jobs(which: str) -> list[Job]:
+def _jobs(which: str, results_dir: str | Path = DEFAULT_RESULTS) -> list[Job]:
     if which == "sweep":
-        return sweep_jobs()
+        from lorabook.runs import find_records
+
+        return sweep_jobs(find_records(results_dir, "glue", preset=PRESET, model=MODEL))
     waiting = [m for m in SEEDS if m not in presets.CPU_CHOSEN]
     if waiting:
         print(f"waiting for their sweep pick (presets.CPU_CHOSEN): {', '.join(waiting)}")
@@ -290,7 +359,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 f"(best {100 * result['score']:.1f} {result['metric']}; tried {tried})"
             )
         return 0
-    jobs = _jobs(args.command if args.command != "plan" else args.which)
+    which = args.command if args.command != "plan" else args.which
+    jobs = _jobs(which, args.results_dir)
     if args.command == "plan":
         total = 0.0
         for job in jobs:
@@ -303,6 +373,13 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
     ran = run_jobs(jobs, args.workers, args.results_dir, cores=args.cores)
+    while which == "sweep" and not any(code for _, code in ran):
+        more = [j for j in _jobs(which, args.results_dir) if j not in jobs]
+        if not more:  # no grid was extended by the runs just finished
+            break
+        print(f"the best rate was at an end of the grid: {', '.join(map(str, more))}")
+        jobs += more
+        ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
     failed = [job for job, code in ran if code]
     for job in failed:
         print(f"failed: {job}")
