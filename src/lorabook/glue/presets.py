@@ -94,6 +94,7 @@ CPU_SWEEP: dict[str, tuple[tuple[float, ...], int]] = {  # method -> (lrs tried,
 # method -> (lr, epochs) that the sweep picked (python -m lorabook.glue.campaign pick)
 CPU_CHOSEN: dict[str, tuple[float, int]] = {
     "ft": (5e-5, 4),  # MRPC: 2e-5 79.2, 5e-5 82.4 (82.4 at epoch 4), 1e-4 80.1
+    "lora": (1e-3, 5),  # MRPC: 5e-4 79.4, 1e-3 80.6 (80.4 at epoch 5), 2e-3 79.7
 }
 
 
