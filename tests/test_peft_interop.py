@@ -323,3 +323,15 @@ def test_a_base_with_a_matrix_beyond_fp32_counting_saves_and_loads(tmp_path):
         other[0].weight[-1, -1] += 1.0
     with pytest.raises(AdapterMismatchError, match="'0.weight' differs"):
         load_adapter(other, tmp_path)
+
+
+def test_content_sample_places_are_part_of_the_file_format_and_never_move():
+    """An adapter file records a few of the base's values at fixed places and loading samples
+    the same places: evenly spaced from the first value to the last, in every version, or
+    adapters saved before would stop loading."""
+    from lorabook.adapters import CONTENT_VALUES, _sample
+
+    for n in (5, 16, 1000, 12345):
+        m = min(CONTENT_VALUES, n)
+        expected = [round(i * (n - 1) / (m - 1)) for i in range(m)]
+        assert _sample(torch.arange(n, dtype=torch.float64)).tolist() == expected

@@ -585,11 +585,8 @@ def import_peft(model: nn.Module, directory: str | Path) -> nn.Module:
     for name, value in rest.items():
         here = targets[base_name(name)]
         if name not in kept_params and not torch.equal(value.to(here.device, here.dtype), here):
-            warnings.warn(
-                f"{source} carries its own {name!r}, which differs from this model's; it "
-                "replaces this model's, as peft does",
-                stacklevel=2,
-            )
+            why = f"carries its own {name!r}, which differs from this model's"
+            warnings.warn(f"{source} {why}; it replaces this model's, as peft does", stacklevel=2)
 
     # Everything checked: now change the model.
     for name, (r, alpha) in plan.items():
