@@ -186,3 +186,17 @@ def small_data(tmp_path_factory):
     write_csv(root / "e2e" / "devset.csv", load_e2e("validation")[:12])
     write_csv(root / "e2e" / "testset_w_refs.csv", [r for r in test if r.mr in set(mrs[:6])])
     return root
+
+
+def peft_adapter(base: torch.nn.Module, directory, **config) -> torch.nn.Module:
+    """peft adapts ``base``, every trainable tensor moves (B and kept heads too), peft saves."""
+    import peft
+
+    model = peft.get_peft_model(base, peft.LoraConfig(lora_dropout=0.0, **config))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    model.eval().save_pretrained(directory)
+    return model

@@ -19,6 +19,7 @@ from conftest import (
     assert_unchanged,
     logits,
     model_snapshot,
+    peft_adapter,
     randomize_lora,
     tiny_model,
 )
@@ -296,18 +297,6 @@ def tiny_distilbert() -> torch.nn.Module:
         num_labels=3,
     )
     return T.DistilBertForSequenceClassification(cfg).eval()
-
-
-def peft_adapter(base: torch.nn.Module, directory, **config) -> torch.nn.Module:
-    """peft adapts ``base``, every trainable tensor moves (B and kept heads too), peft saves."""
-    model = peft.get_peft_model(base, peft.LoraConfig(lora_dropout=0.0, **config))
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    model.eval().save_pretrained(directory)
-    return model
 
 
 def assert_same_as_peft(ours, theirs, ids) -> None:

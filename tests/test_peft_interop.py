@@ -8,10 +8,17 @@ import json
 import re
 import warnings
 
-import peft
 import pytest
 import torch
-from conftest import PAPER, assert_unchanged, logits, model_snapshot, randomize_lora, tiny_model
+from conftest import (
+    PAPER,
+    assert_unchanged,
+    logits,
+    model_snapshot,
+    peft_adapter,
+    randomize_lora,
+    tiny_model,
+)
 from safetensors.torch import load_file, save_file
 
 from lorabook import add_lora, apply_lora, lora_layers
@@ -26,17 +33,6 @@ from lorabook.adapters import (
     load_adapter,
     save_adapter,
 )
-
-
-def peft_files(base, directory, **config) -> None:
-    """peft adapts ``base``, every trainable tensor moves (B and kept heads too), peft saves."""
-    model = peft.get_peft_model(base, peft.LoraConfig(lora_dropout=0.0, **config))
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * 0.1)
-    model.eval().save_pretrained(directory)
 
 
 def _config(edit):
@@ -170,7 +166,7 @@ REFUSED = {
 @pytest.mark.parametrize("how", REFUSED)
 def test_refused_import_names_the_folder_and_what_to_fix_and_changes_nothing(how, tmp_path):
     folder = tmp_path / "adapter"
-    peft_files(
+    peft_adapter(
         tiny_model("roberta"),
         folder,
         r=4,
@@ -190,7 +186,7 @@ def test_refused_import_names_the_folder_and_what_to_fix_and_changes_nothing(how
 
 
 def test_rank_above_min_dk_warns_naming_the_folder_and_the_module(tmp_path):
-    peft_files(tiny_model("bert"), tmp_path, r=40, lora_alpha=8, target_modules=["query"])
+    peft_adapter(tiny_model("bert"), tmp_path, r=40, lora_alpha=8, target_modules=["query"])
     name = "bert.encoder.layer.0.attention.self.query"
     with pytest.warns(UserWarning) as record:
         model = import_peft(tiny_model("bert"), tmp_path)
@@ -211,7 +207,7 @@ def _round_to(model, dtype):
 def test_import_into_the_bf16_copy_of_the_base_is_silent(tmp_path):
     """A file that carries a base weight (an adapted lm_head's), written from the fp32 base, is
     the bf16 model's own weight once in bf16: no 'carries its own' warning."""
-    peft_files(tiny_model("gpt2"), tmp_path, r=4, lora_alpha=8, target_modules=["lm_head"])
+    peft_adapter(tiny_model("gpt2"), tmp_path, r=4, lora_alpha=8, target_modules=["lm_head"])
     assert load_file(tmp_path / PEFT_WEIGHTS)[
         "base_model.model.lm_head.base_layer.weight"
     ].dtype == (torch.float32)
