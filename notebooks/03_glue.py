@@ -135,7 +135,9 @@ for method, result in picks.items():
         {
             "method": method,
             "status": "done",
-            **{f"lr {lr:g}": round(100 * s, 1) for lr, s in result["tried"].items()},
+            "tried (lr: best MRPC accuracy)": " · ".join(
+                f"{lr:g}: {100 * s:.1f}" for lr, s in result["tried"].items()
+            ),
             "picked lr": result["lr"],
             "picked epochs": f"{result['epochs']} of {epochs}",
             "in the preset": CPU_CHOSEN.get(method) == (result["lr"], result["epochs"]),
