@@ -361,7 +361,7 @@ pd.DataFrame(
 # %%
 lines = []
 if len(diffs):
-    for d in report.lora_minus_ft(report.summary(found)):
+    for d in diffs.to_dict("records"):
         verdict = "holds" if d["holds"] else "does not hold"
         lines.append(
             f"- **{d['task']}**: LoRA − FT = {d['LoRA − FT']:+.1f} points (medians of "

@@ -281,7 +281,8 @@ def run_jobs(
                     return
                 job, run = queue.pop(0)
             log = logs / f"{run.paths.record.stem}.log"
-            owner = _claim(logs / f"{run.paths.record.stem}.lock")
+            lock_file = logs / f"{run.paths.record.stem}.lock"
+            owner = _claim(lock_file)
             if owner is not None:
                 print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
                 continue
@@ -296,7 +297,7 @@ def run_jobs(
                         preexec_fn=_pin(worker, threads),
                     )
             finally:
-                (logs / f"{run.paths.record.stem}.lock").unlink(missing_ok=True)
+                lock_file.unlink(missing_ok=True)
             with lock:
                 results.append((job, code))
                 minutes = (time.monotonic() - started) / 60
