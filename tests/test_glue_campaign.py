@@ -193,16 +193,16 @@ def test_workers_get_their_own_cores_and_threads(tmp_path, monkeypatch):
     pinned = []
     monkeypatch.setattr(campaign.os, "sched_setaffinity", lambda pid, cores: pinned.append(cores))
     for worker in (0, 1):
-        campaign._pin(worker, 2)()
+        campaign.pin_to_cores(worker, 2)()
     assert pinned == [{0, 1}, {2, 3}]
-    assert campaign._pin(2, 2) is None  # no third pair of cores: not pinned
+    assert campaign.pin_to_cores(2, 2) is None  # no third pair of cores: not pinned
 
     fake = tmp_path / "show_threads.py"
     fake.write_text(
         "import os, sys; print('threads', os.environ['OMP_NUM_THREADS']); sys.exit(0)\n"
     )
     job = Job("mrpc", "lora", 0, 1e-3, 1)
-    monkeypatch.setattr(campaign, "_pin", lambda worker, threads: None)
+    monkeypatch.setattr(campaign, "pin_to_cores", lambda worker, threads: None)
     run_jobs([job], workers=1, results_dir=tmp_path, command=[sys.executable, fake], cores=1)
     log = tmp_path / "_logs" / f"{job.plan(tmp_path).paths.record.stem}.log"
     assert "threads 1" in log.read_text()
@@ -254,3 +254,34 @@ def test_a_job_another_live_campaign_holds_is_skipped_and_a_stale_lock_is_taken_
     assert results == [(jobs[1], 0)]
     assert f"running in process {other.pid}" in capsys.readouterr().out
     assert held.exists() and not stale.exists()  # the live lock kept, ours removed after
+
+
+def test_bench_gains_compare_pinned_workers_with_one_worker_per_method_and_batching():
+    from lorabook.glue.bench import parallel_gains, speedups
+
+    def row(method, batching, tps, workers=1, worker=0):
+        return dict(
+            method=method,
+            batching=batching,
+            real_tokens_per_second=tps,
+            workers=workers,
+            worker=worker,
+        )
+
+    rows = [
+        row("ft", "max_length", 100.0),
+        row("ft", "grouped", 400.0),
+        row("ft", "grouped", 240.0, workers=2, worker=0),
+        row("ft", "grouped", 260.0, workers=2, worker=1),
+    ]
+    assert parallel_gains(rows) == {"ft": {"grouped": 1.25}}  # (240 + 260) / 400
+    # the batching speed-ups read the one-worker rows only
+    assert speedups(rows) == {"ft": {"max_length": 1.0, "grouped": 4.0}}
+    assert parallel_gains(rows[:2]) == {}
+
+
+def test_bench_refuses_zero_workers(capsys):
+    from lorabook.glue import bench
+
+    assert bench.main(["--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from lorabook.cli import add_debug_flag, cli_main
+from lorabook.cli import SettingsError, add_debug_flag, cli_main
 from lorabook.io import write_json
 from lorabook.records import environment, peak_memory
 
@@ -128,7 +129,9 @@ def measure(
 
 
 def speedups(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Real tokens/s of each batching relative to ``max_length`` padding, per method."""
+    """Real tokens/s of each batching relative to ``max_length`` padding, per method (rows
+    of one worker on every core)."""
+    rows = [r for r in rows if r.get("workers", 1) == 1]
     out: dict[str, dict[str, float]] = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         base = [r for r in rows if r["method"] == method and r["batching"] == "max_length"]
@@ -139,6 +142,75 @@ def speedups(rows: list[dict]) -> dict[str, dict[str, float]]:
             for r in rows
             if r["method"] == method
         }
+    return out
+
+
+def _child_command(args: argparse.Namespace, method: str, batching: str) -> list[str]:
+    cmd = [sys.executable, "-m", "lorabook.glue.bench", "--one", method, batching]
+    cmd += ["--task", args.task, "--model", args.model, "--steps", str(args.steps)]
+    cmd += ["--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
+    cmd += ["--max-length", str(args.max_length)]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    return cmd
+
+
+def _measure_in_children(
+    args: argparse.Namespace, method: str, batching: str, workers: int
+) -> list[dict]:
+    """Measure ``method``/``batching`` in ``workers`` processes at once and print each row.
+
+    One worker uses every core this process may use; several split the cores between them,
+    each pinned to its own (as :func:`lorabook.glue.campaign.run_jobs` runs a campaign).
+    """
+    from lorabook.glue.campaign import available_cores, pin_to_cores
+
+    threads = max(1, available_cores() // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    cmd = _child_command(args, method, batching)
+    children = [
+        subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env if workers > 1 else None,
+            preexec_fn=pin_to_cores(w, threads) if workers > 1 else None,
+        )
+        for w in range(workers)
+    ]
+    rows = []
+    for worker, child in enumerate(children):
+        out, err = child.communicate()
+        if child.returncode:
+            sys.stderr.write(err)
+            raise SystemExit(f"benchmark of {method}/{batching} failed (exit {child.returncode})")
+        row = json.loads(out.strip().splitlines()[-1])
+        rows.append({**row, "workers": workers, "worker": worker, "threads": threads})
+        print(
+            f"{method:<8}{batching:<12}{workers}x{threads:<4}"
+            f"{row['seconds_per_step']:>8.3f} s/step"
+            f"{row['real_tokens_per_second']:>10.0f} real tok/s"
+            f"{100 * row['padding_share']:>6.0f}% pad"
+            f"{row['peak_memory']['bytes'] / 2**20:>8.0f} MiB peak"
+            f"{row['accounted_training_state_bytes'] / 2**20:>8.1f} MiB state (acct.)",
+            flush=True,
+        )
+    return rows
+
+
+def parallel_gains(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Real tokens/s of several workers together relative to one worker on every core,
+    per method and batching (rows measured with ``--workers`` > 1 only)."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if r.get("workers", 1) == 1 or r.get("worker", 0) != 0:
+            continue
+        same = [x for x in rows if (x["method"], x["batching"]) == (r["method"], r["batching"])]
+        one = [x["real_tokens_per_second"] for x in same if x.get("workers", 1) == 1]
+        together = [x["real_tokens_per_second"] for x in same if x.get("workers") == r["workers"]]
+        if one:
+            out.setdefault(r["method"], {})[r["batching"]] = sum(together) / one[0]
     return out
 
 
@@ -157,11 +229,19 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also measure this many runs at once, each pinned to its own cores",
+    )
     parser.add_argument("--note", default=None, help="a remark kept in the record")
     parser.add_argument("--out", default=None, help="JSON file (default results/bench/...)")
     parser.add_argument("--one", nargs=2, default=None, help=argparse.SUPPRESS)  # child mode
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
     common = (args.task, args.model, args.steps, args.batch_size, args.max_length, args.data_dir)
     if args.one:
         method, batching = args.one
@@ -170,30 +250,16 @@ def _main(argv: Sequence[str] | None) -> int:
     rows = []
     for method in args.methods:
         for batching in args.batching:
-            cmd = [sys.executable, "-m", "lorabook.glue.bench", "--one", method, batching]
-            cmd += ["--task", args.task, "--model", args.model, "--steps", str(args.steps)]
-            cmd += ["--warmup", str(args.warmup), "--batch-size", str(args.batch_size)]
-            cmd += ["--max-length", str(args.max_length)]
-            if args.data_dir:
-                cmd += ["--data-dir", args.data_dir]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode:
-                sys.stderr.write(done.stderr)
-                raise SystemExit(
-                    f"benchmark of {method}/{batching} failed (exit {done.returncode})"
-                )
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(
-                f"{method:<8}{batching:<12}{r['seconds_per_step']:>8.3f} s/step"
-                f"{r['real_tokens_per_second']:>10.0f} real tok/s"
-                f"{100 * r['padding_share']:>6.0f}% pad"
-                f"{r['peak_memory']['bytes'] / 2**20:>8.0f} MiB peak"
-                f"{r['accounted_training_state_bytes'] / 2**20:>8.1f} MiB state (acct.)",
-                flush=True,
-            )
+            for workers in dict.fromkeys((1, args.workers)):
+                rows += _measure_in_children(args, method, batching, workers)
     print(f"peak memory = {rows[0]['peak_memory']['kind']}")
     gains = speedups(rows)
+    parallel = parallel_gains(rows)
+    for method, by in parallel.items():
+        print(
+            f"{method}: {args.workers} pinned workers together vs one on every core: "
+            + ", ".join(f"{b} x{v:.2f}" for b, v in by.items())
+        )
     for method, by in gains.items():
         print(
             f"{method}: real tokens/s vs max_length padding: "
@@ -217,6 +283,10 @@ def _main(argv: Sequence[str] | None) -> int:
                 "after": "longest: each batch padded to its longest example (grouped: and "
                 "batches of similar length)",
                 "real_tokens_per_second_vs_before": gains,
+            },
+            "parallel": {
+                "workers": args.workers,
+                "real_tokens_per_second_vs_one_worker": parallel,
             },
             "note": args.note,
             "rows": rows,

@@ -210,7 +210,13 @@ def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
     return out
 
 
-def _pin(worker: int, threads: int):
+def available_cores() -> int:
+    """How many cores this process may use (its affinity on Linux, else the CPU count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
+
+
+def pin_to_cores(worker: int, threads: int):
     """A ``preexec_fn`` pinning a worker to its own cores (Linux); None where unsupported."""
     if not hasattr(os, "sched_setaffinity"):
         return None
@@ -265,8 +271,7 @@ def run_jobs(
     if not todo:
         return []
     if cores is None:
-        affinity = getattr(os, "sched_getaffinity", None)
-        cores = len(affinity(0)) if affinity else (os.cpu_count() or 1)
+        cores = available_cores()
     threads = max(1, cores // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     logs = Path(results_dir) / "_logs"
@@ -294,7 +299,7 @@ def run_jobs(
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         env=env,
-                        preexec_fn=_pin(worker, threads),
+                        preexec_fn=pin_to_cores(worker, threads),
                     )
             finally:
                 lock_file.unlink(missing_ok=True)
