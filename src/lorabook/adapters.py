@@ -263,7 +263,7 @@ def _check_existing_lora(model: nn.Module, specs: dict, source: str) -> dict[str
         )
     if existing and set(existing) != set(specs):
         raise AdapterMismatchError(
-            f"This model has LoRA on {sorted(existing)[:3]}..., the adapter on "
+            f"{source}: this model has LoRA on {sorted(existing)[:3]}..., the adapter on "
             f"{sorted(specs)[:3]}...: load into the plain base model instead"
         )
     for name, layer in existing.items():

@@ -194,8 +194,8 @@ def apply_lora(
             module = model.get_submodule(name)
             if not isinstance(module, nn.Linear | Conv1D):
                 raise ValueError(
-                    f"Target {pattern!r} matches {name!r}, a {type(module).__name__}, not a "
-                    f"linear layer. {_describe_linear(model)}"
+                    f"Target {pattern!r} matches {name!r}, of type {type(module).__name__}, not "
+                    f"a linear layer. {_describe_linear(model)}"
                 )
             plan[name] = fused.get(pattern)
     kept = sorted(

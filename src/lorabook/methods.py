@@ -355,7 +355,7 @@ def adapter_sites(model: nn.Module, method: str) -> list[str]:
         module = model.get_submodule(name)
         if not isinstance(module, nn.Linear | Conv1D):
             raise ValueError(
-                f"{method}: {name!r} is a {type(module).__name__}, not nn.Linear or Conv1D"
+                f"{method}: {name!r} is of type {type(module).__name__}, not nn.Linear or Conv1D"
             )
     return sites
 
@@ -498,7 +498,7 @@ def _apply_prefix(model: nn.Module, prefix_length: int) -> nn.Module:
     if not (callable(can_generate) and can_generate()):
         raise ValueError(
             f"prefix: needs a causal LM with generate() (GPT2LMHeadModel, LlamaForCausalLM, "
-            f"...), not a {type(model).__name__}"
+            f"...), not this {type(model).__name__}"
         )
     config = PrefixTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=prefix_length, prefix_projection=False
