@@ -285,3 +285,20 @@ def test_bench_refuses_zero_workers(capsys):
 
     assert bench.main(["--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
+
+
+def test_follow_ups_train_lora_longer_only_where_it_falls_more_than_a_point_behind(monkeypatch):
+    from lorabook.glue import report
+
+    monkeypatch.setitem(presets.CPU_CHOSEN, "lora", (1e-3, 5))
+    found = {
+        Job("rte", "ft", 0): fake_record(0.60),
+        Job("rte", "lora", 0): fake_record(0.54),  # 6 points behind: followed up
+        Job("mrpc", "ft", 0): fake_record(0.82),
+        Job("mrpc", "lora", 0): fake_record(0.815),  # half a point behind: holds
+        Job("cola", "lora", 0): fake_record(0.30),  # no FT run yet: no verdict
+    }
+    monkeypatch.setattr(report, "campaign_records", lambda results_dir: found)
+    assert campaign.follow_up_jobs("unused") == [Job("rte", "lora", 0, 1e-3, campaign.LONGER * 5)]
+    monkeypatch.delitem(presets.CPU_CHOSEN, "lora")
+    assert campaign.follow_up_jobs("unused") == []
