@@ -397,7 +397,9 @@ if found:
 # ## 3.8 Where the numbers came from
 #
 # Each record names its device, package versions and the git commit of the code that made
-# it; the data folder's files are identified by their SHA-256 in the record.
+# it; the data folder's files are identified by their SHA-256 in the record. "Train tok/s" is
+# real (non-pad) training tokens per second of training: two runs trained at a time here,
+# each on one core with one thread.
 
 # %%
 pd.DataFrame(
@@ -405,7 +407,9 @@ pd.DataFrame(
         {
             "run": str(job),
             "device": r["environment"]["device"],
-            "torch threads": r["environment"].get("torch_threads"),
+            "train tok/s": round(
+                r["train_tokens"]["real"] / sum(e["train_seconds"] for e in r["epochs"])
+            ),
             "commit": (r["environment"]["git_commit"] or "?")[:12],
             "finished": r["finished_at"],
             "train rows": r["data"]["train_rows"],
