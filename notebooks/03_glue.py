@@ -421,6 +421,21 @@ pd.DataFrame(
 ).set_index("run") if found else print("no records yet")
 
 # %% [markdown]
+# What it cost: the training time of every record of this chapter (sweep, runs and
+# follow-ups), summed over epochs; evaluating the dev set after each epoch comes on top.
+
+# %%
+sweep_keys = {job.key() for job in campaign.sweep_jobs(all_records)}
+spent = {
+    "sweep": [r for r in all_records if r["key"] in sweep_keys],
+    "runs": list(found.values()),
+    "follow-ups": list(followed.values()),
+}
+for part, records in spent.items():
+    hours = sum(e["train_seconds"] for r in records for e in r["epochs"]) / 3600
+    print(f"{part:<11} {len(records):>3} runs  {hours:5.1f} worker-hours of training")
+
+# %% [markdown]
 # ## 3.9 What the evidence supports
 
 # %%
