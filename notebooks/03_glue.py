@@ -215,7 +215,7 @@ if len(summary):
     table = table.reindex(
         index=[m for m in methods if m in table.index],
         columns=[t for t in tasks if t in table.columns],
-    )
+    ).fillna("—")
     table.insert(0, "trainable", ours.groupby("method")["trainable"].first().map("{:,}".format))
     complete = medians.reindex(columns=tasks).notna().all(axis=1)
     table["avg"] = [
@@ -414,7 +414,6 @@ pd.DataFrame(
             "finished": r["finished_at"],
             "train rows": r["data"]["train_rows"],
             "dev rows": r["data"]["eval_rows"],
-            "wall min": round(r["wall_seconds"] / 60, 1),
         }
         for job, r in found.items()
     ]
