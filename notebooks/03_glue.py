@@ -454,6 +454,14 @@ if len(diffs):
     )
 else:
     lines.append("No task has both FT and LoRA records yet: no verdict.")
+for method in ("ft", "lora"):
+    runs = [r for job, r in found.items() if job.method == method]
+    rising = sum(r["best_epoch"] == len(r["epochs"]) for r in runs)
+    if runs:
+        lines.append(
+            f"\n{report.METHOD_NAMES[method]} scored its best at its last epoch (still "
+            f"improving when training stopped) in {rising} of {len(runs)} runs."
+        )
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
