@@ -302,3 +302,19 @@ def test_follow_ups_train_lora_longer_only_where_it_falls_more_than_a_point_behi
     assert campaign.follow_up_jobs("unused") == [Job("rte", "lora", 0, 1e-3, campaign.LONGER * 5)]
     monkeypatch.delitem(presets.CPU_CHOSEN, "lora")
     assert campaign.follow_up_jobs("unused") == []
+
+
+def test_a_job_another_campaign_finished_meanwhile_is_not_started_again(tmp_path, capsys):
+    jobs = [Job("mrpc", "lora", 0, 1e-3, 1), Job("rte", "lora", 0, 1e-3, 1)]
+    second = jobs[1].plan(tmp_path).paths.record
+    # the first job's command stands in for another campaign that finishes the second job
+    fake = tmp_path / "finish_other.py"
+    fake.write_text(
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(second)!r}); p.parent.mkdir(parents=True, exist_ok=True)\n"
+        "p.write_text('{}')\n"
+    )
+    results = run_jobs(jobs, 1, tmp_path, command=[sys.executable, fake], cores=1)
+    assert results == [(jobs[0], 0)]
+    assert f"skip {jobs[1]}: finished meanwhile" in capsys.readouterr().out
+    assert not list((tmp_path / "_logs").glob("*.lock"))

@@ -315,6 +315,10 @@ def run_jobs(
             if owner is not None:
                 print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
                 continue
+            if run.paths.finished() is not None:  # another campaign finished it meanwhile
+                lock_file.unlink(missing_ok=True)
+                print(f"[worker {worker}] skip {job}: finished meanwhile", flush=True)
+                continue
             print(f"[worker {worker}] start {job} → {log}", flush=True)
             try:
                 with open(log, "a", encoding="utf-8") as out:
