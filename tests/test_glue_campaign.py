@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -318,3 +319,16 @@ def test_a_job_another_campaign_finished_meanwhile_is_not_started_again(tmp_path
     assert results == [(jobs[0], 0)]
     assert f"skip {jobs[1]}: finished meanwhile" in capsys.readouterr().out
     assert not list((tmp_path / "_logs").glob("*.lock"))
+
+
+def test_plan_lists_jobs_with_estimates_and_the_training_time_of_finished_ones(tmp_path, capsys):
+    job = sweep_jobs()[0]
+    record = job.plan(tmp_path).paths.record
+    record.parent.mkdir(parents=True)
+    epochs = [{"train_seconds": 240.0, "accuracy": 0.7}, {"train_seconds": 240.0, "accuracy": 0.8}]
+    record.write_text(json.dumps({"key": "x", "metric": "accuracy", "epochs": epochs}))
+    assert campaign.main(["plan", "sweep", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"done  {job} ") and out[0].endswith("(trained 8 min)")
+    assert all(line.startswith("todo ") for line in out[1:-1]) and len(out) > 3
+    assert out[-1].startswith("left: ~") and "worker-hours" in out[-1]

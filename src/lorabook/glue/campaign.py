@@ -400,10 +400,14 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "plan":
         total = 0.0
         for job in jobs:
-            done = job.plan(args.results_dir).paths.finished() is not None
+            record = job.plan(args.results_dir).paths.finished()
             seconds = job.estimate_seconds()
-            total += 0 if done else seconds
-            print(f"{'done' if done else 'todo':<5} {str(job):<42} ~{seconds / 60:5.0f} min")
+            total += 0 if record else seconds
+            line = f"{'done' if record else 'todo':<5} {str(job):<42} ~{seconds / 60:5.0f} min"
+            if record:
+                took = sum(e["train_seconds"] for e in record["epochs"])
+                line += f" (trained {took / 60:.0f} min)"
+            print(line)
         print(f"left: ~{total / 3600:.1f} worker-hours (training only; evaluation adds ~5%)")
         return 0
     if args.workers < 1:
