@@ -27,7 +27,7 @@ from lorabook.runs import find_records, model_slug
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--preset", default="cpu")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--methods", nargs=2, default=["ft", "lora"])
     parser.add_argument("--margin", type=float, default=0.005)

@@ -32,9 +32,26 @@ def test_glue_record_is_consistent(path: Path):
     assert record["environment"]["git_commit"], "a record must name the code that made it"
 
 
-def test_records_exist_for_the_quick_preset():
-    found = find_records(ROOT / "results", "glue", preset="quick", model="minilm", seed=0)
+def test_the_cpu_campaign_has_ft_and_lora_records_on_every_task():
+    found = find_records(ROOT / "results", "glue", preset="cpu", model="minilm", seed=0)
     have = {(r["task"], r["method"]) for r in found}
     for task in ("sst2", "mrpc", "cola", "rte", "stsb"):
         for method in ("ft", "lora"):
             assert (task, method) in have
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in (ROOT / "results").rglob("*.json")
+        if not any(part.startswith("_") for part in p.relative_to(ROOT / "results").parts)
+    ),
+    ids=lambda p: str(p.relative_to(ROOT / "results")),
+)
+def test_every_committed_record_names_a_clean_commit(path: Path):
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict) or "environment" not in record:
+        pytest.skip("not a result record")
+    commit = record["environment"]["git_commit"]
+    assert commit and not commit.endswith("-dirty"), f"{path.name} names {commit!r}"
