@@ -95,6 +95,9 @@ CPU_SWEEP: dict[str, tuple[tuple[float, ...], int]] = {  # method -> (lrs tried,
 CPU_CHOSEN: dict[str, tuple[float, int]] = {
     "ft": (5e-5, 4),  # MRPC: 2e-5 79.2, 5e-5 82.4 (82.4 at epoch 4), 1e-4 80.1
     "lora": (1e-3, 5),  # MRPC: 5e-4 79.4, 1e-3 80.6 (80.4 at epoch 5), 2e-3 79.7
+    "bitfit": (3e-3, 5),  # MRPC: 1e-3 81.6, 3e-3 83.6 (83.6 at epoch 5), 6e-3 80.9
+    "adapter_h": (1e-3, 5),  # MRPC: 3e-4 81.6, 1e-3 82.4 (81.9 at epoch 5), 2e-3 80.1
+    "adapter_p": (1e-3, 4),  # MRPC: 3e-4 80.9, 1e-3 81.4 (81.4 at epoch 4), 2e-3 80.4
 }
 
 
