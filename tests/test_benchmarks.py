@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from lorabook.paths import REPO_ROOT
 
 
@@ -124,3 +126,22 @@ def test_time_to_accuracy_on_the_cpu_preset_counts_only_the_campaigns_runs(tmp_p
     assert script("time_to_accuracy").main(args) == 0
     (row,) = check_record(out, "time-to-accuracy")["rows"]
     assert row["target"] == 0.785 and row["runs"]["lora"]["seconds"] == 6.0
+
+
+def test_glue_bench_measures_pinned_workers_against_one_worker(tmp_path):
+    from lorabook.glue import bench
+    from lorabook.glue.campaign import available_cores
+
+    out = tmp_path / "bench.json"
+    args = ["--task", "rte", "--model", "minilm", "--methods", "lora", "--batching", "grouped"]
+    args += ["--steps", "1", "--warmup", "0", "--batch-size", "4", "--workers", "2"]
+    assert bench.main([*args, "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    rows = record["rows"]
+    assert [(r["workers"], r["worker"]) for r in rows] == [(1, 0), (2, 0), (2, 1)]
+    assert all(r["threads"] == max(1, available_cores() // 2) for r in rows[1:])
+    ratio = record["parallel"]["real_tokens_per_second_vs_one_worker"]["lora"]["grouped"]
+    expected = (
+        sum(r["real_tokens_per_second"] for r in rows[1:]) / rows[0]["real_tokens_per_second"]
+    )
+    assert ratio == pytest.approx(expected)
