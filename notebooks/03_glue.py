@@ -301,10 +301,10 @@ pd.DataFrame(progress).set_index(["task", "method"]).round(3) if progress else N
 #
 # One explanation is cheap to test. The paper trains LoRA on RoBERTa-base for 30 to 80
 # epochs (Table 9, printed below); our sweep's rule picked LoRA's epochs on MRPC and then
-# fixed them for every task. Where LoRA's
-# median ends more than a point below FT's, `python -m lorabook.glue.campaign follow-ups`
-# trains LoRA once more (seed 0, same learning rate) for four times the epochs. These runs
-# test the explanation; the table above keeps the rule's settings.
+# fixed them for every task. Where LoRA's median over its three seeds ends more than a point
+# below FT's, `python -m lorabook.glue.campaign follow-ups` trains LoRA once more (seed 0,
+# same learning rate) for four times the epochs. These runs test the explanation; the table
+# above keeps the rule's settings.
 
 # %%
 print(campaign.follow_up_jobs.__doc__.split("\n\n")[0])
@@ -313,7 +313,10 @@ print("paper, Table 9, RoBERTa-base LoRA epochs:", paper_epochs)
 follow_ups = campaign.follow_up_jobs(results_dir)
 followed = report.campaign_records(results_dir, follow_ups)
 if not follow_ups:
-    print("no task where LoRA is more than a point behind FT: nothing to follow up")
+    print(
+        "no task with all its FT and LoRA seeds finished where LoRA is more than a point "
+        "behind FT: nothing to follow up (yet)"
+    )
 elif not followed:
     print("not yet run:", ", ".join(map(str, follow_ups)))
 else:

@@ -291,14 +291,15 @@ def test_bench_refuses_zero_workers(capsys):
 def test_follow_ups_train_lora_longer_only_where_it_falls_more_than_a_point_behind(monkeypatch):
     from lorabook.glue import report
 
+    SEEDS = campaign.SEEDS["lora"]
+    assert SEEDS == campaign.SEEDS["ft"]
     monkeypatch.setitem(presets.CPU_CHOSEN, "lora", (1e-3, 5))
-    found = {
-        Job("rte", "ft", 0): fake_record(0.60),
-        Job("rte", "lora", 0): fake_record(0.54),  # 6 points behind: followed up
-        Job("mrpc", "ft", 0): fake_record(0.82),
-        Job("mrpc", "lora", 0): fake_record(0.815),  # half a point behind: holds
-        Job("cola", "lora", 0): fake_record(0.30),  # no FT run yet: no verdict
-    }
+    found = {Job(task, "ft", seed): fake_record(0.60) for task in ("rte", "mrpc") for seed in SEEDS}
+    found |= {Job("rte", "lora", seed): fake_record(0.54) for seed in SEEDS}  # 6 behind
+    found |= {Job("mrpc", "lora", seed): fake_record(0.595) for seed in SEEDS}  # holds
+    found |= {Job("stsb", "ft", seed): fake_record(0.80) for seed in SEEDS}
+    found |= {Job("stsb", "lora", seed): fake_record(0.70) for seed in SEEDS[:2]}  # seed to go
+    found[Job("cola", "lora", 0)] = fake_record(0.30)  # no FT run yet: no verdict
     monkeypatch.setattr(report, "campaign_records", lambda results_dir: found)
     assert campaign.follow_up_jobs("unused") == [Job("rte", "lora", 0, 1e-3, campaign.LONGER * 5)]
     monkeypatch.delitem(presets.CPU_CHOSEN, "lora")
