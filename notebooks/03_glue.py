@@ -450,19 +450,26 @@ pd.DataFrame(
 ).set_index("run") if found else print("no records yet")
 
 # %% [markdown]
-# What it cost: the training time of every record of this chapter (sweep, runs and
-# follow-ups), summed over epochs; evaluating the dev set after each epoch comes on top.
+# What it cost: the plan's estimate for each part (`python -m lorabook.glue.campaign plan`,
+# from the measured tokens per second of one worker) and the training time its finished
+# records spent, summed over epochs; evaluating the dev set after each epoch comes on top.
 
 # %%
-sweep_keys = {job.key() for job in campaign.sweep_jobs(all_records)}
-spent = {
-    "sweep": [r for r in all_records if r["key"] in sweep_keys],
-    "runs": list(found.values()),
-    "follow-ups": list(followed.values()),
-}
-for part, records in spent.items():
-    hours = sum(e["train_seconds"] for r in records for e in r["epochs"]) / 3600
-    print(f"{part:<11} {len(records):>3} runs  {hours:5.1f} worker-hours of training")
+sweep = campaign.sweep_jobs(all_records)
+by_key = {r["key"]: r for r in all_records}
+cost = []
+for part, jobs in (("sweep", sweep), ("runs", planned), ("follow-ups", follow_ups)):
+    done = [by_key[j.key()] for j in jobs if j.key() in by_key]
+    cost.append(
+        {
+            "part": part,
+            "runs planned": len(jobs),
+            "runs finished": len(done),
+            "estimated worker-hours (all)": sum(j.estimate_seconds() for j in jobs) / 3600,
+            "worker-hours spent": sum(e["train_seconds"] for r in done for e in r["epochs"]) / 3600,
+        }
+    )
+pd.DataFrame(cost).set_index("part").round(1)
 
 # %% [markdown]
 # ## 3.9 What the evidence supports
