@@ -23,8 +23,9 @@ checks the two agree whenever the sweep's records are present.
 **The runs** (:func:`campaign_jobs`): FT and LoRA with seeds 0, 1 and 2, BitFit, AdapterH and
 AdapterP with seed 0, on the five offline tasks: 45 runs. Each is ``python -m lorabook.glue``
 in its own process; ``--workers 2`` runs two at a time, each pinned to its own core with
-one thread (on this 2-core machine that trains 17–23% more examples per second than one run
-on both cores: measured with ``python -m lorabook.glue.bench``). Finished runs are skipped
+one thread (on this 2-core machine that trains 12–16% more tokens per second than one run
+on both cores: ``python -m lorabook.glue.bench --task mrpc --batching grouped --workers 2``,
+record ``results/bench/glue-mrpc-minilm-cpu.json``). Finished runs are skipped
 (their record exists), an interrupted one resumes from its last epoch, so the same command
 picks up where the last session stopped.
 
@@ -60,7 +61,8 @@ LONGER = 4  # a follow-up trains LoRA this many times as many epochs as the pick
 # the cpu preset: SST-2's seeded 10,000-example part holds about 13.3 tokens an example.
 EPOCH_TOKENS = {"mrpc": 195_291, "rte": 165_740, "stsb": 159_879, "cola": 96_859, "sst2": 133_000}
 # Real tokens/s of one single-thread worker beside another (python -m lorabook.glue.bench on
-# MRPC, batch 16, grouped, this 2-core machine): the estimates of `plan`, not results.
+# MRPC, batch 16, grouped, this 2-core machine; results/bench/glue-mrpc-minilm-cpu.json has
+# FT 1230-1264, LoRA 1892-1925): the estimates of `plan`, not results.
 WORKER_TOKENS_PER_SECOND = {
     "ft": 1200,
     "lora": 1930,
