@@ -278,23 +278,23 @@ else:
 # epoch:
 
 # %%
-progress = []
-for task in tasks:
-    for method in ("ft", "lora"):
-        runs = [r for job, r in found.items() if (job.task, job.method) == (task, method)]
-        if not runs:
-            continue
-        peaked = sum(r["best_epoch"] == len(r["epochs"]) for r in runs)
-        progress.append(
-            {
-                "task": task,
-                "method": report.METHOD_NAMES[method],
-                "epochs": len(runs[0]["epochs"]),
-                "last-epoch train loss": np.median([r["epochs"][-1]["train_loss"] for r in runs]),
-                "peaked at the last epoch": f"{peaked} of {len(runs)}",
+if len(summary):
+    progress = summary[summary.method.isin(["ft", "lora"])].assign(
+        method=lambda d: d.method.map(report.METHOD_NAMES),
+        peaked=lambda d: d.peaked_last.astype(str) + " of " + d.seeds.astype(str),
+    )
+    display(
+        progress.set_index(["task", "method"])[["epochs", "last_train_loss", "peaked"]]
+        .rename(
+            columns={
+                "last_train_loss": "last-epoch train loss",
+                "peaked": "peaked at the last epoch",
             }
         )
-pd.DataFrame(progress).set_index(["task", "method"]).round(3) if progress else None
+        .reindex([(t, m) for t in tasks for m in ("FT", "LoRA")])
+        .dropna()
+        .round(3)
+    )
 
 # %% [markdown]
 # ### Where LoRA falls behind: under-trained?

@@ -150,8 +150,16 @@ def test_run_jobs_skips_finished_runs_and_reports_failures(tmp_path, monkeypatch
 # --------------------------------------------------------------------------- report
 
 
-def fake_record(score: float, trainable: int = 100) -> dict:
-    return {"metric": "accuracy", "best": {"accuracy": score}, "params": {"trainable": trainable}}
+def fake_record(
+    score: float, trainable: int = 100, losses: tuple = (0.5, 0.3), best_epoch: int = 1
+) -> dict:
+    return {
+        "metric": "accuracy",
+        "best": {"accuracy": score},
+        "best_epoch": best_epoch,
+        "epochs": [{"train_loss": loss} for loss in losses],
+        "params": {"trainable": trainable},
+    }
 
 
 def test_summary_is_the_median_and_range_over_seeds_and_lora_minus_ft_per_task():
@@ -161,8 +169,8 @@ def test_summary_is_the_median_and_range_over_seeds_and_lora_minus_ft_per_task()
         Job("rte", "ft", 0): fake_record(0.70, 22_000_000),
         Job("rte", "ft", 1): fake_record(0.60, 22_000_000),
         Job("rte", "ft", 2): fake_record(0.66, 22_000_000),
-        Job("rte", "lora", 2): fake_record(0.64),
-        Job("rte", "lora", 0): fake_record(0.655),
+        Job("rte", "lora", 2): fake_record(0.64, losses=(0.6, 0.4), best_epoch=2),
+        Job("rte", "lora", 0): fake_record(0.655, losses=(0.6, 0.2)),
         Job("mrpc", "lora", 0): fake_record(0.80),
     }
     rows = {(r["method"], r["task"]): r for r in summary(found)}
@@ -170,6 +178,9 @@ def test_summary_is_the_median_and_range_over_seeds_and_lora_minus_ft_per_task()
     assert ft["median"] == pytest.approx(66.0) and (ft["min"], ft["max"]) == pytest.approx((60, 70))
     assert ft["seeds"] == 3 and ft["trainable"] == 22_000_000
     assert rows["lora", "rte"]["median"] == pytest.approx(64.75)  # even count: the mean of two
+    lora = rows["lora", "rte"]  # how far training got: last-epoch loss, runs best at the end
+    assert lora["epochs"] == 2 and lora["last_train_loss"] == pytest.approx(0.3)
+    assert lora["peaked_last"] == 1 and ft["peaked_last"] == 0
     diffs = lora_minus_ft(list(rows.values()))
     assert [d["task"] for d in diffs] == ["rte"]  # MRPC has no FT run: no difference
     assert diffs[0]["LoRA − FT"] == pytest.approx(-1.25) and not diffs[0]["holds"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -163,10 +162,10 @@ def _measure_in_children(
     One worker uses every core this process may use; several split the cores between them,
     each pinned to its own (as :func:`lorabook.glue.campaign.run_jobs` runs a campaign).
     """
-    from lorabook.glue.campaign import available_cores, pin_to_cores
+    from lorabook.glue.campaign import available_cores, pin_to_cores, worker_env
 
     threads = max(1, available_cores() // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = worker_env(threads)
     cmd = _child_command(args, method, batching)
     children = [
         subprocess.Popen(

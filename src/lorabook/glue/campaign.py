@@ -257,6 +257,11 @@ def pin_to_cores(worker: int, threads: int):
     return lambda: os.sched_setaffinity(0, mine)
 
 
+def worker_env(threads: int) -> dict[str, str]:
+    """This process's environment with the math libraries held to ``threads`` threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def _claim(path: Path) -> int | None:
     """Take the lock file ``path`` for this process; return the pid that holds it instead, if
     that process is alive (a lock left by a process that ended is taken over)."""
@@ -303,7 +308,7 @@ def run_jobs(
     if cores is None:
         cores = available_cores()
     threads = max(1, cores // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = worker_env(threads)
     logs = Path(results_dir) / "_logs"
     logs.mkdir(parents=True, exist_ok=True)
     queue, lock, results = list(todo), threading.Lock(), []

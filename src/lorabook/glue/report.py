@@ -47,13 +47,20 @@ def campaign_records(results_dir: str | Path, jobs: Iterable[Job] | None = None)
 
 
 def summary(found: Mapping[Job, Mapping]) -> list[dict]:
-    """One row per (method, task) with runs: median, min, max score, seeds, trainable params."""
+    """One row per (method, task) with runs: median, min, max score, seeds, trainable params.
+
+    And how far training got: ``epochs`` trained, the median over seeds of the last epoch's
+    training loss, and how many runs scored best at their last epoch (``peaked_last``), the
+    two signs of a run stopped while it was still learning.
+    """
     groups: dict[tuple[str, str], list[tuple[int, Mapping]]] = {}
     for job, record in found.items():
         groups.setdefault((job.method, job.task), []).append((job.seed, record))
     rows = []
     for (method, task), runs in groups.items():
-        scores = [score(r) for _, r in sorted(runs, key=lambda run: run[0])]
+        records = [r for _, r in sorted(runs, key=lambda run: run[0])]
+        scores = [score(r) for r in records]
+        last_losses = [r["epochs"][-1]["train_loss"] for r in records]
         rows.append(
             {
                 "method": method,
@@ -63,7 +70,10 @@ def summary(found: Mapping[Job, Mapping]) -> list[dict]:
                 "max": max(scores),
                 "seeds": len(scores),
                 "scores": scores,
-                "trainable": runs[0][1]["params"]["trainable"],
+                "trainable": records[0]["params"]["trainable"],
+                "epochs": len(records[0]["epochs"]),
+                "last_train_loss": statistics.median(last_losses),
+                "peaked_last": sum(r["best_epoch"] == len(r["epochs"]) for r in records),
             }
         )
     return rows
