@@ -344,3 +344,31 @@ def test_plan_lists_jobs_with_estimates_and_the_training_time_of_finished_ones(t
     assert out[0].startswith(f"done  {job} ") and out[0].endswith("(trained 8 min)")
     assert all(line.startswith("todo ") for line in out[1:-1]) and len(out) > 3
     assert out[-1].startswith("left: ~") and "worker-hours" in out[-1]
+
+
+def test_preset_records_key_paper_mode_runs_by_job_and_refuse_two_of_one_job(tmp_path):
+    from lorabook.glue.report import preset_records, summary
+
+    folder = tmp_path / "glue" / "paper" / "roberta-base"
+    folder.mkdir(parents=True)
+
+    def write(name: str, seed: int, score: float, model: str = "roberta-base") -> None:
+        record = {
+            **fake_record(score),
+            "task": "rte",
+            "method": "lora",
+            "seed": seed,
+            "preset": "paper",
+            "model": model,
+        }
+        (folder / f"{name}.json").write_text(json.dumps(record))
+
+    write("rte-lora-seed0-aaaa", 0, 0.80)
+    write("rte-lora-seed1-bbbb", 1, 0.84)
+    write("rte-lora-seed2-cccc", 2, 0.90, model="roberta-large")  # another model: not read
+    found = preset_records(tmp_path, "paper", "roberta-base")
+    assert set(found) == {Job("rte", "lora", 0), Job("rte", "lora", 1)}
+    assert summary(found)[0]["median"] == pytest.approx(82.0)
+    write("rte-lora-seed1-dddd", 1, 0.70)  # the same job with other settings
+    with pytest.raises(ValueError, match="two paper/roberta-base records of rte-lora-seed1"):
+        preset_records(tmp_path, "paper", "roberta-base")

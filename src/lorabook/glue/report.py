@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lorabook import paper
 from lorabook.glue.campaign import TASKS, Job, campaign_jobs
+from lorabook.runs import find_records
 
 METHOD_NAMES = {
     "ft": "FT",
@@ -43,6 +44,26 @@ def campaign_records(results_dir: str | Path, jobs: Iterable[Job] | None = None)
         record = job.plan(results_dir).paths.finished()
         if record is not None:
             found[job] = record
+    return found
+
+
+def preset_records(results_dir: str | Path, preset: str, model: str) -> dict[Job, dict]:
+    """Every finished GLUE run of ``preset`` on ``model`` (e.g. ``"paper"``, ``"roberta-base"``,
+    the chapter's GPU mode), by job: task, method and seed; the preset's own settings.
+
+    Raises:
+        ValueError: two records are the same task, method and seed (runs with settings
+            changed from the preset's, which this table cannot tell apart).
+    """
+    found: dict[Job, dict] = {}
+    for record in find_records(results_dir, "glue", preset=preset, model=model):
+        job = Job(record["task"], record["method"], record["seed"])
+        if job in found:
+            raise ValueError(
+                f"two {preset}/{model} records of {job}: {found[job]['_path']} and "
+                f"{record['_path']}; move the one that is not the preset's run elsewhere"
+            )
+        found[job] = record
     return found
 
 
