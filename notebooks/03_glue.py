@@ -198,7 +198,10 @@ summary = pd.DataFrame(report.summary(found))
 # RTE, Matthews correlation for CoLA, Pearson correlation for STS-B, all ×100), each run at
 # its best epoch; for FT and LoRA the median of three seeds with the range in brackets (the
 # paper reports the median of five). "Trainable" excludes the classification head, as the
-# paper's counts do. Below ours, the paper's RoBERTa-base rows, read from the paper's table.
+# paper's counts do. The last row is what a model that learned nothing scores: the training
+# set's most frequent label predicted for every dev example (no row entry for STS-B, where a
+# constant has no correlation). Below ours, the paper's RoBERTa-base rows, read from the
+# paper's table.
 
 
 # %%
@@ -227,7 +230,14 @@ def table_2(summary: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 if len(summary):
-    display(table_2(summary, "MiniLM-L6"))
+    ours = table_2(summary, "MiniLM-L6")
+    guess = {t: report.majority_class(t) for t in tasks}
+    ours.loc["no training: the majority class"] = [
+        "0",
+        *("—" if guess[t] is None else f"{guess[t]:.1f}" for t in ours.columns[1:-1]),
+        "—",
+    ]
+    display(ours)
 paper_table = pd.DataFrame(report.paper_rows())
 paper_table["avg (these 5 tasks)"] = paper_table[tasks].mean(axis=1).round(1)
 paper_table["params"] = paper_table["params"].map(lambda p: f"{p / 1e6:.1f}M")

@@ -372,3 +372,20 @@ def test_preset_records_key_paper_mode_runs_by_job_and_refuse_two_of_one_job(tmp
     write("rte-lora-seed1-dddd", 1, 0.70)  # the same job with other settings
     with pytest.raises(ValueError, match="two paper/roberta-base records of rte-lora-seed1"):
         preset_records(tmp_path, "paper", "roberta-base")
+
+
+@pytest.mark.parametrize("task", ["rte", "cola", "stsb"])
+def test_majority_class_scores_what_a_constant_guess_scores_on_dev(task):
+    from lorabook.glue.data import load_glue
+    from lorabook.glue.report import majority_class
+
+    score = majority_class(task)
+    if task == "stsb":
+        assert score is None
+    elif task == "cola":
+        assert score == 0.0  # a constant prediction has no correlation with the labels
+    else:
+        train, dev = load_glue(task, "train")["label"], load_glue(task, "validation")["label"]
+        top = max(set(train), key=train.count)
+        assert score == pytest.approx(100 * dev.count(top) / len(dev))
+        assert 40 < score < 60  # RTE is nearly balanced: chance is about a coin toss

@@ -47,6 +47,21 @@ def campaign_records(results_dir: str | Path, jobs: Iterable[Job] | None = None)
     return found
 
 
+def majority_class(task: str, data_dir: str | Path | None = None) -> float | None:
+    """The dev score ×100 of predicting the training set's most frequent label every time:
+    what a run that learned nothing scores (accuracy: that label's dev share; MCC: 0).
+    None for STS-B, a regression task, where a constant has no Pearson correlation."""
+    from lorabook.glue.data import get_task, load_glue
+    from lorabook.glue.metrics import glue_metrics, primary_metric
+
+    if get_task(task).is_regression:
+        return None
+    labels = load_glue(task, "train", data_dir)["label"]
+    guess = max(set(labels), key=labels.count)
+    dev = load_glue(task, "validation", data_dir)["label"]
+    return 100 * glue_metrics(task, [guess] * len(dev), dev)[primary_metric(task)]
+
+
 def preset_records(results_dir: str | Path, preset: str, model: str) -> dict[Job, dict]:
     """Every finished GLUE run of ``preset`` on ``model`` (e.g. ``"paper"``, ``"roberta-base"``,
     the chapter's GPU mode), by job: task, method and seed; the preset's own settings.
