@@ -389,3 +389,25 @@ def test_majority_class_scores_what_a_constant_guess_scores_on_dev(task):
         top = max(set(train), key=train.count)
         assert score == pytest.approx(100 * dev.count(top) / len(dev))
         assert 40 < score < 60  # RTE is nearly balanced: chance is about a coin toss
+
+
+def test_outcomes_are_the_verdicts_and_whether_the_longer_run_closed_the_gap(monkeypatch):
+    from lorabook.glue import report
+
+    seeds = campaign.SEEDS["lora"]
+    monkeypatch.setitem(presets.CPU_CHOSEN, "lora", (1e-3, 5))
+    longer = {"rte": Job("rte", "lora", 0, 1e-3, 20), "cola": Job("cola", "lora", 0, 1e-3, 20)}
+    found = {Job(t, "ft", s): fake_record(0.60) for t in ("rte", "cola", "mrpc") for s in seeds}
+    found |= {Job(t, "lora", s): fake_record(0.50) for t in ("rte", "cola") for s in seeds}
+    found |= {Job("mrpc", "lora", s): fake_record(0.595) for s in seeds}
+    found |= {longer["rte"]: fake_record(0.592), longer["cola"]: fake_record(0.58)}
+
+    def records(results_dir, jobs=None):
+        wanted = campaign_jobs() if jobs is None else list(jobs)
+        return {j: r for j, r in found.items() if j in wanted}
+
+    monkeypatch.setattr(report, "campaign_records", records)
+    assert report.outcomes("unused") == {
+        "LoRA within a point of FT": {"mrpc": True, "rte": False, "cola": False},
+        "LoRA trained longer within a point of FT": {"rte": True, "cola": False},
+    }

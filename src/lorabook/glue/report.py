@@ -164,3 +164,25 @@ def paper_rows(model: str = PAPER_MODEL) -> list[dict]:
             }
         )
     return rows
+
+
+def outcomes(results_dir: str | Path, tolerance: float = 1.0) -> dict[str, dict[str, bool]]:
+    """The yes/no findings the chapter's prose is written for, computed from the records.
+
+    ``"LoRA within a point of FT"``: per task with both, :func:`lora_minus_ft`'s ``holds``.
+    ``"LoRA trained longer within a point of FT"``: per finished follow-up
+    (:func:`lorabook.glue.campaign.follow_up_jobs`), whether that longer LoRA run scores no
+    more than ``tolerance`` below FT's median.
+    """
+    from lorabook.glue.campaign import follow_up_jobs
+
+    diffs = {d["task"]: d for d in lora_minus_ft(summary(campaign_records(results_dir)))}
+    longer = campaign_records(results_dir, follow_up_jobs(results_dir))
+    return {
+        "LoRA within a point of FT": {task: d["holds"] for task, d in diffs.items()},
+        "LoRA trained longer within a point of FT": {
+            job.task: score(r) >= diffs[job.task]["FT median"] - tolerance
+            for job, r in longer.items()
+        },
+    }
+
