@@ -401,6 +401,8 @@ def test_outcomes_are_the_verdicts_and_whether_the_longer_run_closed_the_gap(mon
     found |= {Job(t, "lora", s): fake_record(0.50) for t in ("rte", "cola") for s in seeds}
     found |= {Job("mrpc", "lora", s): fake_record(0.595) for s in seeds}
     found |= {longer["rte"]: fake_record(0.592), longer["cola"]: fake_record(0.58)}
+    found |= {Job("mrpc", m, 0): fake_record(s) for m, s in (("bitfit", 0.59), ("adapter_h", 0.6))}
+    found |= {Job("mrpc", "adapter_p", 0): fake_record(0.58)}  # AdapterH is the best other
 
     def records(results_dir, jobs=None):
         wanted = campaign_jobs() if jobs is None else list(jobs)
@@ -409,5 +411,23 @@ def test_outcomes_are_the_verdicts_and_whether_the_longer_run_closed_the_gap(mon
     monkeypatch.setattr(report, "campaign_records", records)
     assert report.outcomes("unused") == {
         "LoRA within a point of FT": {"mrpc": True, "rte": False, "cola": False},
+        "LoRA at or above BitFit and the adapters": {"mrpc": False},
         "LoRA trained longer within a point of FT": {"rte": True, "cola": False},
     }
+
+
+def test_lora_vs_others_names_the_best_other_method_per_complete_task():
+    from lorabook.glue.report import lora_vs_others, summary
+
+    found = {Job("rte", "lora", s): fake_record(v) for s, v in ((0, 0.60), (1, 0.64), (2, 0.62))}
+    found |= {
+        Job("rte", "bitfit", 0): fake_record(0.55),
+        Job("rte", "adapter_h", 0): fake_record(0.63),
+    }
+    found |= {
+        Job("rte", "adapter_p", 0): fake_record(0.50),
+        Job("mrpc", "lora", 0): fake_record(0.8),
+    }
+    [row] = lora_vs_others(summary(found))  # MRPC has no baselines: left out
+    assert row["task"] == "rte" and row["best other"] == "AdapterH"
+    assert row["its score"] == pytest.approx(63.0) and not row["LoRA ahead"]  # median 62 < 63
