@@ -373,19 +373,24 @@ else:
             color=colors["lora"],
             label=f"LoRA, {job.epochs} epochs",
         )
+        ft_median = summary.set_index(["task", "method"])["median"][job.task, "ft"]
+        ax.axhline(ft_median - 1, color="grey", lw=0.8, ls=":", label="FT's median − 1")
         ax.set(title=f"{job.task}, seed 0", xlabel="epoch")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("dev score (×100)")
     fig.tight_layout()
     plt.show()
     by_task = {d["task"]: d for d in diffs.to_dict("records")}
+    ft_loss = summary.set_index(["task", "method"])["last_train_loss"]
     lines = []
     for job, longer in followed.items():
         d = by_task[job.task]
         lines.append(
             f"- **{job.task}**: LoRA with {job.epochs} epochs reaches {report.score(longer):.1f}"
-            f" (seed 0); FT's median is {d['FT median']:.1f}, LoRA's with the picked epochs"
-            f" {d['LoRA median']:.1f}."
+            f" (seed 0, best at epoch {longer['best_epoch']}; last-epoch train loss "
+            f"{longer['epochs'][-1]['train_loss']:.3f}, FT's median "
+            f"{ft_loss[job.task, 'ft']:.3f}). FT's median score is {d['FT median']:.1f}, "
+            f"LoRA's with the picked epochs {d['LoRA median']:.1f}."
         )
     display(Markdown("\n".join(lines)))
 
@@ -503,25 +508,140 @@ pd.DataFrame(cost).set_index("part").round(1)
 
 # %% [markdown]
 # ## 3.9 What the evidence supports
+#
+# The paper makes two claims about Table 2: LoRA is on par with full fine-tuning, and it
+# beats the other parameter-efficient methods (BitFit, adapters). Computed from the records:
 
 # %%
 lines = []
 if len(diffs):
+    held = int(diffs["holds"].sum())
+    lines.append(
+        f"**On par with FT** (LoRA's median within 1 point of FT's, or above): on {held} of "
+        f"{len(diffs)} tasks."
+    )
     for d in diffs.to_dict("records"):
         verdict = "holds" if d["holds"] else "does not hold"
         lines.append(
-            f"- **{d['task']}**: LoRA − FT = {d['LoRA − FT']:+.1f} points (seeds so far: "
+            f"- **{d['task']}**: LoRA − FT = {d['LoRA − FT']:+.2f} points (seeds: "
             f"{d['seeds'][1]} LoRA, {d['seeds'][0]} FT): the claim {verdict} here."
         )
-    held = int(diffs["holds"].sum())
-    lines.insert(
-        0,
-        f"LoRA's median is within 1 point of FT's (or above it) on {held} of "
-        f"{len(diffs)} tasks measured so far.",
+    others = report.lora_vs_others(report.summary(found))
+    ahead = sum(o["LoRA ahead"] for o in others)
+    lines.append(
+        f"\n**Above BitFit and the adapters** (LoRA's median at or above the best of the "
+        f"three, each of which has one seed): on {ahead} of {len(others)} tasks."
     )
+    for o in others:
+        lines.append(
+            f"- **{o['task']}**: LoRA {o['LoRA median']:.1f}, best other "
+            f"{o['best other']} {o['its score']:.1f}."
+        )
 else:
     lines.append("No task has both FT and LoRA records yet: no verdict.")
 display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ### Reading it, task by task
+#
+# The prose below was written for the findings this cell computes from the records. If a
+# re-run changes one of them, the cell stops the book's build (and a test fails on the
+# committed records), so that the text is rewritten instead of contradicting the tables.
+
+# %%
+written_for = {
+    "LoRA within a point of FT": {
+        "mrpc": True,
+        "rte": False,
+        "stsb": True,
+        "cola": False,
+        "sst2": False,
+    },
+    "LoRA at or above BitFit and the adapters": {
+        "mrpc": False,
+        "rte": False,
+        "stsb": False,
+        "cola": False,
+        "sst2": False,
+    },
+    "LoRA trained longer within a point of FT": {"rte": False, "cola": True, "sst2": True},
+}
+findings = report.outcomes(results_dir)
+missing = len(planned) - len(found) + len(follow_ups) - len(followed)
+if missing:
+    print(f"{missing} planned runs are missing: the reading below is ahead of the records")
+elif findings != written_for:
+    raise AssertionError(
+        f"the records now say {findings}; the prose below was written for {written_for}: "
+        "rewrite it, then update written_for"
+    )
+else:
+    print("the records give the findings the prose below was written for")
+
+# %% [markdown]
+# **MRPC** (the claim holds, just). The sweep ran on MRPC, so every method's learning rate
+# and epochs were chosen here: the fairest ground for all five. LoRA's median lands inside
+# the one-point line with almost nothing to spare, and FT's own three seeds spread wider than
+# the gap between the two. All five methods lie within about two points of each other, with
+# BitFit, which trains the biases only, on top. At three seeds (one for BitFit and the
+# adapters) this is "indistinguishable", not an ordering.
+#
+# **STS-B** (holds). Scoring how alike two sentences are is what all-MiniLM-L6-v2 was trained
+# for (a contrastive objective on about a billion sentence pairs), so its features carry most
+# of the answer before any training: every method lands within about a point of the others,
+# and BitFit is again at the top. LoRA is the lowest of the five, yet within the line; its
+# seeds all scored best at their last epoch, so a longer run would probably close more of the
+# gap.
+#
+# **RTE** (does not hold, by several points). RTE is where MiniLM and our start differ most
+# from the paper's. It is the smallest task (2,490 training pairs; one dev example is worth
+# 0.36 points), and it is nearly balanced, so the no-training row sits close to 50. Only FT
+# clearly leaves that row: BitFit stays on it, the adapters and LoRA rise a few points above.
+# The paper's RoBERTa-base LoRA does not start RTE from the pretrained model: its scripts
+# start from a LoRA already trained on MNLI (3.1), and its RTE score, above FT's in Table 2,
+# owes much to that; ours, like every other run here, starts from MiniLM as pretrained. The
+# training loss (above) says LoRA had barely begun to fit RTE when its five epochs ended, so
+# the follow-up trained it four times longer (3.5). It then fits the training pairs better
+# than FT did, its last-epoch loss well below FT's, and still stays several points behind FT
+# on dev, inside the range of its own five-epoch runs. On RTE, then, LoRA was not simply
+# stopped too early: with this model and this start it learns the training set without
+# learning what carries over to new pairs, where FT, free to change every weight, does
+# better. Whether an MNLI start would change that, as it does in the paper, this offline
+# setup cannot say.
+#
+# **CoLA** (does not hold at the picked epochs; LoRA trained longer closes the gap). Every
+# method is far below RoBERTa here, and FT's own seeds spread widely. Grammatical
+# acceptability is plausibly what a sentence-embedding objective teaches a model to ignore:
+# two wordings that mean the same are pulled together whether or not both are grammatical.
+# LoRA's three seeds all scored best at their last epoch, and its training loss ended well
+# above FT's: the two signs of runs stopped while still learning. Trained four times longer
+# (3.5), LoRA's seed 0 comes within a point of FT's median. On CoLA the gap is training time,
+# which our rule fixed on MRPC, where five epochs were enough; the paper trains LoRA on CoLA
+# for 80 epochs (Table 9). AdapterH, with eight times LoRA's trainable parameters here,
+# reached FT's level within its five epochs.
+#
+# **SST-2** (does not hold at the picked epochs; LoRA trained longer closes the gap). Sentiment
+# of single sentences, trained here on a 10,000-example part of SST-2's training set (3.1).
+# At five epochs the two adapters, with four and eight times LoRA's trainable parameters,
+# land within a point of FT; LoRA and BitFit, the two smallest methods, trail it. LoRA's
+# training loss ended well above FT's, and trained four times longer (3.5) its seed 0 comes
+# within a point of FT's median, as on CoLA, though only just, at a peak of its noisy curve
+# (3.5): with one seed, this says training time explains most of the gap, not that it closes
+# it every time.
+#
+# **Across the tasks.** LoRA holds where the pretrained features already carry much of the
+# task (MRPC, STS-B) and falls behind, at the rule's settings, on RTE, CoLA and SST-2.
+# Training longer closes the gap on CoLA and SST-2, not on RTE: the five epochs our rule read
+# off MRPC were too few for LoRA elsewhere, which is why the paper tunes LoRA's epochs per
+# task (Table 9). RTE's gap has another cause; the MNLI start that the paper gives LoRA there,
+# and that we cannot, is the first suspect.
+# The paper's second claim, LoRA above BitFit and the adapters, does not hold on any task
+# here. Our comparison is not the paper's, though: on MiniLM, $r = 8$ on $W_q, W_v$ gives
+# LoRA a quarter of AdapterP's trainable parameters and an eighth of AdapterH's (the
+# "trainable" column above), where the paper sets LoRA beside adapters of about its own size
+# (the "params" column of its rows); and its baseline rows come from other papers, each
+# tuned there, where ours share one sweep rule and, like LoRA, few epochs. One seed of each
+# baseline cannot separate methods that the seeds of FT alone spread across.
 
 # %% [markdown]
 # ```{admonition} Claims checked in this chapter
@@ -530,11 +650,17 @@ display(Markdown("\n".join(lines)))
 # **The paper** (Section 5.2, Table 2): LoRA on RoBERTa-base (0.3M trainable parameters) is
 # on par with full fine-tuning (125M) on GLUE, and better than BitFit and adapters.
 #
-# **This chapter**: the same comparison on MiniLM-L6 (22.7M) and five tasks, each method's
-# learning rate and epochs picked by one sweep on MRPC, FT and LoRA over three seeds. The
-# verdict above is computed from the records, task by task. MiniLM is not RoBERTa: it is
-# six layers deep, 384 wide, distilled and then trained for sentence embeddings, and LoRA's
-# $r = 8$ on its $W_q$, $W_v$ is a larger share of each layer (the rank against a width of
-# 384 rather than 768), so what holds here is evidence about the method, not a reproduction
-# of Table 2's numbers.
+# **Here**, on MiniLM-L6 (22.7M) and five GLUE tasks, each method's learning rate and epochs
+# picked by one sweep on MRPC, FT and LoRA over three seeds, the verdicts computed in 3.9:
+#
+# - *On par with FT*: holds on MRPC and STS-B; does not hold at the picked epochs on RTE,
+#   CoLA and SST-2. Four times the epochs (one seed) closes the gap on CoLA and SST-2, not
+#   on RTE, where the paper's LoRA starts from an MNLI-trained LoRA and ours cannot.
+# - *Better than BitFit and the adapters*: not seen on any task. Here the adapters train four
+#   to eight times LoRA's parameters, the baselines have one seed each, and all share the
+#   few epochs that held LoRA back.
+#
+# MiniLM is not RoBERTa: six layers, 384 wide, distilled and then trained for sentence
+# embeddings, and $r = 8$ is a larger share of its width than of RoBERTa's 768. What holds
+# here is evidence about the method at this scale, not a reproduction of Table 2's numbers.
 # ```
