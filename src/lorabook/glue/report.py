@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from lorabook import paper
-from lorabook.glue.campaign import TASKS, Job, campaign_jobs
+from lorabook.glue.campaign import TASKS, Job, campaign_jobs, follow_up_jobs
 from lorabook.runs import find_records
 
 METHOD_NAMES = {
@@ -199,10 +199,8 @@ def outcomes(results_dir: str | Path, tolerance: float = 1.0) -> dict[str, dict[
     (:func:`lorabook.glue.campaign.follow_up_jobs`), whether that longer LoRA run scores no
     more than ``tolerance`` below FT's median.
     """
-    from lorabook.glue.campaign import follow_up_jobs
-
     rows = summary(campaign_records(results_dir))
-    diffs = {d["task"]: d for d in lora_minus_ft(rows)}
+    diffs = {d["task"]: d for d in lora_minus_ft(rows, tolerance)}
     longer = campaign_records(results_dir, follow_up_jobs(results_dir))
     return {
         "LoRA within a point of FT": {task: d["holds"] for task, d in diffs.items()},
