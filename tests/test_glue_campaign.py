@@ -431,3 +431,25 @@ def test_lora_vs_others_names_the_best_other_method_per_complete_task():
     [row] = lora_vs_others(summary(found))  # MRPC has no baselines: left out
     assert row["task"] == "rte" and row["best other"] == "AdapterH"
     assert row["its score"] == pytest.approx(63.0) and not row["LoRA ahead"]  # median 62 < 63
+
+
+@pytest.mark.parametrize("runs_fail", [False, True])
+def test_runs_then_follow_ups_runs_the_follow_ups_only_after_runs_that_all_succeeded(
+    monkeypatch, capsys, runs_fail
+):
+    longer = Job("rte", "lora", 0, 1e-3, 20)
+    calls = []
+
+    def fake_run_jobs(jobs, workers, results_dir, cores=None):
+        calls.append(list(jobs))
+        return [(jobs[0], 1 if runs_fail else 0)] if len(calls) == 1 else [(longer, 0)]
+
+    monkeypatch.setattr(campaign, "run_jobs", fake_run_jobs)
+    monkeypatch.setattr(campaign, "follow_up_jobs", lambda results_dir: [longer])
+    code = campaign.main(["runs", "--then-follow-ups", "--results-dir", "unused"])
+    assert calls[0] == campaign_jobs()
+    if runs_fail:
+        assert code == 1 and len(calls) == 1
+    else:
+        assert code == 0 and calls[1] == [longer]
+        assert f"follow-ups the runs call for: {longer}" in capsys.readouterr().out

@@ -5,6 +5,7 @@
     python -m lorabook.glue.campaign pick              # the rule applied to the sweep records
     python -m lorabook.glue.campaign runs --workers 2  # the chapter's runs (after the pick)
     python -m lorabook.glue.campaign follow-ups        # LoRA longer where it falls behind FT
+    python -m lorabook.glue.campaign runs --then-follow-ups  # both, one after the other
 
 **The sweep.** The paper tunes each method (Appendix D); so do we, on a budget: every method
 of :data:`~lorabook.glue.presets.CPU_SWEEP` is trained on MRPC (seed 0) at each of its
@@ -388,6 +389,11 @@ def _main(argv: Sequence[str] | None) -> int:
         p = sub.add_parser(name, help=f"run the {name} (resumable)")
         p.add_argument("--workers", type=int, default=2, help="runs at a time")
         p.add_argument("--cores", type=int, default=None, help="cores to use (default: all)")
+    sub.choices["runs"].add_argument(
+        "--then-follow-ups",
+        action="store_true",
+        help="when the runs are done, run the follow-ups they call for (one unattended command)",
+    )
     sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
     for p in sub.choices.values():
         p.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
@@ -430,6 +436,10 @@ def _main(argv: Sequence[str] | None) -> int:
             break
         print(f"the best rate was at an end of the grid: {', '.join(map(str, more))}")
         jobs += more
+        ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
+    if getattr(args, "then_follow_ups", False) and not any(code for _, code in ran):
+        more = follow_up_jobs(args.results_dir)
+        print(f"follow-ups the runs call for: {', '.join(map(str, more)) or 'none'}", flush=True)
         ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
     failed = [job for job, code in ran if code]
     for job in failed:
