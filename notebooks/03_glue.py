@@ -350,6 +350,7 @@ if not follow_ups:
 elif not followed:
     print("not yet run:", ", ".join(map(str, follow_ups)))
 else:
+    by_task = {d["task"]: d for d in diffs.to_dict("records")}
     fig, axes = plt.subplots(1, len(followed), figsize=(4 * len(followed), 3), squeeze=False)
     for ax, (job, longer) in zip(axes[0], followed.items(), strict=True):
         for method in ("ft", "lora"):
@@ -373,14 +374,13 @@ else:
             color=colors["lora"],
             label=f"LoRA, {job.epochs} epochs",
         )
-        ft_median = summary.set_index(["task", "method"])["median"][job.task, "ft"]
+        ft_median = by_task[job.task]["FT median"]
         ax.axhline(ft_median - 1, color="grey", lw=0.8, ls=":", label="FT's median − 1")
         ax.set(title=f"{job.task}, seed 0", xlabel="epoch")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("dev score (×100)")
     fig.tight_layout()
     plt.show()
-    by_task = {d["task"]: d for d in diffs.to_dict("records")}
     ft_loss = summary.set_index(["task", "method"])["last_train_loss"]
     lines = []
     for job, longer in followed.items():
@@ -526,7 +526,7 @@ if len(diffs):
             f"- **{d['task']}**: LoRA − FT = {d['LoRA − FT']:+.2f} points (seeds: "
             f"{d['seeds'][1]} LoRA, {d['seeds'][0]} FT): the claim {verdict} here."
         )
-    others = report.lora_vs_others(report.summary(found))
+    others = report.lora_vs_others(summary.to_dict("records"))
     ahead = sum(o["LoRA ahead"] for o in others)
     lines.append(
         f"\n**Above BitFit and the adapters** (LoRA's median at or above the best of the "
