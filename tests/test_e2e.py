@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import transformers as T
 from conftest import tiny_gpt2
+from safetensors.torch import load_file
 
 from lorabook.e2e import data as e2e_data
 from lorabook.e2e.data import (
@@ -26,6 +28,9 @@ from lorabook.e2e.decode import generate_outputs
 from lorabook.e2e.experiment import causal_lm_loss, run_e2e
 from lorabook.e2e.presets import DecodeConfig, e2e_preset
 from lorabook.methods import prepare_model
+from lorabook.paths import REPO_ROOT
+from lorabook.precision import cpu_precision
+from lorabook.runs import find_records
 
 # --- data -----------------------------------------------------------------------------------
 
@@ -185,7 +190,7 @@ def test_decoding_runs_once_per_unique_mr_and_keeps_the_mr_order(tokenizer):
     assert len(mrs) < len(rows)
     model = tiny_gpt2(tokenizer)
     spy = GenerateSpy(model)
-    cfg = DecodeConfig(num_beams=2, max_new_tokens=4, batch_mrs=3)
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=4, batch_mrs=3, algorithm="transformers")
     outputs = generate_outputs(model, tokenizer, mrs, cfg, progress=False)
     assert len(outputs) == len(mrs) and len(spy.prompts) == len(mrs)
     assert sorted(map(tuple, spy.prompts)) == sorted(
@@ -195,10 +200,11 @@ def test_decoding_runs_once_per_unique_mr_and_keeps_the_mr_order(tokenizer):
         generate_outputs(model, tokenizer, [mrs[0], mrs[0]], cfg, progress=False)
 
 
-def test_batched_left_padded_decoding_equals_one_mr_at_a_time(tokenizer):
+@pytest.mark.parametrize("algorithm", ["official", "transformers"])
+def test_batched_left_padded_decoding_equals_one_mr_at_a_time(tokenizer, algorithm):
     mrs, _ = group_references(load_e2e("test")[:60])
     model = tiny_gpt2(tokenizer, seed=3)
-    cfg = DecodeConfig(num_beams=3, max_new_tokens=6, batch_mrs=8)
+    cfg = DecodeConfig(num_beams=3, max_new_tokens=6, batch_mrs=8, algorithm=algorithm)
     batched = generate_outputs(model, tokenizer, mrs, cfg, progress=False)
     alone = [generate_outputs(model, tokenizer, [m], cfg, progress=False)[0] for m in mrs]
     assert batched == alone
@@ -207,7 +213,7 @@ def test_batched_left_padded_decoding_equals_one_mr_at_a_time(tokenizer):
 def test_interrupted_decoding_resumes_without_redoing_finished_mrs(tokenizer, tmp_path):
     mrs, _ = group_references(load_e2e("test")[:40])
     model = tiny_gpt2(tokenizer)
-    cfg = DecodeConfig(num_beams=2, max_new_tokens=4, batch_mrs=2)
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=4, batch_mrs=2, algorithm="transformers")
     partial = tmp_path / "decode.jsonl"
     full = generate_outputs(model, tokenizer, mrs, cfg, partial=partial, progress=False)
     lines = partial.read_text().splitlines()
@@ -294,6 +300,39 @@ def test_run_e2e_trains_decodes_writes_official_files_and_is_reused(
     assert len(list((tmp_path / "e2e" / "smoke").rglob("*.json"))) == 2
 
 
+def test_a_run_decodes_the_trained_tensors_of_another_record_without_training(
+    model_folder, small_data, tmp_path, monkeypatch
+):
+    kw = dict(
+        model=str(model_folder),
+        preset="smoke",
+        data_dir=small_data,
+        results_dir=tmp_path,
+        progress=False,
+        score=False,
+        log=lambda s: None,
+    )
+    legacy = {"algorithm": "transformers", "ngram_scope": "prompt+continuation"}
+    first = run_e2e("lora", overrides=legacy, **kw)
+    (path,) = (tmp_path / "e2e" / "smoke").rglob("*.json")
+    monkeypatch.setattr("lorabook.e2e.experiment.fit", lambda *a, **k: pytest.fail("retrained"))
+    again = run_e2e("lora", trained_from=path, **kw)
+    assert again["config_key"] != first["config_key"]
+    assert again["settings"]["decode"]["algorithm"] == "official"
+    assert again["epochs"] == first["epochs"]
+    assert again["data"]["trained_in"]["record"] == path.name
+    tensors = [
+        load_file(str(Path(p).with_suffix("") / "trainable.safetensors"))
+        for p in sorted((tmp_path / "e2e" / "smoke").rglob("*.json"))
+    ]
+    assert tensors[0].keys() == tensors[1].keys()
+    assert all(torch.equal(tensors[0][k], tensors[1][k]) for k in tensors[0])
+    with pytest.raises(ValueError, match=r"settings\.train differ"):
+        run_e2e("lora", trained_from=path, overrides={"lr": 5e-4}, **kw)
+    with pytest.raises(ValueError, match="method differ"):
+        run_e2e("adapter_l", trained_from=path, **kw)
+
+
 def test_untuned_model_decodes_without_training(model_folder, small_data, tmp_path):
     record = run_e2e(
         "none",
@@ -321,12 +360,37 @@ def test_presets():
     d = paper.decode
     assert (d.num_beams, d.length_penalty, d.no_repeat_ngram_size) == (10, 0.9, 4)
     cpu = e2e_preset("cpu", "lora")
-    assert cpu.test_mrs is None and cpu.decode == paper.decode
+    assert cpu.test_mrs is None
+    assert cpu.decode == replace(paper.decode, precision=cpu_precision())
+    assert (paper.decode.algorithm, paper.decode.ngram_scope) == ("official", "continuation")
     assert cpu.with_overrides(length_penalty=0.8, epochs=2).decode.length_penalty == 0.8
     with pytest.raises(ValueError, match="Unknown E2E settings"):
         cpu.with_overrides(beams=3)
     with pytest.raises(ValueError, match="train_examples"):
         cpu.with_overrides(train_examples=0)
+    with pytest.raises(ValueError, match="official beam search bans n-grams of the continuation"):
+        cpu.with_overrides(ngram_scope="prompt+continuation")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        cpu.with_overrides(algorithm="greedy")
+
+
+@pytest.mark.parametrize("method", ["lora", "ft", "none"])
+def test_the_committed_cpu_records_are_named_by_their_settings_with_the_legacy_decoding(method):
+    """Records decoded before the decoding settings existed keep their names: the `cpu`
+    preset with LEGACY_DECODE hashes to the committed record's key."""
+    from lorabook.e2e.experiment import NO_TRAINING, run_config
+    from lorabook.e2e.presets import LEGACY_DECODE
+    from lorabook.runs import config_key
+
+    (record,) = [
+        r
+        for r in find_records(REPO_ROOT / "results", "e2e", preset="cpu", method=method)
+        if "algorithm" not in r["settings"]["decode"]
+    ]
+    lr_method = "lora" if method == NO_TRAINING else method
+    settings = e2e_preset("cpu", lr_method).with_overrides(**LEGACY_DECODE)
+    config = run_config(method, "smollm2", "cpu", settings, 0)
+    assert config_key(config) == record["config_key"]
 
 
 # --- command line and scoring later ----------------------------------------------------------

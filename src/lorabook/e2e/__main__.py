@@ -12,8 +12,9 @@ import argparse
 import sys
 
 from lorabook.cli import add_debug_flag, cli_main
-from lorabook.e2e.presets import PRESETS, e2e_preset
+from lorabook.e2e.presets import ALGORITHMS, NGRAM_SCOPES, PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
+from lorabook.precision import PRECISIONS
 from lorabook.train import MIXED_PRECISION
 
 OVERRIDES = {  # flag -> (setting, type, help)
@@ -42,6 +43,17 @@ OVERRIDES = {  # flag -> (setting, type, help)
         "beam length penalty (Table 11: 0.9; official README: 0.8)",
     ),
     "--batch-mrs": ("batch_mrs", int, "MRs per generate call when decoding"),
+    "--algorithm": (
+        "algorithm",
+        str,
+        f"beam search: one of {ALGORITHMS} (official: the paper's gpt2_beam.py)",
+    ),
+    "--ngram-scope": (
+        "ngram_scope",
+        str,
+        f"what the no-repeat-n-gram ban reads: one of {NGRAM_SCOPES} (paper: continuation)",
+    ),
+    "--decode-precision": ("precision", str, f"decoding arithmetic: one of {PRECISIONS}"),
 }
 
 
@@ -72,6 +84,13 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     parser.add_argument("--no-score", action="store_true", help="decode only, no metrics")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--trained-from",
+        default=None,
+        metavar="RECORD",
+        help="decode the trained tensors of this finished record (same run but for the "
+        "decoding settings) instead of training again",
+    )
     add_debug_flag(parser)
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
@@ -97,6 +116,7 @@ def _main(argv: list[str] | None = None) -> int:
                 overrides,
                 progress=not args.no_progress,
                 score=not args.no_score,
+                trained_from=args.trained_from,
             )
             scores = record.get("scores") or {}
             print(

@@ -1,10 +1,12 @@
 """Beam-search decoding of the E2E test set: once per unique MR, batched, resumable.
 
 The paper decodes with beam 10, length penalty 0.9 and no repeated 4-gram (Table 11), up to
-64 new tokens, stopping at end-of-text. Each unique MR is decoded exactly once (630 on the
-test set), never once per reference row. MRs are batched by prompt length (fewer pad tokens)
-and the outputs are put back in the MRs' order. Finished batches are appended to a JSONL
-file, so an interrupted decode resumes where it stopped.
+64 new tokens, stopping at end-of-text, with its own beam search (``lorabook.e2e.beam``:
+the n-gram ban covers the continuation only). ``DecodeConfig.algorithm`` chooses that or
+``generate``; ``DecodeConfig.precision`` runs either under bf16 autocast. Each unique MR is
+decoded exactly once (630 on the test set), never once per reference row. MRs are batched
+by prompt length (fewer pad tokens) and the outputs are put back in the MRs' order. Finished
+batches are appended to a JSONL file, so an interrupted decode resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
 
+from lorabook.e2e.beam import ContinuationNoRepeatNGram, official_beam_search
 from lorabook.e2e.data import encode_prompt, separator_id
 from lorabook.e2e.presets import DecodeConfig
+from lorabook.precision import autocast
 
 
 def clean_output(text: str) -> str:
@@ -38,6 +43,59 @@ def _read_partial(path: Path | None) -> dict[int, str]:
     return done
 
 
+def decode_batch(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    config: DecodeConfig,
+    eos: int,
+    pad: int,
+) -> list[list[int]]:
+    """Beam-search one left-padded batch of prompts; per prompt, the generated token ids up to
+    (not including) the first end token.
+
+    ``config.algorithm == "official"``: :func:`lorabook.e2e.beam.official_beam_search`.
+    ``"transformers"``: ``generate``, with the n-gram ban on the continuation only
+    (:class:`~lorabook.e2e.beam.ContinuationNoRepeatNGram`, renormalised, and
+    ``early_stopping="never"``), or, for ``ngram_scope="prompt+continuation"``, exactly as
+    records made before these settings were decoded (``no_repeat_ngram_size`` of
+    ``generate``, ``early_stopping=False``).
+    """
+    if config.algorithm == "official":
+        return official_beam_search(
+            model,
+            input_ids,
+            attention_mask,
+            num_beams=config.num_beams,
+            length_penalty=config.length_penalty,
+            no_repeat_ngram_size=config.no_repeat_ngram_size,
+            max_new_tokens=config.max_new_tokens,
+            eos_token_ids=[eos],
+        )
+    width = input_ids.shape[1]
+    legacy = config.ngram_scope == "prompt+continuation"
+    processors = LogitsProcessorList()
+    if not legacy and config.no_repeat_ngram_size > 0:
+        processors.append(ContinuationNoRepeatNGram(config.no_repeat_ngram_size, width))
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        num_beams=config.num_beams,
+        length_penalty=config.length_penalty,
+        no_repeat_ngram_size=config.no_repeat_ngram_size if legacy else 0,
+        logits_processor=processors,
+        max_new_tokens=config.max_new_tokens,
+        early_stopping=False if legacy else "never",
+        do_sample=False,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    generated = []
+    for row in out[:, width:].tolist():
+        generated.append(row[: row.index(eos)] if eos in row else row)
+    return generated
+
+
 @torch.no_grad()
 def generate_outputs(
     model: torch.nn.Module,
@@ -53,7 +111,8 @@ def generate_outputs(
         model: a causal LM (``generate`` of transformers).
         tokenizer: its tokenizer (``eos_token`` is the separator and the stop token).
         mrs: unique meaning representations (raw ``slot[value]`` strings).
-        config: beam size, length penalty, no-repeat n-gram, max new tokens, MRs per batch.
+        config: beam size, length penalty, no-repeat n-gram, max new tokens, MRs per batch,
+            algorithm, n-gram scope, precision.
         partial: a JSONL file of already decoded MRs (``{"i": index, "text": ...}``), read
             to resume and appended to after each batch.
         progress: show a tqdm bar.
@@ -86,24 +145,11 @@ def generate_outputs(
             for row, i in enumerate(batch):  # left padding: every prompt ends at column -1
                 ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
                 mask[row, width - len(prompts[i]) :] = 1
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                num_beams=config.num_beams,
-                length_penalty=config.length_penalty,
-                no_repeat_ngram_size=config.no_repeat_ngram_size,
-                max_new_tokens=config.max_new_tokens,
-                early_stopping=False,
-                do_sample=False,
-                eos_token_id=eos,
-                pad_token_id=pad,
-            )
+            with autocast(device, config.precision):
+                generated = decode_batch(model, ids.to(device), mask.to(device), config, eos, pad)
             lines = []
             for row, i in enumerate(batch):
-                new = out[row, width:].tolist()
-                if eos in new:
-                    new = new[: new.index(eos)]
-                done[i] = clean_output(tokenizer.decode(new, skip_special_tokens=True))
+                done[i] = clean_output(tokenizer.decode(generated[row], skip_special_tokens=True))
                 lines.append(json.dumps({"i": i, "text": done[i]}, ensure_ascii=False))
             if partial is not None:
                 partial.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ from lorabook.e2e.presets import E2EPreset, e2e_preset
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
+from lorabook.precision import precision_info
 from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, run_paths
 from lorabook.train import fit
@@ -72,6 +73,29 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict, label_smoothing: float =
         ignore_index=IGNORE_INDEX,
         label_smoothing=label_smoothing,
     )
+
+
+def load_trained(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a record's ``trainable.safetensors`` into ``model``: exactly its trainable
+    parameters, by name and shape (anything else is an error that names the difference)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if tensors.keys() != trainable.keys():
+        missing, extra = trainable.keys() - tensors.keys(), tensors.keys() - trainable.keys()
+        raise ValueError(
+            f"{path} does not fit this model's trainable parameters: missing "
+            f"{sorted(missing)[:3]}, unexpected {sorted(extra)[:3]}"
+        )
+    with torch.no_grad():
+        for name, p in trainable.items():
+            if p.shape != tensors[name].shape:
+                raise ValueError(
+                    f"{path}: {name} has shape {tuple(tensors[name].shape)}, the model's "
+                    f"{tuple(p.shape)}"
+                )
+            p.copy_(tensors[name])
 
 
 def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
@@ -108,6 +132,43 @@ def add_scores(record_path: str | Path, log=print) -> dict:
     return record
 
 
+def trained_source(record_path: str | Path, config: dict) -> dict:
+    """The finished record at ``record_path`` whose trained tensors a run decodes again.
+
+    It must be the same run up to the decoding: same method, model, preset, seed and every
+    setting but ``decode`` (else the tensors are not what this run would train), and it must
+    have kept its trained tensors.
+
+    Raises:
+        ValueError: the record differs in anything but the decoding, or kept no tensors;
+            the message names what differs.
+    """
+    record_path = Path(record_path)
+    source = json.loads(record_path.read_text())
+    ours = {**config, "settings": {**config["settings"], "decode": None}}
+    theirs = {k: source.get(k) for k in config}
+    theirs["settings"] = {**source["settings"], "decode": None}
+    differ = sorted(k for k in ours if ours[k] != theirs[k])
+    if "settings" in differ:
+        differ.remove("settings")
+        differ += sorted(
+            f"settings.{k}"
+            for k in ours["settings"].keys() | theirs["settings"].keys()
+            if ours["settings"].get(k) != theirs["settings"].get(k)
+        )
+    if differ:
+        raise ValueError(
+            f"{record_path} is not this run up to the decoding: {', '.join(differ)} differ; "
+            "decode again only with the settings it was trained with"
+        )
+    if not source.get("trainable_tensors"):
+        raise ValueError(
+            f"{record_path} kept no trained tensors (full fine-tuning's are not kept): "
+            "train the run again instead"
+        )
+    return {**source, "_path": str(record_path)}
+
+
 def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, seed: int) -> dict:
     """Everything that decides an E2E run (hashed into the record's file name)."""
     return {
@@ -130,6 +191,7 @@ def run_e2e(
     overrides: dict | None = None,
     progress: bool = True,
     score: bool = True,
+    trained_from: str | Path | None = None,
     log=print,
 ) -> dict:
     """Train ``model`` on E2E with ``method``, decode the test MRs, score, write the record.
@@ -143,6 +205,9 @@ def run_e2e(
         overrides: settings to change, e.g. ``{"epochs": 2, "train_examples": 1000,
             "length_penalty": 0.8}`` (``E2EPreset``, ``TrainConfig``, ``DecodeConfig`` fields).
         score: compute the five metrics (needs Java for METEOR; see ``lorabook.e2e.metrics``).
+        trained_from: the record of a finished run that differs from this one only in its
+            decoding and kept its trained tensors: they are loaded instead of training again
+            (its training history is copied, and the record says where it came from).
     Returns:
         the result record (also written atomically as JSON; see ``lorabook.runs``).
     """
@@ -150,14 +215,9 @@ def run_e2e(
     lr_method = "lora" if method == NO_TRAINING else method
     settings = e2e_preset(preset, lr_method, seed) if isinstance(preset, str) else preset
     settings = settings.with_overrides(**(overrides or {}))
-    paths = run_paths(
-        results_dir,
-        "e2e",
-        preset_name,
-        model,
-        f"{method}-seed{seed}",
-        run_config(method, model, preset_name, settings, seed),
-    )
+    config = run_config(method, model, preset_name, settings, seed)
+    source = trained_source(trained_from, config) if trained_from is not None else None
+    paths = run_paths(results_dir, "e2e", preset_name, model, f"{method}-seed{seed}", config)
     if (record := paths.finished()) is not None:
         log(f"Already done: {paths.record}")
         if score and record.get("scores") is None:
@@ -207,34 +267,47 @@ def run_e2e(
         )
         params = report.to_dict()
         log(str(report))
-        collate = collate_causal(pad_id)
-        train_ds = E2ETrainDataset(train_rows, tokenizer, settings.max_length)
-        dev_ds = E2ETrainDataset(dev_rows, tokenizer, settings.max_length)
-        result = fit(
-            net,
-            train_ds,
-            make_dev_loss(dev_ds, collate, settings.train.eval_batch_size),
-            settings.train,
-            collate_fn=collate,
-            select="neg_dev_loss",
-            checkpoint_dir=paths.scratch / "ckpt",
-            progress=progress,
-            log=log,
-            compute_loss=lambda m, b: causal_lm_loss(m, b, settings.label_smoothing),
-        )
-        history = result.history
-        train_seconds = sum(e["train_seconds"] for e in history)
-        train_steps = sum(e["steps"] for e in history)
-        train_info = {
-            "train_rows": len(train_ds),
-            "train_tokens": train_ds.tokens(),
-            "dev_rows": len(dev_ds),
-            "optimizer_steps": result.optimizer_steps,
-            "seconds_per_step": train_seconds / max(train_steps, 1),
-            "train_seconds": train_seconds,
-            "resumed_from_epoch": result.resumed_from_epoch,
-        }
+        if source is not None:
+            load_trained(net, Path(source["_path"]).with_suffix("") / source["trainable_tensors"])
+            log(f"Trained tensors from {source['_path']} (no training)")
+            history = source["epochs"]
+            train_info = {
+                **{k: v for k, v in source["data"].items() if not k.startswith("test_")},
+                "trained_in": {
+                    "record": Path(source["_path"]).name,
+                    "git_commit": source["environment"]["git_commit"],
+                },
+            }
+        else:
+            collate = collate_causal(pad_id)
+            train_ds = E2ETrainDataset(train_rows, tokenizer, settings.max_length)
+            dev_ds = E2ETrainDataset(dev_rows, tokenizer, settings.max_length)
+            result = fit(
+                net,
+                train_ds,
+                make_dev_loss(dev_ds, collate, settings.train.eval_batch_size),
+                settings.train,
+                collate_fn=collate,
+                select="neg_dev_loss",
+                checkpoint_dir=paths.scratch / "ckpt",
+                progress=progress,
+                log=log,
+                compute_loss=lambda m, b: causal_lm_loss(m, b, settings.label_smoothing),
+            )
+            history = result.history
+            train_seconds = sum(e["train_seconds"] for e in history)
+            train_steps = sum(e["steps"] for e in history)
+            train_info = {
+                "train_rows": len(train_ds),
+                "train_tokens": train_ds.tokens(),
+                "dev_rows": len(dev_ds),
+                "optimizer_steps": result.optimizer_steps,
+                "seconds_per_step": train_seconds / max(train_steps, 1),
+                "train_seconds": train_seconds,
+                "resumed_from_epoch": result.resumed_from_epoch,
+            }
 
+    device = next(net.parameters()).device
     decode_started = time.perf_counter()
     outputs = generate_outputs(
         net,
@@ -256,7 +329,6 @@ def run_e2e(
     if score:
         scores = e2e_scores(outputs, references)
         log("scores: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-    device = next(net.parameters()).device
     record = {
         "kind": "e2e",
         "method": method,
@@ -268,7 +340,12 @@ def run_e2e(
         "params": params,
         "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
         "epochs": history,
-        "decode": {"seconds": decode_seconds, "seconds_per_mr": decode_seconds / len(mrs)},
+        "decode": {
+            "seconds": decode_seconds,
+            "seconds_per_mr": decode_seconds / len(mrs),
+            "precision": settings.decode.precision,
+            "hardware": precision_info(device),
+        },
         "scores": scores,
         "outputs": str(paths.outputs.name),
         "trainable_tensors": kept_tensors,

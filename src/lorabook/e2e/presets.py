@@ -20,7 +20,10 @@ tokens (the longest training example is under 100), warm-up 50 steps (10%, the p
 500 of ~26,000 steps is 2%; short runs need proportionally more). Learning rates are ours:
 LoRA 1e-3 (r = 4, α = 32 as the paper; a higher lr than the paper's 2e-4 because one short
 epoch is all there is), FT 5e-5. The dev loss after the epoch is computed on 400 dev rows.
-The test set is decoded in full with the paper's decoding settings.
+The test set is decoded in full with the paper's decoding settings, by the paper's own beam
+search (``lorabook.e2e.beam``), in bf16 where the CPU has it natively (``lorabook.precision``).
+Records made before that (decoded by ``generate``, whose n-gram ban also covers the prompt,
+in fp32) keep their names: ``LEGACY_DECODE`` below.
 """
 
 from __future__ import annotations
@@ -28,20 +31,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from lorabook.cli import SettingsError
+from lorabook.precision import PRECISIONS, cpu_precision
 from lorabook.train import TrainConfig
 
 PRESETS = ("paper", "cpu", "smoke")
 
 
+ALGORITHMS = ("official", "transformers")
+"""``official``: the paper's own beam search (``lorabook.e2e.beam.official_beam_search``);
+``transformers``: ``generate(num_beams=...)``."""
+NGRAM_SCOPES = ("continuation", "prompt+continuation")
+"""Which tokens the no-repeat-n-gram rule looks at: the generated ones only (the paper's code),
+or the prompt too (``generate(no_repeat_ngram_size=...)``, which forbids copying a slot value
+of ``n`` tokens or more from the MR)."""
+LEGACY_DECODE = {
+    "algorithm": "transformers",
+    "ngram_scope": "prompt+continuation",
+    "precision": "no",
+}
+"""How every record made before these settings existed was decoded (they are left out of
+``to_dict()`` at these values, so those records keep their names)."""
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Beam-search settings (the paper's Table 11, inference part)."""
+    """Beam-search settings (the paper's Table 11, inference part, as its code runs them)."""
 
     num_beams: int = 10
     length_penalty: float = 0.9
     no_repeat_ngram_size: int = 4
     max_new_tokens: int = 64
     batch_mrs: int = 32  # MRs per generate() call (each expands to num_beams sequences)
+    algorithm: str = "official"
+    ngram_scope: str = "continuation"
+    precision: str = "no"  # "bf16": decode under bf16 autocast (lorabook.precision)
 
     def __post_init__(self) -> None:
         for name in ("num_beams", "max_new_tokens", "batch_mrs"):
@@ -50,6 +73,18 @@ class DecodeConfig:
         if self.no_repeat_ngram_size < 0:
             raise SettingsError(
                 f"no_repeat_ngram_size must be ≥ 0, got {self.no_repeat_ngram_size}"
+            )
+        for name, choices in (
+            ("algorithm", ALGORITHMS),
+            ("ngram_scope", NGRAM_SCOPES),
+            ("precision", PRECISIONS),
+        ):
+            if getattr(self, name) not in choices:
+                raise SettingsError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.algorithm == "official" and self.ngram_scope != "continuation":
+            raise SettingsError(
+                "the official beam search bans n-grams of the continuation only: use "
+                "algorithm='transformers' for ngram_scope='prompt+continuation'"
             )
 
 
@@ -121,7 +156,8 @@ class E2EPreset:
 
         Fields added after records were written (``ADDED_LATER``) are left out while they
         keep their default, so that the run hash, and the name of every earlier record,
-        stays the same.
+        stays the same; so are the decoding's ``algorithm``, ``ngram_scope`` and
+        ``precision`` when they are the ones those records used (``LEGACY_DECODE``).
         """
         from dataclasses import asdict
 
@@ -129,6 +165,9 @@ class E2EPreset:
         for name in ADDED_LATER:
             if settings[name] == self.__dataclass_fields__[name].default:
                 del settings[name]
+        if all(settings["decode"][k] == v for k, v in LEGACY_DECODE.items()):
+            for name in LEGACY_DECODE:
+                del settings["decode"][name]
         return settings
 
 
@@ -185,6 +224,7 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
                 warmup_steps=CPU_WARMUP,
                 seed=seed,
             ),
+            decode=DecodeConfig(precision=cpu_precision()),
             train_examples=CPU_TRAIN_EXAMPLES,
             eval_examples=CPU_EVAL_EXAMPLES,
             notes=["ours, sized for 2 CPU cores (see lorabook.e2e.presets)"],
