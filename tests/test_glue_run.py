@@ -231,6 +231,7 @@ def no_model(monkeypatch):
         (["--padding", "left"], "padding"),
         (["--mixed-precision", "fp8"], "mixed_precision"),
         (["--seed", "-1"], "seed"),
+        (["--lora-targets", "q", "w"], "lora_targets must be one or more of q, k, v, o"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2_before_any_model_loads(
@@ -242,6 +243,35 @@ def test_bad_setting_is_one_line_and_exit_2_before_any_model_loads(
     assert err.startswith("error: ") and err.count("\n") == 1 and named in err
     assert "Traceback" not in err
     assert not (tmp_path / "glue").exists()
+
+
+def test_lora_targets_train_exactly_those_modules(tmp_path, capsys):
+    argv = ["--task", "rte", "--results-dir", str(tmp_path), *TINY_ARGS]
+    assert main(argv + ["--lora-targets", "o", "v", "k", "q", "--lora-r", "2"]) == 0
+    overrides = {**TINY, "lora_targets": ("q", "k", "v", "o"), "lora_r": 2}
+    run = plan_glue_run("rte", results_dir=tmp_path, overrides=overrides)
+    record = json.loads(run.paths.record.read_text())
+    assert record["settings"]["lora_targets"] == ["q", "k", "v", "o"]  # canonical order
+    tensors = load_file(run.paths.outputs / TRAINABLE_FILE)
+    adapted = {name.rsplit(".", 1)[0] for name in tensors if ".lora_" in name}
+    modules = ("attention.self.query", "attention.self.key", "attention.self.value")
+    modules += ("attention.output.dense",)  # W_o; not the FFN's output.dense
+    assert adapted == {f"bert.encoder.layer.{i}.{m}" for i in range(6) for m in modules}
+    assert all(t.shape == (2, 384) for n, t in tensors.items() if n.endswith("lora_A"))
+    assert record["params"]["trainable"] == 4 * 6 * 2 * (384 + 384)
+
+
+def test_lora_targets_are_a_set_and_the_paper_s_keep_every_earlier_name(tmp_path):
+    default = tiny_run(tmp_path)
+    assert "lora_targets" not in default.config["settings"]  # as before the setting existed
+    assert tiny_run(tmp_path, lora_targets=("v", "q")).paths.key == default.paths.key
+    qk = tiny_run(tmp_path, lora_targets=("k", "q"))
+    assert qk.paths.key != default.paths.key and qk.config["settings"]["lora_targets"] == ["q", "k"]
+    ft = plan_glue_run("rte", "ft", "minilm", "quick", 0, tmp_path, TINY)
+    ft_qk = plan_glue_run(
+        "rte", "ft", "minilm", "quick", 0, tmp_path, {**TINY, "lora_targets": ("q",)}
+    )
+    assert ft.paths.key == ft_qk.paths.key  # LoRA's settings do not split other methods' runs
 
 
 def test_debug_shows_the_traceback(tmp_path, no_model):

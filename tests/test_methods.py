@@ -12,6 +12,13 @@ import transformers as T
 from conftest import SEQ, VOCAB, logits, tiny_model
 from torch import nn
 
+from lorabook.inject import (
+    ATTENTION_WEIGHTS,
+    PAPER_TARGETS,
+    apply_lora,
+    attention_targets,
+    lora_layers,
+)
 from lorabook.methods import (
     METHODS,
     Adapter,
@@ -315,3 +322,21 @@ def test_prepare_twice_is_refused():
     prepare_model(model, "adapter_p", adapter_size=4)
     with pytest.raises(ValueError, match="already has LoRA or adapter layers"):
         prepare_model(model, "lora")
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "llama"])
+def test_short_names_find_each_attention_weight_once_per_layer(arch):
+    model = tiny_model(arch)
+    assert attention_targets(model, ["q", "v"]) == PAPER_TARGETS[arch]["targets"]
+    apply_lora(model, targets=attention_targets(model, ["q", "k", "v", "o"]), r=2, alpha=2)
+    adapted = sorted(lora_layers(model))
+    assert len(adapted) == 8  # four weights in each of two layers
+    for short, pattern in ATTENTION_WEIGHTS[arch].items():
+        assert sum(name.endswith("." + pattern) for name in adapted) == 2, short
+
+
+def test_short_names_errors_list_what_exists():
+    with pytest.raises(ValueError, match=r"Unknown attention weights \['w'\]; .*q \(query\)"):
+        attention_targets(tiny_model("bert"), ["q", "w"])
+    with pytest.raises(ValueError, match="known: bert, roberta.*pass module names"):
+        attention_targets(tiny_model("gpt2"), ["q"])

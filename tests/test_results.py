@@ -32,6 +32,32 @@ def test_glue_record_is_consistent(path: Path):
     assert record["environment"]["git_commit"], "a record must name the code that made it"
 
 
+def test_today_s_code_plans_every_committed_glue_record_under_its_own_name():
+    """A setting added later (``lora_targets``) must not rename the records made before it."""
+    from lorabook.glue.experiment import plan_glue_run
+
+    for path in RECORDS:
+        record = json.loads(path.read_text())
+        settings = record["settings"]
+        overrides = {**settings["train"]}
+        for name in ("max_length", "train_examples", "eval_examples", "padding"):
+            overrides[name] = settings[name]
+        overrides["group_by_length"] = settings["group_by_length"]
+        for name in ("lora_r", "lora_alpha", "adapter_size", "lora_targets"):
+            if settings.get(name) is not None:
+                overrides[name] = settings[name]
+        run = plan_glue_run(
+            record["task"],
+            record["method"],
+            record["model"],
+            record["preset"],
+            record["seed"],
+            ROOT / "results",
+            overrides,
+        )
+        assert run.paths.record == path, path.name
+
+
 def test_the_cpu_campaign_is_committed_whole_with_its_follow_ups():
     from lorabook.glue import campaign, report
 

@@ -31,6 +31,21 @@ PAPER_TARGETS: dict[str, dict] = {
     "llama": {"targets": ["q_proj", "v_proj"]},
 }
 
+# Section 7's attention weights W_q, W_k, W_v, W_o by short name, as target patterns per
+# model_type: ``attention_targets(model, ["q", "k"])``. GPT-2 is absent: its q, k and v are
+# slices of one fused ``c_attn`` (pass ``targets=["c_attn"]`` and ``fused`` to apply_lora).
+ATTENTION_WEIGHTS: dict[str, dict[str, str]] = {
+    "bert": {"q": "query", "k": "key", "v": "value", "o": "attention.output.dense"},
+    "roberta": {"q": "query", "k": "key", "v": "value", "o": "attention.output.dense"},
+    "deberta-v2": {
+        "q": "query_proj",
+        "k": "key_proj",
+        "v": "value_proj",
+        "o": "attention.output.dense",
+    },
+    "llama": {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj"},
+}
+
 
 def lora_param_count(n_matrices: int, d_model: int, r: int) -> int:
     """The paper's |Θ| = 2 · L̂ · d_model · r for L̂ adapted d_model × d_model matrices."""
@@ -81,6 +96,26 @@ def model_type_default(model: nn.Module, table: dict, what: str, fix: str, hint:
             f"No {what} for model_type={model_type!r} (known: {', '.join(table)}); {fix}. {hint}"
         )
     return table[model_type]
+
+
+def attention_targets(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Target patterns of the attention weights ``names`` (``q``, ``k``, ``v``, ``o``: W_q,
+    W_k, W_v, W_o) in ``model``, e.g. ``["query", "key"]`` for ``["q", "k"]`` on BERT.
+
+    Raises ``ValueError`` naming the known model types, or the names this model has.
+    """
+    table = model_type_default(
+        model,
+        ATTENTION_WEIGHTS,
+        "short names of the attention weights",
+        "pass module names as targets instead",
+        _describe_linear(model),
+    )
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        known = ", ".join(f"{short} ({pattern})" for short, pattern in table.items())
+        raise ValueError(f"Unknown attention weights {unknown}; this model has: {known}")
+    return [table[n] for n in names]
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALayer]:

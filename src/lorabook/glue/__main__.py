@@ -2,6 +2,7 @@
 
 Several GPUs: ``accelerate launch -m lorabook.glue --task sst2 --method lora --preset paper``.
 Several tasks/methods: ``--task sst2 mrpc --method ft lora`` runs every combination in turn.
+LoRA on other attention weights (Section 7): ``--lora-targets q k v o --lora-r 2``.
 
 Each run's record is named by a hash of all its settings, so changing one (``--epochs 1``)
 makes a new record beside the others instead of returning an old one; the path is printed.
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from lorabook.cli import add_debug_flag, cli_main
-from lorabook.glue.presets import PADDING, PRESETS
+from lorabook.glue.presets import LORA_TARGETS, PADDING, PRESETS
 from lorabook.methods import METHODS
 from lorabook.runs import DEFAULT_RESULTS
 from lorabook.train import MIXED_PRECISION
@@ -98,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
     parser.add_argument(
+        "--lora-targets",
+        dest="lora_targets",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"the attention weights LoRA adapts, of {' '.join(LORA_TARGETS)} (W_q, W_k, W_v, "
+        "W_o; default: q v, the paper's)",
+    )
+    parser.add_argument(
         "--group-by-length",
         dest="group_by_length",
         action=argparse.BooleanOptionalAction,
@@ -111,11 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides_from(args: argparse.Namespace) -> dict:
     """The settings the command line changes (``'all'`` examples → ``None``)."""
     dests = [dest for dest, _, _ in OVERRIDES.values()] + ["group_by_length"]
-    return {
+    overrides = {
         dest: None if getattr(args, dest) == ALL else getattr(args, dest)
         for dest in dests
         if getattr(args, dest) is not None
     }
+    if args.lora_targets is not None:
+        overrides["lora_targets"] = tuple(args.lora_targets)
+    return overrides
 
 
 def _main(argv: Sequence[str] | None) -> int:

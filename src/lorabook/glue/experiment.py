@@ -42,7 +42,14 @@ from lorabook.glue.data import (
     tokenize_glue,
 )
 from lorabook.glue.metrics import glue_metrics, primary_metric
-from lorabook.glue.presets import LENGTH_GROUP_BATCHES, GluePreset, SettingsError, glue_preset
+from lorabook.glue.presets import (
+    LENGTH_GROUP_BATCHES,
+    PAPER_LORA_TARGETS,
+    GluePreset,
+    SettingsError,
+    glue_preset,
+)
+from lorabook.inject import attention_targets
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
@@ -134,6 +141,22 @@ def plan_glue_run(
     stem = f"{task}-{method}-seed{seed}"
     paths = run_paths(results_dir, "glue", preset_name, model, stem, config)
     return GlueRun(task, method, model, preset_name, seed, settings, config, paths)
+
+
+def lora_modules(net: torch.nn.Module, settings: GluePreset) -> list[str] | None:
+    """The module patterns of ``settings.lora_targets`` in ``net``; ``None`` (the paper's
+    targets, as before the setting existed) for q and v.
+
+    Raises:
+        SettingsError: the model type has no table of short names, or lacks one of them.
+    """
+    names = settings.lora_target_names()
+    if names == PAPER_LORA_TARGETS:
+        return None
+    try:
+        return attention_targets(net, names)
+    except ValueError as err:
+        raise SettingsError(f"--lora-targets {' '.join(names)}: {err}") from None
 
 
 def make_evaluate(task: str, eval_dataset, collate, batch_size: int):
@@ -277,6 +300,7 @@ def run_glue(
         method,
         lora_r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
+        lora_targets=lora_modules(net, settings) if method == "lora" else None,
         adapter_size=settings.adapter_size,
     )
 

@@ -39,6 +39,13 @@ number of epochs of each method are not guessed: a small sweep on MRPC's dev set
 holds what it picked. Until a method's pick is filled in, the preset asks for ``--lr`` and
 ``--epochs`` (which is how the sweep runs it).
 
+LoRA's targets (Section 7's ablations): ``lora_targets`` names the attention weights to adapt
+by their short names ``q``, ``k``, ``v``, ``o`` (W_q, W_k, W_v, W_o; mapped to the model's
+modules by :data:`lorabook.inject.ATTENTION_WEIGHTS`), as a set: ``v q`` is ``q v``. The
+default is the paper's W_q and W_v. The setting came after the first records, so it enters a
+run's identity only when it differs from the default: every earlier record keeps its name
+(the E2E presets' ``ADDED_LATER`` rule), and ``--lora-targets q v`` finds them.
+
 Batches are padded to their longest example (``padding="longest"``), not to ``max_length``:
 most GLUE sentences are far shorter. ``group_by_length=True`` also forms batches of similar
 length (seeded; see :func:`lorabook.train.length_grouped_order`), which pads even less.
@@ -72,6 +79,8 @@ PAPER_LORA_ROBERTA_BASE: dict[str, tuple[int, int, float]] = {
     "stsb": (16, 40, 4e-4),
 }
 PAPER_LORA_R, PAPER_LORA_ALPHA, OFFICIAL_SCRIPTS_LORA_ALPHA = 8, 8, 16
+LORA_TARGETS = ("q", "k", "v", "o")  # W_q, W_k, W_v, W_o, in this order in every record
+PAPER_LORA_TARGETS = ("q", "v")
 PAPER_MAX_LENGTH, PAPER_WARMUP_RATIO, PAPER_WEIGHT_DECAY = 512, 0.06, 0.1
 ROBERTA_FT = {"lr": 2e-5, "batch_size": 16, "epochs": 10}  # one point of RoBERTa's grid
 BASELINE_LR = {"bitfit": 1e-3, "adapter_h": 1e-4, "adapter_p": 1e-4}  # ours, see above
@@ -111,6 +120,7 @@ class GluePreset:
     eval_examples: int | None = None  # None: the whole dev set
     lora_r: int = PAPER_LORA_R
     lora_alpha: float = PAPER_LORA_ALPHA
+    lora_targets: tuple[str, ...] = PAPER_LORA_TARGETS  # short names, see LORA_TARGETS
     adapter_size: int = 64
     padding: str = "longest"
     group_by_length: bool = False
@@ -154,6 +164,17 @@ class GluePreset:
             problems.append(f"lora_r must be a whole number >= 1, got {self.lora_r!r}")
         if not (isinstance(self.lora_alpha, int | float) and 0 < self.lora_alpha < math.inf):
             problems.append(f"lora_alpha must be a positive number, got {self.lora_alpha!r}")
+        targets = self.lora_targets
+        if (
+            isinstance(targets, str)
+            or not isinstance(targets, tuple | list)
+            or not targets
+            or any(t not in LORA_TARGETS for t in targets)
+        ):
+            problems.append(
+                f"lora_targets must be one or more of {', '.join(LORA_TARGETS)} (W_q, W_k, "
+                f"W_v, W_o), got {targets!r}"
+            )
         if not isinstance(self.adapter_size, int) or self.adapter_size < 1:
             problems.append(f"adapter_size must be a whole number >= 1, got {self.adapter_size!r}")
         if self.max_length < MIN_MAX_LENGTH:
@@ -174,17 +195,24 @@ class GluePreset:
             raise SettingsError("; ".join(problems))
         return self
 
+    def lora_target_names(self) -> tuple[str, ...]:
+        """``lora_targets`` as a set in canonical order (q, k, v, o): ``v q`` is ``q v``."""
+        return tuple(t for t in LORA_TARGETS if t in self.lora_targets)
+
     def resolved(self, method: str) -> dict:
         """Every setting that decides a run of ``method``, JSON-ready, in canonical types.
 
         Floats are floats (``lora_alpha`` 8 and 8.0 are the same run); settings the method
         does not use are ``None``. This dict, minus ``notes``, is part of a run's identity.
+        ``lora_targets`` is in it only for LoRA away from the paper's (q, v): a setting added
+        after records were written must not rename them.
         """
         train = asdict(self.train)
         for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
             if train[name] is not None:
                 train[name] = float(train[name])
         lora = method == "lora"
+        targets = self.lora_target_names()
         return {
             "train": train,
             "max_length": self.max_length,
@@ -192,6 +220,7 @@ class GluePreset:
             "eval_examples": self.eval_examples,
             "lora_r": self.lora_r if lora else None,
             "lora_alpha": float(self.lora_alpha) if lora else None,
+            **({"lora_targets": list(targets)} if lora and targets != PAPER_LORA_TARGETS else {}),
             "adapter_size": self.adapter_size if method.startswith("adapter") else None,
             "padding": self.padding,
             "group_by_length": self.group_by_length,
