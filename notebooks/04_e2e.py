@@ -134,7 +134,7 @@ from lorabook.e2e.experiment import causal_lm_loss
 print(inspect.getsource(causal_lm_loss))
 
 # %% [markdown]
-# ## 4.2 Decoding
+# ## 4.2 Decoding, as the paper's code does it
 #
 # The paper decodes with beam search (Table 11): beam 10, length penalty 0.9, no repeated
 # 4-gram. The official repository's README uses length penalty 0.8 for E2E; we keep the
@@ -142,6 +142,40 @@ print(inspect.getsource(causal_lm_loss))
 # or after 64 new tokens. Each unique MR is decoded once (630 on the test set), in batches
 # of prompts of similar length, left-padded so that every prompt ends where generation
 # starts; the tests check that a batch gives the same outputs as one MR at a time.
+#
+# **"No repeated 4-gram" has a scope, and it matters.** The paper's beam search
+# (microsoft/LoRA, `examples/NLG/src/gpt2_beam.py`, from fairseq) keeps the n-gram history
+# of the *generated* tokens only: at step $t$ with continuation $y_1 \dots y_{t-1}$, the
+# banned tokens are
+#
+# $$\mathcal{B}_t = \{\, y_{i+n-1} : y_i \dots y_{i+n-2} = y_{t-n+1} \dots y_{t-1},\;
+#   1 \le i \le t - n \,\}.$$
+#
+# `generate(no_repeat_ngram_size=4)` of transformers applies the same rule to the prompt
+# *and* the continuation. In E2E the prompt is the MR, and copying the MR's values is the
+# task: a value of four tokens or more ("5 out of 5", "Crowne Plaza Hotel", "Rainbow
+# Vegetarian Café") can then never be written. The earlier version of this chapter decoded
+# that way; section 4.4 shows what it cost. The rule, as the package implements it:
+
+# %%
+from lorabook.e2e import beam
+
+print(inspect.getsource(beam.banned_next_tokens))
+
+# %% [markdown]
+# Three smaller details of the official loop differ from `generate` too, and the package
+# follows the official code (`lorabook.e2e.beam.official_beam_search`; the tests compare it
+# with a line-by-line port of `gpt2_beam.py` on tiny models):
+#
+# - the ban comes *before* the softmax, so the remaining tokens' probabilities are
+#   renormalised; `generate` bans after its log-softmax;
+# - a hypothesis that ends is scored $\log p(y) / |y|^{0.9}$ (its length counts the end
+#   token) and kept if it beats the best so far for its MR; it still takes one of the 10
+#   places of its step, so fewer beams continue (`generate` always continues 10);
+# - all 64 steps are searched (ours stops only when no live beam can still win, which gives
+#   the same result: the tests check it).
+#
+# `DecodeConfig` records which algorithm, n-gram scope and arithmetic decoded a run:
 
 # %%
 decode = e2e_preset("paper", "lora").decode
