@@ -7,6 +7,7 @@ import io
 import json
 import math
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -265,14 +266,148 @@ def test_cli_prints_a_table(tmp_path, capsys, monkeypatch):
     fake = dict(zip(metrics.METRICS, (0.5, 4.0, 0.25, 0.75, 1.5), strict=True))
     seen = {}
 
-    def fake_scores(hyps, refs):
-        seen.update(hyps=hyps, refs=refs)
+    def fake_scores(hyps, refs, variant):
+        seen.update(hyps=hyps, refs=refs, variant=variant)
         return fake
 
     monkeypatch.setattr(score, "e2e_scores", fake_scores)  # the real ones: the fixture above
     assert score.main([str(outputs), "--refs", str(refs)]) == 0
-    assert seen == {"hyps": ["a b", "c"], "refs": [["a b"], ["c d"]]}
+    assert seen == {"hyps": ["a b", "c"], "refs": [["a b"], ["c d"]], "variant": "challenge"}
     assert capsys.readouterr().out.split() == [
         "BLEU", "0.5000", "NIST", "4.0000", "METEOR", "0.2500",
         "ROUGE_L", "0.7500", "CIDEr", "1.5000",
     ]  # fmt: skip
+
+    assert score.main([str(outputs), "--refs", str(refs), "--variant", "paper"]) == 0
+    assert seen["variant"] == "paper"
+
+
+def test_cli_help_says_which_variant_the_paper_and_the_challenge_used(capsys):
+    with pytest.raises(SystemExit):
+        score.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "'challenge' (default), the official script's Perl" in help_text
+    assert "as the E2E challenge scored" in help_text
+    assert "'paper', the script's Python pymteval (measure_scores.py -p)" in help_text
+    assert "as the LoRA paper scored Table 3" in help_text
+
+
+# ------------------------------------------------------------------------ the paper's variant:
+# the official script's Python BLEU/NIST (measure_scores.py -p, metrics/pymteval.py)
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "e2e" / "cpu" / "smollm2"
+# measure_scores.py -p (e2e-metrics 1b9c4d8) on the committed outputs: (BLEU, NIST)
+OFFICIAL_PYMTEVAL = {"lora-seed0-0f2cf6ef": (0.5295, 6.9292), "ft-seed0-1255943a": (0.5586, 7.6650)}
+# ... and on the test vector (the README's Perl NIST is the same there: long outputs)
+OFFICIAL_PYMTEVAL_TEST_VECTOR = (0.6616115710561832, 8.544574367881472)
+CASES = Path(__file__).resolve().parent / "data" / "pymteval_cases.jsonl"
+
+
+@pytest.mark.parametrize("run", sorted(OFFICIAL_PYMTEVAL))
+def test_paper_variant_on_the_committed_outputs_matches_measure_scores_p(run):
+    outputs = metrics.read_outputs(RESULTS / run / "outputs.txt")
+    references = metrics.read_references(RESULTS / run / "references.txt")
+    bleu, nist = metrics.pymteval_bleu_nist(outputs, references)
+    assert (round(bleu, 4), round(nist, 4)) == OFFICIAL_PYMTEVAL[run]
+    perl_bleu, perl_nist = metrics.bleu_nist(outputs, references)
+    assert round(perl_bleu, 4) == round(bleu, 4)  # BLEU: the same in both variants
+    assert perl_nist > nist + 0.05  # short outputs: pymteval's length penalty is stronger
+
+
+@needs_data
+def test_paper_variant_on_the_test_vector_matches_pymteval():
+    _, refs = metrics.load_references(E2E / "testset_w_refs.csv")
+    outputs = metrics.read_outputs(TEST_VECTOR)
+    bleu, nist = metrics.pymteval_bleu_nist(outputs, refs)
+    assert bleu == pytest.approx(OFFICIAL_PYMTEVAL_TEST_VECTOR[0], rel=1e-12)
+    assert nist == pytest.approx(OFFICIAL_PYMTEVAL_TEST_VECTOR[1], rel=1e-12)
+
+
+def test_paper_variant_equals_the_official_pymteval_on_random_corpora():
+    # tools/pymteval_cases.py ran the official metrics/pymteval.py on these (null: it divides
+    # by zero); capitals, "É", numbers, entities, empty and short outputs, 1-5 references.
+    cases = [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines()]
+    assert len(cases) == 150
+    for case in cases:
+        if case["nist"] is None:
+            with pytest.raises(ValueError, match="ZeroDivisionError.*variant='challenge'"):
+                metrics.pymteval_bleu_nist(case["outputs"], case["references"])
+            continue
+        bleu, nist = metrics.pymteval_bleu_nist(case["outputs"], case["references"])
+        assert bleu == pytest.approx(case["bleu"], rel=1e-12, abs=1e-300), case
+        assert nist == pytest.approx(case["nist"], rel=1e-12, abs=1e-12), case
+
+
+def test_pymteval_tokenizer_keeps_case_and_makes_an_empty_token():
+    text = 'Café "Rouge", 5.5/10 &amp; £20-25. ÉTÉ'
+    assert metrics.pymteval_tokenize(text) == 'Café " Rouge " , 5.5 / 10 & £20 - 25 . ÉTÉ'.split()
+    assert metrics.pymteval_tokenize("") == [""]  # Perl: []
+    assert metrics.mteval_tokenize("") == []
+
+
+def test_variants_differ_on_non_ascii_capitals():
+    # pymteval lowercases with str.lower ("Été" = "été"); Perl folds A-Z only: "Été" misses
+    bleu, _ = metrics.pymteval_bleu_nist(["Été a b c d"], [["été a b c d"]])
+    assert bleu == pytest.approx(1.0)
+    perl_bleu, _ = metrics.bleu_nist(["Été a b c d"], [["été a b c d"]])
+    assert perl_bleu == pytest.approx((4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** 0.25)
+
+
+def test_variants_differ_on_an_empty_output():
+    # pymteval: "" is one token, and its n-gram counts 1 - n + 1 go negative: 7, 5, 3, 1 output
+    # n-grams for 6, 5, 4, 3 hits (precisions above 1); closest reference lengths 6 + 2 = 8.
+    outputs, refs = ["a b c d e f", ""], [["a b c d e f"], ["g h"]]
+    bleu, _ = metrics.pymteval_bleu_nist(outputs, refs)
+    assert bleu == pytest.approx(math.exp(1 - 8 / 7) * (6 / 7 * 5 / 5 * 4 / 3 * 3 / 1) ** 0.25)
+    # Perl: "" has no tokens, all n-grams match, 6 output words against 8
+    perl_bleu, _ = metrics.bleu_nist(outputs, refs)
+    assert perl_bleu == pytest.approx(math.exp(1 - 8 / 6))
+
+
+def test_variants_differ_on_outputs_shorter_than_five_tokens():
+    # 12 reference words; infos: a-d log2(12/2), e f x y log2(12); "d e", "c d e", "b c d e",
+    # "a b c d e" 1 bit each (their prefixes occur twice); other bigrams and longer 0 bits.
+    # pymteval's output n-gram counts (5 + 2 words): 7, 4+1, 3+0, 2-1, 1-2 (negative: -1).
+    outputs, refs = ["a b c d e", "x y"], [["a b c d e", "a b c d f"], ["x y"]]
+    _, nist = metrics.pymteval_bleu_nist(outputs, refs)
+    unigrams = (4 * math.log2(6) + 3 * math.log2(12)) / 7
+    # average reference length 5 + 2 = 7 = the outputs' 7 words: no length penalty
+    assert nist == pytest.approx(unigrams + 1 / 5 + 1 / 3 + 1 / 1 + 1 / -1)
+    # Perl counts no negative n-grams (7, 5, 3, 2, 1) and averages 12 / (3 / 2) = 8 words
+    _, perl_nist = metrics.bleu_nist(outputs, refs)
+    perl = unigrams + 1 / 5 + 1 / 3 + 1 / 2 + 1 / 1
+    assert perl_nist == pytest.approx(perl * metrics.nist_length_penalty(7 / 8))
+
+
+def test_variants_differ_when_mrs_have_different_numbers_of_references():
+    # infos: a, b log2(12/3) = 2; c-g log2(12); every longer n-gram 0 bits (unique prefixes)
+    outputs, refs = ["a b", "c d e f g"], [["a b", "a b", "a b"], ["c d e f g h"]]
+    unigrams = (2 + 2 + 5 * math.log2(12)) / 7
+    # Perl: 12 words / (4 references / 2 MRs) = 6 <= 7 output words: no penalty
+    assert metrics.bleu_nist(outputs, refs)[1] == pytest.approx(unigrams)
+    # pymteval: mean reference length per MR, summed: 2 + 6 = 8 > 7: a penalty
+    _, nist = metrics.pymteval_bleu_nist(outputs, refs)
+    assert nist == pytest.approx(unigrams * metrics.nist_length_penalty(7 / 8))
+
+
+def test_pymteval_nist_division_by_zero_is_a_clear_error():
+    # one-word outputs: the bigram counts (1 - 1 per output) sum to 0
+    with pytest.raises(ValueError, match="2-gram counts.*sum to 0.*variant='challenge'"):
+        metrics.pymteval_bleu_nist(["a", "b"], [["a"], ["b"]])
+
+
+def test_e2e_scores_paper_variant_swaps_only_bleu_and_nist(monkeypatch):
+    monkeypatch.setattr(metrics, "_tokenized", lambda h, r, tokenize: (list(h), list(r)))
+    for name in ("meteor", "rouge_l", "cider"):
+        monkeypatch.setattr(metrics, name, lambda h, r, tokenize, name=name: len(name))
+    outputs, refs = ["a b c d e", "x y"], [["a b c d e", "a b c d f"], ["x y"]]
+    paper = metrics.e2e_scores(outputs, refs, variant="paper")
+    challenge = metrics.e2e_scores(outputs, refs)
+    assert (paper["BLEU"], paper["NIST"]) == metrics.pymteval_bleu_nist(outputs, refs)
+    assert (challenge["BLEU"], challenge["NIST"]) == metrics.bleu_nist(outputs, refs)
+    assert {m: paper[m] for m in ("METEOR", "ROUGE_L", "CIDEr")} == {
+        "METEOR": 6, "ROUGE_L": 7, "CIDEr": 5
+    }  # fmt: skip
+    assert metrics.VARIANTS == ("challenge", "paper")
+    with pytest.raises(ValueError, match="unknown scoring variant 'perl'.*challenge, paper"):
+        metrics.e2e_scores(outputs, refs, variant="perl")

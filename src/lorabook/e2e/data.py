@@ -140,14 +140,25 @@ def official_reference(text: str) -> str:
     return text
 
 
+def parse_mr(mr: str) -> list[tuple[str, str]]:
+    """``name[The Vaults], eatType[pub]`` → ``[("name", "The Vaults"), ("eatType", "pub")]``.
+
+    Returns ``[]`` for a string that is not a comma-separated list of ``slot[value]``.
+    """
+    slots = _SLOT.findall(mr)
+    if not slots or "".join(f"{k}[{v}]" for k, v in slots) != re.sub(r"\s*,\s*", "", mr.strip()):
+        return []
+    return slots
+
+
 def linearise_mr(mr: str) -> str:
     """``name[The Vaults], eatType[pub]`` → ``name : The Vaults | eatType : pub``.
 
     The paper's code reads E2E in this ``slot : value | ...`` form. A string that is not a
     comma-separated list of ``slot[value]`` is returned stripped, unchanged.
     """
-    slots = _SLOT.findall(mr)
-    if not slots or "".join(f"{k}[{v}]" for k, v in slots) != re.sub(r"\s*,\s*", "", mr.strip()):
+    slots = parse_mr(mr)
+    if not slots:
         return mr.strip()
     return " | ".join(f"{k} : {v}" for k, v in slots)
 

@@ -9,6 +9,9 @@ meaning representation (MR) it compares one system output with all of that MR's 
   the "closest reference length" brevity penalty, NIST information weights counted over all
   references, and the script's edit that divides the references' total length by the average
   number of references per MR.
+- **BLEU and NIST with ``-p``** come from the script's Python ``metrics/pymteval.py``, which the
+  LoRA paper used: :func:`pymteval_bleu_nist` ports it (``e2e_scores(..., variant="paper")``).
+  Its NIST is lower than Perl's for outputs shorter than the average reference.
 - **METEOR, ROUGE-L and CIDEr** come from pycocoevalcap, after its Stanford PTB tokeniser
   (lowercased, punctuation dropped). ROUGE-L and CIDEr reuse pycocoevalcap's ``Rouge`` and
   ``Cider`` classes; the tokeniser and METEOR 1.5 are the jars that pycocoevalcap ships, run
@@ -37,6 +40,15 @@ from lorabook.io import atomic_write
 
 METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
 """The five metrics, in the order the official script prints them."""
+
+VARIANTS = ("challenge", "paper")
+"""How BLEU and NIST are computed (METEOR, ROUGE_L and CIDEr are the same in both).
+
+- ``"challenge"``: the official script's default, the Perl mteval-v13a-sig.pl
+  (:func:`bleu_nist`); the E2E challenge's published scores are these.
+- ``"paper"``: the official script's ``-p`` option, its Python pymteval
+  (:func:`pymteval_bleu_nist`); the LoRA paper's code scores Table 3 that way.
+"""
 
 BLEU_MAX_N = 4
 NIST_MAX_N = 5
@@ -355,6 +367,166 @@ def bleu_nist(
 
 
 # --------------------------------------------------------------------------------------------
+# BLEU and NIST, as metrics/pymteval.py computes them (measure_scores.py -p)
+# --------------------------------------------------------------------------------------------
+
+PYMTEVAL_TINY = 1e-15
+"""pymteval's forced smoothing: an n-gram order with no match counts ``1e-15`` matches."""
+PYMTEVAL_SMALL = 1e-9
+"""pymteval's floor for the number of output n-grams of an order (only reached at <= 0)."""
+
+
+def pymteval_tokenize(text: str) -> list[str]:
+    """Split a sentence into tokens as pymteval's ``NGramScore.tokenize`` does.
+
+    The same regular expressions as mteval-v13a (:func:`mteval_tokenize`), but no lowercasing
+    (pymteval lowercases the tokens later, with Python's ``str.lower``), and an empty sentence
+    gives one empty token, ``[""]``, which counts as one word.
+
+    Args:
+        text: one sentence.
+    Returns:
+        the tokens, case kept.
+    """
+    text = re.sub(r"<skipped>", "", text)
+    text = re.sub(r"-\n", "", text)  # end-of-line hyphenation
+    text = re.sub(r"\n", " ", text)
+    for entity, char in (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
+        text = text.replace(entity, char)
+    text = f" {text} "
+    text = re.sub(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])", r" \1 ", text)  # punctuation and symbols
+    text = re.sub(r"([^0-9])([\.,])", r"\1 \2 ", text)  # . and , unless preceded by a digit
+    text = re.sub(r"([\.,])([^0-9])", r" \1 \2", text)  # . and , unless followed by a digit
+    text = re.sub(r"([0-9])(-)", r"\1 \2 ", text)  # a dash after a digit
+    text = re.sub(r"\s+", " ", text).strip()
+    return text.split(" ")
+
+
+def _lowered_ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """pymteval's ``ngrams``: the n-grams of ``tokens`` in order, each token ``str.lower()``-ed."""
+    lowered = [token.lower() for token in tokens]
+    return [tuple(lowered[i : i + n]) for i in range(len(lowered) - n + 1)]
+
+
+def _most_in_one(sentences: Sequence[Sequence[str]], n: int) -> dict[tuple[str, ...], int]:
+    """pymteval's ``get_ngram_counts``: each n-gram's highest count within one sentence, keyed
+    in order of first appearance."""
+    merged: dict[tuple[str, ...], int] = {}
+    for sentence in sentences:
+        for ngram, count in Counter(_lowered_ngrams(sentence, n)).items():
+            merged[ngram] = max(merged.get(ngram, 0), count)
+    return merged
+
+
+def _clipped_hits(
+    hyp: Sequence[str], refs: Sequence[Sequence[str]], n: int
+) -> dict[tuple[str, ...], int]:
+    """The output's n-grams that match, each with ``min(count in output, most in one ref)``."""
+    most_in_a_ref = _most_in_one(refs, n)
+    hits = {}
+    for ngram, count in _most_in_one([hyp], n).items():
+        matched = min(count, most_in_a_ref.get(ngram, 0))
+        if matched:
+            hits[ngram] = matched
+    return hits
+
+
+def pymteval_bleu_nist(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+) -> tuple[float, float]:
+    """Corpus BLEU (4-gram) and NIST (5-gram) as the official scorer's ``-p`` option computes them.
+
+    A line-by-line port of ``BLEUScore`` and ``NISTScore`` in e2e-metrics' ``metrics/pymteval.py``
+    (run by ``measure_scores.py -p``; the LoRA paper scored Table 3 that way). It differs from
+    the Perl mteval-v13a-sig.pl that :func:`bleu_nist` reproduces (the E2E challenge's scores):
+
+    - **Tokens**: the same regular expressions, but n-grams are compared after Python's
+      ``str.lower()`` (so "É" matches "é"; Perl folds A-Z only), and an empty sentence is one
+      empty token (an empty output has length 1, not 0).
+    - **BLEU**: an order with no match counts ``1e-15`` matches (Perl: ``1 / (2^k * count)``);
+      an output of L tokens adds ``L - n + 1`` n-grams even when that is negative; the
+      brevity penalty's reference is the closest in length over all references (Perl skips
+      empty ones).
+    - **NIST**: the average reference length is the sum over MRs of each MR's mean reference
+      length (Perl: all reference words divided by the mean number of references per MR; the
+      two differ when MRs have different numbers of references, as in E2E: pymteval's is
+      larger, so its length penalty is stronger), output n-gram counts ``L - n + 1`` may go
+      negative, and information weights have no Perl ``"0"`` quirk (the 0-gram count is the
+      total number of reference words).
+
+    On E2E-sized corpora BLEU agrees with Perl's to 4 decimals, and so does NIST when the
+    outputs are at least as long as the average reference; shorter outputs get a lower NIST
+    (on the E2E test set the average reference length is 17,031 words here, 16,695 in Perl).
+
+    Args:
+        hypotheses: one system output per MR.
+        references: for each MR, all its references.
+    Returns:
+        ``(bleu, nist)``; BLEU as a fraction.
+    Raises:
+        ValueError: the lengths differ, an MR has no reference, or pymteval's NIST divides by
+            zero (the outputs' n-gram counts ``L - n + 1`` sum to 0 for some n: the official
+            script stops with ZeroDivisionError there).
+    """
+    _check_inputs(hypotheses, references)
+    # BLEUScore's counters
+    bleu_hits = [0] * BLEU_MAX_N  # index i: (i+1)-grams
+    bleu_lengths = [0] * BLEU_MAX_N
+    bleu_ref_length = 0
+    # NISTScore's counters; index 0 of ref_ngrams holds the 0-gram () = total reference words
+    ref_ngrams: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(NIST_MAX_N + 1)]
+    nist_hits: list[list[dict[tuple[str, ...], int]]] = [[] for _ in range(NIST_MAX_N)]
+    nist_lengths = [0] * NIST_MAX_N
+    average_ref_length = 0.0
+
+    for hypothesis, refs in zip(hypotheses, references, strict=True):
+        hyp = pymteval_tokenize(hypothesis)
+        rs = [pymteval_tokenize(r) for r in refs]
+        for i in range(BLEU_MAX_N):
+            bleu_hits[i] += sum(_clipped_hits(hyp, rs, i + 1).values())
+            bleu_lengths[i] += len(hyp) - i  # may be negative: kept, as pymteval does
+        closest = min(rs, key=lambda ref: (abs(len(ref) - len(hyp)), len(ref)))
+        bleu_ref_length += len(closest)
+
+        for i in range(NIST_MAX_N):
+            nist_lengths[i] += len(hyp) - i
+            nist_hits[i].append(_clipped_hits(hyp, rs, i + 1))
+            for ref in rs:
+                ref_ngrams[i + 1].update(_lowered_ngrams(ref, i + 1))
+        ref_words = sum(len(ref) for ref in rs)
+        ref_ngrams[0][()] += ref_words
+        average_ref_length += ref_words / float(len(rs))
+
+    # BLEUScore.bleu
+    brevity = 1.0
+    if bleu_lengths[0] <= bleu_ref_length:
+        brevity = math.exp(1.0 - bleu_ref_length / (float(bleu_lengths[0]) or 1e-5))
+    log_sum = 0.0
+    for hits, length in zip(bleu_hits, bleu_lengths, strict=True):
+        log_sum += math.log(max(hits + 0.0, PYMTEVAL_TINY) / max(length + 0.0, PYMTEVAL_SMALL))
+    bleu = brevity * math.exp((1.0 / BLEU_MAX_N) * log_sum)
+
+    # NISTScore.nist
+    hit_infos = [0.0] * NIST_MAX_N
+    for i in range(NIST_MAX_N):
+        for sentence_hits in nist_hits[i]:
+            hit_infos[i] += sum(
+                math.log(ref_ngrams[i][ngram[:-1]] / float(ref_ngrams[i + 1][ngram]), 2) * hits
+                for ngram, hits in sentence_hits.items()
+            )
+    if 0 in nist_lengths:
+        n = nist_lengths.index(0) + 1
+        raise ValueError(
+            f"pymteval's NIST is undefined for these outputs: their {n}-gram counts (length - "
+            f"{n - 1}, per output) sum to 0 and it divides by that sum (the official script "
+            "stops with ZeroDivisionError); score with variant='challenge' (the Perl script)"
+        )
+    nist = sum(info / length for info, length in zip(hit_infos, nist_lengths, strict=True))
+    nist *= nist_length_penalty(nist_lengths[0] / float(average_ref_length))
+    return bleu, nist
+
+
+# --------------------------------------------------------------------------------------------
 # METEOR, ROUGE-L, CIDEr: pycocoevalcap, after its PTB tokeniser (COCOEvalCap.evaluate)
 # --------------------------------------------------------------------------------------------
 
@@ -576,20 +748,31 @@ def meteor(
     return corpus
 
 
-def e2e_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+def e2e_scores(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], variant: str = "challenge"
+) -> dict[str, float]:
     """All five E2E metrics of one system, as the official ``measure_scores.py`` reports them.
 
     Args:
         hypotheses: one system output per MR.
         references: for each MR, all its references (same order).
+        variant: ``"challenge"`` (BLEU/NIST from the Perl script, the official default) or
+            ``"paper"`` (from pymteval, the script's ``-p``, as the LoRA paper); see
+            :data:`VARIANTS`.
     Returns:
         ``{"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}`` -> score, unrounded (the official
         script prints 4 decimals); BLEU, METEOR and ROUGE_L are fractions.
     Raises:
-        ValueError: the lengths differ or an MR has no reference.
+        ValueError: an unknown variant, the lengths differ or an MR has no reference.
         MetricUnavailableError: no Java / no pycocoevalcap (no score is ever silently 0).
     """
-    bleu, nist = bleu_nist(hypotheses, references)
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"unknown scoring variant {variant!r}: choose one of {', '.join(VARIANTS)} "
+            "('paper': pymteval's BLEU/NIST as the LoRA paper; 'challenge': the Perl script's)"
+        )
+    scorer = pymteval_bleu_nist if variant == "paper" else bleu_nist
+    bleu, nist = scorer(hypotheses, references)
     hyps, refs = _tokenized(hypotheses, references, tokenize=True)
     return {
         "BLEU": bleu,

@@ -1,12 +1,14 @@
 """Command line: score a file of E2E system outputs with the five official metrics.
 
-    python -m lorabook.e2e.score OUTPUTS [--refs CSV_OR_BLOCKS] [--json]
+    python -m lorabook.e2e.score OUTPUTS [--refs CSV_OR_BLOCKS] [--variant paper|challenge] [--json]
 
 OUTPUTS has one output per line, one line per MR, in the order in which the MRs first appear
 in the references. ``--refs`` is an E2E CSV (columns ``mr``, ``ref``; default
 ``<data>/e2e/testset_w_refs.csv``) or a text file in the official e2e-metrics layout (one block
-of references per MR, blocks separated by an empty line). Bad input exits with status 2 and a
-one-line message.
+of references per MR, blocks separated by an empty line). ``--variant`` picks how BLEU and NIST
+are computed (``lorabook.e2e.metrics.VARIANTS``): ``challenge`` (default) as the official
+script's Perl mteval, ``paper`` as its ``-p`` Python pymteval. Bad input exits with status 2 and
+a one-line message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from lorabook.e2e.metrics import (
     METRICS,
+    VARIANTS,
     MetricUnavailableError,
     e2e_scores,
     read_outputs,
@@ -52,6 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="E2E CSV (mr,ref) or blank-line-separated reference blocks; "
         "default: <data>/e2e/testset_w_refs.csv",
     )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="challenge",
+        help="how BLEU and NIST are computed: 'challenge' (default), the official script's Perl "
+        "mteval-v13a-sig.pl, as the E2E challenge scored; 'paper', the script's Python pymteval "
+        "(measure_scores.py -p), as the LoRA paper scored Table 3. METEOR, ROUGE_L and CIDEr "
+        "are the same in both",
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     args = parser.parse_args(argv)
 
@@ -64,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.outputs} has {len(outputs)} lines but {refs_path} has "
                 f"{len(references)} MRs: write one output per MR, in the references' order"
             )
-        scores = e2e_scores(outputs, references)
+        scores = e2e_scores(outputs, references, variant=args.variant)
     except (FileNotFoundError, ValueError, MetricUnavailableError) as err:
         print(f"error: {err}".replace("\n", " "), file=sys.stderr)
         return 2
