@@ -39,6 +39,7 @@ from lorabook.e2e.decode import generate_outputs
 from lorabook.e2e.metrics import (
     e2e_scores,
     find_java,
+    pymteval_bleu_nist,
     read_outputs,
     read_reference_blocks,
     write_official_layout,
@@ -114,19 +115,37 @@ def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
     return evaluate
 
 
+def paper_variant(
+    outputs: list[str], references: list[list[str]], scores: dict, log=print
+) -> dict | None:
+    """The five metrics as the paper reports them (``measure_scores.py -p``): BLEU and NIST
+    from the official scorer's Python implementation, METEOR, ROUGE-L and CIDEr as in
+    ``scores`` (the challenge variant's, which both variants share). ``None`` where that
+    NIST is undefined (outputs of at most one word: the official script divides by zero)."""
+    try:
+        bleu, nist = pymteval_bleu_nist(outputs, references)
+    except ValueError as err:
+        log(f"no paper-variant scores: {err}")
+        return None
+    return {**scores, "BLEU": bleu, "NIST": nist}
+
+
 def add_scores(record_path: str | Path, log=print) -> dict:
-    """Score a finished run that was decoded without scoring (``--no-score``), from its
-    official-layout files, and write the scores into its record (with the scorer's commit)."""
+    """Score a finished run from its official-layout files where its record lacks scores:
+    ``scores`` (the challenge's scorer; e.g. a run decoded with ``--no-score``) and
+    ``scores_paper`` (the paper's variant; records made before it was computed). Each
+    addition names the scorer's commit (``scored``, ``scored_paper``)."""
     record_path = Path(record_path)
     record = json.loads(record_path.read_text())
     folder = record_path.with_suffix("")
     outputs = read_outputs(folder / "outputs.txt")
     references = read_reference_blocks(folder / "references.txt")
-    record["scores"] = e2e_scores(outputs, references)
-    record["scored"] = {
-        "git_commit": git_commit(),
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    stamp = {"git_commit": git_commit(), "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if record.get("scores") is None:
+        record["scores"], record["scored"] = e2e_scores(outputs, references), stamp
+    if "scores_paper" not in record:
+        record["scores_paper"] = paper_variant(outputs, references, record["scores"], log)
+        record["scored_paper"] = stamp
     write_json(record_path, record)
     log("scores: " + ", ".join(f"{k} {v:.4f}" for k, v in record["scores"].items()))
     return record
@@ -220,7 +239,7 @@ def run_e2e(
     paths = run_paths(results_dir, "e2e", preset_name, model, f"{method}-seed{seed}", config)
     if (record := paths.finished()) is not None:
         log(f"Already done: {paths.record}")
-        if score and record.get("scores") is None:
+        if score and (record.get("scores") is None or "scores_paper" not in record):
             record = add_scores(paths.record, log)
         return record
     if score:
@@ -325,9 +344,10 @@ def run_e2e(
     if trained and tensor_bytes < KEEP_TENSORS_BELOW:
         kept_tensors = write_tensors(paths.outputs / "trainable.safetensors", trained).name
 
-    scores = None
+    scores = scores_paper = None
     if score:
         scores = e2e_scores(outputs, references)
+        scores_paper = paper_variant(outputs, references, scores, log)
         log("scores: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     record = {
         "kind": "e2e",
@@ -347,6 +367,7 @@ def run_e2e(
             "hardware": precision_info(device),
         },
         "scores": scores,
+        **({"scores_paper": scores_paper} if score else {}),
         "outputs": str(paths.outputs.name),
         "trainable_tensors": kept_tensors,
         "trainable_bytes": tensor_bytes,
