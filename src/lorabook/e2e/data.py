@@ -140,14 +140,28 @@ def official_reference(text: str) -> str:
     return text
 
 
+def mr_slots(mr: str) -> list[tuple[str, str]]:
+    """``name[The Vaults], eatType[pub]`` → ``[("name", "The Vaults"), ("eatType", "pub")]``.
+
+    Slots keep the MR's order. Raises ``ValueError`` quoting ``mr`` if it is not a
+    comma-separated list of ``slot[value]``.
+    """
+    slots = _SLOT.findall(mr)
+    if not slots or "".join(f"{k}[{v}]" for k, v in slots) != re.sub(r"\s*,\s*", "", mr.strip()):
+        raise ValueError(f"not an E2E MR (a comma-separated list of slot[value]): {mr!r}")
+    return slots
+
+
 def linearise_mr(mr: str) -> str:
     """``name[The Vaults], eatType[pub]`` → ``name : The Vaults | eatType : pub``.
 
     The paper's code reads E2E in this ``slot : value | ...`` form. A string that is not a
-    comma-separated list of ``slot[value]`` is returned stripped, unchanged.
+    comma-separated list of ``slot[value]`` (such as an MR already in that form) is returned
+    stripped, unchanged.
     """
-    slots = _SLOT.findall(mr)
-    if not slots or "".join(f"{k}[{v}]" for k, v in slots) != re.sub(r"\s*,\s*", "", mr.strip()):
+    try:
+        slots = mr_slots(mr)
+    except ValueError:
         return mr.strip()
     return " | ".join(f"{k} : {v}" for k, v in slots)
 
