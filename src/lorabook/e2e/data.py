@@ -155,7 +155,8 @@ def linearise_mr(mr: str) -> str:
     """``name[The Vaults], eatType[pub]`` → ``name : The Vaults | eatType : pub``.
 
     The paper's code reads E2E in this ``slot : value | ...`` form. A string that is not a
-    comma-separated list of ``slot[value]`` is returned stripped, unchanged.
+    comma-separated list of ``slot[value]`` (such as an MR already in that form) is returned
+    stripped, unchanged.
     """
     slots = parse_mr(mr)
     if not slots:

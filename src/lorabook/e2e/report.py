@@ -25,8 +25,10 @@ def decoding_label(record: dict) -> str:
     """How a record was decoded, in words: beam search, n-gram scope, arithmetic."""
     d = decoding(record)
     algorithm = "the paper's beam search" if d["algorithm"] == "official" else "generate()"
-    scope = "n-gram ban on the continuation" if d["ngram_scope"] == "continuation" else (
-        "n-gram ban on prompt + continuation"
+    scope = (
+        "n-gram ban on the continuation"
+        if d["ngram_scope"] == "continuation"
+        else ("n-gram ban on prompt + continuation")
     )
     return f"{algorithm}, {scope}, {'bf16' if d['precision'] == 'bf16' else 'fp32'}"
 
