@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as T
-from conftest import tiny_gpt2
+from conftest import VOCAB, tiny_gpt2, tiny_model
 
 from lorabook.e2e import data as e2e_data
 from lorabook.e2e.data import (
@@ -25,7 +25,7 @@ from lorabook.e2e.data import (
 from lorabook.e2e.decode import generate_outputs
 from lorabook.e2e.experiment import causal_lm_loss, run_e2e
 from lorabook.e2e.presets import DecodeConfig, e2e_preset
-from lorabook.methods import prepare_model
+from lorabook.methods import prepare_causal_lm, prepare_model
 
 # --- data -----------------------------------------------------------------------------------
 
@@ -152,6 +152,63 @@ def test_label_smoothing_is_the_textbook_mixture(tokenizer):
     uniform = -logp[keep].mean(-1)
     expected = ((1 - eps) * nll + eps * uniform).mean()
     torch.testing.assert_close(causal_lm_loss(model, batch, eps), expected)
+
+
+def loss_on_every_position(model, batch, label_smoothing=0.0):
+    """causal_lm_loss before issue 17: the LM head on every position, the context masked by
+    ``ignore_index`` (the reference the loss-only logits must equal)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+    )
+
+
+def context_and_reference_batch() -> dict:
+    """Three right-padded rows: context of 3, 5, 2 tokens (labels -100), reference of 4, 6, 3."""
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for context, reference in ((3, 4), (5, 6), (2, 3)):
+        ids = torch.randint(2, VOCAB, (context + reference,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": [IGNORE_INDEX] * context + ids[context:]})
+    return collate_causal(0)(rows)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("mask", [True, False], ids=["mask", "positions"])
+def test_loss_only_logits_equal_the_loss_on_every_position(
+    arch, method, smoothing, mask, monkeypatch
+):
+    """The LM head sees only the positions whose next token is labelled (a boolean mask, or
+    on an older transformers the positions labelled in any row); loss and gradients are those
+    of the head on every position, for a plain model and for peft's prefix tuning."""
+    from lorabook.e2e import experiment
+
+    monkeypatch.setattr(experiment, "logits_mask_supported", lambda: mask)
+    model, _ = prepare_causal_lm(tiny_model(arch), method, lora_r=2, prefix_length=3)
+    batch = context_and_reference_batch()
+    rows = []
+    head = next(m for n, m in model.named_modules() if n.endswith("lm_head"))
+    head.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[:-1].numel()))
+    expected = loss_on_every_position(model, batch, smoothing)
+    expected.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ours = causal_lm_loss(model, batch, smoothing)
+    ours.backward()
+    torch.testing.assert_close(ours, expected)
+    assert grads and all(
+        torch.allclose(p.grad, grads[n], atol=1e-6)
+        for n, p in model.named_parameters()
+        if n in grads
+    )
+    # 3 rows of 11 positions; 4 + 6 + 3 labelled next tokens; labelled in some row: 1 to 9
+    assert rows == [3 * 11, 13 if mask else 3 * 9]
 
 
 def test_collate_pads_to_the_longest_in_the_batch(tokenizer):
