@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -341,6 +342,7 @@ def test_run_e2e_trains_decodes_writes_official_files_and_is_reused(
     assert (out_dir / "trainable.safetensors").exists()
     assert record["params"]["trainable"] == 2 * 2 * 4 * 32 * 2  # layers · (q, v) · r · d · (A, B)
     assert record["epochs"] and record["scores"] is None
+    assert record["precision"]["train"] == record["precision"]["evaluate"] == "fp32"
     assert not any((tmp_path / "_scratch").glob("*")), "scratch is removed after the record"
 
     # a second call returns the record without training; other settings make a new record
@@ -363,6 +365,39 @@ def test_untuned_model_decodes_without_training(model_folder, small_data, tmp_pa
         log=lambda s: None,
     )
     assert record["params"]["trainable"] == 0 and record["epochs"] == []
+    assert "train" not in record["precision"] and "evaluate" not in record["precision"]
+
+
+def test_a_bf16_run_says_so_and_keeps_fp32_weights(model_folder, small_data, tmp_path):
+    """bf16 trains and evaluates under autocast (the loss-only logits included); the record
+    says so, in a record of its own (the precision is a setting of the run)."""
+    kw = dict(model=str(model_folder), preset="smoke", data_dir=small_data, results_dir=tmp_path)
+    kw |= dict(progress=False, score=False, log=lambda s: None)
+    record = run_e2e("lora", overrides={"mixed_precision": "bf16"}, **kw)
+    assert record["precision"]["train"] == record["precision"]["evaluate"] == "bf16"
+    assert record["precision"]["weights_and_optimizer"] == "fp32"
+    assert record["settings"]["train"]["mixed_precision"] == "bf16"
+    assert all(math.isfinite(e["dev_loss"]) for e in record["epochs"])
+
+
+def test_checkpoint_every_goes_from_the_command_line_to_fit(
+    monkeypatch, tmp_path, small_data, model_folder
+):
+    from lorabook.e2e.__main__ import main
+
+    asked = {}
+
+    def fit(*args, **kwargs):
+        asked["every"] = kwargs["checkpoint_every"]
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr("lorabook.e2e.experiment.fit", fit)
+    argv = ["--preset", "smoke", "--model", str(model_folder), "--no-score"]
+    argv += ["--results-dir", str(tmp_path)]
+    argv += ["--data-dir", str(small_data), "--no-progress"]
+    with pytest.raises(RuntimeError, match="stop before training"):
+        main([*argv, "--checkpoint-every", "0"])
+    assert asked["every"] == 0
 
 
 def test_presets():

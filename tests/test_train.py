@@ -774,6 +774,20 @@ def test_mixed_precision_reaches_the_forward_pass(precision, dtype, fresh_accele
     assert seen == {dtype}
 
 
+def test_one_process_trains_in_fp32_then_bf16_then_fp32():
+    """Accelerate fixes a process's precision at its first Accelerator; fit resets it when a
+    single process asks for another one (a notebook comparing fp32 and bf16)."""
+    data, seen = dataset(), []
+    for precision in ("no", "bf16", "no"):
+        net = model()
+        net.roberta.encoder.layer[0].attention.self.query.register_forward_hook(
+            lambda module, args, out: seen.append(out.dtype)
+        )
+        cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=1, mixed_precision=precision)
+        quiet_fit(net, data, lambda net, acc: {"accuracy": 0.0}, cfg)
+    assert seen == [torch.float32, torch.bfloat16, torch.float32]
+
+
 def test_elapsed_time_is_counted_across_a_resume(tmp_path, monkeypatch):
     """A run interrupted in epoch 2 and resumed reports the times of an uninterrupted run:
     its epoch 2 adds its own time to epoch 1's elapsed time (a clock that moves 1 s per batch

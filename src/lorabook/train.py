@@ -239,6 +239,22 @@ class _Training:
         self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
 
+def _accelerator(config: TrainConfig) -> Accelerator:
+    """``fit``'s Accelerator. Accelerate fixes a process's mixed precision at its first
+    Accelerator and refuses another one later; a single process that trains in several
+    precisions in turn (an fp32/bf16 comparison in one notebook, the tests) gets that state
+    reset here. With several processes (``accelerate launch``) the launcher's precision
+    stays, and must be the config's."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    earlier = AcceleratorState._shared_state.get("_mixed_precision", config.mixed_precision)
+    if earlier != config.mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
+    )
+
+
 def fit(
     model: nn.Module,
     train_dataset: Dataset,
@@ -290,9 +306,7 @@ def fit(
         )
     if compute_loss is None:
         compute_loss = _model_loss
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
-    )
+    accelerator = _accelerator(config)
     set_seed(config.seed)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     batches = math.ceil(len(train_dataset) / config.batch_size)

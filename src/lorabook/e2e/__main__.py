@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lorabook.cli import add_debug_flag, cli_main
+from lorabook.cli import add_checkpoint_flag, add_debug_flag, cli_main
 from lorabook.e2e.presets import PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
-from lorabook.train import MIXED_PRECISION
+from lorabook.train import CHECKPOINT_EVERY, MIXED_PRECISION
 
 OVERRIDES = {  # flag -> (setting, type, help)
     "--epochs": ("epochs", int, "training epochs"),
@@ -72,6 +72,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
     parser.add_argument("--no-score", action="store_true", help="decode only, no metrics")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_checkpoint_flag(parser, CHECKPOINT_EVERY)
     add_debug_flag(parser)
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
@@ -97,6 +98,7 @@ def _main(argv: list[str] | None = None) -> int:
                 overrides,
                 progress=not args.no_progress,
                 score=not args.no_score,
+                checkpoint_every=args.checkpoint_every,
             )
             scores = record.get("scores") or {}
             print(

@@ -48,9 +48,10 @@ from lorabook.e2e.presets import E2EPreset, e2e_preset
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
+from lorabook.precision import precision_record
 from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, run_paths
-from lorabook.train import fit
+from lorabook.train import CHECKPOINT_EVERY, fit
 
 KEEP_TENSORS_BELOW = 50_000_000  # bytes: keep trained tensors with the record below this
 NO_TRAINING = "none"  # method name of the untuned model (decode only)
@@ -158,6 +159,7 @@ def run_e2e(
     progress: bool = True,
     score: bool = True,
     log=print,
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
 ) -> dict:
     """Train ``model`` on E2E with ``method``, decode the test MRs, score, write the record.
 
@@ -170,6 +172,9 @@ def run_e2e(
         overrides: settings to change, e.g. ``{"epochs": 2, "train_examples": 1000,
             "length_penalty": 0.8}`` (``E2EPreset``, ``TrainConfig``, ``DecodeConfig`` fields).
         score: compute the five metrics (needs Java for METEOR; see ``lorabook.e2e.metrics``).
+        checkpoint_every: write a resumable checkpoint every this many optimizer steps
+            inside an epoch as well (0 or ``None``: at epoch ends only); not a setting of the
+            run (see :func:`lorabook.train.fit`; SIGTERM also writes one and stops).
     Returns:
         the result record (also written atomically as JSON; see ``lorabook.runs``).
     """
@@ -245,6 +250,7 @@ def run_e2e(
             collate_fn=collate,
             select="neg_dev_loss",
             checkpoint_dir=paths.scratch / "ckpt",
+            checkpoint_every=checkpoint_every,
             progress=progress,
             log=log,
             compute_loss=lambda m, b: causal_lm_loss(m, b, settings.label_smoothing),
@@ -260,7 +266,13 @@ def run_e2e(
             "seconds_per_step": train_seconds / max(train_steps, 1),
             "train_seconds": train_seconds,
             "resumed_from_epoch": result.resumed_from_epoch,
+            "resumed_from_batch": result.resumed_from_batch,
         }
+    # the phases fit ran (decoding chooses its own precision)
+    phases = ("train", "evaluate") if method != NO_TRAINING else ()
+    precision = precision_record(
+        settings.train.mixed_precision, next(net.parameters()).device, phases
+    )
 
     decode_started = time.perf_counter()
     outputs = generate_outputs(
@@ -293,6 +305,7 @@ def run_e2e(
         "config_key": paths.key,
         "settings": settings.to_dict(),
         "params": params,
+        "precision": precision,
         "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
         "epochs": history,
         "decode": {"seconds": decode_seconds, "seconds_per_mr": decode_seconds / len(mrs)},
