@@ -13,7 +13,8 @@ in turn (:func:`lorabook.profile.decode_speed`), and whether the outputs stay th
 
 Every figure is a ratio of steps measured side by side, so a slow drift of the machine's
 speed cancels; a busy machine still adds noise: say so with ``--note``. Run time with the
-defaults on 2 CPU cores: about 15 minutes. Writes ``results/bench/precision-<device>.json``.
+defaults on 2 CPU cores: about 25 minutes (SmolLM2 FT and the four decodes of 32 MRs are
+most of it). Writes ``results/bench/precision-<device>.json``.
 """
 
 from __future__ import annotations
