@@ -52,6 +52,32 @@ def test_training_benchmark(tmp_path):
     assert record["rows"] == [] and len(record["ours_vs_peft_interleaved"]) == 1
 
 
+def test_precision_benchmark(tmp_path, model_folder, small_data):
+    """fp32 against bf16 (and the loss-only logits on a causal LM) step by step, ours against
+    peft's LoRA in bf16, and beam search in both precisions, in one record."""
+    out = tmp_path / "precision.json"
+    args = ["--models", "tiny-llama", "tiny-roberta", "--methods", "lora", "ft"]
+    args += ["--batch", "2", "--length", "16", "--steps", "2", "--warmup", "0"]
+    args += ["--peer-steps", "2", "--decode-model", str(model_folder), "--decode-mrs", "3"]
+    args += ["--num-beams", "2", "--batch-mrs", "2", "--max-new-tokens", "6"]
+    args += ["--data-dir", str(small_data)]
+    assert script("precision").main([*args, "--out", str(out)]) == 0
+    record = check_record(out, "precision")
+    rows = {(r["model"], r["method"]): r for r in record["rows"]}
+    assert set(rows) == {(m, k) for m in ("tiny-llama", "tiny-roberta") for k in ("lora", "ft")}
+    llama, roberta = rows["tiny-llama", "lora"], rows["tiny-roberta", "lora"]
+    assert llama["variants"] == ["fp32", "bf16", "fp32+loss-logits", "bf16+loss-logits"]
+    assert roberta["variants"] == ["fp32", "bf16"] and set(roberta["speedups"]) == {"bf16_vs_fp32"}
+    assert len(llama["speedups"]) == 5 and llama["speedups"]["bf16_vs_fp32"]["n"] == 2
+    assert llama["tokens_per_second"]["bf16"] > 0
+    (peer,) = record["ours_vs_peft_bf16"]
+    assert peer["model"] == "tiny-llama" and peer["precision"] == "bf16"
+    decode = record["decode"]
+    assert decode["mrs"] == 3 and set(decode["mrs_per_second"]) == {"fp32", "bf16"}
+    assert decode["speedup"]["bf16_vs_fp32"]["n"] == 2 and 0 <= decode["same_output_share"] <= 1
+    assert record["hardware"]["device"] in ("cpu", "cuda")
+
+
 def test_interleaved_steps_alternate_the_order_and_pair_the_ratios(monkeypatch):
     from lorabook import profile
 

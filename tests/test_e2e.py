@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import transformers as T
-from conftest import tiny_gpt2
+from conftest import VOCAB, tiny_gpt2, tiny_model
 from safetensors.torch import load_file
 
 from lorabook.e2e import data as e2e_data
@@ -27,10 +28,8 @@ from lorabook.e2e.data import (
 from lorabook.e2e.decode import generate_outputs
 from lorabook.e2e.experiment import causal_lm_loss, run_e2e
 from lorabook.e2e.presets import DecodeConfig, e2e_preset
-from lorabook.methods import prepare_model
-from lorabook.paths import REPO_ROOT
+from lorabook.methods import prepare_causal_lm, prepare_model
 from lorabook.precision import cpu_precision
-from lorabook.runs import find_records
 
 # --- data -----------------------------------------------------------------------------------
 
@@ -157,6 +156,63 @@ def test_label_smoothing_is_the_textbook_mixture(tokenizer):
     uniform = -logp[keep].mean(-1)
     expected = ((1 - eps) * nll + eps * uniform).mean()
     torch.testing.assert_close(causal_lm_loss(model, batch, eps), expected)
+
+
+def loss_on_every_position(model, batch, label_smoothing=0.0):
+    """causal_lm_loss before issue 17: the LM head on every position, the context masked by
+    ``ignore_index`` (the reference the loss-only logits must equal)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+    )
+
+
+def context_and_reference_batch() -> dict:
+    """Three right-padded rows: context of 3, 5, 2 tokens (labels -100), reference of 4, 6, 3."""
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for context, reference in ((3, 4), (5, 6), (2, 3)):
+        ids = torch.randint(2, VOCAB, (context + reference,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": [IGNORE_INDEX] * context + ids[context:]})
+    return collate_causal(0)(rows)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("mask", [True, False], ids=["mask", "positions"])
+def test_loss_only_logits_equal_the_loss_on_every_position(
+    arch, method, smoothing, mask, monkeypatch
+):
+    """The LM head sees only the positions whose next token is labelled (a boolean mask, or
+    on an older transformers the positions labelled in any row); loss and gradients are those
+    of the head on every position, for a plain model and for peft's prefix tuning."""
+    from lorabook.e2e import experiment
+
+    monkeypatch.setattr(experiment, "logits_mask_supported", lambda: mask)
+    model, _ = prepare_causal_lm(tiny_model(arch), method, lora_r=2, prefix_length=3)
+    batch = context_and_reference_batch()
+    rows = []
+    head = next(m for n, m in model.named_modules() if n.endswith("lm_head"))
+    head.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[:-1].numel()))
+    expected = loss_on_every_position(model, batch, smoothing)
+    expected.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ours = causal_lm_loss(model, batch, smoothing)
+    ours.backward()
+    torch.testing.assert_close(ours, expected)
+    assert grads and all(
+        torch.allclose(p.grad, grads[n], atol=1e-6)
+        for n, p in model.named_parameters()
+        if n in grads
+    )
+    # 3 rows of 11 positions; 4 + 6 + 3 labelled next tokens; labelled in some row: 1 to 9
+    assert rows == [3 * 11, 13 if mask else 3 * 9]
 
 
 def test_collate_pads_to_the_longest_in_the_batch(tokenizer):
@@ -290,6 +346,7 @@ def test_run_e2e_trains_decodes_writes_official_files_and_is_reused(
     assert (out_dir / "trainable.safetensors").exists()
     assert record["params"]["trainable"] == 2 * 2 * 4 * 32 * 2  # layers · (q, v) · r · d · (A, B)
     assert record["epochs"] and record["scores"] is None
+    assert record["precision"]["train"] == record["precision"]["evaluate"] == "fp32"
     assert not any((tmp_path / "_scratch").glob("*")), "scratch is removed after the record"
 
     # a second call returns the record without training; other settings make a new record
@@ -345,6 +402,39 @@ def test_untuned_model_decodes_without_training(model_folder, small_data, tmp_pa
         log=lambda s: None,
     )
     assert record["params"]["trainable"] == 0 and record["epochs"] == []
+    assert "train" not in record["precision"] and "evaluate" not in record["precision"]
+
+
+def test_a_bf16_run_says_so_and_keeps_fp32_weights(model_folder, small_data, tmp_path):
+    """bf16 trains and evaluates under autocast (the loss-only logits included); the record
+    says so, in a record of its own (the precision is a setting of the run)."""
+    kw = dict(model=str(model_folder), preset="smoke", data_dir=small_data, results_dir=tmp_path)
+    kw |= dict(progress=False, score=False, log=lambda s: None)
+    record = run_e2e("lora", overrides={"mixed_precision": "bf16"}, **kw)
+    assert record["precision"]["train"] == record["precision"]["evaluate"] == "bf16"
+    assert record["precision"]["weights_and_optimizer"] == "fp32"
+    assert record["settings"]["train"]["mixed_precision"] == "bf16"
+    assert all(math.isfinite(e["dev_loss"]) for e in record["epochs"])
+
+
+def test_checkpoint_every_goes_from_the_command_line_to_fit(
+    monkeypatch, tmp_path, small_data, model_folder
+):
+    from lorabook.e2e.__main__ import main
+
+    asked = {}
+
+    def fit(*args, **kwargs):
+        asked["every"] = kwargs["checkpoint_every"]
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr("lorabook.e2e.experiment.fit", fit)
+    argv = ["--preset", "smoke", "--model", str(model_folder), "--no-score"]
+    argv += ["--results-dir", str(tmp_path)]
+    argv += ["--data-dir", str(small_data), "--no-progress"]
+    with pytest.raises(RuntimeError, match="stop before training"):
+        main([*argv, "--checkpoint-every", "0"])
+    assert asked["every"] == 0
 
 
 def test_presets():
@@ -372,25 +462,6 @@ def test_presets():
         cpu.with_overrides(ngram_scope="prompt+continuation")
     with pytest.raises(ValueError, match="algorithm must be one of"):
         cpu.with_overrides(algorithm="greedy")
-
-
-@pytest.mark.parametrize("method", ["lora", "ft", "none"])
-def test_the_committed_cpu_records_are_named_by_their_settings_with_the_legacy_decoding(method):
-    """Records decoded before the decoding settings existed keep their names: the `cpu`
-    preset with LEGACY_DECODE hashes to the committed record's key."""
-    from lorabook.e2e.experiment import NO_TRAINING, run_config
-    from lorabook.e2e.presets import LEGACY_DECODE
-    from lorabook.runs import config_key
-
-    (record,) = [
-        r
-        for r in find_records(REPO_ROOT / "results", "e2e", preset="cpu", method=method)
-        if "algorithm" not in r["settings"]["decode"]
-    ]
-    lr_method = "lora" if method == NO_TRAINING else method
-    settings = e2e_preset("cpu", lr_method).with_overrides(**LEGACY_DECODE)
-    config = run_config(method, "smollm2", "cpu", settings, 0)
-    assert config_key(config) == record["config_key"]
 
 
 # --- command line and scoring later ----------------------------------------------------------

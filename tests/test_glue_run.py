@@ -100,6 +100,30 @@ def test_record_has_what_the_issue_asks(lora_record):
     assert config_key(record_config(record)) == record["key"] == run.paths.key
     # and the log says where it went
     assert lines[-1] == f"rte-lora-seed0: record written: {run.paths.record}"
+    # which arithmetic trained and evaluated (not a setting: the name stays the same)
+    precision = record["precision"]
+    assert precision["train"] == precision["evaluate"] == "fp32"
+    assert precision["hardware"]["device"] == env["device"].split(":")[0]
+    assert record["resumed_from_batch"] == 0
+
+
+def test_checkpoint_every_goes_from_the_command_line_to_fit(tmp_path, monkeypatch):
+    asked = {}
+
+    def fit(*args, **kwargs):
+        asked["every"] = kwargs["checkpoint_every"]
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    argv = ["--task", "rte", "--preset", "quick", "--results-dir", str(tmp_path), *TINY_ARGS]
+    with pytest.raises(WouldTrain):
+        main([*argv, "--checkpoint-every", "7"])
+    assert asked["every"] == 7
+    with pytest.raises(WouldTrain):
+        main(argv)
+    assert asked["every"] == 200
+    with pytest.raises(SystemExit):  # argparse: exit status 2
+        main([*argv, "--checkpoint-every", "-1"])
 
 
 def test_dynamic_padding_is_counted(lora_record):

@@ -43,3 +43,17 @@ def test_autocast_runs_matmuls_in_bf16_only_when_asked():
     with pytest.raises(ValueError, match="precision must be one of"):
         with precision.autocast("cpu", "fp8"):
             pass
+
+
+def test_precision_record_names_each_phase_and_the_hardware(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    assert precision.precision_record("bf16", "cpu") == {
+        "train": "bf16",
+        "evaluate": "bf16",
+        "weights_and_optimizer": "fp32",
+        "hardware": {"device": "cpu", "native_bf16_flags": ["avx512_bf16"]},
+    }
+    record = precision.precision_record("no", "cpu", phases=("decode",))
+    assert record["decode"] == "fp32" and "train" not in record
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.precision_record("fp8")

@@ -152,6 +152,138 @@ def test_resume_after_interruption_gives_the_same_weights(tmp_path):
         torch.testing.assert_close(trainable(resumed)[name], value, rtol=0, atol=0)
 
 
+TIMES = ("train_seconds", "elapsed_seconds")  # clocks: the rest of an epoch's entry is exact
+
+
+def untimed(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k not in TIMES} for e in history]
+
+
+def assert_same_run(result, net, straight_result, straight_net) -> None:
+    """Bit-identical: every trained weight, and every epoch's losses, curve and metrics."""
+    assert untimed(result.history) == untimed(straight_result.history)
+    assert result.optimizer_steps == straight_result.optimizer_steps
+    for name, value in trainable(straight_net).items():
+        torch.testing.assert_close(trainable(net)[name], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("grad_accum,every", [(1, 2), (2, 1)])
+def test_resume_inside_an_epoch_is_bit_identical(tmp_path, grad_accum, every):
+    """Killed at epoch 2's fifth batch, with a checkpoint every ``every`` optimizer steps: the
+    last one holds 4 of the epoch's 6 batches. The resumed run skips those 4, draws the same
+    dropout masks, keeps the 4 losses, and ends exactly where an uninterrupted run does."""
+    data, cfg = dataset(), TrainConfig(**{**CFG.__dict__, "grad_accum": grad_accum})
+    straight = model()
+    straight_result = quiet_fit(straight, data, accuracy_on(data), cfg)
+
+    seen: list[torch.Tensor] = []
+
+    def killed_at_batch_11(net, batch):
+        if len(seen) == N // 8 + 4:
+            raise KeyboardInterrupt
+        seen.append(batch["input_ids"])
+        return net(**batch).loss
+
+    with pytest.raises(KeyboardInterrupt):
+        quiet_fit(
+            model(),
+            data,
+            accuracy_on(data),
+            cfg,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=every,
+            compute_loss=killed_at_batch_11,
+        )
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert len(state["history"]) == 1 and state["in_epoch"]["batches"] == 4
+    lines: list[str] = []
+    resumed_batches: list[torch.Tensor] = []
+
+    def loss(net, batch):
+        resumed_batches.append(batch["input_ids"])
+        return net(**batch).loss
+
+    resumed = model()
+    result = quiet_fit(
+        resumed,
+        data,
+        accuracy_on(data),
+        cfg,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=every,
+        compute_loss=loss,
+        log=lines.append,
+    )
+    assert (result.resumed_from_epoch, result.resumed_from_batch) == (1, 4)
+    assert "Resuming from" in lines[0] and "in epoch 2, after 4 batches" in lines[0]
+    assert len(resumed_batches) == 2 + N // 8  # the rest of epoch 2, then epoch 3
+    assert_same_run(result, resumed, straight_result, straight)
+
+
+def test_sigterm_writes_a_checkpoint_at_the_next_step_and_a_rerun_resumes(tmp_path):
+    """SIGTERM in epoch 2's third batch (no interval checkpoints): fit finishes that step,
+    writes the checkpoint, stops with exit status 143; the same call then resumes from it."""
+    import os
+    import signal
+
+    from lorabook.train import TrainingStopped
+
+    data = dataset()
+    straight = model()
+    straight_result = quiet_fit(straight, data, accuracy_on(data), CFG)
+    calls = {"n": 0}
+
+    def terminated(net, batch):
+        calls["n"] += 1
+        if calls["n"] == N // 8 + 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return net(**batch).loss
+
+    before = signal.getsignal(signal.SIGTERM)
+    lines: list[str] = []
+    with pytest.raises(TrainingStopped) as stopped:
+        quiet_fit(
+            model(),
+            data,
+            accuracy_on(data),
+            CFG,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=None,
+            compute_loss=terminated,
+            log=lines.append,
+        )
+    assert stopped.value.code == 128 + signal.SIGTERM and calls["n"] == N // 8 + 3
+    assert "in epoch 2 after 3 batches" in lines[-1] and "run again to resume" in lines[-1]
+    assert signal.getsignal(signal.SIGTERM) == before  # fit's handler is gone again
+    resumed = model()
+    result = quiet_fit(resumed, data, accuracy_on(data), CFG, checkpoint_dir=tmp_path)
+    assert (result.resumed_from_epoch, result.resumed_from_batch) == (1, 3)
+    assert_same_run(result, resumed, straight_result, straight)
+
+
+def test_sigterm_during_evaluation_stops_after_the_epoch_checkpoint(tmp_path):
+    import os
+    import signal
+
+    from lorabook.train import TrainingStopped
+
+    data = dataset()
+
+    def evaluate(net, accelerator):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {"accuracy": 0.5}
+
+    with pytest.raises(TrainingStopped, match="after epoch 1"):
+        quiet_fit(model(), data, evaluate, CFG, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert len(state["history"]) == 1 and state["in_epoch"] is None
+
+
+def test_checkpoint_every_must_not_be_negative():
+    with pytest.raises(ValueError, match="checkpoint_every must be a number of optimizer"):
+        quiet_fit(model(), dataset(), accuracy_on(dataset()), CFG, checkpoint_every=-1)
+
+
 def test_resume_refuses_changed_settings(tmp_path):
     data = dataset()
     fit(
@@ -642,6 +774,20 @@ def test_mixed_precision_reaches_the_forward_pass(precision, dtype, fresh_accele
     assert seen == {dtype}
 
 
+def test_one_process_trains_in_fp32_then_bf16_then_fp32():
+    """Accelerate fixes a process's precision at its first Accelerator; fit resets it when a
+    single process asks for another one (a notebook comparing fp32 and bf16)."""
+    data, seen = dataset(), []
+    for precision in ("no", "bf16", "no"):
+        net = model()
+        net.roberta.encoder.layer[0].attention.self.query.register_forward_hook(
+            lambda module, args, out: seen.append(out.dtype)
+        )
+        cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=1, mixed_precision=precision)
+        quiet_fit(net, data, lambda net, acc: {"accuracy": 0.0}, cfg)
+    assert seen == [torch.float32, torch.bfloat16, torch.float32]
+
+
 def test_elapsed_time_is_counted_across_a_resume(tmp_path, monkeypatch):
     """A run interrupted in epoch 2 and resumed reports the times of an uninterrupted run:
     its epoch 2 adds its own time to epoch 1's elapsed time (a clock that moves 1 s per batch
@@ -680,6 +826,75 @@ def test_elapsed_time_is_counted_across_a_resume(tmp_path, monkeypatch):
     assert [e["train_seconds"] for e in result.history] == [1.0, 1.0]
     assert [e["elapsed_seconds"] for e in result.history] == [1.5, 3.0]
     assert result.seconds == 1.5  # this call's own time
+
+
+def test_train_and_epoch_clocks_are_counted_across_a_resume_inside_an_epoch(tmp_path, monkeypatch):
+    """A clock that moves 1 s per batch and 0.5 s per evaluation; killed at epoch 2's fifth
+    batch with a checkpoint after its fourth: the resumed run reports the times of an
+    uninterrupted one (the lost fifth batch is trained and counted once)."""
+    from lorabook import train
+
+    clock = {"now": 100.0}
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    calls = {"n": 0}
+
+    def compute_loss(net, batch, kill_at=None):
+        calls["n"] += 1
+        clock["now"] += 1.0
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt
+        return net(**batch).loss
+
+    def evaluate(net, accelerator):
+        clock["now"] += 0.5
+        return {"accuracy": 0.5}
+
+    data, cfg = dataset(), TrainConfig(epochs=2, batch_size=8)
+    with pytest.raises(KeyboardInterrupt):
+        quiet_fit(
+            model(),
+            data,
+            evaluate,
+            cfg,
+            compute_loss=lambda n, b: compute_loss(n, b, kill_at=N // 8 + 5),
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+        )
+    result = quiet_fit(
+        model(), data, evaluate, cfg, compute_loss=compute_loss, checkpoint_dir=tmp_path
+    )
+    assert [e["train_seconds"] for e in result.history] == [6.0, 6.0]
+    assert [e["elapsed_seconds"] for e in result.history] == [6.5, 13.0]
+
+
+def test_bf16_autocasts_training_and_evaluation_and_keeps_fp32_state(
+    tmp_path, fresh_accelerator_state
+):
+    """bf16: the forward of training and evaluate's own matmuls run in bf16; the weights,
+    their gradients' destination and AdamW's moments stay fp32; after fit the model computes
+    in fp32 again (Accelerate's autocast wrapper of its forward is removed)."""
+    data, net, seen = dataset(), model(), {"train": set(), "eval": set()}
+    query = net.roberta.encoder.layer[0].attention.self.query
+    query.register_forward_hook(
+        lambda m, a, out: seen["eval" if not m.training else "train"].add(out.dtype)
+    )
+
+    def evaluate(net, accelerator):
+        a, b = torch.randn(4, 8), torch.randn(8, 3)
+        net(input_ids=collate(data[:4])["input_ids"])
+        return {"accuracy": float((a @ b).dtype == torch.bfloat16)}
+
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps_per_epoch=2, mixed_precision="bf16")
+    result = quiet_fit(net, data, evaluate, cfg, checkpoint_dir=tmp_path)
+    assert seen == {"train": {torch.bfloat16}, "eval": {torch.bfloat16}}
+    assert result.history[0]["accuracy"] == 1.0  # evaluate ran under autocast
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    moments = [t for s in state["optimizer"]["state"].values() for k, t in s.items() if k != "step"]
+    assert moments and all(t.dtype == torch.float32 for t in moments)
+    seen["eval"].clear()
+    net.eval()(input_ids=collate(data[:4])["input_ids"])
+    assert seen["eval"] == {torch.float32}
 
 
 def test_evaluate_and_the_energy_meter_get_the_training_device(monkeypatch):

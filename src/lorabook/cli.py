@@ -29,6 +29,32 @@ class SettingsError(UserError, ValueError):
     """A setting is out of range or unknown; the message names it and what would work."""
 
 
+def steps_or_zero(text: str) -> int:
+    """A ``--checkpoint-every`` value: a whole number of optimizer steps >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of optimizer steps >= 0 (0: at epoch ends only), got {text!r}"
+        )
+    return value
+
+
+def add_checkpoint_flag(parser: argparse.ArgumentParser, default: int) -> None:
+    """Add ``--checkpoint-every N`` (checkpoints inside an epoch; not a setting of the run)."""
+    parser.add_argument(
+        "--checkpoint-every",
+        type=steps_or_zero,
+        default=default,
+        metavar="N",
+        help=f"also write a resumable checkpoint every N optimizer steps inside an epoch "
+        f"(default {default}; 0: at epoch ends only). Not part of the run's settings. "
+        f"SIGTERM writes one at the next step and stops (exit 143); rerun to resume",
+    )
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """Add ``--debug`` (show the traceback of an error) to ``parser``."""
     parser.add_argument(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -51,6 +51,27 @@ def precision_info(device: torch.device | str = "cpu") -> dict:
     if device.type == "cpu":
         return {"device": "cpu", "native_bf16_flags": list(cpu_bf16_flags())}
     return {"device": device.type, "bf16_supported": bool(torch.cuda.is_bf16_supported())}
+
+
+def precision_record(
+    mixed_precision: str,
+    device: torch.device | str = "cpu",
+    phases: Sequence[str] = ("train", "evaluate"),
+) -> dict:
+    """What a result record says about its arithmetic: the precision of each phase that ran
+    (``"fp32"``, or ``"bf16"``/``"fp16"``: matrix multiplies autocast to it, over float32
+    weights and optimizer state), and what the hardware offers (:func:`precision_info`).
+
+    Not a setting: records keep their names (the run hash covers ``mixed_precision``).
+    """
+    if mixed_precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {mixed_precision!r}")
+    arithmetic = "fp32" if mixed_precision == "no" else mixed_precision
+    return {
+        **{phase: arithmetic for phase in phases},
+        "weights_and_optimizer": "fp32",
+        "hardware": precision_info(device),
+    }
 
 
 @contextlib.contextmanager

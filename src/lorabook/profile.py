@@ -40,6 +40,7 @@ from torch import nn
 from lorabook.energy import energy_meter
 from lorabook.inject import lora_layers, merge_lora
 from lorabook.methods import prepare_model
+from lorabook.precision import autocast
 from lorabook.records import peak_memory
 from lorabook.train import param_groups
 
@@ -644,6 +645,7 @@ def interleaved_steps(
     steps: int = 20,
     warmup: int = 3,
     device: str | torch.device | None = None,
+    precision: str = "no",
 ) -> dict:
     """Time whole training steps of several methods in one process, step by step in turn.
 
@@ -652,6 +654,8 @@ def interleaved_steps(
     ratio of the first method's step to the second's, round by round, is a *paired*
     measurement, far less noisy than two runs in separate processes. Memory is not measured
     here (the processes' peaks would mix); :func:`measure_training` does that.
+    ``precision``: every forward pass under :func:`lorabook.precision.autocast` (``"no"``:
+    fp32).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     prepared = {m: _prepared(model_name, m, device) for m in methods}
@@ -664,7 +668,9 @@ def interleaved_steps(
             model, optimizer, _, _ = prepared[method]
             _sync(device)
             t0 = time.perf_counter()
-            model(**inputs).loss.backward()
+            with autocast(device, precision):
+                loss = model(**inputs).loss
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             _sync(device)
@@ -680,6 +686,7 @@ def interleaved_steps(
         "steps": steps,
         "warmup": warmup,
         "methods": list(methods),
+        "precision": precision,
         "seconds_per_step": {m: summarize(t) for m, t in times.items()},
         "paired_ratio": {**paired, "noise": noise, "no_worse": paired["mean"] <= 1 + noise},
         "threads": torch.get_num_threads(),
@@ -764,6 +771,220 @@ def peer_summary(records: Sequence[dict], tolerance: float = 0.0) -> list[dict]:
             }
         out.append(summary)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision: fp32 against bf16 autocast, and the LM head only where the loss is (issue 17)
+
+# The share of an E2E batch's positions whose next token is a labelled (reference) token:
+# SmolLM2's tokenizer, 100 random batches of 8 of the cpu preset's 4,000 training rows:
+# 214 of 627 padded positions (34%); the context (MR and separator) and padding are the rest.
+E2E_LABELLED_SHARE = 0.34
+E2E_LORA = {"lora_r": 4, "lora_alpha": 32}  # the E2E presets' LoRA (GLUE's: the defaults)
+# name -> (autocast precision, logits): "all" = the LM head on every position (causal_lm_loss
+# before issue 17), "loss" = only where the next token is labelled (causal_lm_loss now)
+ARITHMETIC_NAMES = {"no": "fp32"}  # Accelerate's "no" mixed precision is plain fp32
+PRECISION_VARIANTS: dict[str, tuple[str, str]] = {
+    "fp32": ("no", "all"),
+    "bf16": ("bf16", "all"),
+    "fp32+loss-logits": ("no", "loss"),
+    "bf16+loss-logits": ("bf16", "loss"),
+}
+
+
+def all_positions_lm_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """The E2E loss with the LM head on every position (what ``causal_lm_loss`` computed
+    before it kept only the labelled positions): the "before" of the loss-only logits."""
+    import torch.nn.functional as F
+
+    from lorabook.e2e.data import IGNORE_INDEX
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float()
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=0.1,
+    )
+
+
+def e2e_like_labels(ids: torch.Tensor, g: torch.Generator, share: float) -> torch.Tensor:
+    """Labels for a batch of token ids shaped like E2E's: each row's last ``share`` of the
+    positions (± 4 tokens) labelled, its context before them -100."""
+    from lorabook.e2e.data import IGNORE_INDEX
+
+    length = ids.size(1)
+    labels = ids.clone()
+    for row in range(ids.size(0)):
+        jitter = int(torch.randint(-4, 5, (1,), generator=g))
+        context = min(max(length - round(share * length) + jitter, 1), length - 1)
+        labels[row, :context] = IGNORE_INDEX
+    return labels
+
+
+def precision_steps(
+    model_name: str,
+    method: str,
+    batch: int,
+    length: int,
+    variants: Sequence[str] | None = None,
+    steps: int = 10,
+    warmup: int = 2,
+    device: str | torch.device | None = None,
+    labelled_share: float = E2E_LABELLED_SHARE,
+) -> dict:
+    """Time training steps of one model and method in several precisions, interleaved.
+
+    One model, one AdamW: each round makes one random batch and takes one step per variant
+    (:data:`PRECISION_VARIANTS`; default: all four for a causal LM, ``fp32`` and ``bf16``
+    for a classifier), in an order rotated round by round; timing does not depend on the
+    weights' values, so the variants can share them. A causal LM's batch is labelled like
+    E2E's (:func:`e2e_like_labels`) and trained with the E2E loss (label smoothing 0.1), its
+    LM head on every position (``all``) or where the loss is (``loss``,
+    :func:`lorabook.e2e.experiment.causal_lm_loss`). Tokens/s counts every position of the
+    batch. Paired ratios, round by round: ``bf16`` against ``fp32`` (speed-up > 1 is faster),
+    and the loss-only logits against all of them.
+    """
+    from lorabook.e2e.experiment import causal_lm_loss
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if model_name not in MODELS:
+        raise ValueError(f"Unknown model {model_name!r}: choose one of {', '.join(MODELS)}")
+    lm = MODELS[model_name][1] == "lm"
+    r, alpha = (E2E_LORA["lora_r"], E2E_LORA["lora_alpha"]) if lm else (None, None)
+    model, optimizer, make_batch, facts = _prepared(model_name, method, device, r, alpha)
+    if variants is None:
+        variants = list(PRECISION_VARIANTS) if lm else ["fp32", "bf16"]
+    unknown = [v for v in variants if v not in PRECISION_VARIANTS]
+    if unknown:
+        raise ValueError(f"Unknown variants {unknown}: choose among {list(PRECISION_VARIANTS)}")
+    if not lm and any(PRECISION_VARIANTS[v][1] == "loss" for v in variants):
+        raise ValueError(f"{model_name} is a classifier: its loss has no LM head to cut")
+    g = torch.Generator().manual_seed(0)
+
+    def step(inputs: dict, variant: str) -> float:
+        precision, logits = PRECISION_VARIANTS[variant]
+        _sync(device)
+        t0 = time.perf_counter()
+        with autocast(device, precision):
+            if not lm:
+                loss = model(**inputs).loss
+            elif logits == "all":
+                loss = all_positions_lm_loss(model, inputs)
+            else:
+                loss = causal_lm_loss(model, inputs, label_smoothing=0.1)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(warmup + steps):
+        inputs = make_batch(g, batch, length)
+        if lm:
+            labels = e2e_like_labels(inputs["input_ids"].cpu(), g, labelled_share)
+            inputs = {
+                "input_ids": inputs["input_ids"],
+                "attention_mask": torch.ones_like(inputs["input_ids"]),
+                "labels": labels.to(device),
+            }
+        k = i % len(variants)
+        for variant in list(variants[k:]) + list(variants[:k]):
+            seconds = step(inputs, variant)
+            if i >= warmup:
+                times[variant].append(seconds)
+    pairs = {
+        "bf16_vs_fp32": ("fp32", "bf16"),
+        "bf16_vs_fp32_loss_logits": ("fp32+loss-logits", "bf16+loss-logits"),
+        "loss_logits_vs_all_fp32": ("fp32", "fp32+loss-logits"),
+        "loss_logits_vs_all_bf16": ("bf16", "bf16+loss-logits"),
+        "bf16_loss_logits_vs_fp32_all": ("fp32", "bf16+loss-logits"),
+    }
+    return {
+        "model": model_name,
+        "method": method,
+        "batch": batch,
+        "length": length,
+        "steps": steps,
+        "warmup": warmup,
+        "variants": list(variants),
+        "labelled_share": labelled_share if lm else None,
+        "trainable_incl_head": facts["params"]["trainable_incl_head"],
+        "seconds_per_step": {v: summarize(t) for v, t in times.items()},
+        "tokens_per_second": {v: batch * length / statistics.fmean(t) for v, t in times.items()},
+        "speedups": {
+            name: paired_speedup(times[before], times[after])
+            for name, (before, after) in pairs.items()
+            if before in times and after in times
+        },
+        "threads": torch.get_num_threads(),
+    }
+
+
+def paired_speedup(before: Sequence[float], after: Sequence[float]) -> dict:
+    """``before / after`` round by round (> 1: ``after`` is faster): :func:`summarize` of the
+    ratios, and ``noise``, two standard errors of their mean."""
+    ratios = summarize([b / a for b, a in zip(before, after, strict=True)])
+    return {**ratios, "noise": 2 * ratios["std"] / math.sqrt(ratios["n"])}
+
+
+def decode_speed(
+    model: str = "smollm2",
+    mrs: int = 32,
+    num_beams: int = 10,
+    batch_mrs: int = 32,
+    rounds: int = 2,
+    max_new_tokens: int = 64,
+    precisions: Sequence[str] = ("no", "bf16"),
+    data_dir: str | Path | None = None,
+) -> dict:
+    """Beam-search decoding of the first ``mrs`` unique E2E test MRs, in each precision in
+    turn (rounds rotate the order), with E2E's decoding settings otherwise (length penalty
+    0.9, no repeated 4-gram, ``max_new_tokens`` 64): MRs/s per precision, the paired
+    speed-up of the second precision over the first, and the share of MRs that decode to
+    the same text in every precision. The untuned model: speed does not depend on weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lorabook.e2e.data import group_references, load_e2e
+    from lorabook.e2e.decode import generate_outputs
+    from lorabook.e2e.presets import DecodeConfig
+    from lorabook.models import resolve_model
+
+    folder = resolve_model(model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    net = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    device = next(net.parameters()).device
+    unique, _ = group_references(load_e2e("test", data_dir))
+    chosen = unique[:mrs]
+    config = DecodeConfig(num_beams=num_beams, batch_mrs=batch_mrs, max_new_tokens=max_new_tokens)
+    named = {ARITHMETIC_NAMES.get(p, p): p for p in precisions}  # "no" -> "fp32"
+    names = list(named)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    outputs: dict[str, list[str]] = {}
+    for i in range(rounds):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            with autocast(device, named[name]):
+                outputs[name] = generate_outputs(net, tokenizer, chosen, config, progress=False)
+            times[name].append(time.perf_counter() - t0)
+    first, *rest = names
+    same = sum(all(outputs[p][j] == outputs[first][j] for p in rest) for j in range(len(chosen)))
+    return {
+        "model": model,
+        "mrs": len(chosen),
+        "num_beams": num_beams,
+        "batch_mrs": batch_mrs,
+        "rounds": rounds,
+        "max_new_tokens": max_new_tokens,
+        "seconds": {p: summarize(t) for p, t in times.items()},
+        "mrs_per_second": {p: len(chosen) / statistics.fmean(t) for p, t in times.items()},
+        "speedup": {f"{p}_vs_{first}": paired_speedup(times[first], times[p]) for p in rest},
+        "same_output_share": same / len(chosen),
+        "threads": torch.get_num_threads(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------

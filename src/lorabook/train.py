@@ -8,11 +8,22 @@ What it does, per epoch: shuffle with a seed that depends only on (seed, epoch),
 AdamW and a linear schedule with warm-up, evaluate, write a checkpoint of what trains
 (never the frozen weights) atomically. Interrupted runs resume from the last checkpoint;
 a non-finite loss stops the run with a clear message and leaves that checkpoint untouched.
+
+Inside an epoch, ``fit`` also writes the checkpoint every ``checkpoint_every`` optimizer
+steps (:data:`CHECKPOINT_EVERY` by default), and at the next optimizer step after a SIGTERM,
+then stops (:class:`TrainingStopped`): an E2E epoch takes hours on two CPU cores, longer than
+a process can count on living. A run resumed from inside an epoch is bit-identical to an
+uninterrupted one (same batches, same random state, same schedule, same epoch losses).
+
+``mixed_precision="bf16"`` autocasts the forward pass (the training loss and ``evaluate``)
+to bfloat16 matrix multiplies; weights, gradients and AdamW's state stay float32.
 """
 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +42,11 @@ from lorabook.io import torch_save
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 CHECKPOINT = "last.pt"
+# Optimizer steps between checkpoints inside an epoch: on this project's 2-core CPU about
+# 5 minutes of SmolLM2 LoRA training (bf16, ~1.4 s a step) and 1-2 of MiniLM's; a checkpoint
+# of SmolLM2 FT (weights and AdamW's two moments, 1.6 GB) takes seconds to write.
+CHECKPOINT_EVERY = 200
+EXIT_ON_SIGTERM = 128 + signal.SIGTERM  # the exit status of a process that SIGTERM ended
 
 
 @dataclass
@@ -86,6 +102,7 @@ class FitResult:
     optimizer_steps: int = 0
     seconds: float = 0.0
     resumed_from_epoch: int = 0
+    resumed_from_batch: int = 0  # batches of the next epoch a mid-epoch checkpoint held
 
     @property
     def best(self) -> dict:
@@ -154,6 +171,90 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _rng_state() -> dict[str, object]:
+    """The random state training draws from: torch's CPU generator (dropout on a CPU, and the
+    seed each DataLoader iterator draws) and, where there is one, every CUDA device's."""
+    state: dict[str, object] = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    """Restore what :func:`_rng_state` saved (a checkpoint holds its keys)."""
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+class TrainingStopped(SystemExit):
+    """SIGTERM arrived while ``fit`` trained with a checkpoint folder: it wrote a checkpoint at
+    the next optimizer step (or after the epoch's evaluation) and stopped. Calling it again the
+    same way (rerunning the same command) resumes from there, bit-identically.
+
+    A ``SystemExit`` with status 143 (128 + SIGTERM, what the signal itself would have given),
+    so that a command line ends without a traceback and no ``except Exception`` swallows it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_ON_SIGTERM)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _Training:
+    """What ``fit`` changes only while it runs: SIGTERM sets :attr:`stop_requested` instead of
+    ending the process (if ``catch_sigterm``, from the main thread), and Accelerate's autocast
+    wrapper of ``model.forward`` (bf16/fp16) is removed again on the way out, so that the model
+    computes as it did before ``fit``; whoever decodes or evaluates later chooses its precision
+    (:func:`lorabook.precision.autocast`)."""
+
+    def __init__(self, accelerator: Accelerator, model: nn.Module, catch_sigterm: bool) -> None:
+        self.accelerator, self.model = accelerator, model
+        self.catch = catch_sigterm and threading.current_thread() is threading.main_thread()
+        self.stop_requested = False
+        self._previous: object = None
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.stop_requested = True
+
+    def stop(self) -> bool:
+        """Whether any process got SIGTERM (all of them then stop at the same step)."""
+        if self.accelerator.num_processes == 1:
+            return self.stop_requested
+        vote = torch.tensor([float(self.stop_requested)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(vote, "sum").item() > 0)
+
+    def __enter__(self) -> _Training:
+        if self.catch:
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.catch:  # None: a handler not set from Python, which cannot be put back
+            previous = self._previous if self._previous is not None else signal.SIG_DFL
+            signal.signal(signal.SIGTERM, previous)
+        self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+
+
+def _accelerator(config: TrainConfig) -> Accelerator:
+    """``fit``'s Accelerator. Accelerate fixes a process's mixed precision at its first
+    Accelerator and refuses another one later; a single process that trains in several
+    precisions in turn (an fp32/bf16 comparison in one notebook, the tests) gets that state
+    reset here. With several processes (``accelerate launch``) the launcher's precision
+    stays, and must be the config's."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    earlier = AcceleratorState._shared_state.get("_mixed_precision", config.mixed_precision)
+    if earlier != config.mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+    return Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
+    )
+
+
 def fit(
     model: nn.Module,
     train_dataset: Dataset,
@@ -163,6 +264,7 @@ def fit(
     collate_fn: Callable | None = None,
     select: str,
     checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
     progress: bool = True,
     log: Callable[[str], None] = print,
     compute_loss: Callable[[nn.Module, dict], torch.Tensor] | None = None,
@@ -173,10 +275,16 @@ def fit(
     Args:
         model: a model whose forward returns ``.loss`` when the batch holds labels.
         train_dataset: a map-style dataset of examples that ``collate_fn`` batches.
-        evaluate: ``evaluate(model, accelerator) -> {metric: value}``, run after each epoch.
+        evaluate: ``evaluate(model, accelerator) -> {metric: value}``, run after each epoch
+            without gradients and under the training's autocast (``config.mixed_precision``).
         config: the optimisation settings.
         select: the metric (higher is better) that picks the best epoch.
-        checkpoint_dir: where ``last.pt`` is kept; an existing one is resumed from.
+        checkpoint_dir: where ``last.pt`` is kept; an existing one is resumed from. With it,
+            SIGTERM makes ``fit`` write a checkpoint at the next optimizer step and raise
+            :class:`TrainingStopped`.
+        checkpoint_every: also write ``last.pt`` inside an epoch every this many optimizer
+            steps (counted over the run; ``None`` or 0: only at the end of each epoch). Not a
+            setting of the run: it changes nothing but where a resumed run starts.
         progress: show tqdm progress bars.
         log: where one line per epoch goes.
         compute_loss: ``compute_loss(model, batch) -> loss``; default ``model(**batch).loss``
@@ -185,12 +293,20 @@ def fit(
             epoch); default :func:`epoch_order` with ``config.seed``, e.g.
             :func:`length_grouped_order` for batches of similar length. Must depend on the
             epoch only, so that a resumed run sees the same batches.
+
+    A run resumed from a checkpoint written inside an epoch is bit-identical to one that was
+    never interrupted: it skips the batches already trained on, continues the random state
+    (dropout) where the checkpoint left it, and keeps the epoch's earlier batch losses, so
+    the epoch's ``train_loss`` and ``loss_curve`` are the same too.
     """
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ValueError(
+            f"checkpoint_every must be a number of optimizer steps >= 1, or 0/None for "
+            f"checkpoints at epoch ends only; got {checkpoint_every}"
+        )
     if compute_loss is None:
         compute_loss = _model_loss
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
-    )
+    accelerator = _accelerator(config)
     set_seed(config.seed)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     batches = math.ceil(len(train_dataset) / config.batch_size)
@@ -202,6 +318,7 @@ def fit(
 
     result = FitResult(select=select)
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    in_epoch: dict | None = None  # where a checkpoint written inside an epoch left off
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state["config"] != asdict(config):
@@ -217,82 +334,26 @@ def fit(
         accelerator.unwrap_model(model).load_state_dict(state["trainable"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
         result.history, result.optimizer_steps = state["history"], state["optimizer_steps"]
         result.resumed_from_epoch = len(result.history)
-        log(f"Resuming from {ckpt} after epoch {result.resumed_from_epoch}")
-
-    start = time.perf_counter()
-    # Elapsed time and energy at each evaluation, counted across resumes (the energy only on
-    # an NVIDIA GPU, and only if every earlier epoch measured it): time to equal accuracy.
-    last = result.history[-1] if result.history else {}
-    elapsed_before, energy_before = last.get("elapsed_seconds", 0.0), last.get("energy_joules")
-    meter = energy_meter(accelerator.device).start()
-    for epoch in range(result.resumed_from_epoch, config.epochs):
-        indices = order(epoch) if order else epoch_order(len(train_dataset), config.seed, epoch)
-        indices = indices[: batches * config.batch_size]
-        loader = accelerator.prepare(
-            DataLoader(
-                Subset(train_dataset, indices), batch_size=config.batch_size, collate_fn=collate_fn
+        in_epoch = state.get("in_epoch")
+        if in_epoch is None:
+            _set_rng_state(state)
+            log(f"Resuming from {ckpt} after epoch {result.resumed_from_epoch}")
+        else:  # the random state is restored once the epoch's loader has drawn its seed
+            in_epoch = {**in_epoch, "rng": {k: state[k] for k in state if k.endswith("_rng")}}
+            result.resumed_from_batch = in_epoch["batches"]
+            log(
+                f"Resuming from {ckpt} in epoch {result.resumed_from_epoch + 1}, "
+                f"after {in_epoch['batches']} batches"
             )
-        )
-        model.train()
-        losses: list[float] = []
-        epoch_start = time.perf_counter()
-        bar = tqdm(
-            loader,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            mininterval=2,
-            disable=not progress or not accelerator.is_local_main_process,
-        )
-        for step, batch in enumerate(bar):
-            with accelerator.accumulate(model):
-                loss = compute_loss(model, batch)
-                if not torch.isfinite(loss):
-                    where = (
-                        f"the last good checkpoint, {ckpt}, holds epoch {len(result.history)}"
-                        if ckpt is not None and ckpt.exists()
-                        else "no checkpoint was written yet"
-                    )
-                    raise TrainingDivergedError(
-                        f"Loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                        f"training stopped and {where}. Try a lower learning rate "
-                        f"(now {config.lr:g}), or bf16/fp32 instead of fp16."
-                    )
-                accelerator.backward(loss)
-                if config.max_grad_norm and accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                if accelerator.sync_gradients:
-                    result.optimizer_steps += 1
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-        train_seconds = time.perf_counter() - epoch_start
 
-        model.eval()
-        with torch.no_grad():
-            metrics = evaluate(model, accelerator)
-        if select not in metrics:
-            raise KeyError(f"select={select!r} is not among the evaluated metrics {list(metrics)}")
-        entry = {
-            "epoch": epoch + 1,
-            "train_loss": sum(losses) / len(losses),
-            "loss_curve": loss_curve(losses),
-            "train_seconds": train_seconds,
-            "steps": len(losses),
-            **metrics,
-            "elapsed_seconds": elapsed_before + time.perf_counter() - start,
-        }
-        if meter.measurable and (energy_before is not None or not last):
-            entry["energy_joules"] = (energy_before or 0.0) + meter.joules()
-        result.history.append(entry)
-        log(
-            f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} "
-            + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        )
-        if ckpt is not None and accelerator.is_main_process:
+    # what the checkpoint on disk holds: finished epochs, and batches of the next one
+    saved = {"epochs": len(result.history), "batches": in_epoch["batches"] if in_epoch else 0}
+
+    def save(in_epoch: dict | None = None) -> None:
+        saved.update(epochs=len(result.history), batches=in_epoch["batches"] if in_epoch else 0)
+        if accelerator.is_main_process:
             torch_save(
                 ckpt,
                 {
@@ -300,12 +361,132 @@ def fit(
                     "trainable": _trainable_state(accelerator.unwrap_model(model)),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
+                    **_rng_state(),
                     "history": result.history,
                     "optimizer_steps": result.optimizer_steps,
+                    "in_epoch": in_epoch,
                 },
             )
         accelerator.wait_for_everyone()
+
+    def stopped(where: str) -> TrainingStopped:
+        message = f"SIGTERM: checkpoint written {where} ({ckpt}); run again to resume"
+        log(message)
+        return TrainingStopped(message)
+
+    start = time.perf_counter()
+    # Elapsed time and energy at each evaluation, counted across resumes (the energy only on
+    # an NVIDIA GPU, and only if every earlier epoch measured it): time to equal accuracy.
+    last = in_epoch or (result.history[-1] if result.history else {})
+    elapsed_before, energy_before = last.get("elapsed_seconds", 0.0), last.get("energy_joules")
+    meter = energy_meter(accelerator.device).start()
+
+    def clocks() -> dict[str, float]:
+        """Elapsed seconds (and joules, if measured throughout) since the run began."""
+        out = {"elapsed_seconds": elapsed_before + time.perf_counter() - start}
+        if meter.measurable and (energy_before is not None or not last):
+            out["energy_joules"] = (energy_before or 0.0) + meter.joules()
+        return out
+
+    with _Training(accelerator, model, catch_sigterm=ckpt is not None) as training:
+        for epoch in range(result.resumed_from_epoch, config.epochs):
+            done = in_epoch["batches"] if in_epoch else 0
+            losses: list[float] = list(in_epoch["losses"]) if in_epoch else []
+            seconds_before = in_epoch["train_seconds"] if in_epoch else 0.0
+            rng = in_epoch["rng"] if in_epoch else None
+            in_epoch = None
+            indices = order(epoch) if order else epoch_order(len(train_dataset), config.seed, epoch)
+            indices = indices[: batches * config.batch_size]
+            epoch_batches = math.ceil(len(indices) / config.batch_size)
+            loader = accelerator.prepare(
+                DataLoader(
+                    Subset(train_dataset, indices[done * config.batch_size :]),
+                    batch_size=config.batch_size,
+                    collate_fn=collate_fn,
+                )
+            )
+            model.train()
+            epoch_start = time.perf_counter()
+            bar = tqdm(
+                loader,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                initial=done,
+                total=epoch_batches,
+                mininterval=2,
+                disable=not progress or not accelerator.is_local_main_process,
+            )
+            for step, batch in enumerate(bar, start=done):
+                if rng is not None:  # the loader drew its seed, as at the epoch's start
+                    _set_rng_state(rng)
+                    rng = None
+                with accelerator.accumulate(model):
+                    loss = compute_loss(model, batch)
+                    if not torch.isfinite(loss):
+                        where = "no checkpoint was written yet"
+                        if ckpt is not None and ckpt.exists():
+                            held = f"epoch {saved['epochs']}"
+                            if saved["batches"]:
+                                held = f"{saved['batches']} batches of epoch {saved['epochs'] + 1}"
+                            where = f"the last good checkpoint, {ckpt}, holds {held}"
+                        raise TrainingDivergedError(
+                            f"Loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                            f"training stopped and {where}. Try a lower learning rate "
+                            f"(now {config.lr:g}), or bf16/fp32 instead of fp16."
+                        )
+                    accelerator.backward(loss)
+                    if config.max_grad_norm and accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                    if accelerator.sync_gradients:
+                        result.optimizer_steps += 1
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+                if ckpt is None or not accelerator.sync_gradients or step + 1 == epoch_batches:
+                    continue  # the epoch's end writes its own checkpoint after evaluating
+                stop = training.stop()
+                if stop or (checkpoint_every and result.optimizer_steps % checkpoint_every == 0):
+                    save(
+                        {
+                            "epoch": epoch,
+                            "batches": step + 1,
+                            "losses": losses,
+                            "train_seconds": seconds_before + time.perf_counter() - epoch_start,
+                            **clocks(),
+                        }
+                    )
+                    if stop:
+                        raise stopped(f"in epoch {epoch + 1} after {step + 1} batches")
+            train_seconds = seconds_before + time.perf_counter() - epoch_start
+
+            model.eval()
+            with torch.no_grad(), accelerator.autocast():
+                metrics = evaluate(model, accelerator)
+            if select not in metrics:
+                raise KeyError(
+                    f"select={select!r} is not among the evaluated metrics {list(metrics)}"
+                )
+            entry = {
+                "epoch": epoch + 1,
+                "train_loss": sum(losses) / len(losses),
+                "loss_curve": loss_curve(losses),
+                "train_seconds": train_seconds,
+                "steps": len(losses),
+                **metrics,
+                **clocks(),
+            }
+            result.history.append(entry)
+            log(
+                f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} "
+                + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            )
+            if ckpt is None:
+                accelerator.wait_for_everyone()
+                continue
+            save()
+            if training.stop():
+                raise stopped(f"after epoch {epoch + 1}")
 
     meter.stop()
     result.seconds = time.perf_counter() - start

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lorabook.cli import add_debug_flag, cli_main
+from lorabook.cli import add_checkpoint_flag, add_debug_flag, cli_main
 from lorabook.e2e.presets import ALGORITHMS, NGRAM_SCOPES, PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
 from lorabook.precision import PRECISIONS
-from lorabook.train import MIXED_PRECISION
+from lorabook.train import CHECKPOINT_EVERY, MIXED_PRECISION
 
 OVERRIDES = {  # flag -> (setting, type, help)
     "--epochs": ("epochs", int, "training epochs"),
@@ -91,6 +91,7 @@ def _main(argv: list[str] | None = None) -> int:
         help="decode the trained tensors of this finished record (same run but for the "
         "decoding settings) instead of training again",
     )
+    add_checkpoint_flag(parser, CHECKPOINT_EVERY)
     add_debug_flag(parser)
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
@@ -117,6 +118,7 @@ def _main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 score=not args.no_score,
                 trained_from=args.trained_from,
+                checkpoint_every=args.checkpoint_every,
             )
             scores = record.get("scores") or {}
             print(

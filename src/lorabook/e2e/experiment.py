@@ -13,6 +13,7 @@ the trained tensors.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -48,13 +49,29 @@ from lorabook.e2e.presets import E2EPreset, e2e_preset
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
-from lorabook.precision import precision_info
+from lorabook.precision import precision_info, precision_record
 from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, run_paths
-from lorabook.train import fit
+from lorabook.train import CHECKPOINT_EVERY, fit
 
 KEEP_TENSORS_BELOW = 50_000_000  # bytes: keep trained tensors with the record below this
 NO_TRAINING = "none"  # method name of the untuned model (decode only)
+
+
+@functools.cache
+def logits_mask_supported() -> bool:
+    """Whether this transformers takes a boolean ``(batch, length)`` mask as
+    ``logits_to_keep`` (5.23 does; older 5.x take only a count or 1-D positions)."""
+    from transformers import modeling_utils
+
+    slice_hidden = getattr(modeling_utils, "slice_logits_to_keep", None)
+    if slice_hidden is None:
+        return False
+    mask = torch.tensor([[True, False], [False, True]])
+    try:
+        return tuple(slice_hidden(torch.zeros(2, 2, 3), mask).shape) == (2, 3)
+    except (IndexError, RuntimeError, TypeError):
+        return False
 
 
 def causal_lm_loss(model: torch.nn.Module, batch: dict, label_smoothing: float = 0.0):
@@ -63,17 +80,27 @@ def causal_lm_loss(model: torch.nn.Module, batch: dict, label_smoothing: float =
     ``labels`` are the inputs with -100 on the context; position t predicts token t + 1.
     With ``label_smoothing`` ε the target is (1 − ε) on the true token and ε/V spread over
     the vocabulary, as ``torch.nn.functional.cross_entropy`` defines it.
+
+    The LM head (49,152 × 576 on SmolLM2, about a fifth of its multiply-adds per token) runs
+    only where the loss is: on the positions whose next token is labelled (about a third of
+    an E2E batch's positions), through transformers' ``logits_to_keep`` (a boolean mask; on
+    a transformers without masks, the positions labelled in any row of the batch). The loss
+    is the one of the head on every position, to float rounding (tested); peft's
+    prefix-tuning model passes ``logits_to_keep`` on to the model it wraps.
     """
     labels = batch["labels"]
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, :-1].float()
     target = labels[:, 1:]
-    return F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)),
-        target.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        label_smoothing=label_smoothing,
-    )
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = target != IGNORE_INDEX
+    positions = None if logits_mask_supported() else keep.any(0).nonzero().squeeze(1)
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep if positions is None else positions,
+    ).logits
+    if logits.dim() == 3:  # positions kept for the whole batch (or every position)
+        logits = logits[keep if logits.size(1) == keep.size(1) else keep[:, positions]]
+    return F.cross_entropy(logits.float(), target[keep[:, :-1]], label_smoothing=label_smoothing)
 
 
 def load_trained(model: torch.nn.Module, path: str | Path) -> None:
@@ -212,6 +239,7 @@ def run_e2e(
     score: bool = True,
     trained_from: str | Path | None = None,
     log=print,
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
 ) -> dict:
     """Train ``model`` on E2E with ``method``, decode the test MRs, score, write the record.
 
@@ -227,6 +255,9 @@ def run_e2e(
         trained_from: the record of a finished run that differs from this one only in its
             decoding and kept its trained tensors: they are loaded instead of training again
             (its training history is copied, and the record says where it came from).
+        checkpoint_every: write a resumable checkpoint every this many optimizer steps
+            inside an epoch as well (0 or ``None``: at epoch ends only); not a setting of the
+            run (see :func:`lorabook.train.fit`; SIGTERM also writes one and stops).
     Returns:
         the result record (also written atomically as JSON; see ``lorabook.runs``).
     """
@@ -309,6 +340,7 @@ def run_e2e(
                 collate_fn=collate,
                 select="neg_dev_loss",
                 checkpoint_dir=paths.scratch / "ckpt",
+                checkpoint_every=checkpoint_every,
                 progress=progress,
                 log=log,
                 compute_loss=lambda m, b: causal_lm_loss(m, b, settings.label_smoothing),
@@ -324,9 +356,12 @@ def run_e2e(
                 "seconds_per_step": train_seconds / max(train_steps, 1),
                 "train_seconds": train_seconds,
                 "resumed_from_epoch": result.resumed_from_epoch,
+                "resumed_from_batch": result.resumed_from_batch,
             }
-
     device = next(net.parameters()).device
+    # the phases fit ran (decoding has its own setting: settings.decode.precision)
+    phases = ("train", "evaluate") if method != NO_TRAINING else ()
+    precision = precision_record(settings.train.mixed_precision, device, phases)
     decode_started = time.perf_counter()
     outputs = generate_outputs(
         net,
@@ -358,6 +393,7 @@ def run_e2e(
         "config_key": paths.key,
         "settings": settings.to_dict(),
         "params": params,
+        "precision": precision,
         "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
         "epochs": history,
         "decode": {

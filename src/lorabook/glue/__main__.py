@@ -16,11 +16,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lorabook.cli import add_debug_flag, cli_main
+from lorabook.cli import add_checkpoint_flag, add_debug_flag, cli_main
 from lorabook.glue.presets import LORA_TARGETS, PADDING, PRESETS
 from lorabook.methods import METHODS
 from lorabook.runs import DEFAULT_RESULTS
-from lorabook.train import MIXED_PRECISION
+from lorabook.train import CHECKPOINT_EVERY, MIXED_PRECISION
 
 TASKS = ("sst2", "mrpc", "cola", "rte", "stsb", "mnli", "qnli", "qqp")
 ALL = "all"
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the run's checkpoint folder (results/_scratch/...) after its record is written",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_checkpoint_flag(parser, CHECKPOINT_EVERY)
     for flag, (dest, kind, help_text) in OVERRIDES.items():
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
     parser.add_argument(
@@ -152,6 +153,7 @@ def _main(argv: Sequence[str] | None) -> int:
             force=args.force,
             progress=not args.no_progress,
             keep_scratch=args.keep_scratch,
+            checkpoint_every=args.checkpoint_every,
         )
         best = ", ".join(
             f"{k} {v:.4f}"

@@ -53,9 +53,10 @@ from lorabook.inject import attention_targets
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
+from lorabook.precision import precision_record
 from lorabook.records import environment, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
-from lorabook.train import epoch_order, fit, length_grouped_order
+from lorabook.train import CHECKPOINT_EVERY, epoch_order, fit, length_grouped_order
 
 TRAINABLE_FILE = "trainable.safetensors"
 FT_TENSORS_NOT_KEPT = (
@@ -228,6 +229,7 @@ def run_glue(
     progress: bool = True,
     keep_scratch: bool = False,
     log: Callable[[str], None] = print,
+    checkpoint_every: int | None = CHECKPOINT_EVERY,
 ) -> dict:
     """Train ``model`` on GLUE ``task`` with ``method`` and write its result record.
 
@@ -241,6 +243,9 @@ def run_glue(
         force: rerun even if a record of exactly these settings exists (it is replaced;
             records of other settings are never touched).
         keep_scratch: keep the checkpoint folder after the record is written.
+        checkpoint_every: write a resumable checkpoint every this many optimizer steps
+            inside an epoch as well (0 or ``None``: at epoch ends only); not a setting of the
+            run (see :func:`lorabook.train.fit`; SIGTERM also writes one and stops).
         log: where progress lines go (the record's path included).
     Returns:
         the result record, also written atomically as JSON at ``plan_glue_run(...).paths``.
@@ -313,6 +318,7 @@ def run_glue(
         collate_fn=collate,
         select=primary_metric(task),
         checkpoint_dir=paths.scratch / "ckpt",
+        checkpoint_every=checkpoint_every,
         progress=progress,
         log=log,
         order=order,
@@ -358,6 +364,8 @@ def run_glue(
         "seconds_per_step": train_seconds / max(train_steps, 1),
         "wall_seconds": wall,
         "resumed_from_epoch": result.resumed_from_epoch,
+        "resumed_from_batch": result.resumed_from_batch,
+        "precision": precision_record(train.mixed_precision, device, ("train", "evaluate")),
         "environment": environment(device),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
