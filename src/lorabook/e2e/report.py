@@ -76,3 +76,38 @@ def decoded_other_ways(results_dir: str | Path, record: dict) -> list[dict]:
         if r.get("scores") and _training(r) == _training(record)
     ]
     return sorted(same, key=lambda r: r["finished_at"])
+
+
+def paper_scores(record: dict) -> dict | None:
+    """The record's scores as the paper reports them (``measure_scores.py -p``), ×100 for
+    BLEU, METEOR and ROUGE-L as in Table 3; ``None`` if the record has none yet
+    (``lorabook.e2e.experiment.add_scores`` adds them)."""
+    scores = record.get("scores_paper")
+    return None if scores is None else as_table3(scores)
+
+
+def as_table3(scores: dict) -> dict:
+    """Scores in Table 3's units: BLEU, METEOR, ROUGE-L ×100; NIST and CIDEr as they are."""
+    return {m: 100 * v if m in ("BLEU", "METEOR", "ROUGE_L") else v for m, v in scores.items()}
+
+
+def outputs_of(record: dict, root: str | Path) -> list[str]:
+    """The decoded outputs a record kept (one per test MR, in the MRs' order)."""
+    from lorabook.e2e.metrics import read_outputs
+
+    return read_outputs((Path(root) / record["_path"]).with_suffix("") / "outputs.txt")
+
+
+def error_row(mrs: list[str], outputs: list[str]) -> dict:
+    """One row of the chapter's error table: outputs with each kind of error (and how many
+    slots were dropped), from :func:`lorabook.e2e.errors.error_counts`."""
+    from lorabook.e2e.errors import error_counts
+
+    counts = error_counts(mrs, outputs)
+    return {
+        "empty outputs": counts["empty"]["outputs"],
+        "outputs with a glued word": counts["glued"]["outputs"],
+        "outputs dropping a slot": counts["dropped"]["outputs"],
+        "slots dropped": f"{counts['dropped']['count']} / {counts['slots']}",
+        "outputs inventing a name": counts["invented"]["outputs"],
+    }
