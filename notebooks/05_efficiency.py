@@ -435,7 +435,81 @@ if iso:
 # %% [markdown]
 # A target at or below a chance-level score (a Matthews correlation near 0, say) is reached
 # by both methods at once and says nothing: read those rows with the dev scores of chapter 3.
+
+# %% [markdown]
+# ## 5.7 bf16 on this CPU: what it buys and what it costs
 #
+# This machine's CPU computes bfloat16 natively (`avx512_bf16`), so `torch.autocast` can run
+# the matrix multiplies in bf16 while the weights and the optimizer state stay fp32. The
+# bench interleaves fp32 and bf16 steps in one process (and, for SmolLM2, the E2E loss with
+# the LM head on every position against only where the loss is), then decodes 32 test MRs
+# with beam 10 in both (`benchmarks/precision.py`, record `results/bench/precision-cpu.json`):
+
+# %%
+from lorabook.precision import cpu_bf16_flags
+
+print("native bf16 on this machine:", ", ".join(cpu_bf16_flags()) or "no")
+precision_bench = REPO_ROOT / "results" / "bench" / "precision-cpu.json"
+if precision_bench.exists():
+    pb = json.loads(precision_bench.read_text())
+    speed = pd.DataFrame(
+        [
+            {
+                "model": row["model"],
+                "method": row["method"],
+                **{f"{v} s/step": s["mean"] for v, s in row["seconds_per_step"].items()},
+                **{
+                    f"×{k}": f"{s['mean']:.2f} ± {s['noise']:.2f}"
+                    for k, s in row["speedups"].items()
+                },
+            }
+            for row in pb["rows"]
+        ]
+    ).set_index(["model", "method"])
+    display(speed.round(3))
+    if pb.get("decode"):
+        d = pb["decode"]
+        print(
+            "beam-10 decoding, MRs/s: "
+            + ", ".join(f"{p} {r:.3f}" for p, r in d["mrs_per_second"].items())
+            + f"; outputs identical in {100 * d['same_output_share']:.0f}% of MRs"
+        )
+    print("note:", pb.get("note"))
+else:
+    print(
+        "no precision bench yet: python benchmarks/precision.py --note '...' "
+        "(about 25 minutes on 2 quiet cores)"
+    )
+
+# %% [markdown]
+# Speed is worth nothing if the runs learn less. Two checks: MRPC with the GLUE campaign's
+# settings (seed 0, FT and LoRA) trained in bf16, against the campaign's fp32 runs of three
+# seeds; and a short E2E run (800 training rows, 100 steps) in fp32 and in bf16, whose dev
+# losses should agree within 1%.
+
+# %%
+from lorabook.e2e import report as e2e_report
+from lorabook.glue import report as glue_report
+
+quality = pd.DataFrame(glue_report.bf16_quality(REPO_ROOT / "results")).set_index(
+    ["task", "method"]
+)
+display(quality.round(2))
+losses = e2e_report.bf16_dev_losses(REPO_ROOT / "results")
+if all(losses.values()):
+    gap = losses["bf16"]["dev_loss"] / losses["no"]["dev_loss"] - 1
+    print(
+        f"E2E, LoRA, 100 steps: dev loss fp32 {losses['no']['dev_loss']:.4f}, bf16 "
+        f"{losses['bf16']['dev_loss']:.4f} ({100 * gap:+.2f}%); s/step "
+        f"{losses['no']['seconds_per_step']:.2f} vs {losses['bf16']['seconds_per_step']:.2f}"
+    )
+else:
+    print(
+        "E2E check not run yet: python -m lorabook.e2e --method lora --preset cpu "
+        "--train-examples 800 --test-mrs 8 [--mixed-precision bf16]"
+    )
+
+# %% [markdown]
 # ```{admonition} Claims checked in this chapter
 # :class: tip
 #

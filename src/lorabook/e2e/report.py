@@ -111,3 +111,35 @@ def error_row(mrs: list[str], outputs: list[str]) -> dict:
         "slots dropped": f"{counts['dropped']['count']} / {counts['slots']}",
         "outputs inventing a name": counts["invented"]["outputs"],
     }
+
+
+BF16_CHECK = {"train_examples": 800, "test_mrs": 8}
+"""The short E2E runs that check what bf16 costs: the ``cpu`` preset on 800 training rows
+(100 steps), decoding only 8 test MRs, in fp32 and in bf16 (``--mixed-precision bf16``)."""
+
+
+def bf16_dev_losses(
+    results_dir: str | Path, method: str = "lora", model: str = "smollm2", preset: str = "cpu"
+) -> dict[str, dict | None]:
+    """The final dev loss and s/step of the two :data:`BF16_CHECK` runs, by precision
+    (``"no"``, ``"bf16"``); ``None`` for a run not made yet (its command is in the chapter)."""
+    from lorabook.e2e.experiment import run_config
+    from lorabook.runs import config_key
+
+    out: dict[str, dict | None] = {}
+    for precision in ("no", "bf16"):
+        settings = e2e_preset(preset, method).with_overrides(
+            **BF16_CHECK, mixed_precision=precision
+        )
+        key = config_key(run_config(method, model, preset, settings, 0))
+        found = find_records(results_dir, "e2e", preset=preset, model=model, config_key=key)
+        out[precision] = (
+            {
+                "dev_loss": found[0]["epochs"][-1]["dev_loss"],
+                "seconds_per_step": found[0]["data"]["seconds_per_step"],
+                "record": Path(found[0]["_path"]).name,
+            }
+            if found
+            else None
+        )
+    return out

@@ -212,3 +212,39 @@ def outcomes(results_dir: str | Path, tolerance: float = 1.0) -> dict[str, dict[
             for job, r in longer.items()
         },
     }
+
+
+def bf16_quality(
+    results_dir: str | Path, task: str = "mrpc", methods: Sequence[str] = ("ft", "lora")
+) -> list[dict]:
+    """What bf16 autocast costs a GLUE run: per method, the seed-0 run with the campaign's
+    settings trained in bf16, beside the campaign's fp32 runs of every seed (their spread is
+    the yardstick). A missing bf16 run gives ``None`` in its columns."""
+    from lorabook.glue.campaign import MODEL, PRESET, SEEDS
+    from lorabook.glue.experiment import plan_glue_run
+
+    rows = []
+    for method in methods:
+        fp32 = campaign_records(results_dir, [Job(task, method, s) for s in SEEDS[method]])
+        scores = [score(r) for r in fp32.values()]
+        bf16_run = plan_glue_run(
+            task, method, MODEL, PRESET, 0, results_dir, {"mixed_precision": "bf16"}
+        )
+        bf16 = bf16_run.paths.finished()
+        value = score(bf16) if bf16 is not None else None
+        rows.append(
+            {
+                "task": task,
+                "method": method,
+                "fp32 scores (seeds)": sorted(scores),
+                "bf16 score (seed 0)": value,
+                "within the fp32 seeds' range": None
+                if value is None or not scores
+                else min(scores) <= value <= max(scores),
+                "fp32 s/step (seed 0)": fp32[Job(task, method, 0)]["seconds_per_step"]
+                if Job(task, method, 0) in fp32
+                else None,
+                "bf16 s/step": bf16["seconds_per_step"] if bf16 is not None else None,
+            }
+        )
+    return rows
