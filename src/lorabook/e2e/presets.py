@@ -5,8 +5,9 @@
 decay, r = 4 on W_q and W_v, α = 32. Decoding: beam 10, length penalty 0.9, no-repeat 4-gram.
 Table 11 prints length penalty 0.9 for E2E; the official repository's README decodes E2E
 with 0.8. We default to the table; ``--length-penalty 0.8`` gives the README's.
-Other methods (ft, ft_top2, adapters, prefix) take the same schedule with their own lr:
-**our choice**; the paper quotes their numbers from Li & Liang (2021) and lists no settings.
+Other methods (ft, ft_top2, adapters, prefix) take the same schedule and the same lr 2e-4
+(``PAPER_LR``): **our choice**; the paper quotes their numbers from Li & Liang (2021) and
+lists no settings.
 
 ``cpu`` (ours): SmolLM2-135M on two CPU cores. Measured on this project's 2-core machine
 (Nov 2026, float32, batch 8, ~58 tokens per example): a LoRA training step takes 2.4 s
