@@ -94,11 +94,29 @@ def lab(tmp_path_factory):
     finally:
         try:
             lab.api("/api/shutdown", method="POST")  # stops its kernels too
-            server.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - not answering: end the process group
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - not answering: the signals below
+            pass
+        stop_group(server)
         log.close()
+
+
+def stop_group(leader: subprocess.Popen, grace_s: float = 30) -> None:
+    """Wait for the leader's process group (make, jupyter, kernels) to end; SIGTERM then
+    SIGKILL whatever is left, so that no server outlives the tests."""
+    for sig, wait_s in ((None, grace_s), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if sig is not None:
+            try:
+                os.killpg(leader.pid, sig)
+            except ProcessLookupError:
+                return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            leader.poll()  # reap make once it exits: a zombie still counts in its group
+            try:
+                os.killpg(leader.pid, 0)  # anyone left?
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 def tail(path: Path, lines: int = 30) -> str:
