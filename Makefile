@@ -1,6 +1,7 @@
 # lora-book: two commands.
 #   make book   create the virtualenv if needed, execute every notebook, build the HTML book
 #   make test   create the virtualenv if needed, run the test suite
+#   make lab    JupyterLab on the venv: a double-click on a chapter opens it as a notebook
 #   make mutate mutation testing of the core modules (tens of minutes; docs/mutation.md)
 # See README.md for the variables below.
 
@@ -16,6 +17,10 @@ LORABOOK_DATA ?= ../shared/data
 PYTEST_ARGS ?=
 # e.g. MUTMUT_ARGS="--max-children 2" or a mutant glob: MUTMUT_ARGS='"lorabook.layers*"'
 MUTMUT_ARGS ?=
+# Passed to `jupyter lab`, e.g. LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
+# JupyterLab's settings for the project (a folder with overrides.json)
+LAB_SETTINGS ?= lab
 export LORABOOK_DATA
 
 BIN := $(VENV)/bin
@@ -24,7 +29,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(patsubst notebooks/%.py,book/_executed/%.ipynb,$(NOTEBOOKS))
 
 .DEFAULT_GOAL := book
-.PHONY: book venv test lint mutate clean FORCE
+.PHONY: book venv test lint lab mutate clean FORCE
 
 venv: $(STAMP)
 
@@ -41,7 +46,21 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests notebooks benchmarks tools
+	$(BIN)/ruff check src tests notebooks benchmarks tools book/_ext
+
+# The kernel environment of `make book` and `make lab`: JUPYTER_PATH puts the venv's kernelspec
+# first, LORABOOK_VENV lets a chapter check that its kernel is this venv's python.
+KERNEL_ENV = JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" LORABOOK_VENV="$(abspath $(VENV))" \
+	LORABOOK_DATA="$(abspath $(LORABOOK_DATA))"
+
+# JupyterLab from the venv, at the repository root. lab/overrides.json (the project's
+# settings, not the user's) makes jupytext's notebook the default viewer of .py files, so a
+# double-click on notebooks/*.py opens the chapter as a notebook, on the venv's kernel; it
+# also turns off the news and update checks (no network). As root (a container, CI),
+# Jupyter refuses to start without --allow-root.
+lab: $(STAMP)
+	$(KERNEL_ENV) $(BIN)/jupyter lab --LabApp.app_settings_dir="$(abspath $(LAB_SETTINGS))" \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Not part of `make test` or CI. Results accumulate in mutants/ (a rerun only retests what
 # changed); `rm -rf mutants` starts afresh. One test thread per mutant worker.
@@ -50,13 +69,11 @@ mutate: $(STAMP)
 	$(BIN)/python tools/mutation_report.py
 
 # Each notebook is converted and executed on every `make book` (the package may have
-# changed under it). JUPYTER_PATH puts the venv's kernelspec first and LORABOOK_VENV lets the
-# notebook check that its kernel is this venv's python. A cell that raises fails the build.
+# changed under it), in the kernel environment above. A cell that raises fails the build.
 book/_executed/%.ipynb: notebooks/%.py $(STAMP) FORCE
 	@mkdir -p $(@D)
 	$(BIN)/jupytext --to ipynb --set-kernel python3 --output $@ $<
-	JUPYTER_PATH="$(abspath $(VENV))/share/jupyter" LORABOOK_VENV="$(abspath $(VENV))" \
-		LORABOOK_DATA="$(abspath $(LORABOOK_DATA))" $(BIN)/papermill $@ $@ --kernel python3 --no-progress-bar -p mode $(MODE)
+	$(KERNEL_ENV) $(BIN)/papermill $@ $@ --kernel python3 --no-progress-bar -p mode $(MODE)
 
 book: $(STAMP) $(EXECUTED)
 	$(BIN)/jupyter-book build . -W -n --keep-going

@@ -37,15 +37,10 @@ mode = "quick"
 # does the same work in both modes: the parameter is here so that every chapter can be
 # executed the same way.
 
-# %%
+# %% tags=["hide-input"]
 import os
 import sys
-import warnings
 from pathlib import Path
-
-from tqdm import TqdmWarning
-
-warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: plain progress bars
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,7 +59,7 @@ if expected_venv:
     assert Path(sys.prefix).resolve() == Path(expected_venv).resolve(), (
         f"kernel runs {sys.executable} (prefix {sys.prefix}), not the venv {expected_venv}"
     )
-print(f"python      {sys.executable}")
+print(f"python      {sys.version.split()[0]}")
 print(f"torch       {torch.__version__}, transformers {transformers.__version__}")
 print(f"lorabook    {lorabook.__version__}, mode = {mode!r}")
 torch.manual_seed(0)
@@ -195,7 +190,7 @@ for name, M in matrices.items():
     np.testing.assert_allclose(err, tail, rtol=1e-6, atol=1e-9)
     spectra[name], errors[name] = s, err
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax_s, ax_e) = plt.subplots(1, 2, figsize=(11, 4))
 for name, s in spectra.items():
     ax_s.semilogy(np.arange(1, n + 1), s / s[0], marker=".", markersize=3, label=name)
@@ -218,7 +213,7 @@ ax_e.legend()
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 summary = pd.DataFrame(
     {name: [errors[name][q] for q in (1, 4, true_rank, 32, 64)] for name in matrices},
     index=pd.Index([1, 4, true_rank, 32, 64], name="rank r"),

@@ -22,16 +22,12 @@
 # %% tags=["parameters"]
 mode = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import tempfile
 import time
 import warnings
 from pathlib import Path
-
-from tqdm import TqdmWarning
-
-warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: plain progress bars
 
 import loralib
 import matplotlib.pyplot as plt
@@ -42,8 +38,10 @@ import transformers
 
 import lorabook
 from lorabook import LoRALayer, apply_lora, lora_layers
+from lorabook.quiet import silence_libraries
 
 assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
+silence_libraries()  # this chapter calls transformers and peft: no bars, logs, deprecations
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 

@@ -32,13 +32,8 @@
 # %% tags=["parameters"]
 mode = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import inspect
-import warnings
-
-from tqdm import TqdmWarning
-
-warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: plain progress bars
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -75,7 +70,8 @@ if mode == "paper":  # on a GPU with the hub: the paper's settings, FT and LoRA,
     for task in tasks:
         for method in ("ft", "lora"):
             for seed in range(5):
-                run_glue(task, method, "roberta-base", "paper", seed, results_dir=results_dir)
+                job = (task, method, "roberta-base", "paper", seed)
+                run_glue(*job, results_dir=results_dir, progress=False)
 
 # %% [markdown]
 # ## 3.1 The settings
@@ -87,7 +83,7 @@ if mode == "paper":  # on a GPU with the hub: the paper's settings, FT and LoRA,
 # sequences up to 128 tokens, batches of 16 padded to their longest example and grouped by
 # length.
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for task in tasks:
     paper_lora = glue_preset("paper", task, "lora")
@@ -122,7 +118,7 @@ pd.DataFrame(rows).set_index("task")
 print(campaign.__doc__.split("**The rule**")[1].split("**The runs**")[0].strip())
 show(campaign.pick)
 
-# %%
+# %% tags=["hide-input"]
 all_records = find_records(results_dir, "glue", preset="cpu", model="minilm")
 picks = campaign.pick(all_records)
 sweep_rows = []
@@ -145,7 +141,7 @@ for method, result in picks.items():
     )
 display(pd.DataFrame(sweep_rows).set_index("method"))
 
-# %%
+# %% tags=["hide-input"]
 done = {m: r for m, r in picks.items() if "missing" not in r}
 if done:
     fig, axes = plt.subplots(1, len(done), figsize=(3.2 * len(done), 3), squeeze=False)
@@ -204,7 +200,7 @@ summary = pd.DataFrame(report.summary(found))
 # paper's table.
 
 
-# %%
+# %% tags=["hide-input"]
 def cell(row) -> str:
     if row["seeds"] == 1:
         return f"{row['median']:.1f}"
@@ -272,7 +268,7 @@ else:
 # with each method's seed range. The test we set ourselves before running: LoRA's median no
 # more than 1 point below FT's.
 
-# %%
+# %% tags=["hide-input"]
 diffs = pd.DataFrame(report.lora_minus_ft(report.summary(found)))
 if len(diffs):
     shown = diffs.set_index("task")
@@ -307,7 +303,7 @@ else:
 # median over seeds of the last epoch's training loss, and how many runs peaked at their last
 # epoch:
 
-# %%
+# %% tags=["hide-input"]
 if len(summary):
     progress = summary[summary.method.isin(["ft", "lora"])].assign(
         method=lambda d: d.method.map(report.METHOD_NAMES),
@@ -336,7 +332,7 @@ if len(summary):
 # same learning rate) for four times the epochs. These runs test the explanation; the table
 # above keeps the rule's settings.
 
-# %%
+# %% tags=["hide-input"]
 print(campaign.follow_up_jobs.__doc__.split("\n\n")[0])
 paper_epochs = {task: glue_preset("paper", task, "lora").train.epochs for task in tasks}
 print("paper, Table 9, RoBERTa-base LoRA epochs:", paper_epochs)
@@ -402,7 +398,7 @@ else:
 # them all. Per task, each method's median dev score against its trainable parameters
 # (head excluded), log scale:
 
-# %%
+# %% tags=["hide-input"]
 if len(summary):
     fig, axes = plt.subplots(1, len(tasks), figsize=(15, 3), sharex=True)
     for ax, task in zip(axes, tasks, strict=True):
@@ -436,7 +432,7 @@ if len(summary):
 #
 # The dev score after every epoch, every seed (thin lines) of FT and LoRA:
 
-# %%
+# %% tags=["hide-input"]
 if found:
     fig, axes = plt.subplots(1, len(tasks), figsize=(15, 3), sharex=False)
     for ax, task in zip(axes, tasks, strict=True):
@@ -466,7 +462,7 @@ if found:
 # real (non-pad) training tokens per second of training: two runs trained at a time here,
 # each on one core with one thread.
 
-# %%
+# %% tags=["hide-input"]
 pd.DataFrame(
     [
         {
@@ -489,7 +485,7 @@ pd.DataFrame(
 # from the measured tokens per second of one worker) and the training time its finished
 # records spent, summed over epochs; evaluating the dev set after each epoch comes on top.
 
-# %%
+# %% tags=["hide-input"]
 sweep = campaign.sweep_jobs(all_records)
 by_key = {r["key"]: r for r in all_records}
 cost = []
@@ -512,7 +508,7 @@ pd.DataFrame(cost).set_index("part").round(1)
 # The paper makes two claims about Table 2: LoRA is on par with full fine-tuning, and it
 # beats the other parameter-efficient methods (BitFit, adapters). Computed from the records:
 
-# %%
+# %% tags=["hide-input"]
 lines = []
 if len(diffs):
     held = int(diffs["holds"].sum())
@@ -548,7 +544,7 @@ display(Markdown("\n".join(lines)))
 # re-run changes one of them, the cell stops the book's build (and a test fails on the
 # committed records), so that the text is rewritten instead of contradicting the tables.
 
-# %%
+# %% tags=["hide-input"]
 written_for = {
     "LoRA within a point of FT": {
         "mrpc": True,

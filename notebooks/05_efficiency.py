@@ -29,7 +29,7 @@
 # %% tags=["parameters"]
 mode = "quick"
 
-# %%
+# %% tags=["hide-input"]
 import inspect
 import json
 import subprocess
@@ -90,7 +90,7 @@ show(profile.overhead)
 # The paper's Table 1 (Quadro RTX 8000, mean ± std of 100 trials, ms) and ours, with the
 # overhead against the base model and one standard deviation of that difference:
 
-# %%
+# %% tags=["hide-input"]
 paper_t1 = pd.DataFrame(
     [
         {"variant": v, "shape": f"{b}×{n}", "paper ms": f"{m:.1f} ± {s:.1f}"}
@@ -122,7 +122,7 @@ if latency:
         for variant, reason in reasons.items():
             print(f"{model} {variant}: {reason[:110]}")
 
-# %%
+# %% tags=["hide-input"]
 if latency:
     merged = [r for r in latency["rows"] if r["variant"] == "lora_merged"]
     held = [r for r in merged if r["overhead"]["within_noise"]]
@@ -141,7 +141,7 @@ if latency:
             )
         )
 
-# %%
+# %% tags=["hide-input"]
 if latency:
     over = pd.DataFrame(
         [
@@ -184,7 +184,7 @@ if latency:
 show(profile.SavedTensorMeter)
 training = load("training", "training.py")
 
-# %%
+# %% tags=["hide-input"]
 if training:
     tr = pd.DataFrame(training["rows"])
     accounts = pd.DataFrame([r["memory_accounts"] for r in training["rows"]]) / 2**20
@@ -242,7 +242,7 @@ if training:
 # each ratio below has several repeats. A ratio counts as "no worse" when its mean is at most
 # one plus two standard errors of that mean (`profile.peer_summary`).
 
-# %%
+# %% tags=["hide-input"]
 peer_records = [training] if training else []
 peer_records += [
     json.loads(p.read_text()) for p in sorted(bench_dir.glob(f"training-{device}-peers-*.json"))
@@ -276,7 +276,7 @@ if peers:
 # core of its own). Each row's ratio is the mean of the per-step ratios ours/peft, with two
 # standard errors:
 
-# %%
+# %% tags=["hide-input"]
 show(profile.interleaved_steps)
 interleaved = None
 path = bench_dir / f"training-{device}-interleaved.json"
@@ -345,7 +345,7 @@ print(
 # What a task's checkpoint must hold: every weight for full fine-tuning, only what trains
 # for the others (the head, where there is one, included).
 
-# %%
+# %% tags=["hide-input"]
 if training:
     ck = tr.pivot_table(index="model", columns="method", values="checkpoint_bytes")
     fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -377,7 +377,7 @@ if training:
 # (`benchmarks/time_to_accuracy.py`, seed 0), on the `cpu` campaign's runs: each method at
 # the settings its sweep picked, so LoRA and FT each train for their own number of epochs.
 
-# %%
+# %% tags=["hide-input"]
 show(profile.time_to_equal_accuracy)
 glue_model = "minilm" if mode == "quick" else "roberta-base"
 presets_tried = ("cpu",) if mode == "quick" else ("paper",)

@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +33,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from lorabook.quiet import quiet
 
 OFFLINE_MODELS: dict[str, str] = {
     "minilm": (
@@ -98,7 +101,8 @@ def load_pretrained(
     """Resolve ``name`` and return ``(model, tokenizer)``; ``kwargs`` go to the model's
     ``auto_class.from_pretrained`` (e.g. ``AutoModelForCausalLM``, ``dtype=...``)."""
     folder = resolve_model(name)
-    return auto_class.from_pretrained(folder, **kwargs), AutoTokenizer.from_pretrained(folder)
+    with quiet():
+        return auto_class.from_pretrained(folder, **kwargs), AutoTokenizer.from_pretrained(folder)
 
 
 def _package_dir(package: str, fix: str) -> Path:
@@ -127,7 +131,8 @@ def _smollm2(cache_dir: Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{_SMOLLM2_DIR}.tmp-", dir=cache_dir))
     try:
-        print(f"lorabook: dequantizing {gguf.name} to {final} (once, ~30 s)", file=sys.stderr)
+        if sys.stderr.isatty():  # a terminal's user waits 30 s; a log or a page needs no path
+            print(f"lorabook: dequantizing {gguf.name} to {final} (once, ~30 s)", file=sys.stderr)
         _export_gguf(gguf, tmp)
         (tmp / _MARKER).write_text(json.dumps(stamp))
         os.chmod(tmp, 0o755)
@@ -150,22 +155,45 @@ def _is_complete(folder: Path, stamp: dict) -> bool:
         return False
 
 
-def _export_gguf(gguf: Path, out_dir: Path) -> None:
-    """Dequantize a GGUF model + tokenizer with transformers and save them in ``out_dir``."""
-    import torch
-    from transformers import AutoModelForCausalLM, GgufConfig
+_EXPORT_SCRIPT = """
+import sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    # dequantize=True up front: transformers 5 otherwise keeps the GGUF quantizer attached
-    # and refuses to save_pretrained the model.
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent,
-        gguf_file=gguf.name,
-        dtype=torch.float32,
-        quantization_config=GgufConfig(dequantize=True),
+folder, name, out_dir = sys.argv[1:]
+# dequantize=True up front: transformers 5 otherwise keeps the GGUF quantizer attached
+# and refuses to save_pretrained the model.
+model = AutoModelForCausalLM.from_pretrained(
+    folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True)
+)
+tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+model.save_pretrained(out_dir)
+tokenizer.save_pretrained(out_dir)
+"""
+
+
+def _export_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF model + tokenizer with transformers and save them in ``out_dir``.
+
+    In a child process whose output is captured: transformers' GGUF reader draws its own
+    progress bars (no switch turns them off, and in a notebook they are widgets), and the
+    caller's page or log should not carry them. Shown only if the conversion fails.
+    """
+    quiet_env = {
+        "TQDM_DISABLE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPORT_SCRIPT, str(gguf.parent), gguf.name, str(out_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **quiet_env},
+        check=False,
     )
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-20:])
+        raise RuntimeError(f"dequantizing {gguf} failed (exit {done.returncode}):\n{tail}")
 
 
 def _hub_offline() -> bool:

@@ -149,12 +149,13 @@ def _pretrained(name: str, causal: bool) -> Callable[[], nn.Module]:
         import transformers as T
 
         from lorabook.models import resolve_model
+        from lorabook.quiet import quiet
 
-        T.logging.set_verbosity_error()
         path = resolve_model(name)
-        if causal:
-            return T.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        return T.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        with quiet():
+            if causal:
+                return T.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            return T.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
 
     return build
 

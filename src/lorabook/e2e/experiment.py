@@ -50,6 +50,7 @@ from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
 from lorabook.precision import precision_info, precision_record
+from lorabook.quiet import quiet
 from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, run_paths
 from lorabook.train import CHECKPOINT_EVERY, fit
@@ -281,7 +282,8 @@ def run_e2e(
     set_seed(seed)  # LoRA's A and any new module are initialised here, before fit() runs
     folder = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    net = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with quiet():  # no loading bar or config notes in the run's log
+        net = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     pad_id = separator_id(tokenizer)
 
     train_rows = subset_rows(load_e2e("train", data_dir), settings.train_examples, seed)

@@ -67,6 +67,7 @@ def measure(
     from lorabook.glue.presets import LENGTH_GROUP_BATCHES
     from lorabook.methods import prepare_model
     from lorabook.models import resolve_model
+    from lorabook.quiet import quiet
     from lorabook.train import epoch_order, length_grouped_order, param_groups
 
     if batching not in BATCHING:
@@ -74,9 +75,10 @@ def measure(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     path = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    net = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=GLUE_TASKS[task].num_labels
-    )
+    with quiet():
+        net = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=GLUE_TASKS[task].num_labels
+        )
     report = prepare_model(net, method)
     net.to(device).train()
     pool = batch_size * max(steps + warmup, LENGTH_GROUP_BATCHES)

@@ -54,6 +54,7 @@ from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
 from lorabook.precision import precision_record
+from lorabook.quiet import quiet
 from lorabook.records import environment, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
 from lorabook.train import CHECKPOINT_EVERY, epoch_order, fit, length_grouped_order
@@ -299,7 +300,10 @@ def run_glue(
         return epoch_order(len(lengths), train.seed, epoch)
 
     set_seed(seed)  # the new head and LoRA's A are initialised here, before fit() runs
-    net = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=spec.num_labels)
+    with quiet():  # no loading bar or config notes in the run's log
+        net = AutoModelForSequenceClassification.from_pretrained(
+            model_path, num_labels=spec.num_labels
+        )
     report = prepare_model(
         net,
         method,
