@@ -32,15 +32,10 @@
 # (our choice: Table 11 covers LoRA only, and the paper quotes the others' scores).
 
 # %% tags=["parameters"]
-mode = "quick"
+mode = "quick"  # "quick": read the committed CPU records; "paper": GPT-2 medium on a GPU
 
-# %%
+# %% tags=["hide-input"]
 import inspect
-import warnings
-
-from tqdm import TqdmWarning
-
-warnings.filterwarnings("ignore", category=TqdmWarning)  # no ipywidgets: plain progress bars
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -241,7 +236,7 @@ pd.DataFrame(
 # The `cpu` preset is ours, sized for this book's 2-core machine; its reasons are in its
 # source (`lorabook.e2e.presets`). The paper's settings (`paper`) beside it:
 
-# %%
+# %% tags=["hide-input"]
 from lorabook.e2e import presets as e2e_presets
 from lorabook.e2e import report
 
@@ -302,7 +297,7 @@ print("records:", ", ".join(records) or "none")
 # digits), which is not quite the baseline row the challenge report published (see the
 # note under Table 3 in `shared/paper/README.md`).
 
-# %%
+# %% tags=["hide-input"]
 NAMES = {
     "none": "untuned",
     "lora": "LoRA",
@@ -346,7 +341,7 @@ theirs = pd.DataFrame(
 table3 = pd.concat([ours, theirs], ignore_index=True).set_index(["source", "method"])
 table3.round(2)
 
-# %%
+# %% tags=["hide-input"]
 if {"lora", "ft"} <= set(scored):
     diff = pd.Series(scored["lora"]) - pd.Series(scored["ft"])
     paper_rows = {r["model / method"]: r for r in paper.table(3)}
@@ -392,7 +387,7 @@ if {"lora", "ft"} <= set(scored):
 # or added, "5out of 5", "TheVaults", "£ 30"; a *dropped slot* is a value of the MR that the
 # text does not express).
 
-# %%
+# %% tags=["hide-input"]
 test_mrs = mrs
 ways = []
 for method in ("lora", "ft"):
@@ -405,10 +400,10 @@ for method in ("lora", "ft"):
             {
                 "method": NAMES[method],
                 "decoding": report.decoding_label(r),
-                "weights": "kept tensors of "
+                "weights": "decoded again: tensors of "
                 + r["data"]["trained_in"]["record"].split("-")[-1].removesuffix(".json")
                 if "trained_in" in r["data"]
-                else f"trained in {r['config_key']}",
+                else f"trained in this run, {r['config_key']}",
                 **({k: s[k] for k in METRICS} if s else {}),
                 **report.error_row(test_mrs, outs),
             }
@@ -421,7 +416,7 @@ ways.round(2)
 # different output for the same MR from the same LoRA tensors, and what the difference does
 # to the scores:
 
-# %%
+# %% tags=["hide-input"]
 if "lora" in records and "_path" in records["lora"]:
     same_tensors = report.decoded_other_ways(results_dir, records["lora"])
     by_algorithm = {
@@ -446,7 +441,7 @@ if "lora" in records and "_path" in records["lora"]:
 #
 # A few test MRs, each method's output and the first two of the human references:
 
-# %%
+# %% tags=["hide-input"]
 outputs = {m: report.outputs_of(r, REPO_ROOT) for m, r in records.items() if "_path" in r}
 for i in (0, 100, 250, 400, 600):
     lines = [f"**MR {i}**: `{mrs[i]}`", ""]
@@ -461,7 +456,7 @@ for i in (0, 100, 250, 400, 600):
 # rules (every reference against its own MR: the rules are lenient on paraphrase, but
 # humans also leave slots out; that row is the calibration), and how long the outputs are:
 
-# %%
+# %% tags=["hide-input"]
 ref_mrs = [mr for mr, refs in zip(mrs, references, strict=True) for _ in refs]
 ref_texts = [ref for refs in references for ref in refs]
 errors = pd.DataFrame(
@@ -482,7 +477,7 @@ errors.round(1)
 # The training loss (label-smoothed, so it does not go to zero) in 50 points per epoch, and
 # the dev loss (no smoothing) on held-out dev rows after each epoch.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(8, 3.5))
 for m, r in records.items():
     if not r["epochs"]:
@@ -503,7 +498,7 @@ ax.legend()
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 cost = pd.DataFrame(
     {
         NAMES[m]: {
@@ -527,7 +522,7 @@ cost
 #
 # First, the verdict of our two runs, computed from the records (not typed):
 
-# %%
+# %% tags=["hide-input"]
 if {"lora", "ft"} <= set(scored):
     ours_lora, ours_ft = scored["lora"], scored["ft"]
     wins = [m for m in METRICS if ours_lora[m] > ours_ft[m]]
