@@ -143,3 +143,10 @@ def bf16_dev_losses(
             else None
         )
     return out
+
+
+def unique_test_mrs(data_dir: str | Path | None = None) -> list[str]:
+    """The 630 unique test MRs in the order the records' outputs follow."""
+    from lorabook.e2e.data import group_references, load_e2e
+
+    return group_references(load_e2e("test", data_dir))[0]
