@@ -256,6 +256,7 @@ def no_model(monkeypatch):
         (["--mixed-precision", "fp8"], "mixed_precision"),
         (["--seed", "-1"], "seed"),
         (["--lora-targets", "q", "w"], "lora_targets must be one or more of q, k, v, o"),
+        (["--adapter-p-variant", "houlsby"], "adapter_p_variant must be one of pfeiffer"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2_before_any_model_loads(
@@ -296,6 +297,43 @@ def test_lora_targets_are_a_set_and_the_paper_s_keep_every_earlier_name(tmp_path
         "rte", "ft", "minilm", "quick", 0, tmp_path, {**TINY, "lora_targets": ("q",)}
     )
     assert ft.paths.key == ft_qk.paths.key  # LoRA's settings do not split other methods' runs
+
+
+def test_adapter_p_variant_is_in_a_run_s_name_only_for_pfeiffer(tmp_path):
+    """adapter_p was Houlsby's FFN adapter until issue 20: the cpu preset keeps that meaning
+    and its records' names; Pfeiffer's adapter is a new name; other methods are untouched."""
+    cpu = plan_glue_run("rte", "adapter_p", "minilm", "cpu", 0, tmp_path)
+    assert "adapter_p_variant" not in cpu.config["settings"]  # as the records made before it
+    assert cpu.settings.model_method("adapter_p") == "adapter_h_ffn"
+    pfeiffer = {"adapter_p_variant": "pfeiffer"}
+    new = plan_glue_run("rte", "adapter_p", "minilm", "cpu", 0, tmp_path, pfeiffer)
+    assert new.config["settings"]["adapter_p_variant"] == "pfeiffer"
+    assert new.paths.key != cpu.paths.key and new.settings.model_method("adapter_p") == "adapter_p"
+    for preset in ("quick", "paper"):  # the paper's AdapterP
+        run = plan_glue_run("rte", "adapter_p", "minilm", preset, 0, tmp_path)
+        assert run.config["settings"]["adapter_p_variant"] == "pfeiffer"
+    h = plan_glue_run("rte", "adapter_h", "minilm", "cpu", 0, tmp_path)
+    assert (
+        plan_glue_run("rte", "adapter_h", "minilm", "cpu", 0, tmp_path, pfeiffer).paths == h.paths
+    )
+    assert h.settings.model_method("adapter_h") == "adapter_h"
+
+
+@pytest.mark.parametrize(
+    ("variant", "trained"), [("pfeiffer", "adapter_p"), (None, "adapter_h_ffn")]
+)
+def test_run_glue_trains_the_adapter_p_variant(tmp_path, monkeypatch, variant, trained):
+    asked = []
+
+    def prepare_model(net, method, **kwargs):
+        asked.append(method)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "prepare_model", prepare_model)
+    overrides = {**TINY, **({"adapter_p_variant": variant} if variant else {})}
+    with pytest.raises(WouldTrain):
+        run_glue("rte", "adapter_p", "minilm", "cpu", 0, results_dir=tmp_path, overrides=overrides)
+    assert asked == [trained]
 
 
 def test_debug_shows_the_traceback(tmp_path, no_model):

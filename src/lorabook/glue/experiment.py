@@ -302,7 +302,7 @@ def run_glue(
     net = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=spec.num_labels)
     report = prepare_model(
         net,
-        method,
+        settings.model_method(method),  # adapter_p: Pfeiffer's, or Houlsby's FFN adapter
         lora_r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         lora_targets=lora_modules(net, settings) if method == "lora" else None,

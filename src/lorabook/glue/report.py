@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lorabook import paper
 from lorabook.glue.campaign import TASKS, Job, campaign_jobs, follow_up_jobs
+from lorabook.glue.presets import ADAPTER_P_LEGACY
 from lorabook.runs import find_records
 
 METHOD_NAMES = {
@@ -26,10 +27,22 @@ METHOD_NAMES = {
     "adapter_p": "AdapterP",
     "lora": "LoRA",
 }
+# adapter_p records by adapter_p_variant (a record without it is Houlsby's FFN adapter alone:
+# every adapter_p record made before issue 20, and the cpu preset's)
+ADAPTER_P_NAMES = {"pfeiffer": "AdapterP", "houlsby_ffn": "AdapterH (FFN only)"}
 # Table 2's column of each task, and the paper's RoBERTa-base rows (its BitFit and AdptD rows
 # are the baselines' own papers' numbers, marked * there)
 PAPER_COLUMNS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "rte": "RTE", "stsb": "STS-B"}
 PAPER_MODEL = "RoBERTa-base"
+
+
+def method_name(method: str, settings: Mapping | None = None) -> str:
+    """How a run of ``method`` with these record ``settings`` is named in tables and plots:
+    ``METHOD_NAMES``, except that an ``adapter_p`` run is named by its variant, and one whose
+    settings have no ``adapter_p_variant`` is Houlsby's FFN adapter, "AdapterH (FFN only)"."""
+    if method != "adapter_p":
+        return METHOD_NAMES.get(method, method)
+    return ADAPTER_P_NAMES[(settings or {}).get("adapter_p_variant", ADAPTER_P_LEGACY)]
 
 
 def score(record: Mapping) -> float:
@@ -87,7 +100,10 @@ def summary(found: Mapping[Job, Mapping]) -> list[dict]:
 
     And how far training got: ``epochs`` trained, the median over seeds of the last epoch's
     training loss, and how many runs scored best at their last epoch (``peaked_last``), the
-    two signs of a run stopped while it was still learning.
+    two signs of a run stopped while it was still learning. ``name`` is :func:`method_name`.
+
+    Raises:
+        ValueError: one (method, task) holds runs of two adapter_p variants.
     """
     groups: dict[tuple[str, str], list[tuple[int, Mapping]]] = {}
     for job, record in found.items():
@@ -95,11 +111,18 @@ def summary(found: Mapping[Job, Mapping]) -> list[dict]:
     rows = []
     for (method, task), runs in groups.items():
         records = [r for _, r in sorted(runs, key=lambda run: run[0])]
+        names = {method_name(method, r.get("settings")) for r in records}
+        if len(names) > 1:
+            raise ValueError(
+                f"{task} {method}: runs of different methods in one row ({sorted(names)}); "
+                "pass the records of one adapter_p_variant"
+            )
         scores = [score(r) for r in records]
         last_losses = [r["epochs"][-1]["train_loss"] for r in records]
         rows.append(
             {
                 "method": method,
+                "name": names.pop(),
                 "task": task,
                 "median": statistics.median(scores),
                 "min": min(scores),
@@ -159,7 +182,7 @@ def lora_vs_others(rows: Sequence[Mapping]) -> list[dict]:
             {
                 "task": task,
                 "LoRA median": lora,
-                "best other": METHOD_NAMES[best],
+                "best other": by[best, task].get("name", METHOD_NAMES[best]),
                 "its score": by[best, task]["median"],
                 "LoRA ahead": lora >= by[best, task]["median"],
             }
