@@ -25,6 +25,7 @@ from lorabook.glue.experiment import (
     run_glue,
 )
 from lorabook.glue.presets import PAPER_LORA_ROBERTA_BASE, SettingsError, glue_preset
+from lorabook.heads import MeanPooling
 from lorabook.runs import config_key
 from lorabook.train import length_grouped_order
 
@@ -257,6 +258,7 @@ def no_model(monkeypatch):
         (["--seed", "-1"], "seed"),
         (["--lora-targets", "q", "w"], "lora_targets must be one or more of q, k, v, o"),
         (["--adapter-p-variant", "houlsby"], "adapter_p_variant must be one of pfeiffer"),
+        (["--pooling", "max"], "pooling must be one of cls, mean"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2_before_any_model_loads(
@@ -334,6 +336,28 @@ def test_run_glue_trains_the_adapter_p_variant(tmp_path, monkeypatch, variant, t
     with pytest.raises(WouldTrain):
         run_glue("rte", "adapter_p", "minilm", "cpu", 0, results_dir=tmp_path, overrides=overrides)
     assert asked == [trained]
+
+
+def test_mean_pooling_is_a_new_name_and_reaches_the_model(tmp_path, monkeypatch, capsys):
+    cls = tiny_run(tmp_path)
+    assert "pooling" not in cls.config["settings"]  # [CLS]: as every record before it
+    assert tiny_run(tmp_path, pooling="cls").paths == cls.paths
+    mean = tiny_run(tmp_path, pooling="mean")
+    assert mean.config["settings"]["pooling"] == "mean" and mean.paths.key != cls.paths.key
+    seen = []
+
+    def prepare_model(net, method, **kwargs):
+        seen.append(net)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "prepare_model", prepare_model)
+    argv = ["--task", "rte", "--preset", "quick", "--results-dir", str(tmp_path), *TINY_ARGS]
+    with pytest.raises(WouldTrain):
+        main([*argv, "--pooling", "mean"])
+    assert isinstance(seen[0].bert.pooler, MeanPooling)
+    with pytest.raises(WouldTrain):
+        main(argv)
+    assert not isinstance(seen[1].bert.pooler, MeanPooling)
 
 
 def test_debug_shows_the_traceback(tmp_path, no_model):

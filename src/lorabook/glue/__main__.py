@@ -66,6 +66,12 @@ OVERRIDES = {  # flag -> (setting, type, help)
         "adapter alone, adapter_p before issue 20; the cpu preset's)",
     ),
     "--padding": ("padding", str, f"{PADDING[0]!r}: pad a batch to its longest; {PADDING[1]!r}"),
+    "--pooling": (
+        "pooling",
+        str,
+        "what the classifier reads: 'cls' (the model's own [CLS] head, default) or 'mean' (the "
+        "masked mean of the tokens, what all-MiniLM-L6-v2 was trained for)",
+    ),
 }
 
 

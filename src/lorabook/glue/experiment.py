@@ -49,6 +49,7 @@ from lorabook.glue.presets import (
     SettingsError,
     glue_preset,
 )
+from lorabook.heads import use_mean_pooling
 from lorabook.inject import attention_targets
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
@@ -300,6 +301,8 @@ def run_glue(
 
     set_seed(seed)  # the new head and LoRA's A are initialised here, before fit() runs
     net = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=spec.num_labels)
+    if settings.pooling == "mean":
+        use_mean_pooling(net)  # the classifier reads the masked mean of the tokens, not [CLS]
     report = prepare_model(
         net,
         settings.model_method(method),  # adapter_p: Pfeiffer's, or Houlsby's FFN adapter

@@ -55,6 +55,11 @@ and a record of ``adapter_p`` without the setting is Houlsby's FFN adapter); ``p
 in it. The ``cpu`` preset keeps ``houlsby_ffn``, so its meaning stays what its records are;
 ``paper``, ``quick`` and a new preset get ``pfeiffer``, the paper's AdapterP.
 
+The read-out (``pooling``, :mod:`lorabook.heads`): ``cls``, the models' own (BERT's pooler on
+[CLS]; RoBERTa's head on ``<s>``), or ``mean``, the masked mean of the tokens, which
+all-MiniLM-L6-v2 was trained for (its pooler is untrained). ``cls`` is left out of a run's
+identity (every earlier record used it); ``mean`` is in it.
+
 Batches are padded to their longest example (``padding="longest"``), not to ``max_length``:
 most GLUE sentences are far shorter. ``group_by_length=True`` also forms batches of similar
 length (seeded; see :func:`lorabook.train.length_grouped_order`), which pads even less.
@@ -69,6 +74,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from lorabook.cli import SettingsError
+from lorabook.heads import POOLING
 from lorabook.train import TrainConfig
 
 PRESETS = ("paper", "quick", "cpu")
@@ -135,6 +141,7 @@ class GluePreset:
     lora_targets: tuple[str, ...] = PAPER_LORA_TARGETS  # short names, see LORA_TARGETS
     adapter_size: int = 64
     adapter_p_variant: str = "pfeiffer"  # see ADAPTER_P_VARIANTS
+    pooling: str = "cls"  # what the classifier reads: [CLS] (the models' own) or the mean
     padding: str = "longest"
     group_by_length: bool = False
     notes: list[str] = field(default_factory=list)
@@ -195,6 +202,11 @@ class GluePreset:
                 f"adapter_p_variant must be one of {', '.join(ADAPTER_P_VARIANTS)} (Pfeiffer's "
                 f"adapter; Houlsby's FFN adapter alone), got {self.adapter_p_variant!r}"
             )
+        if self.pooling not in POOLING:
+            problems.append(
+                f"pooling must be one of {', '.join(POOLING)} ([CLS] through the model's own "
+                f"head; the masked mean of the tokens), got {self.pooling!r}"
+            )
         if self.max_length < MIN_MAX_LENGTH:
             problems.append(f"max_length must be at least {MIN_MAX_LENGTH}, got {self.max_length}")
         for name in ("train_examples", "eval_examples"):
@@ -228,8 +240,9 @@ class GluePreset:
         Floats are floats (``lora_alpha`` 8 and 8.0 are the same run); settings the method
         does not use are ``None``. This dict, minus ``notes``, is part of a run's identity.
         ``lora_targets`` is in it only for LoRA away from the paper's (q, v), and
-        ``adapter_p_variant`` only for ``adapter_p`` away from ``houlsby_ffn``: a setting added
-        after records were written must not rename them.
+        ``adapter_p_variant`` only for ``adapter_p`` away from ``houlsby_ffn``, ``pooling``
+        only away from ``cls``: a setting added after records were written must not rename
+        them.
         """
         train = asdict(self.train)
         for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -248,6 +261,7 @@ class GluePreset:
             **({"lora_targets": list(targets)} if lora and targets != PAPER_LORA_TARGETS else {}),
             "adapter_size": self.adapter_size if method.startswith("adapter") else None,
             **({"adapter_p_variant": variant} if variant != ADAPTER_P_LEGACY else {}),
+            **({"pooling": self.pooling} if self.pooling != POOLING[0] else {}),
             "padding": self.padding,
             "group_by_length": self.group_by_length,
             "length_group_batches": LENGTH_GROUP_BATCHES if self.group_by_length else None,
