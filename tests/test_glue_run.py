@@ -24,6 +24,7 @@ from lorabook.glue.experiment import (
     record_config,
     run_glue,
 )
+from lorabook.glue.metrics import glue_metrics
 from lorabook.glue.presets import PAPER_LORA_ROBERTA_BASE, SettingsError, glue_preset
 from lorabook.heads import MeanPooling
 from lorabook.runs import config_key
@@ -106,6 +107,12 @@ def test_record_has_what_the_issue_asks(lora_record):
     assert precision["train"] == precision["evaluate"] == "fp32"
     assert precision["hardware"]["device"] == env["device"].split(":")[0]
     assert record["resumed_from_batch"] == 0
+    # what the best epoch predicted for every dev example, in order: it gives the score again
+    kept = record["dev_predictions"]
+    assert kept["epoch"] == record["best_epoch"] and len(kept["predictions"]) == 40
+    assert set(kept["predictions"]) <= {0, 1} and len(kept["labels"]) == 40
+    again = glue_metrics("rte", kept["predictions"], kept["labels"])
+    assert again["accuracy"] == record["best"]["accuracy"]
 
 
 def test_checkpoint_every_goes_from_the_command_line_to_fit(tmp_path, monkeypatch):
@@ -224,6 +231,12 @@ def test_cli_runs_regression_task_and_keeps_scratch_on_request(tmp_path, capsys)
     assert set(record["best"]) >= {"pearson", "spearmanr"}
     assert (run.paths.scratch / "ckpt" / "last.pt").is_file()  # --keep-scratch
     assert (run.paths.outputs / TRAINABLE_FILE).is_file()
+    kept = record["dev_predictions"]  # STS-B: the scores themselves, exactly
+    assert all(isinstance(x, float) for x in kept["predictions"]) and len(kept["labels"]) == 32
+    assert glue_metrics("stsb", kept["predictions"], kept["labels"]) == {
+        k: record["best"][k] for k in ("pearson", "spearmanr")
+    }
+    assert (run.paths.scratch / "predictions" / "epoch1.json").is_file()
 
 
 # --------------------------------------------------------------------------- user errors
