@@ -441,3 +441,23 @@ def test_subset(loaded):
     assert subset(ds, None) is ds
     with pytest.raises(ValueError):
         subset(ds, -1)
+
+
+# Pairs longer than the cpu preset's 128 tokens, and the longest pair (MiniLM's tokenizer,
+# special tokens included), per split: issue 20's "RTE's length". CoLA's and SST-2's single
+# sentences reach 47 and 66 tokens at most (measured the same way; not re-tokenised here).
+LONG_PAIRS = {  # (task, split): (pairs over 128, longest)
+    ("rte", "train"): (304, 289),
+    ("rte", "validation"): (33, 253),
+    ("mrpc", "train"): (0, 103),
+    ("stsb", "train"): (0, 125),
+}
+
+
+@needs_data
+@pytest.mark.parametrize(("task", "split"), sorted(LONG_PAIRS))
+def test_only_rte_is_truncated_at_128_tokens_and_289_truncates_nothing(loaded, task, split):
+    tokenizer = minilm_tokenizer()
+    full = tokenize_glue(loaded(task, split), tokenizer, task, 512)
+    lengths = [len(ids) for ids in full[:]["input_ids"]]
+    assert (sum(n > 128 for n in lengths), max(lengths)) == LONG_PAIRS[task, split]

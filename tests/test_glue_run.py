@@ -24,7 +24,9 @@ from lorabook.glue.experiment import (
     record_config,
     run_glue,
 )
+from lorabook.glue.metrics import glue_metrics
 from lorabook.glue.presets import PAPER_LORA_ROBERTA_BASE, SettingsError, glue_preset
+from lorabook.heads import MeanPooling
 from lorabook.runs import config_key
 from lorabook.train import length_grouped_order
 
@@ -105,6 +107,12 @@ def test_record_has_what_the_issue_asks(lora_record):
     assert precision["train"] == precision["evaluate"] == "fp32"
     assert precision["hardware"]["device"] == env["device"].split(":")[0]
     assert record["resumed_from_batch"] == 0
+    # what the best epoch predicted for every dev example, in order: it gives the score again
+    kept = record["dev_predictions"]
+    assert kept["epoch"] == record["best_epoch"] and len(kept["predictions"]) == 40
+    assert set(kept["predictions"]) <= {0, 1} and len(kept["labels"]) == 40
+    again = glue_metrics("rte", kept["predictions"], kept["labels"])
+    assert again["accuracy"] == record["best"]["accuracy"]
 
 
 def test_checkpoint_every_goes_from_the_command_line_to_fit(tmp_path, monkeypatch):
@@ -223,6 +231,12 @@ def test_cli_runs_regression_task_and_keeps_scratch_on_request(tmp_path, capsys)
     assert set(record["best"]) >= {"pearson", "spearmanr"}
     assert (run.paths.scratch / "ckpt" / "last.pt").is_file()  # --keep-scratch
     assert (run.paths.outputs / TRAINABLE_FILE).is_file()
+    kept = record["dev_predictions"]  # STS-B: the scores themselves, exactly
+    assert all(isinstance(x, float) for x in kept["predictions"]) and len(kept["labels"]) == 32
+    assert glue_metrics("stsb", kept["predictions"], kept["labels"]) == {
+        k: record["best"][k] for k in ("pearson", "spearmanr")
+    }
+    assert (run.paths.scratch / "predictions" / "epoch1.json").is_file()
 
 
 # --------------------------------------------------------------------------- user errors
@@ -256,6 +270,8 @@ def no_model(monkeypatch):
         (["--mixed-precision", "fp8"], "mixed_precision"),
         (["--seed", "-1"], "seed"),
         (["--lora-targets", "q", "w"], "lora_targets must be one or more of q, k, v, o"),
+        (["--adapter-p-variant", "houlsby"], "adapter_p_variant must be one of pfeiffer"),
+        (["--pooling", "max"], "pooling must be one of cls, mean"),
     ],
 )
 def test_bad_setting_is_one_line_and_exit_2_before_any_model_loads(
@@ -296,6 +312,65 @@ def test_lora_targets_are_a_set_and_the_paper_s_keep_every_earlier_name(tmp_path
         "rte", "ft", "minilm", "quick", 0, tmp_path, {**TINY, "lora_targets": ("q",)}
     )
     assert ft.paths.key == ft_qk.paths.key  # LoRA's settings do not split other methods' runs
+
+
+def test_adapter_p_variant_is_in_a_run_s_name_only_for_pfeiffer(tmp_path):
+    """adapter_p was Houlsby's FFN adapter until issue 20: the cpu preset keeps that meaning
+    and its records' names; Pfeiffer's adapter is a new name; other methods are untouched."""
+    cpu = plan_glue_run("rte", "adapter_p", "minilm", "cpu", 0, tmp_path)
+    assert "adapter_p_variant" not in cpu.config["settings"]  # as the records made before it
+    assert cpu.settings.model_method("adapter_p") == "adapter_h_ffn"
+    pfeiffer = {"adapter_p_variant": "pfeiffer"}
+    new = plan_glue_run("rte", "adapter_p", "minilm", "cpu", 0, tmp_path, pfeiffer)
+    assert new.config["settings"]["adapter_p_variant"] == "pfeiffer"
+    assert new.paths.key != cpu.paths.key and new.settings.model_method("adapter_p") == "adapter_p"
+    for preset in ("quick", "paper"):  # the paper's AdapterP
+        run = plan_glue_run("rte", "adapter_p", "minilm", preset, 0, tmp_path)
+        assert run.config["settings"]["adapter_p_variant"] == "pfeiffer"
+    h = plan_glue_run("rte", "adapter_h", "minilm", "cpu", 0, tmp_path)
+    assert (
+        plan_glue_run("rte", "adapter_h", "minilm", "cpu", 0, tmp_path, pfeiffer).paths == h.paths
+    )
+    assert h.settings.model_method("adapter_h") == "adapter_h"
+
+
+@pytest.mark.parametrize(
+    ("variant", "trained"), [("pfeiffer", "adapter_p"), (None, "adapter_h_ffn")]
+)
+def test_run_glue_trains_the_adapter_p_variant(tmp_path, monkeypatch, variant, trained):
+    asked = []
+
+    def prepare_model(net, method, **kwargs):
+        asked.append(method)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "prepare_model", prepare_model)
+    overrides = {**TINY, **({"adapter_p_variant": variant} if variant else {})}
+    with pytest.raises(WouldTrain):
+        run_glue("rte", "adapter_p", "minilm", "cpu", 0, results_dir=tmp_path, overrides=overrides)
+    assert asked == [trained]
+
+
+def test_mean_pooling_is_a_new_name_and_reaches_the_model(tmp_path, monkeypatch, capsys):
+    cls = tiny_run(tmp_path)
+    assert "pooling" not in cls.config["settings"]  # [CLS]: as every record before it
+    assert tiny_run(tmp_path, pooling="cls").paths == cls.paths
+    mean = tiny_run(tmp_path, pooling="mean")
+    assert mean.config["settings"]["pooling"] == "mean" and mean.paths.key != cls.paths.key
+    seen = []
+
+    def prepare_model(net, method, **kwargs):
+        seen.append(net)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "prepare_model", prepare_model)
+    argv = ["--task", "rte", "--preset", "quick", "--results-dir", str(tmp_path), *TINY_ARGS]
+    with pytest.raises(WouldTrain):
+        main([*argv, "--pooling", "mean"])
+    assert isinstance(seen[0].bert.pooler, MeanPooling)
+    with pytest.raises(WouldTrain):
+        main(argv)
+    assert not isinstance(seen[1].bert.pooler, MeanPooling)
 
 
 def test_debug_shows_the_traceback(tmp_path, no_model):

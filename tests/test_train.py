@@ -958,3 +958,29 @@ def test_accumulated_micro_steps_skip_the_gradient_sync_of_the_model(monkeypatch
     result = quiet_fit(model(), data, accuracy_on(data), cfg, compute_loss=compute_loss)
     assert result.optimizer_steps == 3 and under_no_sync == [True, False] * 3
     assert len(unsynced) == 3 and all(net is trained[0] for net in unsynced + trained)
+
+
+def test_on_evaluated_follows_each_evaluation_and_precedes_its_checkpoint(tmp_path):
+    data = dataset()
+    seen: list[tuple[int, bool]] = []
+    ckpt = tmp_path / CHECKPOINT
+
+    def on_evaluated(epoch: int) -> None:
+        saved = torch.load(ckpt, weights_only=False)["history"] if ckpt.exists() else []
+        seen.append((epoch, len(saved)))  # the checkpoint still holds the epochs before
+        if epoch == 2 and len(seen) == 2:
+            raise KeyboardInterrupt  # dies before epoch 2's checkpoint: epoch 2 is redone
+
+    with pytest.raises(KeyboardInterrupt):
+        quiet_fit(
+            model(),
+            data,
+            accuracy_on(data),
+            CFG,
+            checkpoint_dir=tmp_path,
+            on_evaluated=on_evaluated,
+        )
+    quiet_fit(
+        model(), data, accuracy_on(data), CFG, checkpoint_dir=tmp_path, on_evaluated=on_evaluated
+    )
+    assert seen == [(1, 0), (2, 1), (2, 1), (3, 2)]

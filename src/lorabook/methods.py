@@ -27,8 +27,22 @@ Methods:
     attention output projection and after the FFN output projection of every layer, before
     the residual add and LayerNorm. 2 · (2dm + m + d) parameters per layer.
 ``adapter_p``
-    Pfeiffer et al. (2021), the paper's AdapterP: the same adapter after the FFN output
-    projection only: 2dm + m + d per layer.
+    Pfeiffer et al. (2021), the paper's AdapterP, as the LoRA authors ran it (BERT/RoBERTa
+    only): one adapter per layer that reads the block's output, after the FFN's residual add
+    and LayerNorm, with a ReLU, and the block's own LayerNorm applied again after it. With
+    ``h`` the FFN's output (dense, then dropout) and ``x`` the FFN's input (the residual)::
+
+        a = LN(h + x)                                 # the block's output without adapter
+        h' = h + W_up · ReLU(W_down · a + b_down) + b_up   # its residual is h, before the LN
+        out = LN(h' + x)                              # the original LayerNorm, again
+
+    2dm + m + d parameters per layer (the LayerNorm is the model's, frozen); the sources are
+    in ``PfeifferAdapter``.
+``adapter_h_ffn``
+    Houlsby's FFN adapter alone: ``adapter_h``'s adapter (GELU, on the FFN output projection,
+    before dropout, residual and LayerNorm) at the FFN site only; 2dm + m + d per layer. This
+    is what ``adapter_p`` meant before issue 20; the GLUE records made then say ``adapter_p``
+    (:data:`lorabook.glue.presets.ADAPTER_P_VARIANTS` keeps them readable).
 ``adapter_l``
     Lin, Madotto & Fung (2020), the paper's AdapterL: one adapter per layer, after the FFN
     output projection, with its own LayerNorm and a ReLU:
@@ -37,7 +51,7 @@ Methods:
     Lin et al.'s code applies it to the block's output, after the FFN's residual add
     (``H + f(LN(H))`` with ``H = h + FFN(h)``); here it transforms the FFN output before that
     add (``h + y + f(LN(y))`` with ``y = FFN(h)``), the place the LoRA paper names ("after the
-    MLP module") and where AdapterH/AdapterP sit. Same parameters, not the same function.
+    MLP module") and where AdapterH's FFN adapter sits. Same parameters, not the same function.
 ``prefix``
     Li & Liang (2021) prefix-layer tuning, the paper's PreLayer, through peft
     (``PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=l_p)``, no
@@ -70,17 +84,29 @@ before dropout, residual and LayerNorm. Houlsby's code
 (google-research/adapter-bert) applies it one step later, after the dropout:
 ``LayerNorm(adapter(dropout(dense(h))) + input)``. The two are identical in eval mode; in
 training ours drops out ``y + adapter(y)`` where Houlsby's adapter sees the dropped-out ``y``.
+``adapter_p`` (``FFN_OUTPUT_BLOCK``): ``PfeifferAdapter`` replaces the whole ``BertOutput``
+/ ``RobertaOutput`` block, since it needs the block's residual and LayerNorm; its adapter
+reads after the dropout, as in the LoRA authors' code.
 
 Adapter trainable set. Houlsby also trains every LayerNorm's γ and β; the LoRA paper's
 AdapterH counts follow the adapter formula, so here only the adapter weights (and the head)
 train, and ``trainable`` is exactly ``n_adapters · (2dm + m + d)`` (AdapterL: plus the 2d of
 each adapter's own LayerNorm, which Lin et al. train; the model's LayerNorms stay frozen).
+The LoRA authors' adapter runs train the same set: ``run_glue.py`` freezes every
+``roberta.*`` parameter whose name lacks "adapter", the LayerNorms included. On MiniLM
+(L = 6, d = 384) AdapterH m = 8 is 12 · (2·384·8 + 8 + 384) = 78,432 and AdapterP m = 16 is
+6 · (2·384·16 + 16 + 384) = 76,128, against LoRA's 73,728 (r = 8 on W_q, W_v); none of the
+three counts the head (``bert.pooler`` and ``classifier``, 148,610 for two labels).
 
 Adapter initialisation. Houlsby draws both projection weights from a truncated normal with
 standard deviation 10⁻³ ("near identity"); here the up-projection is exactly zero (weights
 and bias) and the down-projection keeps ``nn.Linear``'s kaiming-uniform init with a zero
 bias, so the adapted model starts *exactly* as the pretrained one, the same choice LoRA
-makes with B = 0. AdapterL's LayerNorm starts as γ = 1, β = 0 (ε = 10⁻⁵, GPT-2's).
+makes with B = 0. AdapterL's LayerNorm starts as γ = 1, β = 0 (ε = 10⁻⁵, GPT-2's). For
+AdapterP a zero up-projection leaves the block exactly as it was, because its residual is the
+FFN output before the LayerNorm: the second LayerNorm sees ``h + 0 + x``, the same input as
+the block's single one (no idempotence of LayerNorm is needed; with the residual taken after
+the LayerNorm it would see ``LN(h + x) + x`` and the model would change).
 """
 
 from __future__ import annotations
@@ -103,7 +129,7 @@ from lorabook.inject import (
 
 # prepare_model's methods: the GLUE baselines of Table 2 (and FT-Top2), changed in place
 METHODS: tuple[str, ...] = ("ft", "ft_top2", "bitfit", "adapter_h", "adapter_p", "lora")
-IN_PLACE_METHODS: tuple[str, ...] = (*METHODS, "adapter_l")
+IN_PLACE_METHODS: tuple[str, ...] = (*METHODS, "adapter_l", "adapter_h_ffn")
 # prepare_causal_lm's methods: Table 3's E2E baselines (issue 6)
 CAUSAL_LM_METHODS: tuple[str, ...] = ("lora", "ft", "ft_top2", "adapter_l", "adapter_h", "prefix")
 # The list of transformer blocks: GPT-2 transformer.h, Llama model.layers, BERT encoder.layer
@@ -131,27 +157,79 @@ FFN_OUTPUT: dict[str, str] = {
     "gpt2": r".*\.h\.\d+\.mlp\.c_proj",  # Conv1D
     "llama": r".*\.layers\.\d+\.mlp\.down_proj",
 }
+# Pfeiffer's site: the block's FFN output module (dense, dropout, residual add, LayerNorm),
+# which only the post-LayerNorm encoders have
+FFN_OUTPUT_BLOCK: dict[str, str] = {
+    "bert": r".*\.layer\.\d+\.output",
+    "roberta": r".*\.layer\.\d+\.output",
+}
 ADAPTER_SITES: dict[str, tuple[dict[str, str], ...]] = {
     "adapter_h": (ATTENTION_OUTPUT, FFN_OUTPUT),
-    "adapter_p": (FFN_OUTPUT,),
+    "adapter_p": (FFN_OUTPUT_BLOCK,),
+    "adapter_h_ffn": (FFN_OUTPUT,),
     "adapter_l": (FFN_OUTPUT,),
 }
 # The adapter's inside: (activation, own LayerNorm before the down-projection)
 ADAPTER_KIND: dict[str, tuple[str, bool]] = {
     "adapter_h": ("gelu", False),
-    "adapter_p": ("gelu", False),
+    "adapter_p": ("relu", False),
+    "adapter_h_ffn": ("gelu", False),
     "adapter_l": ("relu", True),
 }
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
-class Adapter(nn.Module):
+class Bottleneck(nn.Module):
+    """The adapters' common inside: ``up(act(down(h)))``, or ``up(act(down(LN(h))))`` with a
+    LayerNorm of its own; ``down`` is d → m and ``up`` is m → d. ``up`` starts at zero (weights
+    and bias), so the bottleneck starts as 0. Subclasses say where it reads and adds."""
+
+    def _build(
+        self, d: int, size: int, activation: str, layer_norm: bool, like: torch.Tensor
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}: {activation!r}")
+        check_adapter_size(size)
+        kw = {"device": like.device, "dtype": like.dtype}
+        self.size = size
+        self.activation = activation
+        self.norm = nn.LayerNorm(d, **kw) if layer_norm else None
+        self.down = nn.Linear(d, size, **kw)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(size, d, **kw)
+        self.reset_adapter_parameters()
+
+    def reset_adapter_parameters(self) -> None:
+        """down: kaiming-uniform weight, zero bias; up: all zero (the adapter starts as 0);
+        the LayerNorm, if any: γ = 1, β = 0."""
+        self.down.reset_parameters()
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        if self.norm is not None:
+            self.norm.reset_parameters()
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """The adapter's own parameters (down, up and the LayerNorm), not the base layer's."""
+        norm = list(self.norm.parameters()) if self.norm is not None else []
+        return [*norm, *self.down.parameters(), *self.up.parameters()]
+
+    def bottleneck(self, h: torch.Tensor) -> torch.Tensor:
+        """``up(act(down(h)))``, or ``up(act(down(LN(h))))`` with the adapter's LayerNorm."""
+        h = self.norm(h) if self.norm is not None else h
+        return self.up(self.act(self.down(h)))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, activation={self.activation}"
+
+
+class Adapter(Bottleneck):
     """A wrapped linear layer followed by a bottleneck adapter with its own residual.
 
-    ``forward(x) = y + up(act(down(y)))`` with ``y = base(x)`` (Houlsby, Pfeiffer: GELU), or
-    ``y + up(ReLU(down(LN(y))))`` with ``layer_norm=True`` (Lin et al.); ``down`` is d → m and
-    ``up`` is m → d, d being the base layer's output size. ``up`` starts at zero, so at
-    initialisation the output is exactly ``base(x)``. The base layer is frozen.
+    ``forward(x) = y + up(act(down(y)))`` with ``y = base(x)`` (Houlsby: GELU), or
+    ``y + up(ReLU(down(LN(y))))`` with ``layer_norm=True`` (Lin et al.); d is the base
+    layer's output size. ``up`` starts at zero, so at initialisation the output is exactly
+    ``base(x)``. The base layer is frozen.
 
     Args:
         base: the ``nn.Linear`` (or GPT-2's ``Conv1D``) whose output the adapter transforms.
@@ -170,45 +248,70 @@ class Adapter(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear | Conv1D):
             raise TypeError(f"Adapter wraps an nn.Linear or Conv1D, not {type(base).__name__}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}: {activation!r}")
-        check_adapter_size(size)
         w = base.weight
         d = base.out_features if isinstance(base, nn.Linear) else w.shape[1]  # Conv1D: (in, out)
         self.base_layer = base
-        self.size = size
-        self.activation = activation
-        self.norm = nn.LayerNorm(d, device=w.device, dtype=w.dtype) if layer_norm else None
-        self.down = nn.Linear(d, size, device=w.device, dtype=w.dtype)
-        self.act = ACTIVATIONS[activation]()
-        self.up = nn.Linear(size, d, device=w.device, dtype=w.dtype)
-        self.reset_adapter_parameters()
+        self._build(d, size, activation, layer_norm, w)
         for p in self.base_layer.parameters():
             p.requires_grad_(False)
-
-    def reset_adapter_parameters(self) -> None:
-        """down: kaiming-uniform weight, zero bias; up: all zero (the adapter starts as 0);
-        the LayerNorm, if any: γ = 1, β = 0."""
-        self.down.reset_parameters()
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-        if self.norm is not None:
-            self.norm.reset_parameters()
-
-    def adapter_parameters(self) -> list[nn.Parameter]:
-        """The adapter's own parameters (down, up and the LayerNorm), not the base layer's."""
-        norm = list(self.norm.parameters()) if self.norm is not None else []
-        return [*norm, *self.down.parameters(), *self.up.parameters()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``y + up(act(down(y)))``, or ``y + up(act(down(LN(y))))``, with ``y = base(x)``."""
         y = self.base_layer(x)
-        h = self.norm(y) if self.norm is not None else y
-        return y + self.up(self.act(self.down(h)))
+        return y + self.bottleneck(y)
 
-    def extra_repr(self) -> str:
-        return f"size={self.size}, activation={self.activation}"
+
+class PfeifferAdapter(Bottleneck):
+    """Pfeiffer's adapter around a BERT/RoBERTa FFN output block (``BertOutput``,
+    ``RobertaOutput``: ``LN(dropout(dense(h_in)) + x)``), as the LoRA authors ran AdapterP.
+
+    With ``h = dropout(dense(h_in))`` (the FFN's output) and ``x`` the residual::
+
+        a = LN(h + x)                          # the block's output without adapter
+        out = LN(h + up(ReLU(down(a))) + x)    # adapter residual h; the same LN again
+
+    Source: microsoft/LoRA, ``examples/NLU/src/transformers/models/roberta/modeling_roberta.py``,
+    ``RobertaOutput.forward`` with ``adapter_type == 'pfeiffer'`` (``residual = hidden_states``;
+    ``hidden_states = self.LayerNorm(hidden_states + input_tensor)``; ``self.adapter(
+    hidden_states, residual=residual)``; ``self.LayerNorm(hidden_states + input_tensor)``),
+    with ``Adapter(hidden_size, adapter_size, 'relu')`` from ``models/adapter.py``
+    (``adapter_B(act(adapter_A(x))) + residual``), run by ``adapter_pfeiffer_roberta_large_mnli
+    .sh`` with ``--adapter_size 16``. It is adapter-hub's ``PfeifferConfig``
+    (``original_ln_before=True``: the adapter reads ``LN(h + x)``; ``residual_before_ln=True``:
+    its residual is ``h``, taken before that LN; ``original_ln_after=True``: ``LN(· + x)``
+    after it; ``non_linearity="relu"``; ``reduction_factor=16``, i.e. m = d/16;
+    ``mh_adapter=False``, ``output_adapter=True``: the FFN site only). Only the adapter
+    trains; the block's LayerNorm stays the model's (frozen), used twice.
+
+    Initialisation is this book's, not theirs: ``up`` = 0, so ``out = LN(h + x)`` exactly,
+    the pretrained block (their ``nn.Linear`` defaults, or adapter-hub's N(0, 0.02) with
+    zero biases, start the model slightly off it).
+
+    Args:
+        base: the FFN output block; it must have ``dense``, ``dropout`` and ``LayerNorm``.
+        size: the bottleneck width m (≥ 1).
+    """
+
+    def __init__(self, base: nn.Module, size: int, activation: str = "relu") -> None:
+        super().__init__()
+        missing = [a for a in ("dense", "dropout", "LayerNorm") if not hasattr(base, a)]
+        if missing or not isinstance(getattr(base, "dense", None), nn.Linear):
+            raise TypeError(
+                f"PfeifferAdapter wraps a BERT/RoBERTa FFN output block (dense: nn.Linear, "
+                f"dropout, LayerNorm); this {type(base).__name__} lacks {missing or ['dense']}"
+            )
+        self.base_layer = base
+        self._build(base.dense.out_features, size, activation, False, base.dense.weight)
+        for p in self.base_layer.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        """``LN(h + up(ReLU(down(LN(h + x)))) + x)`` with ``h = dropout(dense(hidden_states))``
+        and ``x = input_tensor``."""
+        block = self.base_layer
+        h = block.dropout(block.dense(hidden_states))
+        a = block.LayerNorm(h + input_tensor)
+        return block.LayerNorm(h + self.bottleneck(a) + input_tensor)
 
 
 def check_adapter_size(size: int) -> None:
@@ -223,9 +326,9 @@ def adapter_param_count(n_adapters: int, d: int, m: int, layer_norm: bool = Fals
     return n_adapters * (2 * d * m + m + d + (2 * d if layer_norm else 0))
 
 
-def adapter_layers(model: nn.Module) -> dict[str, Adapter]:
-    """Every ``Adapter`` in the model, by module name."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, Adapter)}
+def adapter_layers(model: nn.Module) -> dict[str, Bottleneck]:
+    """Every adapter (``Adapter``, ``PfeifferAdapter``) in the model, by module name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, Bottleneck)}
 
 
 @dataclass(frozen=True)
@@ -334,13 +437,19 @@ def adapter_sites(model: nn.Module, method: str) -> list[str]:
     the table's patterns match nothing.
     """
     tables = ADAPTER_SITES[method]
+    fix = (
+        "adapter_p (Pfeiffer) wraps a post-LayerNorm block's FFN output module (BERT/RoBERTa); "
+        "on other models use adapter_h_ffn or adapter_l, or add the module to FFN_OUTPUT_BLOCK"
+        if method == "adapter_p"
+        else "add its attention/FFN output projections to ATTENTION_OUTPUT and FFN_OUTPUT in "
+        "lorabook.methods"
+    )
     patterns = [
         model_type_default(
             model,
             table,
             f"{method} adapter sites",
-            "add its attention/FFN output projections to ATTENTION_OUTPUT and FFN_OUTPUT in "
-            "lorabook.methods",
+            fix,
             f"Linear layers of this {type(model).__name__} by short name: {_linear_leaves(model)}.",
         )
         for table in tables
@@ -353,6 +462,8 @@ def adapter_sites(model: nn.Module, method: str) -> list[str]:
         )
     for name in sites:
         module = model.get_submodule(name)
+        if method == "adapter_p":
+            continue  # PfeifferAdapter checks its block itself
         if not isinstance(module, nn.Linear | Conv1D):
             raise ValueError(
                 f"{method}: {name!r} is of type {type(module).__name__}, not nn.Linear or Conv1D"
@@ -365,7 +476,12 @@ def _apply_adapters(model: nn.Module, method: str, size: int) -> None:
     for name in adapter_sites(model, method):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
-        setattr(parent, child, Adapter(getattr(parent, child), size, activation, layer_norm))
+        base = getattr(parent, child)
+        if method == "adapter_p":
+            adapter: Bottleneck = PfeifferAdapter(base, size, activation)
+        else:
+            adapter = Adapter(base, size, activation, layer_norm)
+        setattr(parent, child, adapter)
     _freeze(model)
     for adapter in adapter_layers(model).values():
         for p in adapter.adapter_parameters():
@@ -428,7 +544,7 @@ def prepare_model(
         lora_r, lora_alpha, lora_dropout: LoRA's rank, scale numerator and dropout.
         lora_targets: modules LoRA adapts; ``None`` = the paper's W_q and W_v.
         adapter_size: the adapters' bottleneck width m (``adapter_h``, ``adapter_p``,
-            ``adapter_l``).
+            ``adapter_h_ffn``, ``adapter_l``).
 
     Returns:
         A ``MethodReport``: trainable (head excluded), head, total.

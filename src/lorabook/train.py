@@ -269,6 +269,7 @@ def fit(
     log: Callable[[str], None] = print,
     compute_loss: Callable[[nn.Module, dict], torch.Tensor] | None = None,
     order: Callable[[int], list[int]] | None = None,
+    on_evaluated: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` (its trainable parameters) and evaluate after every epoch.
 
@@ -293,6 +294,9 @@ def fit(
             epoch); default :func:`epoch_order` with ``config.seed``, e.g.
             :func:`length_grouped_order` for batches of similar length. Must depend on the
             epoch only, so that a resumed run sees the same batches.
+        on_evaluated: ``on_evaluated(epoch)`` (1-based) after each epoch's evaluation and
+            before its checkpoint, e.g. to keep what ``evaluate`` predicted beside it (a run
+            that dies in between redoes the epoch, and calls it again).
 
     A run resumed from a checkpoint written inside an epoch is bit-identical to one that was
     never interrupted: it skips the batches already trained on, continues the random state
@@ -481,6 +485,8 @@ def fit(
                 f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} "
                 + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             )
+            if on_evaluated is not None:
+                on_evaluated(epoch + 1)
             if ckpt is None:
                 accelerator.wait_for_everyone()
                 continue

@@ -59,7 +59,19 @@ OVERRIDES = {  # flag -> (setting, type, help)
     "--lora-r": ("lora_r", int, "LoRA rank"),
     "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper 8, official scripts 16)"),
     "--adapter-size": ("adapter_size", int, "adapter bottleneck width"),
+    "--adapter-p-variant": (
+        "adapter_p_variant",
+        str,
+        "what adapter_p trains: 'pfeiffer' (Pfeiffer's adapter) or 'houlsby_ffn' (Houlsby's FFN "
+        "adapter alone, adapter_p before issue 20; the cpu preset's)",
+    ),
     "--padding": ("padding", str, f"{PADDING[0]!r}: pad a batch to its longest; {PADDING[1]!r}"),
+    "--pooling": (
+        "pooling",
+        str,
+        "what the classifier reads: 'cls' (the model's own [CLS] head, default) or 'mean' (the "
+        "masked mean of the tokens, what all-MiniLM-L6-v2 was trained for)",
+    ),
 }
 
 

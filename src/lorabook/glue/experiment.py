@@ -12,6 +12,12 @@ setting is the same; any change (epochs, examples, lr, ...) is a new record besi
 its last epoch checkpoint under ``<results>/_scratch``, which is removed once the record is
 written (``keep_scratch=True`` keeps it).
 
+The record keeps what the best epoch predicted for every dev example (``dev_predictions``:
+class ids, or STS-B's scores, with the labels, in the dev set's order), so that two runs can
+be compared example by example (:func:`lorabook.glue.report.paired_bootstrap`); each epoch's
+predictions wait in the scratch folder until the best epoch is known. Records made before
+this field have none.
+
 LoRA's, BitFit's and the adapters' trained tensors are kept beside the record
 (``<record name>/trainable.safetensors``); full fine-tuning's are the whole model (~90 MB for
 MiniLM) and are not kept.
@@ -19,6 +25,7 @@ MiniLM) and are not kept.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +56,7 @@ from lorabook.glue.presets import (
     SettingsError,
     glue_preset,
 )
+from lorabook.heads import use_mean_pooling
 from lorabook.inject import attention_targets
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
@@ -161,8 +169,11 @@ def lora_modules(net: torch.nn.Module, settings: GluePreset) -> list[str] | None
         raise SettingsError(f"--lora-targets {' '.join(names)}: {err}") from None
 
 
-def make_evaluate(task: str, eval_dataset, collate, batch_size: int):
-    """``evaluate(model, accelerator)`` for ``fit``: predictions on the dev set → GLUE metrics."""
+def make_evaluate(task: str, eval_dataset, collate, batch_size: int, keep: dict | None = None):
+    """``evaluate(model, accelerator)`` for ``fit``: predictions on the dev set → GLUE metrics.
+
+    With ``keep``, each call also leaves ``keep["predictions"]`` (class ids, or STS-B's
+    scores) and ``keep["labels"]``, in the dev set's order."""
 
     def evaluate(model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
         loader = accelerator.prepare(
@@ -174,9 +185,42 @@ def make_evaluate(task: str, eval_dataset, collate, batch_size: int):
             logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
             predictions.append(logits.float().cpu().numpy())
             references.append(labels.float().cpu().numpy())
-        return glue_metrics(task, np.concatenate(predictions), np.concatenate(references))
+        predictions, references = np.concatenate(predictions), np.concatenate(references)
+        if keep is not None:
+            keep.update(dev_predictions(task, predictions, references))
+        return glue_metrics(task, predictions, references)
 
     return evaluate
+
+
+def dev_predictions(task: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, list]:
+    """What a record keeps of one evaluation: ``predictions`` (class ids: the argmax of the
+    logits; STS-B: the float32 scores, exactly) and ``labels`` (ids; STS-B: scores)."""
+    if GLUE_TASKS[task].is_regression:
+        return {"predictions": logits.reshape(-1).tolist(), "labels": labels.tolist()}
+    return {
+        "predictions": logits.argmax(axis=-1).astype(int).tolist(),
+        "labels": labels.astype(int).tolist(),
+    }
+
+
+def keep_predictions(folder: Path, latest: dict) -> Callable[[int], None]:
+    """``on_evaluated`` for ``fit``: write ``latest`` (``make_evaluate``'s ``keep``) to
+    ``folder/epoch<N>.json``, so the best epoch's are there when the run ends (or resumes)."""
+
+    def on_evaluated(epoch: int) -> None:
+        write_json(folder / f"epoch{epoch}.json", latest)
+
+    return on_evaluated
+
+
+def best_predictions(folder: Path, epoch: int) -> dict | None:
+    """The record's ``dev_predictions``: epoch ``epoch``'s predictions and labels, or ``None``
+    when that epoch ran under code that kept none (a run resumed across the change)."""
+    path = folder / f"epoch{epoch}.json"
+    if not path.is_file():
+        return None
+    return {"epoch": epoch, **json.loads(path.read_text())}
 
 
 def batch_tokens(
@@ -304,20 +348,24 @@ def run_glue(
         net = AutoModelForSequenceClassification.from_pretrained(
             model_path, num_labels=spec.num_labels
         )
+    if settings.pooling == "mean":
+        use_mean_pooling(net)  # the classifier reads the masked mean of the tokens, not [CLS]
     report = prepare_model(
         net,
-        method,
+        settings.model_method(method),  # adapter_p: Pfeiffer's, or Houlsby's FFN adapter
         lora_r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         lora_targets=lora_modules(net, settings) if method == "lora" else None,
         adapter_size=settings.adapter_size,
     )
 
+    latest: dict = {}  # the last evaluation's predictions, kept per epoch in the scratch folder
+    predictions_dir = paths.scratch / "predictions"
     started = time.perf_counter()
     result = fit(
         net,
         train_ds,
-        make_evaluate(task, eval_ds, collate, train.eval_batch_size),
+        make_evaluate(task, eval_ds, collate, train.eval_batch_size, keep=latest),
         train,
         collate_fn=collate,
         select=primary_metric(task),
@@ -326,6 +374,7 @@ def run_glue(
         progress=progress,
         log=log,
         order=order,
+        on_evaluated=keep_predictions(predictions_dir, latest),
     )
     wall = time.perf_counter() - started
     device = next(net.parameters()).device
@@ -355,6 +404,7 @@ def run_glue(
         "best_epoch": result.best_epoch,
         "best": {k: v for k, v in result.best.items() if k not in ("epoch", "steps")},
         "epochs": result.history,
+        "dev_predictions": best_predictions(predictions_dir, result.best_epoch),
         "train_tokens": {
             "real": real,
             "padded": padded,

@@ -46,6 +46,20 @@ default is the paper's W_q and W_v. The setting came after the first records, so
 run's identity only when it differs from the default: every earlier record keeps its name
 (the E2E presets' ``ADDED_LATER`` rule), and ``--lora-targets q v`` finds them.
 
+AdapterP's variant (issue 20): ``adapter_p`` is Pfeiffer's adapter (``lorabook.methods``,
+``PfeifferAdapter``); until issue 20 it was Houlsby's FFN adapter alone (now the method
+``adapter_h_ffn``), and the GLUE records made then say ``adapter_p``. The setting
+``adapter_p_variant`` (:data:`ADAPTER_P_VARIANTS`) says which an ``adapter_p`` run trains. The
+old meaning, ``houlsby_ffn``, is left out of a run's identity (those records keep their names,
+and a record of ``adapter_p`` without the setting is Houlsby's FFN adapter); ``pfeiffer`` is
+in it. The ``cpu`` preset keeps ``houlsby_ffn``, so its meaning stays what its records are;
+``paper``, ``quick`` and a new preset get ``pfeiffer``, the paper's AdapterP.
+
+The read-out (``pooling``, :mod:`lorabook.heads`): ``cls``, the models' own (BERT's pooler on
+[CLS]; RoBERTa's head on ``<s>``), or ``mean``, the masked mean of the tokens, which
+all-MiniLM-L6-v2 was trained for (its pooler is untrained). ``cls`` is left out of a run's
+identity (every earlier record used it); ``mean`` is in it.
+
 Batches are padded to their longest example (``padding="longest"``), not to ``max_length``:
 most GLUE sentences are far shorter. ``group_by_length=True`` also forms batches of similar
 length (seeded; see :func:`lorabook.train.length_grouped_order`), which pads even less.
@@ -60,6 +74,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 
 from lorabook.cli import SettingsError
+from lorabook.heads import POOLING
 from lorabook.train import TrainConfig
 
 PRESETS = ("paper", "quick", "cpu")
@@ -84,6 +99,9 @@ PAPER_LORA_TARGETS = ("q", "v")
 PAPER_MAX_LENGTH, PAPER_WARMUP_RATIO, PAPER_WEIGHT_DECAY = 512, 0.06, 0.1
 ROBERTA_FT = {"lr": 2e-5, "batch_size": 16, "epochs": 10}  # one point of RoBERTa's grid
 BASELINE_LR = {"bitfit": 1e-3, "adapter_h": 1e-4, "adapter_p": 1e-4}  # ours, see above
+# What an adapter_p run trains, by adapter_p_variant: the lorabook.methods method
+ADAPTER_P_VARIANTS: dict[str, str] = {"pfeiffer": "adapter_p", "houlsby_ffn": "adapter_h_ffn"}
+ADAPTER_P_LEGACY = "houlsby_ffn"  # adapter_p before issue 20: left out of a run's identity
 
 # quick preset (ours): learning rate per method; a subset of the training set
 QUICK_LR = {"ft": 5e-5, "lora": 1e-3, "bitfit": 1e-3, "adapter_h": 5e-4, "adapter_p": 5e-4}
@@ -122,6 +140,8 @@ class GluePreset:
     lora_alpha: float = PAPER_LORA_ALPHA
     lora_targets: tuple[str, ...] = PAPER_LORA_TARGETS  # short names, see LORA_TARGETS
     adapter_size: int = 64
+    adapter_p_variant: str = "pfeiffer"  # see ADAPTER_P_VARIANTS
+    pooling: str = "cls"  # what the classifier reads: [CLS] (the models' own) or the mean
     padding: str = "longest"
     group_by_length: bool = False
     notes: list[str] = field(default_factory=list)
@@ -177,6 +197,16 @@ class GluePreset:
             )
         if not isinstance(self.adapter_size, int) or self.adapter_size < 1:
             problems.append(f"adapter_size must be a whole number >= 1, got {self.adapter_size!r}")
+        if self.adapter_p_variant not in ADAPTER_P_VARIANTS:
+            problems.append(
+                f"adapter_p_variant must be one of {', '.join(ADAPTER_P_VARIANTS)} (Pfeiffer's "
+                f"adapter; Houlsby's FFN adapter alone), got {self.adapter_p_variant!r}"
+            )
+        if self.pooling not in POOLING:
+            problems.append(
+                f"pooling must be one of {', '.join(POOLING)} ([CLS] through the model's own "
+                f"head; the masked mean of the tokens), got {self.pooling!r}"
+            )
         if self.max_length < MIN_MAX_LENGTH:
             problems.append(f"max_length must be at least {MIN_MAX_LENGTH}, got {self.max_length}")
         for name in ("train_examples", "eval_examples"):
@@ -199,13 +229,20 @@ class GluePreset:
         """``lora_targets`` as a set in canonical order (q, k, v, o): ``v q`` is ``q v``."""
         return tuple(t for t in LORA_TARGETS if t in self.lora_targets)
 
+    def model_method(self, method: str) -> str:
+        """The ``lorabook.methods`` method a run of ``method`` trains: ``adapter_p`` by its
+        variant (``adapter_p`` or ``adapter_h_ffn``), every other method as named."""
+        return ADAPTER_P_VARIANTS[self.adapter_p_variant] if method == "adapter_p" else method
+
     def resolved(self, method: str) -> dict:
         """Every setting that decides a run of ``method``, JSON-ready, in canonical types.
 
         Floats are floats (``lora_alpha`` 8 and 8.0 are the same run); settings the method
         does not use are ``None``. This dict, minus ``notes``, is part of a run's identity.
-        ``lora_targets`` is in it only for LoRA away from the paper's (q, v): a setting added
-        after records were written must not rename them.
+        ``lora_targets`` is in it only for LoRA away from the paper's (q, v), and
+        ``adapter_p_variant`` only for ``adapter_p`` away from ``houlsby_ffn``, ``pooling``
+        only away from ``cls``: a setting added after records were written must not rename
+        them.
         """
         train = asdict(self.train)
         for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -213,6 +250,7 @@ class GluePreset:
                 train[name] = float(train[name])
         lora = method == "lora"
         targets = self.lora_target_names()
+        variant = self.adapter_p_variant if method == "adapter_p" else ADAPTER_P_LEGACY
         return {
             "train": train,
             "max_length": self.max_length,
@@ -222,6 +260,8 @@ class GluePreset:
             "lora_alpha": float(self.lora_alpha) if lora else None,
             **({"lora_targets": list(targets)} if lora and targets != PAPER_LORA_TARGETS else {}),
             "adapter_size": self.adapter_size if method.startswith("adapter") else None,
+            **({"adapter_p_variant": variant} if variant != ADAPTER_P_LEGACY else {}),
+            **({"pooling": self.pooling} if self.pooling != POOLING[0] else {}),
             "padding": self.padding,
             "group_by_length": self.group_by_length,
             "length_group_batches": LENGTH_GROUP_BATCHES if self.group_by_length else None,
@@ -294,6 +334,7 @@ def _cpu_preset(task: str, method: str, seed: int) -> GluePreset:
         max_length=CPU_MAX_LENGTH,
         train_examples=CPU_TRAIN_EXAMPLES.get(task),
         group_by_length=True,
+        adapter_p_variant=ADAPTER_P_LEGACY,  # what the cpu preset's adapter_p records are
         notes=notes,
         unset=() if lr is not None else ("lr", "epochs"),
     )

@@ -7,6 +7,13 @@
 Scores are the paper's metric per task (accuracy, MCC, Pearson) ×100, each run at its best
 epoch; over seeds, the median (the paper reports the median of 5 seeds; we run 3 for FT and
 LoRA) and the range (min, max) as the spread.
+
+A difference between two runs on one dev set is judged by a paired bootstrap over its
+examples (:func:`paired_bootstrap`, :func:`bootstrap_records`): both runs are scored on the
+same resamples of the dev set, and the interval holding 95% of the resampled differences says
+how much of the difference the choice of dev examples alone could make. It needs each run's
+per-example predictions, which records keep since issue 20 (``dev_predictions``); older
+records need their runs again. It says nothing about seeds: that spread is the seeds' range.
 """
 
 from __future__ import annotations
@@ -15,8 +22,11 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from lorabook import paper
 from lorabook.glue.campaign import TASKS, Job, campaign_jobs, follow_up_jobs
+from lorabook.glue.presets import ADAPTER_P_LEGACY
 from lorabook.runs import find_records
 
 METHOD_NAMES = {
@@ -26,10 +36,22 @@ METHOD_NAMES = {
     "adapter_p": "AdapterP",
     "lora": "LoRA",
 }
+# adapter_p records by adapter_p_variant (a record without it is Houlsby's FFN adapter alone:
+# every adapter_p record made before issue 20, and the cpu preset's)
+ADAPTER_P_NAMES = {"pfeiffer": "AdapterP", "houlsby_ffn": "AdapterH (FFN only)"}
 # Table 2's column of each task, and the paper's RoBERTa-base rows (its BitFit and AdptD rows
 # are the baselines' own papers' numbers, marked * there)
 PAPER_COLUMNS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "rte": "RTE", "stsb": "STS-B"}
 PAPER_MODEL = "RoBERTa-base"
+
+
+def method_name(method: str, settings: Mapping | None = None) -> str:
+    """How a run of ``method`` with these record ``settings`` is named in tables and plots:
+    ``METHOD_NAMES``, except that an ``adapter_p`` run is named by its variant, and one whose
+    settings have no ``adapter_p_variant`` is Houlsby's FFN adapter, "AdapterH (FFN only)"."""
+    if method != "adapter_p":
+        return METHOD_NAMES.get(method, method)
+    return ADAPTER_P_NAMES[(settings or {}).get("adapter_p_variant", ADAPTER_P_LEGACY)]
 
 
 def score(record: Mapping) -> float:
@@ -87,7 +109,10 @@ def summary(found: Mapping[Job, Mapping]) -> list[dict]:
 
     And how far training got: ``epochs`` trained, the median over seeds of the last epoch's
     training loss, and how many runs scored best at their last epoch (``peaked_last``), the
-    two signs of a run stopped while it was still learning.
+    two signs of a run stopped while it was still learning. ``name`` is :func:`method_name`.
+
+    Raises:
+        ValueError: one (method, task) holds runs of two adapter_p variants.
     """
     groups: dict[tuple[str, str], list[tuple[int, Mapping]]] = {}
     for job, record in found.items():
@@ -95,11 +120,18 @@ def summary(found: Mapping[Job, Mapping]) -> list[dict]:
     rows = []
     for (method, task), runs in groups.items():
         records = [r for _, r in sorted(runs, key=lambda run: run[0])]
+        names = {method_name(method, r.get("settings")) for r in records}
+        if len(names) > 1:
+            raise ValueError(
+                f"{task} {method}: runs of different methods in one row ({sorted(names)}); "
+                "pass the records of one adapter_p_variant"
+            )
         scores = [score(r) for r in records]
         last_losses = [r["epochs"][-1]["train_loss"] for r in records]
         rows.append(
             {
                 "method": method,
+                "name": names.pop(),
                 "task": task,
                 "median": statistics.median(scores),
                 "min": min(scores),
@@ -159,7 +191,7 @@ def lora_vs_others(rows: Sequence[Mapping]) -> list[dict]:
             {
                 "task": task,
                 "LoRA median": lora,
-                "best other": METHOD_NAMES[best],
+                "best other": by[best, task].get("name", METHOD_NAMES[best]),
                 "its score": by[best, task]["median"],
                 "LoRA ahead": lora >= by[best, task]["median"],
             }
@@ -248,3 +280,133 @@ def bf16_quality(
             }
         )
     return rows
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+BOOTSTRAP_SAMPLES = 10_000
+BOOTSTRAP_CHUNK = 500  # resamples drawn at once (a chunk holds CHUNK × examples indices)
+
+
+def _resampled_metric(metric: str, pred: np.ndarray, gold: np.ndarray, idx: np.ndarray):
+    """``metric`` on each row of ``idx`` (resamples × examples), vectorised; binary labels for
+    MCC and F1 (0 where undefined, as :func:`~lorabook.glue.metrics.glue_metrics` gives)."""
+    if metric == "accuracy":
+        return (pred == gold)[idx].mean(axis=1)
+    if metric == "pearson":
+        x, y, n = pred[idx], gold[idx], idx.shape[1]
+        sx, sy = x.sum(1), y.sum(1)
+        cov = n * (x * y).sum(1) - sx * sy
+        var = (n * (x * x).sum(1) - sx**2) * (n * (y * y).sum(1) - sy**2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cov / np.sqrt(var)
+    p, g = pred == 1, gold == 1
+    tp, fp, fn = (p & g)[idx].sum(1), (p & ~g)[idx].sum(1), (~p & g)[idx].sum(1)
+    tn = idx.shape[1] - tp - fp - fn
+    if metric == "f1":
+        denominator = 2 * tp + fp + fn
+        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+    if metric == "matthews_correlation":
+        tp, fp, fn, tn = (c.astype(np.float64) for c in (tp, fp, fn, tn))
+        denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+        return np.where(denominator > 0, (tp * tn - fp * fn) / np.maximum(denominator, 1e-300), 0.0)
+    raise ValueError(
+        f"paired_bootstrap: no resampled form of {metric!r}; use accuracy, f1, "
+        "matthews_correlation or pearson"
+    )
+
+
+def paired_bootstrap(
+    task: str,
+    a: Sequence,
+    b: Sequence,
+    labels: Sequence,
+    *,
+    metric: str | None = None,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """How sure a dev-set difference is: resample the dev examples with replacement, score
+    both runs on the *same* resample, and read the spread of ``metric(a) − metric(b)``.
+
+    Args:
+        task: the GLUE task (its primary metric unless ``metric`` says otherwise).
+        a, b: the two runs' predictions per dev example, same order (class ids; STS-B scores).
+        labels: the dev labels, same order.
+        metric: ``accuracy``, ``f1``, ``matthews_correlation`` (binary) or ``pearson``.
+        samples, seed: resamples drawn, and the seed that draws them.
+        level: the central share of the resampled differences that the interval holds.
+    Returns:
+        Points (×100, as :func:`score`): ``difference`` (on the dev set itself), ``low`` and
+        ``high`` (the percentile interval), ``share_above_zero`` (resamples where a beats
+        b), with ``metric``, ``samples``, ``seed``, ``level`` and ``examples``.
+    Raises:
+        ValueError: lengths differ, or a metric without a resampled form.
+    """
+    from lorabook.glue.metrics import primary_metric
+
+    metric = metric or primary_metric(task)
+    kind = np.float64 if metric == "pearson" else np.int64
+    a, b, gold = (np.asarray(x, dtype=kind).reshape(-1) for x in (a, b, labels))
+    if not len(a) == len(b) == len(gold) > 0:
+        raise ValueError(
+            f"paired_bootstrap needs both runs' predictions on the same dev examples: got "
+            f"{len(a)} and {len(b)} predictions for {len(gold)} labels"
+        )
+    whole = np.arange(len(gold))[None, :]
+    difference = _resampled_metric(metric, a, gold, whole) - _resampled_metric(
+        metric, b, gold, whole
+    )
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for start in range(0, samples, BOOTSTRAP_CHUNK):
+        idx = rng.integers(0, len(gold), size=(min(BOOTSTRAP_CHUNK, samples - start), len(gold)))
+        diffs.append(
+            _resampled_metric(metric, a, gold, idx) - _resampled_metric(metric, b, gold, idx)
+        )
+    diffs = 100 * np.concatenate(diffs)
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(diffs, [tail, 100 - tail])
+    return {
+        "metric": metric,
+        "difference": 100 * float(difference[0]),
+        "low": float(low),
+        "high": float(high),
+        "share_above_zero": float(np.mean(diffs > 0)),
+        "level": level,
+        "samples": samples,
+        "seed": seed,
+        "examples": len(gold),
+    }
+
+
+def bootstrap_records(a: Mapping, b: Mapping, **kwargs: object) -> dict:
+    """:func:`paired_bootstrap` of two records' kept dev predictions (``dev_predictions``),
+    ``a − b`` on the record's metric; ``kwargs`` go to it (``samples``, ``seed``, ...).
+
+    Raises:
+        ValueError: a record without dev predictions (made before records kept them: the
+            comparison needs the run again), other tasks, or other dev examples.
+    """
+    for name, record in (("a", a), ("b", b)):
+        if not record.get("dev_predictions"):
+            raise ValueError(
+                f"record {name} ({record.get('task')} {record.get('method')} seed "
+                f"{record.get('seed')}) keeps no per-example dev predictions (records made "
+                "before issue 20 do not): run it again with today's code to compare by bootstrap"
+            )
+    if a["task"] != b["task"] or a["dev_predictions"]["labels"] != b["dev_predictions"]["labels"]:
+        raise ValueError(
+            f"a paired bootstrap compares runs on the same dev examples: {a['task']} and "
+            f"{b['task']} records with {'the same' if a['task'] == b['task'] else 'other'} task "
+            "but other labels (another eval_examples subset?)"
+        )
+    kwargs.setdefault("metric", a["metric"])
+    return paired_bootstrap(
+        a["task"],
+        a["dev_predictions"]["predictions"],
+        b["dev_predictions"]["predictions"],
+        a["dev_predictions"]["labels"],
+        **kwargs,
+    )
