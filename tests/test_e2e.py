@@ -449,9 +449,13 @@ def test_presets():
     )
     d = paper.decode
     assert (d.num_beams, d.length_penalty, d.no_repeat_ngram_size) == (10, 0.9, 4)
+    # where Table 11 is silent, the official examples/NLG recipe (no paper record predates it)
+    assert (t.max_grad_norm, paper.optimizer, paper.backbone_dropout) == (None, "official", 0.0)
+    assert (d.stop_strings, paper.data_form) == (("\n\n",), "paper")
     cpu = e2e_preset("cpu", "lora")
     assert cpu.test_mrs is None
-    assert cpu.decode == replace(paper.decode, precision=cpu_precision())
+    assert cpu.decode == replace(paper.decode, precision=cpu_precision(), stop_strings=())
+    assert (cpu.optimizer, cpu.data_form, cpu.train.max_grad_norm) == ("torch", "csv", 1.0)
     assert (paper.decode.algorithm, paper.decode.ngram_scope) == ("official", "continuation")
     assert cpu.with_overrides(length_penalty=0.8, epochs=2).decode.length_penalty == 0.8
     with pytest.raises(ValueError, match="Unknown E2E settings"):

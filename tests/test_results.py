@@ -65,16 +65,17 @@ def test_today_s_code_plans_every_committed_glue_record_under_its_own_name():
 )
 def test_e2e_record_is_found_by_todays_preset(path: Path):
     """Today's presets, with the record's decoding (records made before the decoding settings
-    existed: ``LEGACY_DECODE``), still name every committed E2E record: new fields must not
-    change the run hash of the existing settings."""
+    existed: ``LEGACY_DECODE``) and what a campaign job sets itself (lr, rounds, the pilot's
+    rule, test decoding), still name every committed E2E record: new fields must not change
+    the run hash of the existing settings."""
     from lorabook.e2e.experiment import NO_TRAINING, run_config
     from lorabook.e2e.presets import e2e_preset
-    from lorabook.e2e.report import decoding
+    from lorabook.e2e.report import campaign_overrides, decoding
 
     record = json.loads(path.read_text())
     method, seed, preset = record["method"], record["seed"], record["preset"]
     settings = e2e_preset(preset, "lora" if method == NO_TRAINING else method, seed)
-    settings = settings.with_overrides(**decoding(record))
+    settings = settings.with_overrides(**decoding(record), **campaign_overrides(record))
     config = run_config(method, record["model"], preset, settings, seed)
     assert path.name == f"{method}-seed{seed}-{config_key(config)}.json"
 

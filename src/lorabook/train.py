@@ -17,6 +17,13 @@ uninterrupted one (same batches, same random state, same schedule, same epoch lo
 
 ``mixed_precision="bf16"`` autocasts the forward pass (the training loss and ``evaluate``)
 to bfloat16 matrix multiplies; weights, gradients and AdamW's state stay float32.
+
+Three hooks serve runs that evaluate several times an epoch (E2E's ``full`` preset): an
+``order`` and ``max_steps_per_epoch`` that make each of ``fit``'s epochs a *round* (a part of
+one pass over the data, see :func:`round_order`), ``stop_early`` (stop
+before the next round, e.g. once the dev loss is flat), and ``keep_best`` (the trainable
+weights of the best evaluation kept beside the checkpoint, so that a run can use its best
+weights rather than its last, and still resume exactly).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from lorabook.io import torch_save
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 CHECKPOINT = "last.pt"
+BEST = "best-{epoch}.pt"  # keep_best: the trainable weights of the best epoch so far
 # Optimizer steps between checkpoints inside an epoch: on this project's 2-core CPU about
 # 5 minutes of SmolLM2 LoRA training (bf16, ~1.4 s a step) and 1-2 of MiniLM's; a checkpoint
 # of SmolLM2 FT (weights and AdamW's two moments, 1.6 GB) takes seconds to write.
@@ -103,6 +111,8 @@ class FitResult:
     seconds: float = 0.0
     resumed_from_epoch: int = 0
     resumed_from_batch: int = 0  # batches of the next epoch a mid-epoch checkpoint held
+    stopped_early: bool = False  # stop_early ended the run before config.epochs
+    best_state: Path | None = None  # keep_best: the file holding the best epoch's weights
 
     @property
     def best(self) -> dict:
@@ -148,6 +158,54 @@ def length_grouped_order(
     g = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
     shuffled = [full[i] for i in torch.randperm(len(full), generator=g).tolist()] + short
     return [i for batch in shuffled for i in batch]
+
+
+def round_sizes(n: int, rounds: int, batch_size: int) -> list[int]:
+    """Sizes of ``rounds`` consecutive parts of ``n`` examples that take the same number of
+    batches of ``batch_size`` each (the last batch of a part may be short), as even as that
+    allows: 42,061 E2E rows in 4 rounds of batch 8 are 10,516 + 3 × 10,515, 1,315 batches each.
+
+    Equal batch counts make ``fit``'s schedule exact: it plans ``epochs ×
+    max_steps_per_epoch`` optimizer steps, and every round then takes exactly that many.
+
+    Raises:
+        ValueError: no such cut exists (``n`` just above a multiple of ``rounds ×
+            batch_size``); the message names the nearest sizes that work.
+    """
+    if n < 1 or rounds < 1 or batch_size < 1:
+        raise ValueError(f"n, rounds and batch_size must be >= 1, got {n}, {rounds}, {batch_size}")
+    batches = math.ceil(n / (rounds * batch_size))
+    least = (batches - 1) * batch_size + 1  # a part of `batches` batches holds at least this
+    if rounds * least > n:
+        raise ValueError(
+            f"{n} examples cannot be cut into {rounds} rounds of {batches} batches of "
+            f"{batch_size} each (that needs at least {rounds * least}); use at most "
+            f"{rounds * (batches - 1) * batch_size} examples or another number of rounds"
+        )
+    extra = n - rounds * least
+    return [least + extra // rounds + (1 if i < extra % rounds else 0) for i in range(rounds)]
+
+
+def round_order(
+    n: int, batch_size: int, rounds_per_epoch: int, seed: int
+) -> tuple[Callable[[int], list[int]], int]:
+    """``fit``'s ``order`` and ``max_steps_per_epoch`` for evaluating ``rounds_per_epoch`` times
+    per pass over ``n`` examples.
+
+    ``fit``'s epoch ``r`` (0-based) becomes round ``r`` of the run: part ``r %
+    rounds_per_epoch`` (:func:`round_sizes`) of the pass ``r // rounds_per_epoch``, whose
+    order is :func:`epoch_order` ``(n, seed, pass)``. So the rounds of one pass see every
+    example exactly once, in the order an epoch of ``fit`` would, and every round takes the
+    same number of batches (returned second), which ``fit``'s schedule needs.
+    """
+    sizes = round_sizes(n, rounds_per_epoch, batch_size)
+    starts = [sum(sizes[:k]) for k in range(rounds_per_epoch + 1)]
+
+    def order(round_index: int) -> list[int]:
+        epoch, part = divmod(round_index, rounds_per_epoch)
+        return epoch_order(n, seed, epoch)[starts[part] : starts[part + 1]]
+
+    return order, math.ceil(sizes[0] / batch_size)
 
 
 CURVE_POINTS = 50
@@ -270,6 +328,9 @@ def fit(
     compute_loss: Callable[[nn.Module, dict], torch.Tensor] | None = None,
     order: Callable[[int], list[int]] | None = None,
     on_evaluated: Callable[[int], None] | None = None,
+    make_optimizer: Callable[[nn.Module, TrainConfig], torch.optim.Optimizer] | None = None,
+    stop_early: Callable[[list[dict]], bool] | None = None,
+    keep_best: bool = False,
 ) -> FitResult:
     """Train ``model`` (its trainable parameters) and evaluate after every epoch.
 
@@ -297,6 +358,17 @@ def fit(
         on_evaluated: ``on_evaluated(epoch)`` (1-based) after each epoch's evaluation and
             before its checkpoint, e.g. to keep what ``evaluate`` predicted beside it (a run
             that dies in between redoes the epoch, and calls it again).
+        make_optimizer: ``make_optimizer(model, config) -> optimizer`` over the model's
+            trainable parameters (e.g. :func:`lorabook.optimizers.official_adamw`); default
+            ``torch.optim.AdamW`` with :func:`param_groups`. Not part of ``config``: a
+            caller that offers a choice records it in its own settings.
+        stop_early: ``stop_early(history) -> bool``, asked before each epoch once one has
+            been evaluated (after a resume too): ``True`` ends the run there. The learning
+            rate schedule stays planned for ``config.epochs``.
+        keep_best: keep the trainable weights of the best epoch by ``select`` (ties: the
+            earlier) in ``checkpoint_dir`` (``best-<epoch>.pt``, :attr:`FitResult.best_state`),
+            written after that epoch's evaluation and before its checkpoint, so that a run
+            killed in between redoes the epoch and writes it again. Needs ``checkpoint_dir``.
 
     A run resumed from a checkpoint written inside an epoch is bit-identical to one that was
     never interrupted: it skips the batches already trained on, continues the random state
@@ -308,11 +380,16 @@ def fit(
             f"checkpoint_every must be a number of optimizer steps >= 1, or 0/None for "
             f"checkpoints at epoch ends only; got {checkpoint_every}"
         )
+    if keep_best and checkpoint_dir is None:
+        raise ValueError("keep_best keeps the best weights in checkpoint_dir: give one")
     if compute_loss is None:
         compute_loss = _model_loss
     accelerator = _accelerator(config)
     set_seed(config.seed)
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    if make_optimizer is None:
+        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    else:
+        optimizer = make_optimizer(model, config)
     batches = math.ceil(len(train_dataset) / config.batch_size)
     if config.max_steps_per_epoch:
         batches = min(batches, config.max_steps_per_epoch)
@@ -392,8 +469,27 @@ def fit(
             out["energy_joules"] = (energy_before or 0.0) + meter.joules()
         return out
 
+    def best_epoch() -> int:
+        """The best evaluated epoch by ``select`` (1-based; ties: the earlier)."""
+        scores = [e[select] for e in result.history]
+        return 1 + max(range(len(scores)), key=lambda i: scores[i])
+
+    def keep_only_best() -> None:
+        """Remove best-weight files of any epoch but the best one the checkpoint records
+        (one written by an evaluation whose checkpoint a kill prevented is stale)."""
+        assert ckpt is not None
+        keep = ckpt.parent / BEST.format(epoch=best_epoch())
+        if accelerator.is_main_process:
+            for path in ckpt.parent.glob(BEST.format(epoch="*")):
+                if path != keep:
+                    path.unlink(missing_ok=True)
+
     with _Training(accelerator, model, catch_sigterm=ckpt is not None) as training:
         for epoch in range(result.resumed_from_epoch, config.epochs):
+            if stop_early is not None and result.history and stop_early(result.history):
+                result.stopped_early = True
+                log(f"stopped early after epoch {len(result.history)} (stop_early)")
+                break
             done = in_epoch["batches"] if in_epoch else 0
             losses: list[float] = list(in_epoch["losses"]) if in_epoch else []
             seconds_before = in_epoch["train_seconds"] if in_epoch else 0.0
@@ -490,12 +586,29 @@ def fit(
             if ckpt is None:
                 accelerator.wait_for_everyone()
                 continue
+            if keep_best and best_epoch() == epoch + 1 and accelerator.is_main_process:
+                torch_save(
+                    ckpt.parent / BEST.format(epoch=epoch + 1),
+                    {
+                        "epoch": epoch + 1,
+                        "trainable": _trainable_state(accelerator.unwrap_model(model)),
+                    },
+                )
             save()
+            if keep_best:
+                keep_only_best()
             if training.stop():
                 raise stopped(f"after epoch {epoch + 1}")
 
     meter.stop()
     result.seconds = time.perf_counter() - start
-    scores = [e[select] for e in result.history]
-    result.best_epoch = 1 + max(range(len(scores)), key=lambda i: scores[i])
+    result.best_epoch = best_epoch()
+    if keep_best:
+        assert ckpt is not None
+        result.best_state = ckpt.parent / BEST.format(epoch=result.best_epoch)
+        if not result.best_state.exists():
+            raise FileNotFoundError(
+                f"{result.best_state} (the weights of epoch {result.best_epoch}, the best) is "
+                f"missing: was {ckpt.parent} changed by hand? Delete the folder to train again"
+            )
     return result

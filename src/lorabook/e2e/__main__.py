@@ -12,10 +12,23 @@ import argparse
 import sys
 
 from lorabook.cli import add_checkpoint_flag, add_debug_flag, cli_main
+from lorabook.e2e.paper_format import DATA_FORMS
 from lorabook.e2e.presets import ALGORITHMS, NGRAM_SCOPES, PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
+from lorabook.optimizers import OPTIMIZERS
 from lorabook.precision import PRECISIONS
 from lorabook.train import CHECKPOINT_EVERY, MIXED_PRECISION
+
+
+def yes_no(text: str) -> bool:
+    """A command-line truth value: true/false, yes/no, 1/0 (any case)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
 
 OVERRIDES = {  # flag -> (setting, type, help)
     "--epochs": ("epochs", int, "training epochs"),
@@ -54,6 +67,17 @@ OVERRIDES = {  # flag -> (setting, type, help)
         f"what the no-repeat-n-gram ban reads: one of {NGRAM_SCOPES} (paper: continuation)",
     ),
     "--decode-precision": ("precision", str, f"decoding arithmetic: one of {PRECISIONS}"),
+    "--optimizer": ("optimizer", str, f"one of {OPTIMIZERS} (official: the paper's AdamW)"),
+    "--data-form": ("data_form", str, f"one of {DATA_FORMS} (paper: Li & Liang's tokenised)"),
+    "--rounds-per-epoch": ("rounds_per_epoch", int, "evaluations per pass over the training set"),
+    "--rounds": ("rounds", int, "rounds to train (default: the whole schedule)"),
+    "--stop-flat": (
+        "stop_flat",
+        float,
+        "stop once the dev loss improved by less than this fraction over flat_window rounds",
+    ),
+    "--dev-mrs": ("dev_mrs", int, "dev MRs decoded greedily at each evaluation (BLEU)"),
+    "--decode-test": ("decode_test", yes_no, "decode and score the test set (true/false)"),
 }
 
 
@@ -104,7 +128,7 @@ def _main(argv: list[str] | None = None) -> int:
     for method in args.method:  # every combination's settings are checked before any runs
         e2e_preset(args.preset, "lora" if method == NO_TRAINING else method).with_overrides(
             **overrides
-        )
+        ).require_set()
     for method in args.method:
         for seed in args.seed:
             record = run_e2e(
@@ -121,6 +145,8 @@ def _main(argv: list[str] | None = None) -> int:
                 checkpoint_every=args.checkpoint_every,
             )
             scores = record.get("scores") or {}
+            if "selection" in record:
+                print(f"selected: {record['selection']}")
             print(
                 f"{method} seed {seed}: "
                 + ", ".join(f"{k} {v:.4f}" for k, v in scores.items())

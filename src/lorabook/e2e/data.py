@@ -23,6 +23,7 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -35,6 +36,7 @@ SPLIT_ALIASES = {"train": "train", "dev": "validation", "validation": "validatio
 EXPECTED_ROWS = {"train": 42_061, "validation": 4_672, "test": 4_693}
 HUB_DATASET = "tuetschek/e2e_nlg"
 IGNORE_INDEX = -100
+T = TypeVar("T")
 
 # The official measure_scores.py repairs these mis-encoded characters in references it reads
 # from CSV files (none occurs in the v1.0.0 files; kept so any CSV scores as officially).
@@ -232,8 +234,10 @@ def collate_causal(pad_id: int):
     return collate
 
 
-def subset_rows(rows: list[E2ERow], n: int | None, seed: int) -> list[E2ERow]:
-    """A seeded random subset of ``n`` rows (all rows if ``n`` is None), in file order."""
+def subset_rows(rows: list[T], n: int | None, seed: int) -> list[T]:
+    """A seeded random subset of ``n`` rows (all rows if ``n`` is None), in file order.
+
+    Any list works the same way (e.g. the unique dev MRs with their references)."""
     if n is None or n >= len(rows):
         return list(rows)
     if n < 1:

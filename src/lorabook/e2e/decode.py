@@ -43,6 +43,25 @@ def _read_partial(path: Path | None) -> dict[int, str]:
     return done
 
 
+def stop_token_ids(tokenizer, stop_strings: tuple[str, ...]) -> list[int]:
+    """The token of each stop string (``"\\n\\n"`` is GPT-2's 628).
+
+    Raises:
+        ValueError: a stop string is not exactly one token of this tokenizer.
+    """
+    ids = []
+    for text in stop_strings:
+        tokens = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(tokens) != 1:
+            raise ValueError(
+                f"stop string {text!r} is {len(tokens)} tokens ({tokens}) in this tokenizer; "
+                "a stop string must be one token (give stop_strings=() to stop at "
+                "end-of-text only)"
+            )
+        ids.append(tokens[0])
+    return ids
+
+
 def decode_batch(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -50,9 +69,11 @@ def decode_batch(
     config: DecodeConfig,
     eos: int,
     pad: int,
+    stops: tuple[int, ...] = (),
 ) -> list[list[int]]:
     """Beam-search one left-padded batch of prompts; per prompt, the generated token ids up to
-    (not including) the first end token.
+    (not including) the first end token: ``eos``, or one of ``stops`` (more end tokens, e.g.
+    GPT-2's ``\\n\\n``).
 
     ``config.algorithm == "official"``: :func:`lorabook.e2e.beam.official_beam_search`.
     ``"transformers"``: ``generate``, with the n-gram ban on the continuation only
@@ -70,7 +91,7 @@ def decode_batch(
             length_penalty=config.length_penalty,
             no_repeat_ngram_size=config.no_repeat_ngram_size,
             max_new_tokens=config.max_new_tokens,
-            eos_token_ids=[eos],
+            eos_token_ids=[eos, *stops],
         )
     width = input_ids.shape[1]
     legacy = config.ngram_scope == "prompt+continuation"
@@ -87,12 +108,14 @@ def decode_batch(
         max_new_tokens=config.max_new_tokens,
         early_stopping=False if legacy else "never",
         do_sample=False,
-        eos_token_id=eos,
+        eos_token_id=[eos, *stops] if stops else eos,
         pad_token_id=pad,
     )
+    ends = {eos, *stops}
     generated = []
     for row in out[:, width:].tolist():
-        generated.append(row[: row.index(eos)] if eos in row else row)
+        cut = next((i for i, token in enumerate(row) if token in ends), len(row))
+        generated.append(row[:cut])
     return generated
 
 
@@ -122,6 +145,7 @@ def generate_outputs(
     partial = Path(partial) if partial is not None else None
     done = _read_partial(partial)
     eos = separator_id(tokenizer)
+    stops = tuple(stop_token_ids(tokenizer, config.stop_strings))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     prompts = {i: encode_prompt(tokenizer, mr) for i, mr in enumerate(mrs) if i not in done}
     order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
@@ -146,7 +170,9 @@ def generate_outputs(
                 ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
                 mask[row, width - len(prompts[i]) :] = 1
             with autocast(device, config.precision):
-                generated = decode_batch(model, ids.to(device), mask.to(device), config, eos, pad)
+                generated = decode_batch(
+                    model, ids.to(device), mask.to(device), config, eos, pad, stops
+                )
             lines = []
             for row, i in enumerate(batch):
                 done[i] = clean_output(tokenizer.decode(generated[row], skip_special_tokens=True))

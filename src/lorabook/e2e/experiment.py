@@ -5,10 +5,16 @@
 
 A finished run is never recomputed: its record is returned (the record's name carries a hash
 of everything that decides the run, see ``lorabook.runs``). An interrupted run resumes from
-its last epoch checkpoint, and an interrupted decode from its last finished batch. Besides
+its last checkpoint, and an interrupted decode from its last finished batch. Besides
 the JSON record, the run keeps (in the folder of the same name) the decoded outputs and the
 references in the official e2e-metrics layout, and, for methods that train few parameters,
 the trained tensors.
+
+Runs that evaluate several times an epoch (``rounds_per_epoch``, the ``full`` preset) record
+one history entry per round (``epoch`` counts rounds, ``epochs_seen`` passes over the data),
+with greedy-decoded BLEU on a dev subset beside the dev loss (``dev_mrs``); with
+``select_best`` the test set is decoded with the weights of the round of lowest dev loss,
+kept in the run's scratch folder as training goes (``selection`` in the record says which).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import functools
 import json
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,10 +33,12 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from lorabook.cli import SettingsError
 from lorabook.e2e.data import (
     IGNORE_INDEX,
+    E2ERow,
     E2ETrainDataset,
     collate_causal,
     group_references,
@@ -38,6 +48,7 @@ from lorabook.e2e.data import (
 )
 from lorabook.e2e.decode import generate_outputs
 from lorabook.e2e.metrics import (
+    bleu_nist,
     e2e_scores,
     find_java,
     pymteval_bleu_nist,
@@ -45,15 +56,17 @@ from lorabook.e2e.metrics import (
     read_reference_blocks,
     write_official_layout,
 )
-from lorabook.e2e.presets import E2EPreset, e2e_preset
+from lorabook.e2e.paper_format import collapse_whitespace, load_paper_e2e
+from lorabook.e2e.presets import DecodeConfig, E2EPreset, dev_loss_flat, e2e_preset
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
+from lorabook.optimizers import official_adamw
 from lorabook.precision import precision_info, precision_record
 from lorabook.quiet import quiet
 from lorabook.records import environment, git_commit, peak_memory
-from lorabook.runs import DEFAULT_RESULTS, run_paths
-from lorabook.train import CHECKPOINT_EVERY, fit
+from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
+from lorabook.train import CHECKPOINT_EVERY, TrainConfig, fit, round_order
 
 KEEP_TENSORS_BELOW = 50_000_000  # bytes: keep trained tensors with the record below this
 NO_TRAINING = "none"  # method name of the untuned model (decode only)
@@ -109,7 +122,12 @@ def load_trained(model: torch.nn.Module, path: str | Path) -> None:
     parameters, by name and shape (anything else is an error that names the difference)."""
     from safetensors.torch import load_file
 
-    tensors = load_file(str(path))
+    copy_trainable(model, load_file(str(path)), path)
+
+
+def copy_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
+    """Copy ``tensors`` (read from ``path``) into exactly ``model``'s trainable parameters, by
+    name and shape (anything else is an error that names the difference)."""
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if tensors.keys() != trainable.keys():
         missing, extra = trainable.keys() - tensors.keys(), tensors.keys() - trainable.keys()
@@ -141,6 +159,70 @@ def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
         return {"dev_loss": loss, "neg_dev_loss": -loss, "dev_ppl": math.exp(min(loss, 50))}
 
     return evaluate
+
+
+@dataclass(frozen=True)
+class GreedyDev:
+    """What an evaluation decodes: dev MRs, their references, and the decoding (greedy)."""
+
+    tokenizer: object
+    mrs: list[str]
+    references: list[list[str]]
+    decode: DecodeConfig
+
+
+def make_dev_eval(
+    dataset: E2ETrainDataset, collate, batch_size: int, greedy: GreedyDev | None = None
+):
+    """``evaluate(model, accelerator)`` for ``fit``: the dev loss (:func:`make_dev_loss`) and,
+    with ``greedy``, the BLEU (``bleu_nist``, the challenge's) of its MRs decoded by the
+    paper's search with one beam, and how many of those outputs are empty."""
+    dev_loss = make_dev_loss(dataset, collate, batch_size)
+
+    def evaluate(model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
+        started = time.perf_counter()
+        metrics = dev_loss(model, accelerator)
+        if greedy is not None:
+            outputs = generate_outputs(
+                model, greedy.tokenizer, greedy.mrs, greedy.decode, progress=False
+            )
+            metrics["dev_bleu"] = bleu_nist(outputs, greedy.references)[0]
+            metrics["dev_bleu_mrs"] = len(outputs)
+            metrics["dev_empty_outputs"] = sum(not o for o in outputs)
+        metrics["eval_seconds"] = time.perf_counter() - started
+        return metrics
+
+    return evaluate
+
+
+def load_rows(split: str, settings: E2EPreset, data_dir: str | Path | None) -> list[E2ERow]:
+    """The rows of ``split`` in the settings' data form (the CSV's, or the paper's:
+    :func:`lorabook.e2e.paper_format.load_paper_e2e`)."""
+    if settings.data_form == "paper":
+        return load_paper_e2e(split, data_dir)
+    return load_e2e(split, data_dir)
+
+
+def training_rows(rows: list[E2ERow], settings: E2EPreset) -> list[E2ERow]:
+    """Rows as the model trains on them (and the dev loss reads them): with
+    ``collapse_whitespace``, every run of spaces, tabs and line breaks in a CSV reference as
+    one space (the paper's form has that built in). Test references are never changed: the
+    scorer reads them as the official files have them."""
+    if not settings.collapse_whitespace or settings.data_form == "paper":
+        return rows
+    return [E2ERow(r.mr, collapse_whitespace(r.ref)) for r in rows]
+
+
+def load_causal_lm(folder: str | Path, backbone_dropout: float | None) -> torch.nn.Module:
+    """The pretrained causal LM in float32; with ``backbone_dropout`` every dropout rate of its
+    config (names ending in ``pdrop`` or ``dropout``: GPT-2's attention, residual and
+    embedding dropout; Llama's attention dropout) set to that value before it is built."""
+    config = AutoConfig.from_pretrained(folder)
+    if backbone_dropout is not None:
+        for name, value in config.to_dict().items():
+            if name.endswith(("pdrop", "dropout")) and isinstance(value, float):
+                setattr(config, name, backbone_dropout)
+    return AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=torch.float32)
 
 
 def paper_variant(
@@ -228,6 +310,103 @@ def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, s
     }
 
 
+@dataclass(frozen=True)
+class E2ERun:
+    """A planned E2E run: its resolved settings, identity and paths (nothing loaded)."""
+
+    method: str
+    model: str
+    preset: str
+    seed: int
+    settings: E2EPreset
+    config: dict
+    paths: RunPaths
+
+
+def plan_e2e_run(
+    method: str = "lora",
+    model: str = "smollm2",
+    preset: str | E2EPreset = "cpu",
+    seed: int = 0,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    overrides: dict | None = None,
+) -> E2ERun:
+    """Resolve and check a run's settings and find its record; loads no data and no model.
+
+    Raises:
+        SettingsError: an unknown method, preset or setting, a value out of range, or a
+            setting the preset has no value for yet (``full`` before its sweep's pick).
+    """
+    preset_name = preset if isinstance(preset, str) else "custom"
+    lr_method = "lora" if method == NO_TRAINING else method
+    settings = e2e_preset(preset, lr_method, seed) if isinstance(preset, str) else preset
+    settings = settings.with_overrides(**(overrides or {})).require_set()
+    config = run_config(method, model, preset_name, settings, seed)
+    paths = run_paths(results_dir, "e2e", preset_name, model, f"{method}-seed{seed}", config)
+    return E2ERun(method, model, preset_name, seed, settings, config, paths)
+
+
+def fit_rounds(settings: E2EPreset, train_rows: int) -> tuple[TrainConfig, Callable | None]:
+    """``fit``'s config and ``order`` for the settings: as they are with one round an epoch;
+    with ``rounds_per_epoch`` > 1, one ``fit`` epoch per round (:func:`lorabook.train.round_order`:
+    the rounds of a pass cover every training row once, each takes the same number of
+    batches, so the schedule planned for ``planned_rounds`` rounds is exact).
+
+    Raises:
+        SettingsError: the training rows cannot be cut into rounds of equal batches.
+    """
+    if settings.rounds_per_epoch == 1:
+        return settings.train, None
+    try:
+        order, per_round = round_order(
+            train_rows, settings.train.batch_size, settings.rounds_per_epoch, settings.train.seed
+        )
+    except ValueError as err:
+        raise SettingsError(f"{err} (set train_examples)") from None
+    config = replace(settings.train, epochs=settings.planned_rounds, max_steps_per_epoch=per_round)
+    return config, order
+
+
+def stop_rule(settings: E2EPreset) -> Callable[[list[dict]], bool] | None:
+    """``fit``'s ``stop_early`` for the settings: after ``rounds`` rounds, or once the dev loss
+    is flat (:func:`lorabook.e2e.presets.dev_loss_flat` with ``stop_flat`` over
+    ``flat_window`` rounds); ``None`` when neither is set (train the whole schedule)."""
+    if settings.rounds is None and settings.stop_flat is None:
+        return None
+
+    def stop(history: list[dict]) -> bool:
+        if len(history) >= settings.trained_rounds:
+            return True
+        losses = [e["dev_loss"] for e in history]
+        return settings.stop_flat is not None and dev_loss_flat(
+            losses, settings.stop_flat, settings.flat_window
+        )
+
+    return stop
+
+
+def why_stopped(settings: E2EPreset, rounds_done: int) -> str:
+    """``"schedule end"`` (every planned round), ``"rounds"`` (the ``rounds`` asked for) or
+    ``"flat"`` (the dev-loss rule, before either)."""
+    if rounds_done >= settings.planned_rounds:
+        return "schedule end"
+    if rounds_done >= settings.trained_rounds:
+        return "rounds"
+    return "flat"
+
+
+def selection(history: list[dict]) -> dict:
+    """Which evaluation a ``select_best`` run decodes with: the lowest dev loss (ties: the
+    earlier), as ``fit`` selects on ``neg_dev_loss``."""
+    best = max(range(len(history)), key=lambda i: history[i]["neg_dev_loss"])
+    return {
+        "rule": "lowest dev loss",
+        "round": history[best]["epoch"],
+        "dev_loss": history[best]["dev_loss"],
+        "rounds": len(history),
+    }
+
+
 def run_e2e(
     method: str = "lora",
     model: str = "smollm2",
@@ -262,13 +441,10 @@ def run_e2e(
     Returns:
         the result record (also written atomically as JSON; see ``lorabook.runs``).
     """
-    preset_name = preset if isinstance(preset, str) else "custom"
-    lr_method = "lora" if method == NO_TRAINING else method
-    settings = e2e_preset(preset, lr_method, seed) if isinstance(preset, str) else preset
-    settings = settings.with_overrides(**(overrides or {}))
-    config = run_config(method, model, preset_name, settings, seed)
+    run = plan_e2e_run(method, model, preset, seed, results_dir, overrides)
+    preset_name, settings, config, paths = run.preset, run.settings, run.config, run.paths
     source = trained_source(trained_from, config) if trained_from is not None else None
-    paths = run_paths(results_dir, "e2e", preset_name, model, f"{method}-seed{seed}", config)
+    score = score and settings.decode_test  # a run that decodes no test set has no scores
     if (record := paths.finished()) is not None:
         log(f"Already done: {paths.record}")
         if score and (record.get("scores") is None or "scores_paper" not in record):
@@ -283,17 +459,21 @@ def run_e2e(
     folder = resolve_model(model)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     with quiet():  # no loading bar or config notes in the run's log
-        net = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        net = load_causal_lm(folder, settings.backbone_dropout)
     pad_id = separator_id(tokenizer)
 
-    train_rows = subset_rows(load_e2e("train", data_dir), settings.train_examples, seed)
-    dev_rows = subset_rows(load_e2e("validation", data_dir), settings.eval_examples, seed)
-    mrs, references = group_references(load_e2e("test", data_dir))
+    dev_seed = seed if settings.dev_seed is None else settings.dev_seed
+    train_rows = subset_rows(load_rows("train", settings, data_dir), settings.train_examples, seed)
+    train_rows = training_rows(train_rows, settings)
+    all_dev = load_rows("validation", settings, data_dir)
+    dev_rows = training_rows(subset_rows(all_dev, settings.eval_examples, dev_seed), settings)
+    mrs, references = group_references(load_rows("test", settings, data_dir))
     if settings.test_mrs is not None:
         mrs, references = mrs[: settings.test_mrs], references[: settings.test_mrs]
 
     started = time.perf_counter()
     history: list[dict] = []
+    selected: dict | None = None
     params: dict
     if method == NO_TRAINING:
         for p in net.parameters():
@@ -334,11 +514,23 @@ def run_e2e(
             collate = collate_causal(pad_id)
             train_ds = E2ETrainDataset(train_rows, tokenizer, settings.max_length)
             dev_ds = E2ETrainDataset(dev_rows, tokenizer, settings.max_length)
+            greedy = None
+            if settings.dev_mrs:
+                dev_mrs, dev_refs = group_references(all_dev)
+                pairs = list(zip(dev_mrs, dev_refs, strict=True))
+                pairs = subset_rows(pairs, settings.dev_mrs, dev_seed)
+                greedy = GreedyDev(
+                    tokenizer,
+                    [m for m, _ in pairs],
+                    [r for _, r in pairs],
+                    replace(settings.decode, num_beams=1),
+                )
+            fit_config, order = fit_rounds(settings, len(train_ds))
             result = fit(
                 net,
                 train_ds,
-                make_dev_loss(dev_ds, collate, settings.train.eval_batch_size),
-                settings.train,
+                make_dev_eval(dev_ds, collate, settings.train.eval_batch_size, greedy),
+                fit_config,
                 collate_fn=collate,
                 select="neg_dev_loss",
                 checkpoint_dir=paths.scratch / "ckpt",
@@ -346,8 +538,23 @@ def run_e2e(
                 progress=progress,
                 log=log,
                 compute_loss=lambda m, b: causal_lm_loss(m, b, settings.label_smoothing),
+                order=order,
+                make_optimizer=official_adamw if settings.optimizer == "official" else None,
+                stop_early=stop_rule(settings),
+                keep_best=settings.select_best,
             )
-            history = result.history
+            history = [
+                {**e, "epochs_seen": e["epoch"] / settings.rounds_per_epoch}
+                if settings.rounds_per_epoch > 1
+                else e
+                for e in result.history
+            ]
+            if settings.select_best:
+                assert result.best_state is not None
+                state = torch.load(result.best_state, map_location="cpu", weights_only=False)
+                copy_trainable(net, state["trainable"], result.best_state)
+                selected = selection(history)
+                log(f"selected round {selected['round']} (dev loss {selected['dev_loss']:.4f})")
             train_seconds = sum(e["train_seconds"] for e in history)
             train_steps = sum(e["steps"] for e in history)
             train_info = {
@@ -360,21 +567,25 @@ def run_e2e(
                 "resumed_from_epoch": result.resumed_from_epoch,
                 "resumed_from_batch": result.resumed_from_batch,
             }
+            if stop_rule(settings) is not None:
+                train_info["stopped"] = why_stopped(settings, len(history))
     device = next(net.parameters()).device
     # the phases fit ran (decoding has its own setting: settings.decode.precision)
     phases = ("train", "evaluate") if method != NO_TRAINING else ()
     precision = precision_record(settings.train.mixed_precision, device, phases)
     decode_started = time.perf_counter()
-    outputs = generate_outputs(
-        net,
-        tokenizer,
-        mrs,
-        settings.decode,
-        partial=paths.scratch / "decode.jsonl",
-        progress=progress,
-    )
+    outputs: list[str] = []
+    if settings.decode_test:
+        outputs = generate_outputs(
+            net,
+            tokenizer,
+            mrs,
+            settings.decode,
+            partial=paths.scratch / "decode.jsonl",
+            progress=progress,
+        )
+        write_official_layout(outputs, references, paths.outputs)
     decode_seconds = time.perf_counter() - decode_started
-    write_official_layout(outputs, references, paths.outputs)
     trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
     tensor_bytes = sum(p.numel() * p.element_size() for p in trained.values())
     kept_tensors = None
@@ -398,15 +609,18 @@ def run_e2e(
         "precision": precision,
         "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
         "epochs": history,
+        **({"selection": selected} if selected is not None else {}),
         "decode": {
             "seconds": decode_seconds,
             "seconds_per_mr": decode_seconds / len(mrs),
             "precision": settings.decode.precision,
             "hardware": precision_info(device),
-        },
+        }
+        if settings.decode_test
+        else None,
         "scores": scores,
         **({"scores_paper": scores_paper} if score else {}),
-        "outputs": str(paths.outputs.name),
+        "outputs": str(paths.outputs.name) if settings.decode_test else None,
         "trainable_tensors": kept_tensors,
         "trainable_bytes": tensor_bytes,
         "peak_memory": peak_memory(device),

@@ -3,6 +3,10 @@
 Records made before the decoding settings existed lack them (``LEGACY_DECODE`` fills them
 in), so every record can say how it was decoded; the chapter shows the records decoded as the
 preset decodes now and sets the same trained tensors decoded other ways beside them.
+
+Any preset's records are read the same way, ``full``'s (:mod:`lorabook.e2e.campaign`) too:
+its sweep records decode no test set (no scores: never shown as a result), and where a seed
+has a pilot record and a run of its own, the newer (the run) is shown.
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ def decoding(record: dict) -> dict:
     """The record's decoding settings, with those that records made before they existed
     used (``LEGACY_DECODE``) filled in."""
     return {**LEGACY_DECODE, **record["settings"]["decode"]}
+
+
+CAMPAIGN_SETTINGS = ("rounds", "stop_flat", "decode_test")
+
+
+def campaign_overrides(record: dict) -> dict:
+    """What a campaign job set itself (:meth:`lorabook.e2e.campaign.Job.overrides`), read
+    back from its record: the learning rate, and the rounds, the pilot's rule and whether the
+    test set was decoded where the record has them. With the record's preset, this gives the
+    record's settings (the learning rate is the preset's own in records made outside a
+    campaign)."""
+    settings = record["settings"]
+    found = {k: settings[k] for k in CAMPAIGN_SETTINGS if k in settings}
+    return {"lr": settings["train"]["lr"], **found}
 
 
 def decoding_label(record: dict) -> str:

@@ -164,7 +164,7 @@ def _measure_in_children(
     One worker uses every core this process may use; several split the cores between them,
     each pinned to its own (as :func:`lorabook.glue.campaign.run_jobs` runs a campaign).
     """
-    from lorabook.glue.campaign import available_cores, pin_to_cores, worker_env
+    from lorabook.campaign import available_cores, pin_to_cores, worker_env
 
     threads = max(1, available_cores() // workers)
     env = worker_env(threads)

@@ -28,7 +28,8 @@ one thread (on this 2-core machine that trains 12–16% more tokens per second t
 on both cores: ``python -m lorabook.glue.bench --task mrpc --batching grouped --workers 2``,
 record ``results/bench/glue-mrpc-minilm-cpu.json``). Finished runs are skipped
 (their record exists), an interrupted one resumes from its last epoch, so the same command
-picks up where the last session stopped.
+picks up where the last session stopped (the workers, skipping and resuming are
+:mod:`lorabook.campaign`'s, shared with the E2E campaign).
 
 **The follow-ups** (:func:`follow_up_jobs`): where LoRA's median ends more than a point below
 FT's, one more LoRA run with four times the epochs tests whether it was under-trained.
@@ -37,15 +38,14 @@ FT's, one more LoRA run with four times the epochs tests whether it was under-tr
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
+import os  # noqa: F401  (the shared pinning reads os; tests reach it as campaign.os)
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorabook import campaign as shared
+from lorabook.campaign import PlanRow, available_cores, pin_to_cores, plan_line  # noqa: F401
 from lorabook.cli import SettingsError, add_debug_flag, cli_main
 from lorabook.glue import presets
 from lorabook.glue.presets import CPU_SWEEP, CPU_SWEEP_TASK
@@ -241,50 +241,6 @@ def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
     return out
 
 
-def available_cores() -> int:
-    """How many cores this process may use (its affinity on Linux, else the CPU count)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
-
-
-def pin_to_cores(worker: int, threads: int):
-    """A ``preexec_fn`` pinning a worker to its own cores (Linux); None where unsupported."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    mine = set(cores[worker * threads : (worker + 1) * threads])
-    if len(mine) < threads:
-        return None
-    return lambda: os.sched_setaffinity(0, mine)
-
-
-def worker_env(threads: int) -> dict[str, str]:
-    """This process's environment with the math libraries held to ``threads`` threads."""
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-
-
-def _claim(path: Path) -> int | None:
-    """Take the lock file ``path`` for this process; return the pid that holds it instead, if
-    that process is alive (a lock left by a process that ended is taken over)."""
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text() or 0)
-                os.kill(pid, 0)  # signal 0: does the process exist?
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            except PermissionError:  # alive, another user's
-                return pid
-            return pid
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return None
-    return None
-
-
 def run_jobs(
     jobs: Sequence[Job],
     workers: int = 1,
@@ -299,66 +255,18 @@ def run_jobs(
     (and those cores, on Linux), ``cores`` being all this process may use unless given
     (``cores=1, workers=1`` leaves the other cores to other work). A job's output goes to
     ``<results>/_logs/<record name>.log``. A failed job is reported and the others go on.
-    ``command`` runs one job given its :meth:`Job.argv`.
+    ``command`` runs one job given its :meth:`Job.argv` (see :func:`lorabook.campaign.run_jobs`).
     """
-    plans = [(job, job.plan(results_dir, model)) for job in jobs]
-    todo = [(job, run) for job, run in plans if run.paths.finished() is None]
-    print(f"{len(plans) - len(todo)} of {len(plans)} finished; {len(todo)} to run", flush=True)
-    if not todo:
-        return []
-    if cores is None:
-        cores = available_cores()
-    threads = max(1, cores // workers)
-    env = worker_env(threads)
-    logs = Path(results_dir) / "_logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    queue, lock, results = list(todo), threading.Lock(), []
-    started = time.monotonic()
-
-    def work(worker: int) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                job, run = queue.pop(0)
-            log = logs / f"{run.paths.record.stem}.log"
-            lock_file = logs / f"{run.paths.record.stem}.lock"
-            owner = _claim(lock_file)
-            if owner is not None:
-                print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
-                continue
-            if run.paths.finished() is not None:  # another campaign finished it meanwhile
-                lock_file.unlink(missing_ok=True)
-                print(f"[worker {worker}] skip {job}: finished meanwhile", flush=True)
-                continue
-            print(f"[worker {worker}] start {job} → {log}", flush=True)
-            try:
-                with open(log, "a", encoding="utf-8") as out:
-                    code = subprocess.call(
-                        [*command, *job.argv(results_dir, model)],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        preexec_fn=pin_to_cores(worker, threads),
-                    )
-            finally:
-                lock_file.unlink(missing_ok=True)
-            with lock:
-                results.append((job, code))
-                minutes = (time.monotonic() - started) / 60
-                state = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
-                print(
-                    f"[worker {worker}] {state}: {job} | {len(results)}/{len(todo)} "
-                    f"after {minutes:.0f} min",
-                    flush=True,
-                )
-
-    pool = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return results
+    return shared.run_jobs(
+        jobs,
+        workers,
+        results_dir,
+        command,
+        argv=lambda job: job.argv(results_dir, model),
+        paths=lambda job: job.plan(results_dir, model).paths,
+        cores=cores,
+        pin=pin_to_cores,
+    )
 
 
 def _jobs(which: str, results_dir: str | Path = DEFAULT_RESULTS) -> list[Job]:
@@ -415,17 +323,16 @@ def _main(argv: Sequence[str] | None) -> int:
     which = args.command if args.command != "plan" else args.which
     jobs = _jobs(which, args.results_dir)
     if args.command == "plan":
-        total = 0.0
+        rows = []
         for job in jobs:
             record = job.plan(args.results_dir).paths.finished()
-            seconds = job.estimate_seconds()
-            total += 0 if record else seconds
-            line = f"{'done' if record else 'todo':<5} {str(job):<42} ~{seconds / 60:5.0f} min"
-            if record:
-                took = sum(e["train_seconds"] for e in record["epochs"])
-                line += f" (trained {took / 60:.0f} min)"
-            print(line)
-        print(f"left: ~{total / 3600:.1f} worker-hours (training only; evaluation adds ~5%)")
+            took = sum(e["train_seconds"] for e in record["epochs"]) if record else None
+            rows.append(
+                PlanRow(str(job), "done" if record else "todo", job.estimate_seconds(), took)
+            )
+            print(plan_line(rows[-1]))
+        left = shared.plan_totals(rows)["left"]
+        print(f"left: ~{left:.1f} worker-hours (training only; evaluation adds ~5%)")
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")

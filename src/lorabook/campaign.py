@@ -1,0 +1,195 @@
+"""What the GLUE and E2E campaigns share: pinned single-thread workers, skip and resume, a plan.
+
+A campaign is a list of *jobs*, each one run of an experiment's command line (``python -m
+lorabook.glue ...``, ``python -m lorabook.e2e ...``) that names its own record. Each campaign
+(:mod:`lorabook.glue.campaign`, :mod:`lorabook.e2e.campaign`) keeps only its jobs, its rules
+and its estimates; this module runs the jobs and prints the plan:
+
+* :func:`run_jobs`: the unfinished jobs, ``workers`` at a time, each in its own process pinned
+  to its own cores with that many threads (on this project's 2-core machine two one-thread
+  workers train 12–16% more tokens a second than one run on both cores); a finished job (its
+  record exists) is skipped, one another live campaign holds (a lock file) too, and an
+  interrupted one resumes when it is run again (the experiments checkpoint themselves).
+* :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`: per job, its estimated time and,
+  once finished, what it took; in all, the hours left and estimated against spent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from lorabook.runs import RunPaths
+
+Job = TypeVar("Job")
+
+
+def available_cores() -> int:
+    """How many cores this process may use (its affinity on Linux, else the CPU count)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
+
+
+def pin_to_cores(worker: int, threads: int):
+    """A ``preexec_fn`` pinning a worker to its own cores (Linux); None where unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    mine = set(cores[worker * threads : (worker + 1) * threads])
+    if len(mine) < threads:
+        return None
+    return lambda: os.sched_setaffinity(0, mine)
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """This process's environment with the math libraries held to ``threads`` threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def claim(path: Path) -> int | None:
+    """Take the lock file ``path`` for this process; return the pid that holds it instead, if
+    that process is alive (a lock left by a process that ended is taken over)."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text() or 0)
+                os.kill(pid, 0)  # signal 0: does the process exist?
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:  # alive, another user's
+                return pid
+            return pid
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return None
+    return None
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    workers: int,
+    results_dir: str | Path,
+    command: Sequence[str],
+    argv: Callable[[Job], list[str]],
+    paths: Callable[[Job], RunPaths],
+    cores: int | None = None,
+    pin: Callable[[int, int], Callable[[], None] | None] = pin_to_cores,
+) -> list[tuple[Job, int]]:
+    """Run the unfinished ``jobs`` in ``workers`` processes at a time; return (job, exit code).
+
+    Every job's record path is found first (``paths(job)``, which checks its settings). Each
+    worker gets ``cores // workers`` threads (and those cores, on Linux, through ``pin``),
+    ``cores`` being all this process may use unless given (``cores=1, workers=1`` leaves the
+    other cores to other work). A job runs as ``[*command, *argv(job)]``; its output goes to
+    ``<results>/_logs/<record name>.log``. A failed job is reported and the others go on.
+    """
+    plans = [(job, paths(job)) for job in jobs]
+    todo = [(job, run) for job, run in plans if run.finished() is None]
+    print(f"{len(plans) - len(todo)} of {len(plans)} finished; {len(todo)} to run", flush=True)
+    if not todo:
+        return []
+    if cores is None:
+        cores = available_cores()
+    threads = max(1, cores // workers)
+    env = worker_env(threads)
+    logs = Path(results_dir) / "_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    queue, lock, results = list(todo), threading.Lock(), []
+    started = time.monotonic()
+
+    def work(worker: int) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                job, run = queue.pop(0)
+            log = logs / f"{run.record.stem}.log"
+            lock_file = logs / f"{run.record.stem}.lock"
+            owner = claim(lock_file)
+            if owner is not None:
+                print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
+                continue
+            if run.finished() is not None:  # another campaign finished it meanwhile
+                lock_file.unlink(missing_ok=True)
+                print(f"[worker {worker}] skip {job}: finished meanwhile", flush=True)
+                continue
+            print(f"[worker {worker}] start {job} → {log}", flush=True)
+            try:
+                with open(log, "a", encoding="utf-8") as out:
+                    code = subprocess.call(
+                        [*command, *argv(job)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        preexec_fn=pin(worker, threads),
+                    )
+            finally:
+                lock_file.unlink(missing_ok=True)
+            with lock:
+                results.append((job, code))
+                minutes = (time.monotonic() - started) / 60
+                state = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
+                print(
+                    f"[worker {worker}] {state}: {job} | {len(results)}/{len(todo)} "
+                    f"after {minutes:.0f} min",
+                    flush=True,
+                )
+
+    pool = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return results
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One job in a plan: its state (``done``, ``todo``, or a campaign's own word such as
+    ``part`` or ``wait``), its estimated seconds, and the seconds it took once done."""
+
+    job: str
+    state: str
+    estimate: float
+    spent: float | None = None
+
+
+UNITS = {"min": (60, "5.0f"), "h": (3600, "5.1f")}
+
+
+def plan_line(row: PlanRow, unit: str = "min", spent_label: str = "trained") -> str:
+    """``todo  <job>   ~  12 min`` or ``done  <job>   ~  12 min (trained 10 min)``."""
+    scale, form = UNITS[unit]
+    line = f"{row.state:<5} {row.job:<42} ~{row.estimate / scale:{form}} {unit}"
+    if row.spent is not None:
+        line += f" ({spent_label} {row.spent / scale:.{0 if unit == 'min' else 1}f} {unit})"
+    return line
+
+
+def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
+    """Worker-hours: ``left`` (estimates of the jobs not done), ``estimated`` (all jobs),
+    ``done_estimated`` and ``done_spent`` (the finished jobs' estimates and actual times:
+    how far off the estimates were), and ``done`` (how many finished)."""
+    done = [r for r in rows if r.spent is not None]
+    return {
+        "left": sum(r.estimate for r in rows if r.spent is None) / 3600,
+        "estimated": sum(r.estimate for r in rows) / 3600,
+        "done_estimated": sum(r.estimate for r in done) / 3600,
+        "done_spent": sum(r.spent or 0.0 for r in done) / 3600,
+        "done": float(len(done)),
+    }
+
+
+def python_module(module: str) -> tuple[str, ...]:
+    """The command that runs ``python -m <module>`` with this interpreter."""
+    return (sys.executable, "-m", module)

@@ -1,0 +1,319 @@
+"""The E2E campaign: its stages' jobs and rules, the plan, and resuming after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lorabook.cli import SettingsError
+from lorabook.e2e import campaign, experiment, presets
+from lorabook.e2e.campaign import (
+    FLAT,
+    Job,
+    budget_rounds,
+    pick,
+    pilot_jobs,
+    run_jobs,
+    runs_jobs,
+    sweep_jobs,
+)
+from lorabook.runs import find_records
+
+ROOT = Path(__file__).resolve().parents[1]
+CAP = presets.e2e_preset("full", "lora").planned_rounds
+
+
+@pytest.fixture
+def picked(monkeypatch):
+    monkeypatch.setattr(presets, "FULL_CHOSEN", {"lora": 5e-4, "ft": 5e-5})
+
+
+def write_record(job: Job, results: Path, losses: list[float], **extra) -> dict:
+    """A stand-in for the finished record of ``job`` with these dev losses (one a round)."""
+    run = job.plan(results)
+    record = {
+        "method": job.method,
+        "seed": job.seed,
+        "preset": "full",
+        "model": "smollm2",
+        "settings": run.config["settings"],
+        "epochs": [{"epoch": i + 1, "dev_loss": v} for i, v in enumerate(losses)],
+        **extra,
+    }
+    run.paths.record.parent.mkdir(parents=True, exist_ok=True)
+    run.paths.record.write_text(json.dumps(record))
+    return record
+
+
+def test_the_sweep_is_three_rates_each_for_lora_and_ft_one_round_no_test_decoding():
+    jobs = sweep_jobs()
+    assert [(j.method, j.lr) for j in jobs] == [
+        ("lora", 2e-4),
+        ("lora", 5e-4),
+        ("lora", 1e-3),
+        ("ft", 2e-5),
+        ("ft", 5e-5),
+        ("ft", 1e-4),
+    ]
+    for job in jobs:
+        settings = job.plan("r").settings
+        assert (settings.trained_rounds, settings.decode_test, job.seed) == (1, False, 0)
+        assert settings.planned_rounds == CAP  # the first round of the campaign's schedule
+    assert len({j.plan("r").paths.key for j in jobs}) == 6
+
+
+def test_a_job_command_line_plans_the_same_run_as_the_job(monkeypatch, tmp_path):
+    from lorabook.e2e.__main__ import main
+
+    planned = []
+
+    def run(method, model, preset, seed, data_dir, results_dir, overrides, **kw):
+        planned.append(experiment.plan_e2e_run(method, model, preset, seed, results_dir, overrides))
+        return {"params": {"trainable": 1}, "scores": None}
+
+    monkeypatch.setattr(experiment, "run_e2e", run)
+    for job in [*sweep_jobs(), Job("pilot", "lora", 0, lr=1e-3, stop_flat=FLAT)]:
+        assert main(job.argv(tmp_path, score=False)) == 0
+        assert planned[-1].paths.record == job.plan(tmp_path).paths.record
+
+
+def test_pick_takes_the_lowest_dev_loss_ties_to_the_smaller_rate(tmp_path, capsys):
+    lora = [j for j in sweep_jobs() if j.method == "lora"]
+    for job, loss in zip(lora, [1.30, 1.20, 1.20], strict=True):
+        write_record(job, tmp_path, [loss])
+    result = pick(tmp_path)
+    assert result["lora"]["lr"] == 5e-4 and not result["lora"]["at_grid_end"]
+    assert result["lora"]["tried"] == {2e-4: 1.30, 5e-4: 1.20, 1e-3: 1.20}
+    assert set(result["ft"]["missing"]) == {str(j) for j in sweep_jobs() if j.method == "ft"}
+    ft = [j for j in sweep_jobs() if j.method == "ft"]
+    for job, loss in zip(ft, [1.1, 1.2, 1.3], strict=True):
+        write_record(job, tmp_path, [loss])
+    assert pick(tmp_path)["ft"] == {
+        "lr": 2e-5,
+        "dev_loss": 1.1,
+        "tried": {2e-5: 1.1, 5e-5: 1.2, 1e-4: 1.3},
+        "at_grid_end": True,
+    }
+    assert campaign.main(["pick", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "lora   lr 0.0005; dev loss after one round" in out
+    assert "ft     lr 2e-05 (at an end of the grid)" in out
+
+
+def test_committed_picks_follow_the_rule_on_the_committed_sweep():
+    picked = pick(ROOT / "results")
+    for method, lr in presets.FULL_CHOSEN.items():
+        assert "missing" not in picked[method], f"FULL_CHOSEN[{method!r}] without its sweep"
+        assert picked[method]["lr"] == lr
+
+
+def test_the_pilot_waits_for_the_pick_then_trains_lora_and_ft_until_flat(monkeypatch, picked):
+    jobs = pilot_jobs()
+    assert [(j.method, j.seed, j.stop_flat, j.rounds) for j in jobs] == [
+        ("lora", 0, 0.01, None),
+        ("ft", 0, 0.01, None),
+    ]
+    settings = jobs[0].plan("r").settings
+    assert settings.train.lr == 5e-4 and settings.trained_rounds == CAP
+    monkeypatch.setattr(presets, "FULL_CHOSEN", {"lora": 5e-4})
+    with pytest.raises(SettingsError, match=r"no sweep pick for \['ft'\].*campaign sweep"):
+        pilot_jobs()
+
+
+def test_the_budget_is_the_longer_pilot_and_a_pilot_at_the_budget_is_seed_0(tmp_path, picked):
+    lora, ft = pilot_jobs()
+    with pytest.raises(SettingsError, match="pilot of ft, lora has not finished"):
+        budget_rounds(tmp_path)
+    write_record(lora, tmp_path, [2.0, 1.5, 1.49])  # flat after 3 rounds
+    write_record(ft, tmp_path, [2.0, 1.5, 1.4, 1.39])  # to the cap
+    assert budget_rounds(tmp_path) == 4 == CAP
+    jobs = runs_jobs(tmp_path)
+    assert [(j.method, j.seed) for j in jobs] == [
+        ("lora", 0),
+        ("ft", 0),
+        ("ft_top2", 0),
+        ("adapter_l", 0),
+        ("prefix", 0),
+        ("lora", 1),
+        ("ft", 1),
+        ("lora", 2),
+        ("ft", 2),
+    ]
+    assert jobs[1] == ft  # FT's pilot trained the budget: it is FT's seed 0
+    assert jobs[0] == Job("runs", "lora", 0)  # LoRA's stopped short: a run of its own
+    assert all(j.rounds is None for j in jobs)  # the budget is the whole schedule
+    three = runs_jobs(tmp_path, budget=3)
+    assert three[0] == lora and three[1] == Job("runs", "ft", 0, rounds=3)
+    assert three[3].plan(tmp_path).settings.adapter_size == 6
+
+
+def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys, picked):
+    job = sweep_jobs()[0]
+    record = write_record(job, tmp_path, [1.3], wall_seconds=7200.0)
+    rows = campaign.plan_rows(tmp_path)
+    sweep = rows["sweep"][0]
+    assert sweep[0].state == "done" and sweep[0].spent == 7200.0
+    assert sweep[0].estimate == pytest.approx(1315 * 4.7 + 300, rel=0.01)  # a round, an eval
+    assert {r.state for r in sweep[1:]} == {"todo"}
+    assert [r.state for r in rows["pilot"][0]] == ["todo", "todo"]
+    assert {r.state for r in rows["runs"][0]} == {"wait"} and len(rows["runs"][0]) == 7
+    assert campaign.main(["plan", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "done  sweep: lora-seed0 lr 0.0002 rounds 1" in out and "(spent 2.0 h)" in out
+    assert "whole campaign ~" in out and "finished: 1 runs" in out
+    # a finished record's own speed replaces the default
+    record["data"] = {"train_tokens": 2_400_000, "train_seconds": 3000.0}
+    record["settings"]["rounds_per_epoch"] = 4
+    speeds = campaign.measured_speeds([record])
+    assert speeds.tokens_per_second["lora"] == pytest.approx(200.0)
+    assert speeds.measured == ("lora tokens/s",) and speeds.epoch_tokens == 2_400_000
+
+
+def untimed(record: dict) -> dict:
+    """What a run decides, without clocks, machine and resume bookkeeping."""
+    timing = ("seconds", "elapsed", "energy", "finished_at", "environment", "peak_memory")
+    drop = ("resumed_from_epoch", "resumed_from_batch", "seconds_per_step", "decode")
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {
+                k: clean(v)
+                for k, v in value.items()
+                if k not in drop and not any(t in k for t in timing)
+            }
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(record)
+
+
+def tensors(results: Path, record: dict) -> dict[str, torch.Tensor]:
+    folder = next(results.rglob(f"*-{record['config_key']}.json")).with_suffix("")
+    return load_file(str(folder / record["trainable_tensors"]))
+
+
+def test_a_worker_killed_mid_run_resumes_to_the_record_of_an_uninterrupted_run(
+    model_folder, small_data, tmp_path
+):
+    """The pilot's job on a tiny model, the worker killed (SIGKILL) once its first checkpoint
+    exists; the campaign run again finishes it: the same record, outputs and weights as the
+    same run never interrupted."""
+    job = Job("pilot", "lora", 0, lr=1e-3, stop_flat=FLAT)
+    model = str(model_folder)
+    straight = experiment.run_e2e(
+        "lora",
+        model,
+        "full",
+        0,
+        small_data,
+        tmp_path / "straight",
+        job.overrides(),
+        progress=False,
+        score=False,
+        log=lambda s: None,
+        checkpoint_every=1,
+    )
+    results = tmp_path / "killed"
+    run = job.plan(results, model)
+    argv = job.argv(results, model, small_data, score=False, checkpoint_every=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "lorabook.e2e", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run.paths.scratch / "ckpt" / "last.pt").exists():
+            assert worker.poll() is None, "the worker ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after two minutes"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.wait()
+    assert run.paths.finished() is None
+    assert run_jobs([job], 1, results, model, small_data, score=False, cores=1) == [(job, 0)]
+    resumed = run.paths.finished()
+    assert resumed["data"]["resumed_from_epoch"] + resumed["data"]["resumed_from_batch"] > 0
+    assert untimed(resumed) == untimed(straight)
+    for name, value in tensors(tmp_path / "straight", straight).items():
+        assert torch.equal(tensors(results, resumed)[name], value), name
+    outputs = [next(r.rglob("outputs.txt")).read_text() for r in (tmp_path / "straight", results)]
+    assert outputs[0] == outputs[1]
+    assert run_jobs([job], 1, results, model, small_data, score=False, cores=1) == []  # done
+
+
+def test_a_run_stopped_after_training_decodes_the_selected_weights_when_rerun(
+    model_folder, small_data, tmp_path, monkeypatch
+):
+    """Stopped between training and the test decoding (after all its rounds), a rerun trains
+    nothing and decodes with the kept best weights: the record of an uninterrupted run."""
+    kw = dict(model=str(model_folder), preset="full", data_dir=small_data, progress=False)
+    kw |= dict(score=False, log=lambda s: None, overrides={"lr": 1e-3, "max_new_tokens": 8})
+    straight = experiment.run_e2e("lora", results_dir=tmp_path / "a", **kw)
+    real = experiment.generate_outputs
+
+    def stopped(model, tokenizer, mrs, config, partial=None, progress=True):
+        if partial is not None:  # the test decoding (the dev evaluation passes no file)
+            raise KeyboardInterrupt
+        return real(model, tokenizer, mrs, config, partial, progress)
+
+    monkeypatch.setattr(experiment, "generate_outputs", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_e2e("lora", results_dir=tmp_path / "b", **kw)
+    monkeypatch.setattr(experiment, "generate_outputs", real)
+    again = experiment.run_e2e("lora", results_dir=tmp_path / "b", **kw)
+    assert again["data"]["resumed_from_epoch"] == CAP  # every round was done: none trained again
+    assert untimed(again) == untimed(straight)
+    for name, value in tensors(tmp_path / "a", straight).items():
+        assert torch.equal(tensors(tmp_path / "b", again)[name], value), name
+
+
+def test_the_committed_full_records_are_the_campaigns_jobs():
+    """Every committed ``full`` record is one of the campaign's jobs (found by its name)."""
+    records = find_records(ROOT / "results", "e2e", preset="full")
+    if not records:
+        pytest.skip("no full records committed yet")
+    names = {Path(r["_path"]).name for r in records}
+    planned = {j.plan(ROOT / "results").paths.record.name for j in sweep_jobs()}
+    if all(m in presets.FULL_CHOSEN for m in campaign.PILOT_METHODS):
+        planned |= {j.plan(ROOT / "results").paths.record.name for j in pilot_jobs()}
+        try:
+            planned |= {
+                j.plan(ROOT / "results").paths.record.name for j in runs_jobs(ROOT / "results")
+            }
+        except SettingsError:
+            pass
+    assert names <= planned, sorted(names - planned)
+
+
+def test_the_report_reads_full_records_and_names_them_from_todays_preset(tmp_path, picked):
+    from lorabook.e2e.experiment import run_config
+    from lorabook.e2e.report import campaign_overrides, decoding, preset_records
+    from lorabook.runs import config_key
+
+    sweep, pilot, run = sweep_jobs()[0], pilot_jobs()[0], Job("runs", "lora", 0, rounds=3)
+    write_record(sweep, tmp_path, [1.3], scores=None, finished_at="2026-01-01T00:00:00")
+    scored = {"scores": {"BLEU": 0.6}}
+    write_record(pilot, tmp_path, [1.3, 1.2], finished_at="2026-01-02T00:00:00", **scored)
+    write_record(run, tmp_path, [1.3, 1.2, 1.1], finished_at="2026-01-03T00:00:00", **scored)
+    found = preset_records(tmp_path, "full", "smollm2", ["lora", "ft"])
+    assert list(found) == ["lora"] and len(found["lora"]["epochs"]) == 3  # the run, not the pilot
+    for job in (sweep, pilot, run):
+        record = json.loads(job.plan(tmp_path).paths.record.read_text())
+        settings = presets.e2e_preset("full", "lora").with_overrides(
+            **decoding(record), **campaign_overrides(record)
+        )
+        config = run_config("lora", "smollm2", "full", settings, 0)
+        assert job.plan(tmp_path).paths.record.name == f"lora-seed0-{config_key(config)}.json"
