@@ -568,14 +568,14 @@ lines = []
 if len(diffs):
     held = int(diffs["holds"].sum())
     lines.append(
-        f"**On par with FT** (LoRA's median within 1 point of FT's, or above): on {held} of "
-        f"{len(diffs)} tasks."
+        f"**On par with FT**, our per-task test (LoRA's median within 1 point of FT's, or "
+        f"above): on {held} of {len(diffs)} tasks."
     )
     for d in diffs.to_dict("records"):
         verdict = "holds" if d["holds"] else "does not hold"
         lines.append(
             f"- **{d['task']}**: LoRA − FT = {d['LoRA − FT']:+.2f} points (seeds: "
-            f"{d['seeds'][1]} LoRA, {d['seeds'][0]} FT): the claim {verdict} here."
+            f"{d['seeds'][1]} LoRA, {d['seeds'][0]} FT): our test {verdict} here."
         )
     others = report.lora_vs_others(summary.to_dict("records"))
     ahead = sum(o["LoRA ahead"] for o in others)
@@ -630,7 +630,7 @@ else:
     print("the records give the findings the prose below was written for")
 
 # %% [markdown]
-# **MRPC** (the claim holds, just). The sweep ran on MRPC, so every method's learning rate
+# **MRPC** (our test holds, just). The sweep ran on MRPC, so every method's learning rate
 # and epochs were chosen here: the fairest ground for all five. LoRA's median lands inside
 # the one-point line with almost nothing to spare, and FT's own three seeds spread wider than
 # the gap between the two. All five methods lie within about two points of each other, with
