@@ -645,24 +645,24 @@ else:
 # seeds all scored best at their last epoch, so a longer run would probably close more of the
 # gap.
 #
-# **RTE** (does not hold, by several points). RTE is where MiniLM and our start differ most
-# from the paper's. It is the smallest task (2,490 training pairs; one dev example is worth
-# 0.36 points), and it is nearly balanced, so the no-training row sits close to 50. Only FT
-# clearly leaves that row: BitFit stays on it, the adapters and LoRA rise a few points above.
-# The paper's RoBERTa-base LoRA does not start RTE from the pretrained model but from a LoRA
-# already trained on MNLI (its Appendix D.1; 3.1), and it says that its FT baseline, too,
-# started from a model adapted to MNLI (Section 5.2). So that start cannot explain why its
-# LoRA beats its FT on RTE, and the paper does not isolate its effect (its only pair with and
-# without it, RoBERTa-large LoRA and LoRA†, also differs in maximum length and batch size,
-# Table 9). Ours, FT included, like every other run here, start from MiniLM as pretrained. The
-# training loss (above) says LoRA had barely begun to fit RTE when its five epochs ended, so
-# the follow-up trained it four times longer (3.5). It then fits the training pairs better
-# than FT did, its last-epoch loss well below FT's, and still stays several points behind FT
-# on dev, inside the range of its own five-epoch runs. On RTE, then, LoRA was not simply
-# stopped too early: with this model and this start it learns the training set without
-# learning what carries over to new pairs, where FT, free to change every weight, does
-# better. Whether an MNLI start would change that, for LoRA or for FT, this offline setup
-# cannot say.
+# **RTE** (does not hold, by several points). RTE is where our scores are furthest from the
+# paper's. It is the smallest task (2,490 training pairs {cite}`wang2019glue`; one dev
+# example is worth 0.36 points), and it is nearly balanced, so the no-training row sits
+# close to 50. Only FT clearly leaves that row: BitFit stays on it, the adapters and LoRA
+# rise a few points above. The paper's RoBERTa-base LoRA does not start RTE from the
+# pretrained model but from a LoRA already trained on MNLI (its Appendix D.1; 3.1), and it
+# says that its FT baseline, too, started from a model adapted to MNLI (Section 5.2). So
+# that start cannot explain why its LoRA beats its FT on RTE, and the paper does not isolate
+# its effect (its only pair with and without it, RoBERTa-large LoRA and LoRA†, also differs
+# in maximum length and batch size, Table 9). Our FT and LoRA both start from MiniLM as
+# pretrained, like every other run here. The training loss (above) says LoRA had barely
+# begun to fit RTE when its five epochs ended, so the follow-up trained it four times longer
+# (3.5). It then fits the training pairs better than FT did, its last-epoch loss well below
+# FT's, and still stays several points behind FT on dev, inside the range of its own
+# five-epoch runs. On RTE, then, LoRA was not simply stopped too early: with this model and
+# this start it learns the training set without learning what carries over to new pairs,
+# where FT, free to change every weight, does better. Whether an MNLI start would change
+# that, for LoRA or for FT, this offline setup cannot say.
 #
 # **CoLA** (does not hold at the picked epochs; LoRA trained longer closes the gap). Every
 # method is far below RoBERTa here, and FT's own seeds spread widely. Grammatical
