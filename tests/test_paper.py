@@ -1,4 +1,5 @@
-"""The paper's numbers are read from the transcription, never typed."""
+"""The paper's numbers are read from the transcription; what the package types (the presets,
+the introduction's table) is held to it."""
 
 import pytest
 
