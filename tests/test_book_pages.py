@@ -66,3 +66,23 @@ def test_book_config_loads_the_extensions_it_needs():
     )
     assert sphinx["local_extensions"] == {"book_pages": "book/_ext"}
     assert sphinx["config"]["html_context"]["default_mode"] in ("auto", "light", "dark")
+
+
+def test_every_citation_has_an_entry_in_the_bibliography():
+    """Chapters cite with MyST's {cite} roles; each key must be in the .bib file that
+    _config.yml names, and the bibliography page must be in the table of contents (a
+    missing key is only a warning, which `jupyter-book build -W` makes an error, late)."""
+    import re
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    keys = set()
+    for bib in config["bibtex_bibfiles"]:
+        keys |= set(re.findall(r"^@\w+\{([^,\s]+),", (ROOT / bib).read_text(), re.M))
+    cited = set()
+    for path in [*(ROOT / "notebooks").glob("*.py"), *(ROOT / "book").glob("*.md")]:
+        for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", path.read_text()):
+            cited |= {key.strip() for key in group.split(",")}
+    assert cited, "no {cite} role found"
+    assert cited <= keys, f"cited but not in the bibliography: {sorted(cited - keys)}"
+    assert "book/bibliography" in (ROOT / "_toc.yml").read_text()
+    assert "{bibliography}" in (ROOT / "book" / "bibliography.md").read_text()

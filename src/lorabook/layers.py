@@ -1,8 +1,12 @@
 """The LoRA layer: one frozen weight, one trainable low-rank update.
 
-The paper's equation (4) for an adapted weight matrix W0 (d x k):
+The paper's equation (3) for an adapted weight matrix W0 (d x k), with the scale α / r of its
+Section 4.1:
 
-    h = W0 x + ΔW x = W0 x + (α / r) · B A x,    B ∈ R^{d×r},  A ∈ R^{r×k},  r ≪ min(d, k)
+    h = W0 x + (α / r) · ΔW x = W0 x + (α / r) · B A x,    ΔW = B A,
+    B ∈ R^{d×r},  A ∈ R^{r×k},  r ≪ min(d, k)
+
+ΔW is B A alone, as in the paper; the weight changes by (α / r) · ΔW.
 
 ``LoRALayer`` wraps an existing ``nn.Linear`` (RoBERTa, BERT, Llama) or a transformers
 ``Conv1D`` (GPT-2, which stores its weight transposed: "fan_in_fan_out") without copying it.
@@ -37,8 +41,9 @@ class LoRALayer(nn.Module):
         alpha: the scale numerator; the update is multiplied by ``alpha / r``.
         dropout: dropout probability on the LoRA path's input (0 disables it).
         init: ``"kaiming"`` (A ~ kaiming-uniform(a=√5), as loralib and peft) or
-            ``"gaussian"`` (A ~ N(0, 1/r), the paper's "random Gaussian"). B is always 0, so
-            the adapted model starts exactly as the pretrained one.
+            ``"gaussian"`` (each entry of A drawn from N(0, σ²) with σ = 1/r, i.e. variance
+            1/r²: the paper says "random Gaussian" and gives no variance). B is always 0,
+            so the adapted model starts exactly as the pretrained one.
         split: for fused projections, which equal slices of the output get an update,
             e.g. ``(True, False, True)`` for q and v of GPT-2's ``c_attn``. ``None`` = one slice.
         check_rank: refuse r > min(d, k) (the default). Importing a file that peft wrote with
@@ -98,7 +103,8 @@ class LoRALayer(nn.Module):
         return self.lora_A.view(n, self.r, -1), self.lora_B.view(n, -1, self.r)
 
     def delta_weight(self) -> torch.Tensor:
-        """ΔW = (α/r) · BA as a (d × k) matrix, computed in fp32; zero rows for skipped slices."""
+        """The update (α/r) · ΔW = (α/r) · BA as a (d × k) matrix, computed in fp32; zero rows
+        for skipped slices."""
         a, b = self._per_slice()
         delta = torch.bmm(b.float(), a.float()) * self.scaling  # (n, d_slice, k)
         full = delta.new_zeros(len(self.split), delta.shape[1], delta.shape[2])

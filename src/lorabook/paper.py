@@ -1,8 +1,18 @@
 """The paper's own numbers, read from the transcription in ``../shared/paper/README.md``.
 
-The book never types a number of the paper: a chapter asks for a table by its number and
-gets the rows as the transcription prints them (strings such as ``"70.4±.1"``), then turns
-cells into numbers with :func:`value`. Each table names its source (``"Table 3"``).
+The chapters' code reads the paper's numbers from here instead of typing them: a chapter
+asks for a table by its number and gets the rows as the transcription prints them (strings
+such as ``"70.4±.1"``), then turns cells into numbers with :func:`value`. Each table names
+its source (``"Table 3"``). Tables that the transcription writes as one paragraph
+(``label: cells · label: cells``, Tables 4 and 5) are read with :func:`entries`, and any
+section's text with :func:`section`.
+
+Not every number of the paper in the book comes through here, and the exceptions are these:
+the presets (``lorabook.glue.presets``: Table 9; ``lorabook.e2e.presets``: Table 11), which
+the package needs without the transcription, and figures quoted in prose (the
+introduction's table of headline claims, a few in the chapters), each naming the table or
+section it comes from. ``tests/test_paper.py`` checks the Table 9 and Table 11 presets and
+the introduction's table against the transcription.
 """
 
 from __future__ import annotations
@@ -73,3 +83,51 @@ def spread(cell: str) -> float | None:
     """The ± part of a cell (``"70.4±.1"`` → 0.1), or ``None`` when it has none."""
     match = re.search(r"±\s*(\d*\.?\d+)", cell)
     return float(match.group(1)) if match else None
+
+
+def section(heading: int | str, path: str | Path | None = None) -> tuple[str, str]:
+    """The ``## `` heading ``Table <heading>`` (an int) or the one that starts with
+    ``heading`` (a str, e.g. ``"Headline claims"``), and the text under it up to the next
+    ``## `` heading: ``(heading line without "## ", body)``.
+
+    Raises ``KeyError`` when the transcription has no such heading.
+    """
+    lines = paper_readme(path).read_text(encoding="utf-8").splitlines()
+    if isinstance(heading, int) or str(heading).isdigit():
+        heading = f"Table {heading}"
+        pattern = re.compile(rf"^##\s+{re.escape(heading)}\b")
+    else:
+        pattern = re.compile(rf"^##\s+{re.escape(heading)}")
+    start = next((i for i, line in enumerate(lines) if pattern.match(line)), None)
+    if start is None:
+        raise KeyError(f"No '## {heading}' heading in {paper_readme(path)}")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start][3:].strip(), "\n".join(lines[start + 1 : end]).strip()
+
+
+def entries(number: int | str, path: str | Path | None = None) -> dict[str, str]:
+    """A table that the transcription writes as one paragraph, ``label: cells · label:
+    cells`` (Tables 4 and 5), as ``{label: cells}`` (stripped strings, as printed; the
+    paragraph's closing full stop removed). Lines after the paragraph (Table 4's
+    ``Spread: ...``) are not part of it.
+
+    Raises ``KeyError`` when the heading is missing or has no such paragraph.
+    """
+    _, body = section(number, path)
+    paragraph: list[str] = []
+    for line in body.splitlines():
+        if not line.strip():
+            if paragraph:
+                break
+            continue
+        paragraph.append(line.strip())
+        if not line.rstrip().endswith("·"):
+            break
+    found: dict[str, str] = {}
+    for part in " ".join(paragraph).split("·"):
+        label, colon, cells = part.strip().partition(":")
+        if colon and label:
+            found[label.strip()] = re.sub(r"\.$", "", cells.strip())
+    if not found:
+        raise KeyError(f"No 'label: cells · ...' paragraph under Table {number}")
+    return found

@@ -1,9 +1,10 @@
 """What LoRA costs: inference latency (Table 1), training time and memory, time to accuracy.
 
 The paper's practical claims are about cost: no added inference latency once merged
-(Table 1: adapters add 20.7–30.3% at batch 1), 3× less training memory, 25% more training
-throughput, a 10,000× smaller checkpoint. This module measures each one; the scripts in
-``benchmarks/`` call it and write the records the efficiency chapter reads.
+(Section 4.1; Table 1: adapters add 20.7–30.3% at batch 1), and for GPT-3 175B (Section
+4.2) 3× less training memory, a 25% training speedup, a 10,000× smaller checkpoint. This
+module measures each one; the scripts in ``benchmarks/`` call it and write the records the
+efficiency chapter reads.
 
 * Latency: :func:`measure_latency` times one forward pass of several variants of the same
   model (base, LoRA merged, LoRA unmerged, adapters), *interleaved* trial by trial so that a
@@ -65,8 +66,10 @@ GPT2_LORA = {"lora_r": 4, "lora_alpha": 32}
 
 
 def paper_table1_ms() -> dict[str, dict[tuple[int, int], tuple[float, float | None]]]:
-    """The paper's Table 1 (ms, mean ± std of 100 trials, Quadro RTX 8000), read from the
-    paper's transcription: variant -> (batch, length) -> (mean, std)."""
+    """The paper's Table 1 (ms, Quadro RTX 8000), read from the paper's transcription:
+    variant -> (batch, length) -> (value, ±). The caption says "averaged over 100 trials"
+    and does not say what the ± is (a standard deviation, presumably); it is returned as
+    printed, ``None`` where a cell has none."""
     from lorabook import paper
 
     out: dict[str, dict[tuple[int, int], tuple[float, float | None]]] = {}
