@@ -29,6 +29,7 @@
 # Everything below runs in a few seconds on a CPU.
 
 # %% tags=["parameters"]
+# every run mode computes the same (the chapter trains nothing): "quick" or "paper"
 mode = "quick"
 
 # %% [markdown]

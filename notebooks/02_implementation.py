@@ -20,6 +20,7 @@
 # implementations, merge it, time it, and save it.
 
 # %% tags=["parameters"]
+# every run mode computes the same (tiny models, seconds): "quick" or "paper"
 mode = "quick"
 
 # %% tags=["hide-input"]

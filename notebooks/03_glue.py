@@ -46,6 +46,7 @@
 # has no FT settings: the paper quotes its RoBERTa-base FT row from prior work).
 
 # %% tags=["parameters"]
+# "quick": read the committed CPU records; "paper": RoBERTa-base on a GPU
 mode = "quick"
 
 # %% tags=["hide-input"]

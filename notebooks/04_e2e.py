@@ -14,25 +14,27 @@
 # %% [markdown]
 # # 4. E2E NLG: LoRA on a decoder
 #
-# **The paper's claim** (Section 5.4, Table 3): on the E2E NLG Challenge, GPT-2 medium with
-# LoRA ($r = 4$ on $W_q$ and $W_v$: 0.35M trainable parameters as Table 3 prints it, 393,216
-# by the formula, see chapter 1) scores *higher* than full fine-tuning of all 355M parameters
-# on all five official metrics, and higher than adapters and prefix tuning of similar size.
-# The FT, FT-Top2, AdapterL (0.37M, 11.09M) and PreLayer rows marked `*` are quoted from Li
-# & Liang (2021) (Section 5.1, Appendix D.3). The data set is the E2E NLG Challenge's
-# (Novikova et al., 2017); its baseline system is TGen (Dušek & Jurčíček, 2016).
+# **The paper's claim** (Section 5.4, Table 3 {cite}`hu2021lora`): on the E2E NLG Challenge, GPT-2
+# medium with LoRA ($r = 4$ on $W_q$ and $W_v$: 0.35M trainable parameters as Table 3 prints it,
+# 393,216 by the formula, see chapter 1) scores *higher* than full fine-tuning of all 355M
+# parameters on all five official metrics, and higher than adapters and prefix tuning of similar
+# size. The FT, FT-Top2, AdapterL and PreLayer rows marked `*` are quoted from Li & Liang
+# {cite}`li2021prefix` (Section 5.1, Appendix D.3). The data set is the E2E NLG Challenge's
+# {cite}`novikova2017e2e`; its baseline system is TGen {cite}`dusek2016sequence`, and the
+# challenge's results are reported in {cite}`dusek2020evaluating`.
 #
-# **What this chapter does**: the same experiment with the package's code: the official
-# data files, the paper's example format and loss, the paper's decoding (beam search), the
-# five official metrics (checked against the official script's scores on a real system's
-# output), and runs on the decoder we have offline, SmolLM2-135M, on a CPU. Every number is
-# read from a result record written by `lorabook.e2e.run_e2e`; building the book retrains
-# nothing. With a GPU and the Hugging Face hub, `mode = "paper"` runs GPT-2 medium: LoRA with
-# the paper's settings (Table 11), the other methods with the same schedule and learning rate
-# (our choice: Table 11 covers LoRA only, and the paper quotes the others' scores).
+# **What this chapter does**: the same experiment with the package's code: the official data files,
+# the paper's example format and loss, the paper's decoding (beam search), the five official metrics
+# (checked against the official script's scores on a real system's output), and runs on the decoder
+# we have offline, SmolLM2-135M {cite}`allal2025smollm2`, on a CPU. Every number is read from a
+# result record written by `lorabook.e2e.run_e2e`; building the book retrains nothing. With a GPU
+# and the Hugging Face hub, `mode = "paper"` runs GPT-2 medium: LoRA with the paper's settings
+# (Table 11), the other methods with the same schedule and learning rate (our choice: Table 11
+# covers LoRA only, and the paper quotes the others' scores).
 
 # %% tags=["parameters"]
-mode = "quick"  # "quick": read the committed CPU records; "paper": GPT-2 medium on a GPU
+# "quick": read the committed CPU records; "paper": GPT-2 medium on a GPU
+mode = "quick"
 
 # %% tags=["hide-input"]
 import inspect
@@ -142,7 +144,8 @@ print(inspect.getsource(causal_lm_loss))
 # starts; the tests check that a batch gives the same outputs as one MR at a time.
 #
 # **"No repeated 4-gram" has a scope, and it matters.** The paper's beam search
-# (microsoft/LoRA, `examples/NLG/src/gpt2_beam.py`, from fairseq) keeps the n-gram history
+# (microsoft/LoRA, `examples/NLG/src/gpt2_beam.py` {cite}`microsoft2021loracode`, from
+# fairseq) keeps the n-gram history
 # of the *generated* tokens only: at step $t$ with continuation $y_1 \dots y_{t-1}$, the
 # banned tokens are
 #

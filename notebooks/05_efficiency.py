@@ -29,6 +29,7 @@
 # `lorabook.energy` (the power sampler).
 
 # %% tags=["parameters"]
+# "quick": the committed CPU benchmarks; "paper": the paper's shapes on a GPU
 mode = "quick"
 
 # %% tags=["hide-input"]
