@@ -29,8 +29,12 @@
 # - **AdapterH** {cite}`houlsby2019parameter`: a bottleneck adapter (down-projection,
 #   nonlinearity, up-projection, with its own residual) after the attention block and after
 #   the feed-forward block of every layer;
-# - **AdapterP** {cite}`pfeiffer2021adapterfusion`: the same adapter after the feed-forward
-#   block only;
+# - **AdapterH (FFN only)**: the same adapter after the feed-forward block only. This
+#   chapter's campaign ran it under the name `adapter_p`, taking it for Pfeiffer's adapter
+#   {cite}`pfeiffer2021adapterfusion`; it is not: Pfeiffer's reads the feed-forward block's
+#   output after its residual and LayerNorm, uses ReLU, and the LayerNorm is applied again
+#   after it. `adapter_p` in `lorabook.methods` is now Pfeiffer's, and the `cpu` records keep
+#   their meaning (`adapter_p_variant`: `houlsby_ffn`); the tables below name them so;
 # - **LoRA**, $r = 8$ on $W_q$ and $W_v$.
 #
 # (The paper's fourth adapter, AdapterL {cite}`lin2020exploring`, appears in its GPT-2
@@ -67,6 +71,14 @@ assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!
 results_dir = REPO_ROOT / "results"
 tasks = list(campaign.TASKS)
 methods = list(report.METHOD_NAMES)
+# what each method's runs are called: the `cpu` campaign's `adapter_p` runs trained
+# Houlsby's adapter after the feed-forward block only (see the list above)
+NAMES = {
+    m: report.method_name(
+        m, glue_preset("paper" if mode == "paper" else "cpu", "mrpc", m).resolved(m)
+    )
+    for m in methods
+}
 colors = {
     "ft": "#666666",
     "bitfit": "#1b9e77",
@@ -184,7 +196,7 @@ if done:
                 lw=2.5 if job.lr == result["lr"] else 1,
             )
         ax.axvline(result["epochs"], color="black", lw=0.8, ls=":")
-        ax.set(title=f"{report.METHOD_NAMES[method]}", xlabel="epoch")
+        ax.set(title=f"{NAMES[method]}", xlabel="epoch")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel(f"{CPU_SWEEP_TASK} dev accuracy (×100)")
     fig.suptitle("Sweep on MRPC: dev accuracy per epoch; dotted: the epochs picked")
@@ -246,7 +258,7 @@ def table_2(summary: pd.DataFrame, model: str) -> pd.DataFrame:
     table["avg"] = [
         f"{medians.loc[m, tasks].mean():.1f}" if complete[m] else "—" for m in table.index
     ]
-    table.index = [f"{model} {report.METHOD_NAMES[m]} (ours)" for m in table.index]
+    table.index = [f"{model} {NAMES[m]} (ours)" for m in table.index]
     return table
 
 
@@ -286,8 +298,8 @@ else:
 # The paper's average is over eight tasks; the one beside its rows here is over the same five
 # tasks as ours. The paper's `*` rows are numbers from earlier papers: FT from RoBERTa's
 # {cite}`liu2019roberta`, BitFit from {cite:t}`benzaken2021bitfit`; its AdptD rows are
-# AdapterDrop {cite}`ruckle2020adapterdrop`, not the AdapterH/AdapterP we train (the paper
-# reports those only on RoBERTa-large).
+# AdapterDrop {cite}`ruckle2020adapterdrop`, not the adapters we train (the paper reports
+# AdapterH and AdapterP only on RoBERTa-large).
 #
 # ## 3.5 LoRA − FT, task by task
 #
@@ -361,7 +373,7 @@ else:
 # %% tags=["hide-input"]
 if len(summary):
     progress = summary[summary.method.isin(["ft", "lora"])].assign(
-        method=lambda d: d.method.map(report.METHOD_NAMES),
+        method=lambda d: d.method.map(NAMES),
         peaked=lambda d: d.peaked_last.astype(str) + " of " + d.seeds.astype(str),
     )
     display(
@@ -415,7 +427,7 @@ else:
                     color=colors[method],
                     marker="o",
                     ms=3,
-                    label=f"{report.METHOD_NAMES[method]} (picked)",
+                    label=f"{NAMES[method]} (picked)",
                 )
         curve = [100 * e[longer["metric"]] for e in longer["epochs"]]
         ax.plot(
@@ -466,7 +478,7 @@ if len(summary):
                 fmt="o",
                 color=colors[row["method"]],
                 capsize=3,
-                label=report.METHOD_NAMES[row["method"]],
+                label=NAMES[row["method"]],
             )
         ax.set(xscale="log", title=task, xlabel="trainable parameters")
     axes[0].set_ylabel("dev score (×100)")
@@ -501,7 +513,7 @@ if found:
                 color=colors[job.method],
                 lw=1,
                 alpha=0.8,
-                label=report.METHOD_NAMES[job.method] if job.seed == 0 else None,
+                label=NAMES[job.method] if job.seed == 0 else None,
             )
         ax.set(title=task, xlabel="epoch")
     axes[0].set_ylabel("dev score (×100)")
@@ -700,7 +712,7 @@ else:
 # alike.
 # The paper's second claim, LoRA above BitFit and the adapters, does not hold on any task
 # here. Our comparison is not the paper's, though: on MiniLM, $r = 8$ on $W_q, W_v$ gives
-# LoRA a quarter of AdapterP's trainable parameters and an eighth of AdapterH's (the
+# LoRA a quarter of AdapterH (FFN only)'s trainable parameters and an eighth of AdapterH's (the
 # "trainable" column above), where the paper sets LoRA beside adapters of about its own size
 # (the "params" column of its rows); and its baseline rows come from other papers, each
 # tuned there, where ours share one sweep rule and, like LoRA, few epochs. One seed of each
