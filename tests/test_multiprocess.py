@@ -1,0 +1,182 @@
+"""Two real processes (``torchrun --nproc_per_node 2``, gloo on the CPU) on a tiny BERT.
+
+A GLUE run in two processes writes one record, from the main process, of a run of its own
+(the effective batch is per-process batch × processes); it trains what one process trains
+with the same global batch (to float tolerance), counts every dev example once (21 of them,
+not a multiple of 2), and resumes after an interruption. Skipped, with the reason, where
+torchrun cannot start two gloo processes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers as T
+from safetensors.torch import load_file
+from torchrun_cli import SIGTERM_AFTER, skip_unless_torchrun_starts, torchrun
+
+from lorabook.glue.experiment import glue_config, plan_glue_run, record_config, run_glue
+from lorabook.models import resolve_model
+from lorabook.runs import config_key
+from lorabook.train import CHECKPOINT, TrainConfig, fit
+
+EVAL = 21  # dev examples: not a multiple of the 2 processes
+ARGS = ["--task", "rte", "--method", "lora", "--preset", "quick", "--epochs", "2"]
+ARGS += ["--train-examples", "32", "--eval-examples", str(EVAL), "--max-length", "32"]
+ARGS += ["--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT (hidden 32, dropout off) with MiniLM's tokenizer, saved to a folder."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = T.AutoTokenizer.from_pretrained(resolve_model("minilm"))
+    torch.manual_seed(0)
+    config = T.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    T.BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def two_processes(results: Path, model: Path, *extra: str, env: dict | None = None):
+    """``torchrun --nproc_per_node 2 -m lorabook.glue ARGS --batch-size 8``."""
+    args = [*ARGS, "--batch-size", "8", "--model", str(model), "--results-dir", str(results)]
+    return torchrun("glue", [*args, *extra], env=env)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tiny_bert, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results-2p")
+    done = two_processes(results, tiny_bert)
+    if done.returncode != 0:
+        skip_unless_torchrun_starts()  # skips with the reason if torchrun cannot start
+        pytest.fail(f"the two-process run failed:\n{done.stdout[-3000:]}")
+    return results, done.stdout
+
+
+def only_record(results: Path) -> tuple[Path, dict]:
+    records = sorted((results / "glue").rglob("*.json"))
+    assert len(records) == 1, records
+    return records[0], json.loads(records[0].read_text())
+
+
+def test_two_processes_write_one_record_of_a_run_of_their_own(two_process_run, tiny_bert):
+    results, out = two_process_run
+    path, record = only_record(results)
+    assert out.count("record written") == 1 and out.count("epoch 2:") == 1  # the main process
+    assert not any((results / "_scratch").iterdir())  # scratch removed, by one process
+    assert [p.name for p in path.with_suffix("").iterdir()] == ["trainable.safetensors"]
+    assert record["processes"] == 2
+    assert record["effective_batch"] == {
+        "per_process": 8,
+        "processes": 2,
+        "grad_accum": 1,
+        "examples": 16,
+    }
+    assert [e["steps"] for e in record["epochs"]] == [2, 2]  # 32 examples, 16 a step
+    assert path.name.endswith(f"-{config_key(record_config(record))}.json")
+    overrides = {"epochs": 2, "train_examples": 32, "eval_examples": EVAL, "max_length": 32}
+    one = plan_glue_run("rte", "lora", str(tiny_bert), "quick", 0, results, {**overrides})
+    two = plan_glue_run("rte", "lora", str(tiny_bert), "quick", 0, results, overrides, 2)
+    assert one.paths.key != two.paths.key  # 2 processes: another run, another name
+
+
+def test_processes_enter_the_identity_only_above_one():
+    settings = {"train": {"batch_size": 16}}
+    one = glue_config("rte", "lora", "m", "quick", 0, settings)
+    assert (
+        "processes" not in one and glue_config("rte", "lora", "m", "quick", 0, settings, 1) == one
+    )
+    assert glue_config("rte", "lora", "m", "quick", 0, settings, 2)["processes"] == 2
+
+
+def test_two_processes_train_what_one_trains_with_the_same_global_batch(
+    two_process_run, tiny_bert, tmp_path
+):
+    results, _ = two_process_run
+    path, two = only_record(results)
+    one = run_glue(
+        "rte",
+        "lora",
+        str(tiny_bert),
+        "quick",
+        overrides={
+            "epochs": 2,
+            "train_examples": 32,
+            "eval_examples": EVAL,
+            "max_length": 32,
+            "batch_size": 16,
+        },
+        results_dir=tmp_path,
+        progress=False,
+        log=lambda _: None,
+    )
+    assert one["effective_batch"]["examples"] == two["effective_batch"]["examples"] == 16
+    a = load_file(path.with_suffix("") / "trainable.safetensors")
+    b = load_file(next(tmp_path.rglob("trainable.safetensors")))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    for e1, e2 in zip(one["epochs"], two["epochs"], strict=True):
+        assert e1["train_loss"] == pytest.approx(e2["train_loss"], rel=1e-6)
+    # every dev example once, in the dev set's order (gather_for_metrics drops the repeat)
+    assert len(two["dev_predictions"]["predictions"]) == EVAL
+    assert two["dev_predictions"] == one["dev_predictions"]
+    assert two["best"]["accuracy"] == one["best"]["accuracy"]
+
+
+def test_a_two_process_run_interrupted_after_an_epoch_resumes(two_process_run, tiny_bert, tmp_path):
+    stopped = two_processes(tmp_path, tiny_bert, env={SIGTERM_AFTER: "1"})
+    assert stopped.returncode != 0 and "checkpoint written after epoch 1" in stopped.stdout
+    assert not list((tmp_path / "glue").rglob("*.json"))  # no record yet
+    assert len(list((tmp_path / "_scratch").rglob(CHECKPOINT))) == 1
+    resumed = two_processes(tmp_path, tiny_bert)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    path, record = only_record(tmp_path)
+    assert record["resumed_from_epoch"] == 1 and len(record["epochs"]) == 2
+    _, whole = only_record(two_process_run[0])
+    assert record["key"] == whole["key"]
+    a = load_file(path.with_suffix("") / "trainable.safetensors")
+    b = load_file(next(two_process_run[0].rglob("trainable.safetensors")))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_resuming_with_another_process_count_is_refused(tmp_path):
+    """A checkpoint names the process count that wrote it (here edited to 2)."""
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    data = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
+
+    def loss(model, batch):
+        x, y = batch
+        return ((model(x) - y) ** 2).mean()
+
+    config = TrainConfig(epochs=1, batch_size=4)
+    run = {
+        "select": "score",
+        "checkpoint_dir": tmp_path,
+        "compute_loss": loss,
+        "progress": False,
+        "log": lambda _: None,
+    }
+    fit(net, data, lambda m, a: {"score": 0.0}, config, **run)
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    assert state["processes"] == 1
+    torch.save({**state, "processes": 2}, tmp_path / CHECKPOINT)
+    with pytest.raises(ValueError, match="2 process.*this run has 1"):
+        fit(net, data, lambda m, a: {"score": 0.0}, config, **run)
