@@ -442,6 +442,9 @@ def fit(
     ``batch_size × processes`` examples (the last step of an epoch is filled up with the
     epoch's first examples, Accelerate's ``even_batches``); a batch's loss in the history is
     the mean over the processes; ``max_steps_per_epoch`` counts these global steps. The
+    gradient is the mean of the shards' gradients: equal to one process's with the same
+    global batch for a loss averaged over examples (GLUE), close to it for one averaged over
+    tokens (E2E: shards of unequal token counts weigh their tokens unlike one batch). The
     checkpoint holds the main process's random state only (exact resumes need dropout off
     or one process), and names its process count: resuming with another count is refused.
     """
