@@ -71,8 +71,12 @@ def _main(kind: str, argv: list[str]) -> int:
     if kind == "glue":
         from lorabook.glue import experiment
         from lorabook.glue.__main__ import main
+    elif kind == "e2e":
+        from lorabook.e2e.__main__ import main
+
+        return main(argv)
     else:
-        raise SystemExit(f"unknown command {kind!r}; expected glue")
+        raise SystemExit(f"unknown command {kind!r}; expected glue or e2e")
     stop_after = int(os.environ.get(SIGTERM_AFTER, "0"))
     if stop_after:
         keep = experiment.keep_predictions
