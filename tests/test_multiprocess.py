@@ -241,3 +241,57 @@ def test_sharded_decoding_deals_out_the_one_process_batches_and_keeps_a_file_per
     batches = length_batches({0: 5, 1: 3, 2: 5, 3: 1, 4: 3}, 2)
     assert batches == [[3, 1], [4, 0], [2]]
     assert shard_file(tmp_path / "decode.jsonl", 1, 2) == tmp_path / "decode.shard1of2.jsonl"
+
+
+def test_each_shard_decodes_its_turns_of_the_batches_resumes_from_its_file_and_gathers(
+    tokenizer, tmp_path, monkeypatch
+):
+    """Two processes played in turn in this one (their state and the gather stood in for):
+    shard r decodes batches r, r + 2, ... of the one-process order into its own file, a
+    rerun decodes nothing more, and the gathered outputs are the one-process outputs."""
+    from types import SimpleNamespace
+
+    import accelerate.utils
+    from conftest import tiny_gpt2
+
+    from lorabook.e2e import decode
+    from lorabook.e2e.data import encode_prompt, group_references, load_e2e
+    from lorabook.e2e.decode import generate_outputs, length_batches, shard_file
+    from lorabook.e2e.presets import DecodeConfig
+
+    mrs, _ = group_references(load_e2e("test")[:40])
+    model = tiny_gpt2(tokenizer, seed=3)
+    cfg = DecodeConfig(num_beams=2, max_new_tokens=5, batch_mrs=2)
+    alone = generate_outputs(model, tokenizer, mrs, cfg, progress=False)
+    every = length_batches(
+        {i: len(encode_prompt(tokenizer, m)) for i, m in enumerate(mrs)}, cfg.batch_mrs
+    )
+    decoded: list[int] = []
+    real_batch = decode.decode_batch
+
+    def counting(model, ids, *args, **kwargs):
+        decoded.append(len(ids))
+        return real_batch(model, ids, *args, **kwargs)
+
+    monkeypatch.setattr(decode, "decode_batch", counting)
+    partial = tmp_path / "decode.jsonl"
+    shards: dict[int, dict[int, str]] = {}
+    for rank in (0, 1):
+        state = SimpleNamespace(num_processes=2, process_index=rank, is_main_process=rank == 0)
+        monkeypatch.setattr(decode, "process_state", lambda state=state: state)
+        # the gather: this shard's outputs, and the other's from the one-process run
+        monkeypatch.setattr(
+            accelerate.utils,
+            "gather_object",
+            lambda objects: [*objects, dict(enumerate(alone))],
+        )
+        for attempt in (0, 1):  # a rerun reads the shard's file and decodes nothing more
+            decoded.clear()
+            assert generate_outputs(model, tokenizer, mrs, cfg, partial, False) == alone
+            mine = [i for batch in every[rank::2] for i in batch]
+            assert sum(decoded) == (len(mine) if attempt == 0 else 0)
+        lines = shard_file(partial, rank, 2).read_text().splitlines()
+        shards[rank] = {json.loads(x)["i"]: json.loads(x)["text"] for x in lines}
+        assert sorted(shards[rank]) == sorted(mine)
+    assert not partial.exists()  # several processes: only the shard files
+    assert {**shards[0], **shards[1]} == dict(enumerate(alone))
