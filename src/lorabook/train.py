@@ -4,6 +4,16 @@ One code path for a laptop CPU and for several GPUs: ``python -m lorabook.glue .
 one device, ``accelerate launch -m lorabook.glue ...`` on all of them, with no code change.
 Mixed precision and gradient accumulation are settings of ``TrainConfig``.
 
+Several processes (data parallel): ``config.batch_size`` is the batch of *one process*; each
+optimizer step takes ``batch_size × processes`` examples (one contiguous slice of the
+epoch's order per process, Accelerate's sharding), so the effective batch is
+``batch_size × processes × grad_accum`` (:func:`effective_batch`). ``torchrun
+--nproc_per_node 2`` on a machine without a GPU: Accelerate would treat each process as
+alone (``DistributedType.NO``: every process trains on all the data and nothing is
+averaged); :func:`process_state` asks for ``MULTI_CPU`` (gloo) instead. Checkpoints, logs and
+best weights come from the main process; a checkpoint resumes only with the process count
+that wrote it.
+
 What it does, per epoch: shuffle with a seed that depends only on (seed, epoch), train with
 AdamW and a linear schedule with warm-up, evaluate, write a checkpoint of what trains
 (never the frozen weights) atomically. Interrupted runs resume from the last checkpoint;
@@ -29,6 +39,7 @@ weights rather than its last, and still resume exactly).
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -37,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -221,6 +232,10 @@ def loss_curve(losses: list[float], points: int = CURVE_POINTS) -> list[float]:
     return [sum(losses[a:b]) / (b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
+def _silent(message: str) -> None:
+    """``fit``'s log on the processes other than the main one."""
+
+
 def _model_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     return model(**batch).loss
 
@@ -297,19 +312,67 @@ class _Training:
         self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (``WORLD_SIZE``, which ``torchrun`` and
+    ``accelerate launch`` set; 1 without a launcher). Reads the environment only."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_state() -> PartialState:
+    """Accelerate's shared view of this run's processes, set up once per process.
+
+    Without a GPU, Accelerate counts ``torchrun``'s processes as distributed only when asked
+    for the CPU (``cpu=True``); otherwise each one is ``DistributedType.NO``, a run of one
+    that trains on all the data. So with several processes and no CUDA device this asks for
+    ``MULTI_CPU`` (the gloo backend). Call it (or ``fit``) before anything else creates an
+    Accelerate state.
+
+    Raises:
+        RuntimeError: an Accelerate state made earlier sees another number of processes
+            than the launcher started.
+    """
+    launched = launched_processes()
+    state = PartialState(cpu=launched > 1 and not torch.cuda.is_available())
+    if state.num_processes != launched:
+        raise RuntimeError(
+            f"The launcher started {launched} processes (WORLD_SIZE) but Accelerate sees "
+            f"{state.num_processes} ({state.distributed_type}); something created an "
+            f"Accelerate state before lorabook.train.process_state(): call it first"
+        )
+    return state
+
+
+def effective_batch(config: TrainConfig, processes: int) -> dict[str, int]:
+    """The examples behind one optimizer step: ``per_process × processes × grad_accum``.
+
+    ``config.batch_size`` is per process, so the same settings on 2 processes train with
+    twice the batch of 1 process: another run (the experiments put the process count in a
+    run's identity when it is above 1)."""
+    return {
+        "per_process": config.batch_size,
+        "processes": processes,
+        "grad_accum": config.grad_accum,
+        "examples": config.batch_size * processes * config.grad_accum,
+    }
+
+
 def _accelerator(config: TrainConfig) -> Accelerator:
     """``fit``'s Accelerator. Accelerate fixes a process's mixed precision at its first
     Accelerator and refuses another one later; a single process that trains in several
     precisions in turn (an fp32/bf16 comparison in one notebook, the tests) gets that state
     reset here. With several processes (``accelerate launch``) the launcher's precision
     stays, and must be the config's."""
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedType
 
+    state = process_state()
     earlier = AcceleratorState._shared_state.get("_mixed_precision", config.mixed_precision)
-    if earlier != config.mixed_precision and PartialState().num_processes == 1:
+    if earlier != config.mixed_precision and state.num_processes == 1:
         AcceleratorState._reset_state()
     return Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.grad_accum
+        cpu=state.distributed_type == DistributedType.MULTI_CPU,
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
     )
 
 
@@ -374,6 +437,16 @@ def fit(
     never interrupted: it skips the batches already trained on, continues the random state
     (dropout) where the checkpoint left it, and keeps the epoch's earlier batch losses, so
     the epoch's ``train_loss`` and ``loss_curve`` are the same too.
+
+    With several processes, each trains on its shard of every optimizer step's
+    ``batch_size × processes`` examples (the last step of an epoch is filled up with the
+    epoch's first examples, Accelerate's ``even_batches``); a batch's loss in the history is
+    the mean over the processes; ``max_steps_per_epoch`` counts these global steps. The
+    gradient is the mean of the shards' gradients: equal to one process's with the same
+    global batch for a loss averaged over examples (GLUE), close to it for one averaged over
+    tokens (E2E: shards of unequal token counts weigh their tokens unlike one batch). The
+    checkpoint holds the main process's random state only (exact resumes need dropout off
+    or one process), and names its process count: resuming with another count is refused.
     """
     if checkpoint_every is not None and checkpoint_every < 0:
         raise ValueError(
@@ -385,23 +458,37 @@ def fit(
     if compute_loss is None:
         compute_loss = _model_loss
     accelerator = _accelerator(config)
+    processes = accelerator.num_processes
+    step_examples = config.batch_size * processes  # one step's examples over all processes
+    if not accelerator.is_main_process:
+        log = _silent  # one log line per epoch, from the main process
     set_seed(config.seed)
     if make_optimizer is None:
         optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     else:
         optimizer = make_optimizer(model, config)
-    batches = math.ceil(len(train_dataset) / config.batch_size)
+    batches = math.ceil(len(train_dataset) / step_examples)
     if config.max_steps_per_epoch:
         batches = min(batches, config.max_steps_per_epoch)
     total_steps = config.epochs * math.ceil(batches / config.grad_accum)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup(total_steps), total_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # The scheduler is stepped here, once per optimizer step: Accelerate's wrapper would step
+    # it once per process (it plans in one process's steps), and this schedule is planned in
+    # steps of ``step_examples`` examples.
+    model, optimizer = accelerator.prepare(model, optimizer)
 
     result = FitResult(select=select)
     ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     in_epoch: dict | None = None  # where a checkpoint written inside an epoch left off
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("processes", 1) != processes:
+            raise ValueError(
+                f"The checkpoint {ckpt} was written by a run of {state.get('processes', 1)} "
+                f"process(es); this run has {processes}, which changes the effective batch. "
+                f"Launch {state.get('processes', 1)} processes to resume, or delete "
+                f"{ckpt.parent} to start over."
+            )
         if state["config"] != asdict(config):
             changed = {
                 k: (state["config"].get(k), v)
@@ -439,6 +526,7 @@ def fit(
                 ckpt,
                 {
                     "config": asdict(config),
+                    "processes": processes,
                     "trainable": _trainable_state(accelerator.unwrap_model(model)),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
@@ -496,11 +584,11 @@ def fit(
             rng = in_epoch["rng"] if in_epoch else None
             in_epoch = None
             indices = order(epoch) if order else epoch_order(len(train_dataset), config.seed, epoch)
-            indices = indices[: batches * config.batch_size]
-            epoch_batches = math.ceil(len(indices) / config.batch_size)
-            loader = accelerator.prepare(
+            indices = indices[: batches * step_examples]
+            epoch_batches = math.ceil(len(indices) / step_examples)
+            loader = accelerator.prepare(  # several processes: each gets its shard of a step
                 DataLoader(
-                    Subset(train_dataset, indices[done * config.batch_size :]),
+                    Subset(train_dataset, indices[done * step_examples :]),
                     batch_size=config.batch_size,
                     collate_fn=collate_fn,
                 )
@@ -521,7 +609,10 @@ def fit(
                     rng = None
                 with accelerator.accumulate(model):
                     loss = compute_loss(model, batch)
-                    if not torch.isfinite(loss):
+                    seen = loss.detach()  # the step's loss over every process's shard
+                    if processes > 1:
+                        seen = accelerator.reduce(seen.float(), "mean")
+                    if not torch.isfinite(seen):
                         where = "no checkpoint was written yet"
                         if ckpt is not None and ckpt.exists():
                             held = f"epoch {saved['epochs']}"
@@ -529,7 +620,7 @@ def fit(
                                 held = f"{saved['batches']} batches of epoch {saved['epochs'] + 1}"
                             where = f"the last good checkpoint, {ckpt}, holds {held}"
                         raise TrainingDivergedError(
-                            f"Loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                            f"Loss became {seen.item()} at epoch {epoch + 1}, step {step + 1}; "
                             f"training stopped and {where}. Try a lower learning rate "
                             f"(now {config.lr:g}), or bf16/fp32 instead of fp16."
                         )
@@ -537,11 +628,12 @@ def fit(
                     if config.max_grad_norm and accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                     optimizer.step()
-                    scheduler.step()
+                    if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+                        scheduler.step()
                     optimizer.zero_grad()
                     if accelerator.sync_gradients:
                         result.optimizer_steps += 1
-                losses.append(loss.item())
+                losses.append(seen.item())
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
                 if ckpt is None or not accelerator.sync_gradients or step + 1 == epoch_batches:
                     continue  # the epoch's end writes its own checkpoint after evaluating
@@ -582,7 +674,7 @@ def fit(
                 + " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             )
             if on_evaluated is not None:
-                on_evaluated(epoch + 1)
+                on_evaluated(epoch + 1)  # on every process: write files from the main one
             if ckpt is None:
                 accelerator.wait_for_everyone()
                 continue

@@ -17,7 +17,7 @@ from lorabook.e2e.presets import ALGORITHMS, NGRAM_SCOPES, PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
 from lorabook.optimizers import OPTIMIZERS
 from lorabook.precision import PRECISIONS
-from lorabook.train import CHECKPOINT_EVERY, MIXED_PRECISION
+from lorabook.train import CHECKPOINT_EVERY, MIXED_PRECISION, process_state
 
 
 def yes_no(text: str) -> bool:
@@ -43,6 +43,12 @@ OVERRIDES = {  # flag -> (setting, type, help)
     "--test-mrs": ("test_mrs", int, "decode only the first N unique test MRs"),
     "--lora-r": ("lora_r", int, "LoRA rank (paper: 4)"),
     "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper: 32)"),
+    "--dropout": ("dropout", float, "LoRA's dropout (paper: 0.1)"),
+    "--backbone-dropout": (
+        "backbone_dropout",
+        float,
+        "every dropout rate of the model (default: the model's own)",
+    ),
     "--adapter-size": (
         "adapter_size",
         int,
@@ -144,6 +150,8 @@ def _main(argv: list[str] | None = None) -> int:
                 trained_from=args.trained_from,
                 checkpoint_every=args.checkpoint_every,
             )
+            if not process_state().is_main_process:
+                continue  # the main process reports
             scores = record.get("scores") or {}
             if "selection" in record:
                 print(f"selected: {record['selection']}")

@@ -7,6 +7,12 @@ the n-gram ban covers the continuation only). ``DecodeConfig.algorithm`` chooses
 decoded exactly once (630 on the test set), never once per reference row. MRs are batched
 by prompt length (fewer pad tokens) and the outputs are put back in the MRs' order. Finished
 batches are appended to a JSONL file, so an interrupted decode resumes where it stopped.
+
+Several processes (``torchrun``, ``accelerate launch``): the batches one process would decode
+(:func:`length_batches`) are dealt out in turn, batch ``k`` to process ``k % processes``, so
+every batch holds the same MRs, padded the same, as in one process; each process appends to
+its own file (:func:`shard_file`) and resumes from it; the outputs are gathered, in the MRs'
+order, on every process.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from lorabook.e2e.beam import ContinuationNoRepeatNGram, official_beam_search
 from lorabook.e2e.data import encode_prompt, separator_id
 from lorabook.e2e.presets import DecodeConfig
 from lorabook.precision import autocast
+from lorabook.train import process_state
 
 
 def clean_output(text: str) -> str:
@@ -119,6 +126,19 @@ def decode_batch(
     return generated
 
 
+def length_batches(lengths: dict[int, int], batch_mrs: int) -> list[list[int]]:
+    """The MR indices of ``lengths`` (index → prompt tokens) sorted by length (then index)
+    and cut into batches of ``batch_mrs``: the order ``generate_outputs`` decodes in."""
+    order = sorted(lengths, key=lambda i: (lengths[i], i))
+    return [order[start : start + batch_mrs] for start in range(0, len(order), batch_mrs)]
+
+
+def shard_file(partial: Path, rank: int, processes: int) -> Path:
+    """Where process ``rank`` of ``processes`` keeps its decoded MRs (``decode.jsonl`` →
+    ``decode.shard0of2.jsonl``): another process count reads other files, never a mix."""
+    return partial.with_name(f"{partial.stem}.shard{rank}of{processes}{partial.suffix}")
+
+
 @torch.no_grad()
 def generate_outputs(
     model: torch.nn.Module,
@@ -137,23 +157,39 @@ def generate_outputs(
         config: beam size, length penalty, no-repeat n-gram, max new tokens, MRs per batch,
             algorithm, n-gram scope, precision.
         partial: a JSONL file of already decoded MRs (``{"i": index, "text": ...}``), read
-            to resume and appended to after each batch.
-        progress: show a tqdm bar.
+            to resume and appended to after each batch (several processes: one file each,
+            :func:`shard_file`).
+        progress: show a tqdm bar (on the main process).
     """
     if len(set(mrs)) != len(mrs):
         raise ValueError("generate_outputs takes unique MRs: group the references first")
+    state = process_state()
     partial = Path(partial) if partial is not None else None
+    if partial is not None and state.num_processes > 1:
+        partial = shard_file(partial, state.process_index, state.num_processes)
     done = _read_partial(partial)
     eos = separator_id(tokenizer)
     stops = tuple(stop_token_ids(tokenizer, config.stop_strings))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    prompts = {i: encode_prompt(tokenizer, mr) for i, mr in enumerate(mrs) if i not in done}
-    order = sorted(prompts, key=lambda i: (len(prompts[i]), i))
+    if state.num_processes == 1:
+        prompts = {i: encode_prompt(tokenizer, mr) for i, mr in enumerate(mrs) if i not in done}
+        batches = length_batches({i: len(p) for i, p in prompts.items()}, config.batch_mrs)
+    else:  # this process's turns of the batches of one process, less what it decoded
+        prompts = {i: encode_prompt(tokenizer, mr) for i, mr in enumerate(mrs)}
+        every = length_batches({i: len(p) for i, p in prompts.items()}, config.batch_mrs)
+        mine = [i for b in every[state.process_index :: state.num_processes] for i in b]
+        done = {i: done[i] for i in mine if i in done}
+        batches = [
+            [i for i in b if i not in done]
+            for b in every[state.process_index :: state.num_processes]
+        ]
+        batches = [b for b in batches if b]
+        progress = progress and state.is_main_process
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     bar = tqdm(
-        total=len(mrs),
+        total=len(done) + sum(map(len, batches)),
         initial=len(done),
         desc="decode",
         unit="MR",
@@ -161,8 +197,7 @@ def generate_outputs(
         disable=not progress,
     )
     try:
-        for start in range(0, len(order), config.batch_mrs):
-            batch = order[start : start + config.batch_mrs]
+        for batch in batches:
             width = max(len(prompts[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -185,4 +220,9 @@ def generate_outputs(
     finally:
         bar.close()
         model.train(was_training)
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        for part in gather_object([done]):  # every process's outputs, on every process
+            done.update(part)
     return [done[i] for i in range(len(mrs))]

@@ -66,7 +66,15 @@ from lorabook.precision import precision_info, precision_record
 from lorabook.quiet import quiet
 from lorabook.records import environment, git_commit, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
-from lorabook.train import CHECKPOINT_EVERY, TrainConfig, fit, round_order
+from lorabook.train import (
+    CHECKPOINT_EVERY,
+    TrainConfig,
+    effective_batch,
+    fit,
+    launched_processes,
+    process_state,
+    round_order,
+)
 
 KEEP_TENSORS_BELOW = 50_000_000  # bytes: keep trained tensors with the record below this
 NO_TRAINING = "none"  # method name of the untuned model (decode only)
@@ -149,9 +157,14 @@ def make_dev_loss(dataset: E2ETrainDataset, collate, batch_size: int):
     """``evaluate(model, accelerator)`` for ``fit``: the dev loss (no smoothing) per token."""
 
     def evaluate(model: torch.nn.Module, accelerator: Accelerator) -> dict[str, float]:
-        loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate))
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+        if accelerator.num_processes == 1:
+            loader = accelerator.prepare(loader)
+        # Several processes: each reads the whole dev set, so that all get the same loss
+        # (what stop_early and keep_best decide on) and no padded repeat is counted.
         total, tokens = 0.0, 0
         for batch in loader:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
             total += causal_lm_loss(model, batch).item() * n
             tokens += n
@@ -184,7 +197,11 @@ def make_dev_eval(
         metrics = dev_loss(model, accelerator)
         if greedy is not None:
             outputs = generate_outputs(
-                model, greedy.tokenizer, greedy.mrs, greedy.decode, progress=False
+                accelerator.unwrap_model(model),
+                greedy.tokenizer,
+                greedy.mrs,
+                greedy.decode,
+                progress=False,
             )
             metrics["dev_bleu"] = bleu_nist(outputs, greedy.references)[0]
             metrics["dev_bleu_mrs"] = len(outputs)
@@ -298,8 +315,20 @@ def trained_source(record_path: str | Path, config: dict) -> dict:
     return {**source, "_path": str(record_path)}
 
 
-def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, seed: int) -> dict:
-    """Everything that decides an E2E run (hashed into the record's file name)."""
+def run_config(
+    method: str,
+    model: str,
+    preset_name: str,
+    settings: E2EPreset,
+    seed: int,
+    processes: int = 1,
+) -> dict:
+    """Everything that decides an E2E run (hashed into the record's file name).
+
+    ``processes``: the training processes; the batch size is per process, so their number
+    changes the effective batch and a run of 2 processes is another run than one of 1. It
+    enters the dict only above 1, so that every one-process record keeps its name.
+    """
     return {
         "kind": "e2e",
         "method": method,
@@ -307,6 +336,7 @@ def run_config(method: str, model: str, preset_name: str, settings: E2EPreset, s
         "preset": preset_name,
         "seed": seed,
         "settings": settings.to_dict(),
+        **({"processes": processes} if processes != 1 else {}),
     }
 
 
@@ -330,8 +360,12 @@ def plan_e2e_run(
     seed: int = 0,
     results_dir: str | Path = DEFAULT_RESULTS,
     overrides: dict | None = None,
+    processes: int | None = None,
 ) -> E2ERun:
     """Resolve and check a run's settings and find its record; loads no data and no model.
+
+    ``processes``: the training processes (default: what the launcher started); part of
+    the run's identity above 1 (:func:`run_config`).
 
     Raises:
         SettingsError: an unknown method, preset or setting, a value out of range, or a
@@ -341,7 +375,14 @@ def plan_e2e_run(
     lr_method = "lora" if method == NO_TRAINING else method
     settings = e2e_preset(preset, lr_method, seed) if isinstance(preset, str) else preset
     settings = settings.with_overrides(**(overrides or {})).require_set()
-    config = run_config(method, model, preset_name, settings, seed)
+    if processes is None:
+        processes = launched_processes()
+    if processes > 1 and settings.rounds_per_epoch > 1:
+        raise SettingsError(
+            f"rounds_per_epoch={settings.rounds_per_epoch} plans its rounds for one process; "
+            f"run it with one process, or set rounds_per_epoch=1 for {processes} processes"
+        )
+    config = run_config(method, model, preset_name, settings, seed, processes)
     paths = run_paths(results_dir, "e2e", preset_name, model, f"{method}-seed{seed}", config)
     return E2ERun(method, model, preset_name, seed, settings, config, paths)
 
@@ -443,6 +484,9 @@ def run_e2e(
     """
     run = plan_e2e_run(method, model, preset, seed, results_dir, overrides)
     preset_name, settings, config, paths = run.preset, run.settings, run.config, run.paths
+    ranks = process_state()  # several processes: set up before anything else uses Accelerate
+    if not ranks.is_main_process:
+        log = _silent  # the main process says what happens
     source = trained_source(trained_from, config) if trained_from is not None else None
     score = score and settings.decode_test  # a run that decodes no test set has no scores
     if (record := paths.finished()) is not None:
@@ -584,8 +628,13 @@ def run_e2e(
             partial=paths.scratch / "decode.jsonl",
             progress=progress,
         )
-        write_official_layout(outputs, references, paths.outputs)
+        if ranks.is_main_process:
+            write_official_layout(outputs, references, paths.outputs)
     decode_seconds = time.perf_counter() - decode_started
+    ranks.wait_for_everyone()  # every process has trained and decoded: one writes
+    if not ranks.is_main_process:
+        ranks.wait_for_everyone()  # until the main process has written the record
+        return paths.finished()
     trained = {n: p for n, p in net.named_parameters() if p.requires_grad}
     tensor_bytes = sum(p.numel() * p.element_size() for p in trained.values())
     kept_tensors = None
@@ -609,6 +658,10 @@ def run_e2e(
         "precision": precision,
         "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
         "epochs": history,
+        **({"processes": ranks.num_processes} if ranks.num_processes != 1 else {}),
+        "effective_batch": effective_batch(settings.train, ranks.num_processes)
+        if method != NO_TRAINING
+        else None,
         **({"selection": selected} if selected is not None else {}),
         "decode": {
             "seconds": decode_seconds,
@@ -631,4 +684,9 @@ def run_e2e(
     write_json(paths.record, record)
     paths.drop_scratch()
     log(f"Record: {paths.record}")
+    ranks.wait_for_everyone()  # the other processes wait for the record (above)
     return record
+
+
+def _silent(message: str) -> None:
+    """``run_e2e``'s log on the processes other than the main one."""

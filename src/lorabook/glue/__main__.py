@@ -1,6 +1,8 @@
 """Command line: ``python -m lorabook.glue --task sst2 --method lora --model minilm``.
 
 Several GPUs: ``accelerate launch -m lorabook.glue --task sst2 --method lora --preset paper``.
+Several CPU processes: ``torchrun --nproc_per_node 2 -m lorabook.glue --task rte ...`` (gloo).
+``--batch-size`` is per process: N processes train with N times the batch, a run of its own.
 Several tasks/methods: ``--task sst2 mrpc --method ft lora`` runs every combination in turn.
 LoRA on other attention weights (Section 7): ``--lora-targets q k v o --lora-r 2``.
 
@@ -146,6 +148,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def _main(argv: Sequence[str] | None) -> int:
     from lorabook.glue.experiment import plan_glue_run, run_glue
+    from lorabook.train import process_state
 
     args = build_parser().parse_args(argv)
     overrides = overrides_from(args)
@@ -174,6 +177,8 @@ def _main(argv: Sequence[str] | None) -> int:
             if k
             not in ("train_loss", "loss_curve", "train_seconds", "elapsed_seconds", "energy_joules")
         )
+        if not process_state().is_main_process:
+            continue  # the main process reports
         print(
             f"{task} {method} seed {seed}: best epoch {record['best_epoch']} of "
             f"{len(record['epochs'])}: {best} "

@@ -21,6 +21,14 @@ this field have none.
 LoRA's, BitFit's and the adapters' trained tensors are kept beside the record
 (``<record name>/trainable.safetensors``); full fine-tuning's are the whole model (~90 MB for
 MiniLM) and are not kept.
+
+Several processes (``accelerate launch`` on GPUs, ``torchrun --nproc_per_node 2`` on CPUs):
+the preset's ``batch_size`` is per process, so the effective batch (``effective_batch`` in
+the record) is ``batch_size × processes × grad_accum`` and a run of 2 processes is another
+run than one of 1 (the process count joins the identity, above 1 only, so the records of
+one process keep their names). Every process trains on its shard and evaluates its part of
+the dev set (each example counted once); the main process alone writes the record, the
+trained tensors and the kept predictions, and removes the scratch folder, once all are done.
 """
 
 from __future__ import annotations
@@ -65,7 +73,15 @@ from lorabook.precision import precision_record
 from lorabook.quiet import quiet
 from lorabook.records import environment, peak_memory
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
-from lorabook.train import CHECKPOINT_EVERY, epoch_order, fit, length_grouped_order
+from lorabook.train import (
+    CHECKPOINT_EVERY,
+    effective_batch,
+    epoch_order,
+    fit,
+    launched_processes,
+    length_grouped_order,
+    process_state,
+)
 
 TRAINABLE_FILE = "trainable.safetensors"
 FT_TENSORS_NOT_KEPT = (
@@ -74,13 +90,26 @@ FT_TENSORS_NOT_KEPT = (
 )
 
 
-def glue_config(task: str, method: str, model: str, preset: str, seed: int, settings: dict) -> dict:
+def glue_config(
+    task: str,
+    method: str,
+    model: str,
+    preset: str,
+    seed: int,
+    settings: dict,
+    processes: int = 1,
+) -> dict:
     """Everything that decides a GLUE run: hashed into its record's file name.
 
     ``settings`` is :meth:`GluePreset.resolved` (or a record's ``settings``); its ``notes``
     are prose and left out. The data folder is not part of it (records stay portable);
     the record states the folder and the SHA-256 of each file read instead.
+
+    ``processes``: the training processes. The batch size is per process, so their number
+    changes the effective batch: a run of 2 processes is a different run from one of 1.
+    It enters the dict only above 1, so that every one-process record keeps its name.
     """
+    extra = {"processes": processes} if processes != 1 else {}
     return {
         "kind": "glue",
         "task": task,
@@ -89,6 +118,7 @@ def glue_config(task: str, method: str, model: str, preset: str, seed: int, sett
         "preset": preset,
         "seed": seed,
         "settings": {k: v for k, v in settings.items() if k != "notes"},
+        **extra,
     }
 
 
@@ -101,6 +131,7 @@ def record_config(record: dict) -> dict:
         record["preset"],
         record["seed"],
         record["settings"],
+        record.get("processes", 1),  # records made before the field: one process
     )
 
 
@@ -131,8 +162,12 @@ def plan_glue_run(
     seed: int = 0,
     results_dir: str | Path = DEFAULT_RESULTS,
     overrides: dict | None = None,
+    processes: int | None = None,
 ) -> GlueRun:
     """Resolve and check a run's settings and find its record; loads no data and no model.
+
+    ``processes``: the training processes (default: what the launcher started,
+    :func:`lorabook.train.launched_processes`); part of the run's identity above 1.
 
     Raises:
         SettingsError: an unknown task, method, preset or setting, or a value out of range
@@ -147,7 +182,11 @@ def plan_glue_run(
     preset_name = preset if isinstance(preset, str) else "custom"
     settings = glue_preset(preset, task, method, seed) if isinstance(preset, str) else preset
     settings = settings.with_overrides(**(overrides or {})).check()
-    config = glue_config(task, method, model, preset_name, seed, settings.resolved(method))
+    if processes is None:
+        processes = launched_processes()
+    config = glue_config(
+        task, method, model, preset_name, seed, settings.resolved(method), processes
+    )
     stem = f"{task}-{method}-seed{seed}"
     paths = run_paths(results_dir, "glue", preset_name, model, stem, config)
     return GlueRun(task, method, model, preset_name, seed, settings, config, paths)
@@ -209,7 +248,8 @@ def keep_predictions(folder: Path, latest: dict) -> Callable[[int], None]:
     ``folder/epoch<N>.json``, so the best epoch's are there when the run ends (or resumes)."""
 
     def on_evaluated(epoch: int) -> None:
-        write_json(folder / f"epoch{epoch}.json", latest)
+        if process_state().is_main_process:  # fit calls it on every process
+            write_json(folder / f"epoch{epoch}.json", latest)
 
     return on_evaluated
 
@@ -302,6 +342,9 @@ def run_glue(
     """
     run = plan_glue_run(task, method, model, preset, seed, results_dir, overrides)
     settings, paths = run.settings, run.paths
+    state = process_state()  # several processes: set up before anything else uses Accelerate
+    if not state.is_main_process:
+        log = _silent  # the main process says what happens
     done = paths.finished()
     if done is not None and not force:
         log(f"{run.stem}: same settings finished earlier; record: {shown(paths.record)}")
@@ -312,8 +355,9 @@ def run_glue(
             f"{run.stem}: {len(others)} record(s) with other settings exist beside it "
             f"(e.g. {others[0].name}); this run gets its own record"
         )
-    if force:
+    if force and state.is_main_process:
         paths.drop_scratch()  # a rerun starts over, not from an old checkpoint
+    state.wait_for_everyone()
 
     # Fail early, before any training: the data folder, the model, then the data files.
     spec = GLUE_TASKS[task]
@@ -380,13 +424,17 @@ def run_glue(
     device = next(net.parameters()).device
     tensors = {n: p for n, p in net.named_parameters() if p.requires_grad}
     keep = method != "ft"
-    trained = write_tensors((paths.outputs if keep else paths.scratch) / TRAINABLE_FILE, tensors)
+    trained = (paths.outputs if keep else paths.scratch) / TRAINABLE_FILE
+    state.wait_for_everyone()  # every process has finished training and evaluating
+    if state.is_main_process:
+        write_tensors(trained, tensors)
+    state.wait_for_everyone()  # the file's size is read below, on every process
 
     train_seconds = sum(e["train_seconds"] for e in result.history)
     train_steps = sum(e["steps"] for e in result.history)
     real = padded = 0  # the tokens of the batches fit() drew, epoch by epoch
     for epoch, entry in enumerate(result.history):
-        seen = order(epoch)[: entry["steps"] * train.batch_size]
+        seen = order(epoch)[: entry["steps"] * train.batch_size * state.num_processes]
         r, p = batch_tokens(lengths, seen, train.batch_size, pad_to)
         real, padded = real + r, padded + p
     record = {
@@ -398,6 +446,8 @@ def run_glue(
         "seed": seed,
         "key": paths.key,
         "settings": settings.resolved(method),
+        **({"processes": state.num_processes} if state.num_processes != 1 else {}),
+        "effective_batch": effective_batch(train, state.num_processes),
         "data": {"train_rows": len(train_ds), "eval_rows": len(eval_ds), **data_info},
         "params": report.to_dict(),
         "metric": primary_metric(task),
@@ -423,8 +473,14 @@ def run_glue(
         "environment": environment(device),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(paths.record, record)
-    if not keep_scratch:
-        paths.drop_scratch()
+    if state.is_main_process:
+        write_json(paths.record, record)
+        if not keep_scratch:
+            paths.drop_scratch()
+    state.wait_for_everyone()  # no process returns before the record is there
     log(f"{run.stem}: record written: {shown(paths.record)}")
     return record
+
+
+def _silent(message: str) -> None:
+    """``run_glue``'s log on the processes other than the main one."""
