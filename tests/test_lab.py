@@ -145,7 +145,9 @@ def test_its_first_cells_run_on_the_venvs_kernel(lab):
     assert session["kernel"]["name"] == "python3"
     notebook = lab.api(f"/api/contents/{CHAPTER}?type=notebook")["content"]
     code = [c["source"] for c in notebook["cells"] if c["cell_type"] == "code"][:2]
-    assert code[0] == 'mode = "quick"'  # the parameters cell, then the set-up cell
+    # the parameters cell (a comment on the modes, then the value), then the set-up cell
+    assert code[0].splitlines()[-1] == 'mode = "quick"'
+    assert code[0].startswith("# ")
     code.append('import os, sys\nprint(sys.prefix)\nprint(os.environ["LORABOOK_DATA"])')
     channel = f"{lab.url.replace('http', 'ws')}/api/kernels/{session['kernel']['id']}/channels"
     ws = websocket.create_connection(channel, header=[f"Authorization: token {lab.token}"])
@@ -213,7 +215,8 @@ def test_a_double_click_opens_the_chapter_as_a_notebook(lab):
         item.dblclick()
         title = page.locator(".jp-NotebookPanel .jp-MarkdownOutput h1", has_text="1. Theory")
         title.first.wait_for(timeout=60_000)  # the chapter's first cell, rendered as markdown
-        assert page.locator(".jp-NotebookPanel .jp-CodeCell").count() > 0
+        code_cell = page.locator(".jp-NotebookPanel .jp-CodeCell").first
+        code_cell.wait_for(timeout=60_000)  # cells render one after another: wait, not count
         shots = ROOT / "_build" / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / "lab-01_theory.png"))
