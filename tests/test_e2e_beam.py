@@ -229,3 +229,34 @@ def test_the_official_search_equals_a_line_by_line_port_of_gpt2_beam(arch):
     for prompt in PROMPTS:
         ours = decode(model, [prompt], num_beams=4, max_new_tokens=9, no_repeat_ngram_size=2)
         assert ours[0] == gpt2_beam_reference(model, prompt, 4, 0.9, 2, 9, eos=0)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_generate_divides_by_the_generated_length_as_the_official_code(arch):
+    """transformers' beam score is sum log p / |y| ** length_penalty with |y| the generated
+    tokens, end token included: the official ``_add_beam_candidate`` (``history.shape[-1]``)."""
+    model = tiny_model(arch, seed=6)
+    with torch.no_grad():
+        model.get_output_embeddings().weight[0].mul_(30.0)  # beams end early
+    prompt = torch.tensor([[5, 6, 7, 8, 9]])
+    out = model.generate(
+        input_ids=prompt,
+        attention_mask=torch.ones_like(prompt),
+        num_beams=3,
+        length_penalty=0.9,
+        max_new_tokens=9,
+        early_stopping="never",
+        do_sample=False,
+        eos_token_id=0,
+        pad_token_id=0,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    generated = out.sequences[0, prompt.shape[1] :].tolist()
+    generated = generated[: generated.index(0) + 1] if 0 in generated else generated
+    full = torch.tensor([prompt[0].tolist() + generated])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(input_ids=full).logits[0].float(), -1)
+    start = prompt.shape[1] - 1
+    total = sum(float(log_probs[start + i, t]) for i, t in enumerate(generated))
+    assert out.sequences_scores[0].item() == pytest.approx(total / len(generated) ** 0.9, abs=1e-4)
