@@ -193,3 +193,12 @@ def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
 def python_module(module: str) -> tuple[str, ...]:
     """The command that runs ``python -m <module>`` with this interpreter."""
     return (sys.executable, "-m", module)
+
+
+def exit_status(ran: Sequence[tuple[object, int]]) -> int:
+    """Print each job of ``ran`` (``(job, exit code)`` pairs) that failed; 1 if any did, else 0:
+    the exit status of a campaign command."""
+    failed = [job for job, code in ran if code]
+    for job in failed:
+        print(f"failed: {job}")
+    return 1 if failed else 0

@@ -528,10 +528,7 @@ def _main(argv: Sequence[str] | None) -> int:
         more = runs_jobs(args.results_dir, args.model)
         print(f"the runs, at {budget_rounds(args.results_dir, args.model)} rounds", flush=True)
         ran += run_jobs(more, args.workers, **kw)
-    failed = [job for job, code in ran if code]
-    for job in failed:
-        print(f"failed: {job}")
-    return 1 if failed else 0
+    return shared.exit_status(ran)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -348,10 +348,7 @@ def _main(argv: Sequence[str] | None) -> int:
         more = follow_up_jobs(args.results_dir)
         print(f"follow-ups the runs call for: {', '.join(map(str, more)) or 'none'}", flush=True)
         ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
-    failed = [job for job, code in ran if code]
-    for job in failed:
-        print(f"failed: {job}")
-    return 1 if failed else 0
+    return shared.exit_status(ran)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
