@@ -384,7 +384,7 @@ def test_a_run_decodes_the_trained_tensors_of_another_record_without_training(
     ]
     assert tensors[0].keys() == tensors[1].keys()
     assert all(torch.equal(tensors[0][k], tensors[1][k]) for k in tensors[0])
-    with pytest.raises(ValueError, match=r"settings\.train differ"):
+    with pytest.raises(ValueError, match=r"settings\.train\.lr differ"):
         run_e2e("lora", trained_from=path, overrides={"lr": 5e-4}, **kw)
     with pytest.raises(ValueError, match="method differ"):
         run_e2e("adapter_l", trained_from=path, **kw)

@@ -156,6 +156,40 @@ def test_the_budget_is_the_longer_pilot_and_a_pilot_at_the_budget_is_seed_0(tmp_
     assert three[3].plan(tmp_path).settings.adapter_size == 6
 
 
+def keep_checkpoint(job: Job, results: Path) -> None:
+    """A stand-in for the final checkpoint ``job`` kept (``--keep-checkpoint``)."""
+    ckpt = job.plan(results).paths.scratch / "ckpt"
+    ckpt.mkdir(parents=True)
+    (ckpt / "last.pt").write_bytes(b"")
+
+
+def test_the_pilot_continues_the_swept_round_and_seed_0_continues_a_shorter_pilot(tmp_path, picked):
+    assert all(j.keep_checkpoint and "--keep-checkpoint" in j.argv(tmp_path) for j in sweep_jobs())
+    speeds = campaign.default_speeds()
+    fresh = pilot_jobs(tmp_path)
+    assert [j.continue_from for j in fresh] == [None, None] and all(
+        j.keep_checkpoint for j in fresh
+    )
+    swept = next(j for j in sweep_jobs() if j.method == "lora" and j.lr == 5e-4)
+    write_record(swept, tmp_path, [1.2])
+    assert pilot_jobs(tmp_path)[0].continue_from is None  # its checkpoint was not kept
+    keep_checkpoint(swept, tmp_path)
+    lora, ft = pilot_jobs(tmp_path)
+    assert lora.continue_from == str(swept.plan(tmp_path).paths.record) and ft.continue_from is None
+    assert lora.argv(tmp_path)[-3:-1] == ["--continue-from", lora.continue_from]
+    assert lora.plan(tmp_path).paths.key == fresh[0].plan(tmp_path).paths.key  # the same run
+    assert campaign.estimate_seconds(lora, speeds) == campaign.estimate_seconds(
+        fresh[0], speeds, rounds=CAP - 1
+    )  # the swept round is not trained again
+
+    write_record(lora, tmp_path, [2.0, 1.5, 1.49])  # flat after 3 rounds
+    write_record(ft, tmp_path, [2.0, 1.5, 1.4, 1.39])  # to the cap
+    assert runs_jobs(tmp_path)[0] == Job("runs", "lora", 0)  # no checkpoint: from the start
+    keep_checkpoint(lora, tmp_path)
+    first = runs_jobs(tmp_path)[0]
+    assert first == Job("runs", "lora", 0, continue_from=str(lora.plan(tmp_path).paths.record))
+
+
 def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys, picked):
     job = sweep_jobs()[0]
     record = write_record(job, tmp_path, [1.3], wall_seconds=7200.0)

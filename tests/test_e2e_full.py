@@ -203,6 +203,57 @@ def test_the_pilot_rule_stops_a_run_once_its_dev_loss_is_flat(
     )  # finished: returned as it is, nothing to score
 
 
+def test_a_run_continues_a_shorter_one_and_ends_where_training_from_the_start_ends(
+    model_folder, small_data, tmp_path
+):
+    kw = dict(model=str(model_folder), preset="full", data_dir=small_data)
+    kw |= dict(progress=False, score=False, log=lambda s: None)
+    sweep = {**FAST, "rounds": 1, "decode_test": False}
+    first = run_e2e("lora", overrides=sweep, results_dir=tmp_path, keep_checkpoint=True, **kw)
+    first_path = next((tmp_path / "e2e").rglob(f"*-{first['config_key']}.json"))
+    longer = {**FAST, "rounds": 2}
+    went_on = run_e2e(
+        "lora", overrides=longer, results_dir=tmp_path, continue_from=first_path, **kw
+    )
+    whole = run_e2e("lora", overrides=longer, results_dir=tmp_path / "whole", **kw)
+    assert went_on["config_key"] == whole["config_key"]  # the same run
+    assert went_on["data"]["continued_from"]["record"] == first_path.name
+    assert (
+        went_on["data"]["continued_from"]["rounds"] == 1 and "continued_from" not in whole["data"]
+    )
+    assert went_on["epochs"][0] == first["epochs"][0]  # round 1 is the first run's
+    assert [e["dev_loss"] for e in went_on["epochs"]] == [e["dev_loss"] for e in whole["epochs"]]
+    for name, value in trained(whole, tmp_path / "whole").items():
+        assert torch.equal(trained(went_on, tmp_path)[name], value), name
+    assert outputs_of(went_on, tmp_path) == outputs_of(whole, tmp_path / "whole")
+
+    with pytest.raises(ValueError, match=r"settings\.train\.lr differ"):
+        run_e2e(
+            "lora",
+            overrides={**longer, "lr": 5e-4},
+            results_dir=tmp_path / "lr",
+            continue_from=first_path,
+            **kw,
+        )
+    went_on_path = next((tmp_path / "e2e").rglob(f"*-{went_on['config_key']}.json"))
+    with pytest.raises(ValueError, match="kept no final checkpoint"):  # no keep_checkpoint
+        run_e2e(
+            "lora",
+            overrides={**FAST, "rounds": 3},
+            results_dir=tmp_path / "3",
+            continue_from=went_on_path,
+            **kw,
+        )
+    with pytest.raises(ValueError, match="trained 2 rounds and this run trains at most 1"):
+        run_e2e(
+            "lora",
+            overrides={**sweep, "decode_test": True},
+            results_dir=tmp_path / "1",
+            continue_from=went_on_path,
+            **kw,
+        )
+
+
 def test_the_command_line_plans_the_campaigns_settings(monkeypatch, tmp_path):
     from lorabook.e2e.__main__ import main
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +51,19 @@ class RunPaths:
             return json.loads(self.record.read_text())
         return None
 
-    def drop_scratch(self) -> None:
-        """Remove the scratch folder (checkpoints) once the record is safely written."""
-        shutil.rmtree(self.scratch, ignore_errors=True)
+    def drop_scratch(self, keep: Sequence[str] = ()) -> None:
+        """Remove the scratch folder (checkpoints) once the record is safely written, all but
+        the entries named in ``keep`` (e.g. ``"ckpt"``, for a run that continues this one)."""
+        if not keep:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            return
+        for entry in self.scratch.iterdir() if self.scratch.exists() else ():
+            if entry.name in keep:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def run_paths(
@@ -69,14 +80,19 @@ def run_paths(
         config: everything that decides the run, JSON-ready; hashed into the name.
     """
     key = config_key(config)
-    folder = Path(results_dir) / kind / preset / model_slug(model)
-    name = f"{stem}-{key}"
+    record = Path(results_dir) / kind / preset / model_slug(model) / f"{stem}-{key}.json"
     return RunPaths(
-        record=folder / f"{name}.json",
-        outputs=folder / name,
-        scratch=Path(results_dir) / "_scratch" / f"{kind}-{preset}-{model_slug(model)}-{name}",
-        key=key,
+        record=record, outputs=record.with_suffix(""), scratch=scratch_of(record), key=key
     )
+
+
+def scratch_of(record: str | Path) -> Path:
+    """The scratch folder of the run whose record is (or will be) at ``record``:
+    ``<results>/_scratch/<kind>-<preset>-<model>-<name>``."""
+    record = Path(record)
+    model, preset, kind = record.parent, record.parent.parent, record.parent.parent.parent
+    name = f"{kind.name}-{preset.name}-{model.name}-{record.stem}"
+    return kind.parent / "_scratch" / name
 
 
 def find_records(results_dir: str | Path, kind: str, **fields: object) -> list[dict]:

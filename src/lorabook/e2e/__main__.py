@@ -121,6 +121,18 @@ def _main(argv: list[str] | None = None) -> int:
         help="decode the trained tensors of this finished record (same run but for the "
         "decoding settings) instead of training again",
     )
+    parser.add_argument(
+        "--continue-from",
+        default=None,
+        metavar="RECORD",
+        help="start from the final checkpoint of this finished record (same run but for how "
+        "long it trains, run with --keep-checkpoint) instead of from the beginning",
+    )
+    parser.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="keep the final checkpoint after the record is written (for --continue-from)",
+    )
     add_checkpoint_flag(parser, CHECKPOINT_EVERY)
     add_debug_flag(parser)
     for flag, (dest, kind, help_text) in OVERRIDES.items():
@@ -131,6 +143,8 @@ def _main(argv: list[str] | None = None) -> int:
         for dest, _, _ in OVERRIDES.values()
         if getattr(args, dest) is not None
     }
+    if args.continue_from and len(args.method) * len(args.seed) > 1:
+        parser.error("--continue-from continues one run: give one --method and one --seed")
     for method in args.method:  # every combination's settings are checked before any runs
         e2e_preset(args.preset, "lora" if method == NO_TRAINING else method).with_overrides(
             **overrides
@@ -149,6 +163,8 @@ def _main(argv: list[str] | None = None) -> int:
                 score=not args.no_score,
                 trained_from=args.trained_from,
                 checkpoint_every=args.checkpoint_every,
+                continue_from=args.continue_from,
+                keep_checkpoint=args.keep_checkpoint,
             )
             if not process_state().is_main_process:
                 continue  # the main process reports

@@ -59,6 +59,13 @@ with seed 0; each at the budget, decoding the test set with the weights of its l
 loss. Seed 0 of LoRA or FT is its pilot's record when the pilot trained exactly the budget
 with the same settings; otherwise a run of its own. Seed 0 of every method runs first.
 
+**Continuing.** A round is trained once: every sweep run keeps its final checkpoint, the
+pilot at the picked rate starts from it (the sweep's round is the pilot's first round, and a
+continued run ends bit for bit where one trained from the start ends; the record says so in
+``data.continued_from``), and a pilot keeps its own, which its method's seed-0 run continues
+when the budget is longer than that pilot. A run whose donor lost its checkpoint trains from
+the start instead (``plan`` counts the rounds a continued run still has to train).
+
 **Workers.** Each job is ``python -m lorabook.e2e`` in its own process; ``--workers 2`` runs
 two at a time, each pinned to its own core with one thread (:mod:`lorabook.campaign`).
 Finished runs are skipped; an interrupted one resumes from its last checkpoint (every 200
@@ -69,6 +76,7 @@ batch, so the same command picks up where it stopped, whatever stopped it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -84,7 +92,7 @@ from lorabook.e2e.data import EXPECTED_ROWS
 from lorabook.e2e.experiment import E2ERun, plan_e2e_run
 from lorabook.e2e.presets import FULL_SWEEP, e2e_preset
 from lorabook.runs import DEFAULT_RESULTS, find_records
-from lorabook.train import CHECKPOINT_EVERY, round_sizes
+from lorabook.train import CHECKPOINT, CHECKPOINT_EVERY, round_sizes
 
 PRESET = "full"
 MODEL = "smollm2"
@@ -123,6 +131,8 @@ class Job:
     rounds: int | None = None
     stop_flat: float | None = None
     decode_test: bool | None = None
+    keep_checkpoint: bool = False  # for a longer run to continue this one
+    continue_from: str | None = None  # a shorter run's record, whose checkpoint this starts from
 
     def overrides(self) -> dict:
         """The preset settings this job sets (the sweep's lr, rounds; the pilot's rule)."""
@@ -145,6 +155,8 @@ class Job:
         for name, value in self.overrides().items():
             args += [f"--{name.replace('_', '-')}", repr(value)]
         args += ["--checkpoint-every", str(checkpoint_every)]
+        args += ["--keep-checkpoint"] * self.keep_checkpoint
+        args += ["--continue-from", self.continue_from] if self.continue_from else []
         return args + ["--no-progress"] + ([] if score else ["--no-score"])
 
     def plan(self, results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> E2ERun:
@@ -168,9 +180,10 @@ class Job:
 
 
 def sweep_jobs() -> list[Job]:
-    """The sweep: each swept method at each of its rates, seed 0, one round, no test decoding."""
+    """The sweep: each swept method at each of its rates, seed 0, one round, no test decoding;
+    each keeps its final checkpoint, for the pilot at the picked rate to continue."""
     return [
-        Job("sweep", method, 0, lr=lr, rounds=SWEEP_ROUNDS, decode_test=False)
+        Job("sweep", method, 0, lr=lr, rounds=SWEEP_ROUNDS, decode_test=False, keep_checkpoint=True)
         for method, lrs in FULL_SWEEP.items()
         for lr in lrs
     ]
@@ -178,6 +191,14 @@ def sweep_jobs() -> list[Job]:
 
 def _finished(job: Job, results_dir: str | Path, model: str = MODEL) -> dict | None:
     return job.plan(results_dir, model).paths.finished()
+
+
+def _continuable(job: Job, results_dir: str | Path, model: str = MODEL) -> str | None:
+    """The record path of ``job`` if it finished and kept its final checkpoint, else ``None``."""
+    paths = job.plan(results_dir, model).paths
+    if paths.record.exists() and (paths.scratch / "ckpt" / CHECKPOINT).exists():
+        return str(paths.record)
+    return None
 
 
 def pick(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> dict[str, dict]:
@@ -215,14 +236,30 @@ def _require_picks(methods: Sequence[str]) -> None:
         )
 
 
-def pilot_jobs() -> list[Job]:
-    """LoRA's and FT's pilot: seed 0 at the picked rates, until flat or the cap.
+def pilot_jobs(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[Job]:
+    """LoRA's and FT's pilot: seed 0 at the picked rates, until flat or the cap; each
+    continues the sweep's run at its picked rate (that run is the pilot's first round) when
+    it kept its checkpoint, and keeps its own for a longer run to continue.
 
     Raises:
         SettingsError: the sweep's picks are not in ``presets.FULL_CHOSEN`` yet.
     """
     _require_picks(PILOT_METHODS)
-    return [Job("pilot", method, 0, stop_flat=FLAT) for method in PILOT_METHODS]
+    jobs = []
+    for method in PILOT_METHODS:
+        swept = Job(
+            "sweep",
+            method,
+            0,
+            lr=presets.FULL_CHOSEN[method],
+            rounds=SWEEP_ROUNDS,
+            decode_test=False,
+        )
+        start = _continuable(swept, results_dir, model)
+        jobs.append(
+            Job("pilot", method, 0, stop_flat=FLAT, keep_checkpoint=True, continue_from=start)
+        )
+    return jobs
 
 
 def budget_rounds(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> int:
@@ -231,7 +268,8 @@ def budget_rounds(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL)
     Raises:
         SettingsError: a pilot has not finished (the message names the command).
     """
-    records = {job.method: _finished(job, results_dir, model) for job in pilot_jobs()}
+    pilots = pilot_jobs(results_dir, model)
+    records = {job.method: _finished(job, results_dir, model) for job in pilots}
     waiting = sorted(m for m, r in records.items() if r is None)
     if waiting:
         raise SettingsError(
@@ -259,7 +297,7 @@ def runs_jobs(
 ) -> list[Job]:
     """Table 3's runs at the budget (default: :func:`budget_rounds`), seed 0 of every method
     first; a pilot that trained exactly the budget with the runs' settings is its method's
-    seed 0.
+    seed 0, and one that trained fewer rounds is where its method's seed 0 starts.
 
     Raises:
         SettingsError: a pick or a pilot is missing.
@@ -268,19 +306,20 @@ def runs_jobs(
     budget = budget_rounds(results_dir, model) if budget is None else budget
     planned = e2e_preset(PRESET, "lora").planned_rounds
     rounds = None if budget == planned else budget  # the whole schedule: the preset's default
-    pilots = {job.method: job for job in pilot_jobs()}
+    pilots = {job.method: job for job in pilot_jobs(results_dir, model)}
     jobs = []
     for method, seed in run_order():
         job = Job("runs", method, seed, rounds=rounds)
         pilot = pilots.get(method) if seed == 0 else None
         record = _finished(pilot, results_dir, model) if pilot is not None else None
-        if (
-            record is not None
-            and len(record["epochs"]) == budget
-            and _training_settings(record["settings"])
-            == _training_settings(job.plan(results_dir, model).config["settings"])
+        if record is not None and _training_settings(record["settings"]) == _training_settings(
+            job.plan(results_dir, model).config["settings"]
         ):
-            job = pilot
+            if len(record["epochs"]) == budget:
+                job = pilot
+            elif len(record["epochs"]) < budget:
+                start = _continuable(pilot, results_dir, model)
+                job = Job("runs", method, seed, rounds=rounds, continue_from=start)
         jobs.append(job)
     return jobs
 
@@ -342,9 +381,12 @@ def measured_speeds(records: Sequence[dict]) -> Speeds:
 
 def estimate_seconds(job: Job, speeds: Speeds, rounds: int | None = None) -> float:
     """Worker-seconds of ``job``: its rounds of training (at most ``rounds``, default its
-    settings'; a pilot: the cap), an evaluation after each, and the test decoding."""
+    settings'; a pilot: the cap) less those of the run it continues, an evaluation after
+    each, and the test decoding."""
     settings = job.settings()
     rounds = settings.trained_rounds if rounds is None else rounds
+    if job.continue_from:
+        rounds -= len(json.loads(Path(job.continue_from).read_text())["epochs"])
     rows = settings.train_examples or EXPECTED_ROWS["train"]
     sizes = round_sizes(rows, settings.rounds_per_epoch, settings.train.batch_size)
     examples = math.ceil(sizes[0] / settings.train.batch_size) * settings.train.batch_size
@@ -375,15 +417,17 @@ def plan_rows(
         rows.append(PlanRow(str(job), state, estimate_seconds(job, speeds), spent))
     stages["sweep"] = (rows, f"{len(rows)} runs of one round; rule: lowest dev loss")
     try:
-        pilots, waiting = pilot_jobs(), False
+        pilots, waiting = pilot_jobs(results_dir, model), False
         note = "until the dev loss is flat (< 1% over two rounds), estimated to the cap"
     except SettingsError:
         pilots = [Job("pilot", m, 0, stop_flat=FLAT) for m in PILOT_METHODS]
-        waiting, note = True, "wait: the sweep's pick; estimated to the cap"
+        waiting = True
+        note = "wait: the sweep's pick; estimated to the cap, continuing the sweep's round"
     rows = []
     for job in pilots:
         state, spent = ("wait", None) if waiting else _state(job, results_dir, model)
-        rows.append(PlanRow(str(job), state, estimate_seconds(job, speeds), spent))
+        left = job.settings().trained_rounds - SWEEP_ROUNDS if waiting else None
+        rows.append(PlanRow(str(job), state, estimate_seconds(job, speeds, left), spent))
     stages["pilot"] = (rows, note)
     try:
         jobs, waiting = runs_jobs(results_dir, model), False
@@ -464,7 +508,7 @@ def _stage_jobs(stage: str, results_dir: str | Path, model: str) -> list[Job]:
     if stage == "sweep":
         return sweep_jobs()
     if stage == "pilot":
-        return pilot_jobs()
+        return pilot_jobs(results_dir, model)
     return runs_jobs(results_dir, model)
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,8 +66,9 @@ from lorabook.optimizers import official_adamw
 from lorabook.precision import precision_info, precision_record
 from lorabook.quiet import quiet
 from lorabook.records import environment, git_commit, peak_memory
-from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
+from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths, scratch_of
 from lorabook.train import (
+    CHECKPOINT,
     CHECKPOINT_EVERY,
     TrainConfig,
     effective_batch,
@@ -278,6 +280,25 @@ def add_scores(record_path: str | Path, log=print) -> dict:
     return record
 
 
+def _differences(config: dict, source: dict, free: Sequence[str]) -> list[str]:
+    """Where the record ``source`` differs from ``config`` (``settings.train.lr``), not
+    counting the settings named in ``free``."""
+    ours = {**config, "settings": {k: v for k, v in config["settings"].items() if k not in free}}
+    theirs = {k: source.get(k) for k in config}
+    theirs["settings"] = {k: v for k, v in source["settings"].items() if k not in free}
+    return _paths_differing(ours, theirs)
+
+
+def _paths_differing(ours: object, theirs: object, prefix: str = "") -> list[str]:
+    if not (isinstance(ours, dict) and isinstance(theirs, dict)):
+        return [prefix.rstrip(".")] if ours != theirs else []
+    return sorted(
+        path
+        for key in ours.keys() | theirs.keys()
+        for path in _paths_differing(ours.get(key), theirs.get(key), f"{prefix}{key}.")
+    )
+
+
 def trained_source(record_path: str | Path, config: dict) -> dict:
     """The finished record at ``record_path`` whose trained tensors a run decodes again.
 
@@ -291,18 +312,7 @@ def trained_source(record_path: str | Path, config: dict) -> dict:
     """
     record_path = Path(record_path)
     source = json.loads(record_path.read_text())
-    ours = {**config, "settings": {**config["settings"], "decode": None}}
-    theirs = {k: source.get(k) for k in config}
-    theirs["settings"] = {**source["settings"], "decode": None}
-    differ = sorted(k for k in ours if ours[k] != theirs[k])
-    if "settings" in differ:
-        differ.remove("settings")
-        differ += sorted(
-            f"settings.{k}"
-            for k in ours["settings"].keys() | theirs["settings"].keys()
-            if ours["settings"].get(k) != theirs["settings"].get(k)
-        )
-    if differ:
+    if differ := _differences(config, source, ("decode",)):
         raise ValueError(
             f"{record_path} is not this run up to the decoding: {', '.join(differ)} differ; "
             "decode again only with the settings it was trained with"
@@ -313,6 +323,74 @@ def trained_source(record_path: str | Path, config: dict) -> dict:
             "train the run again instead"
         )
     return {**source, "_path": str(record_path)}
+
+
+HOW_LONG = ("rounds", "stop_flat", "decode_test")
+"""The settings that say only how long a run trains and whether it decodes the test set: two
+runs that differ in nothing else train the same rounds, so one can continue the other."""
+
+
+def continue_source(record_path: str | Path, config: dict, scratch: Path, rounds: int) -> dict:
+    """The finished record at ``record_path`` whose final checkpoint a run starts from.
+
+    The sweep's round is the first round of the pilot at the picked rate, and the pilot's
+    rounds are the first of a run with a longer budget (:mod:`lorabook.e2e.campaign`): a run
+    that continues such a record trains only the rounds the record did not, and ends with
+    exactly the weights it would have had training from the start (resuming is bit-identical,
+    ``tests/test_train.py``). The record must be this run up to :data:`HOW_LONG`, have kept
+    its checkpoint (``keep_checkpoint``) in ``scratch`` (its scratch folder), and have
+    trained at most the ``rounds`` this run may train.
+
+    Raises:
+        ValueError: it differs in anything else, trained more rounds, or its checkpoint is
+            gone; the message says which.
+    """
+    record_path = Path(record_path)
+    source = json.loads(record_path.read_text())
+    if differ := _differences(config, source, HOW_LONG):
+        raise ValueError(
+            f"{record_path} is not this run up to how long it trains: {', '.join(differ)} "
+            "differ; only a run of the same training can be continued"
+        )
+    done = len(source["epochs"])
+    if done > rounds:
+        raise ValueError(
+            f"{record_path} trained {done} rounds and this run trains at most {rounds}: "
+            "continue only a shorter run"
+        )
+    last = scratch / "ckpt" / CHECKPOINT
+    held = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    if held is None or len(held["history"]) != done or held.get("in_epoch") is not None:
+        raise ValueError(
+            f"{record_path} kept no final checkpoint in {last.parent} (run it with "
+            "keep_checkpoint, or train this run from the start)"
+        )
+    return {**source, "_path": str(record_path), "_checkpoint": str(last.parent)}
+
+
+CONTINUED = "continued_from.json"  # in a run's scratch folder: the run it continues
+
+
+def start_from(source: dict, scratch: Path, log=print) -> None:
+    """Copy the checkpoint of ``source`` (:func:`continue_source`) into ``scratch/ckpt``,
+    where ``fit`` resumes from it, and note where it came from. A run that already has a
+    checkpoint of its own (it was interrupted after starting) keeps it."""
+    ckpt = scratch / "ckpt"
+    if (ckpt / CHECKPOINT).exists():
+        return
+    ckpt.mkdir(parents=True, exist_ok=True)
+    for path in sorted(Path(source["_checkpoint"]).iterdir()):
+        if path.is_file() and path.suffix == ".pt":
+            shutil.copyfile(path, ckpt / f".{path.name}.part")
+            (ckpt / f".{path.name}.part").replace(ckpt / path.name)  # the checkpoint last
+    rounds = len(source["epochs"])
+    note = {
+        "record": Path(source["_path"]).name,
+        "rounds": rounds,
+        "git_commit": source["environment"]["git_commit"],
+    }
+    write_json(scratch / CONTINUED, note)
+    log(f"Continuing {source['_path']} after its {rounds} round(s)")
 
 
 def run_config(
@@ -461,6 +539,8 @@ def run_e2e(
     trained_from: str | Path | None = None,
     log=print,
     checkpoint_every: int | None = CHECKPOINT_EVERY,
+    continue_from: str | Path | None = None,
+    keep_checkpoint: bool = False,
 ) -> dict:
     """Train ``model`` on E2E with ``method``, decode the test MRs, score, write the record.
 
@@ -479,6 +559,12 @@ def run_e2e(
         checkpoint_every: write a resumable checkpoint every this many optimizer steps
             inside an epoch as well (0 or ``None``: at epoch ends only); not a setting of the
             run (see :func:`lorabook.train.fit`; SIGTERM also writes one and stops).
+        continue_from: the record of a finished run that differs from this one only in how
+            long it trained (:data:`HOW_LONG`) and kept its final checkpoint: this run starts
+            from that checkpoint instead of from the beginning (:func:`continue_source`; the
+            record says so under ``data.continued_from``).
+        keep_checkpoint: keep the final checkpoint in the scratch folder after the record is
+            written, so that a longer run can continue this one.
     Returns:
         the result record (also written atomically as JSON; see ``lorabook.runs``).
     """
@@ -488,6 +574,11 @@ def run_e2e(
     if not ranks.is_main_process:
         log = _silent  # the main process says what happens
     source = trained_source(trained_from, config) if trained_from is not None else None
+    continued = None
+    if continue_from is not None and method != NO_TRAINING:
+        continued = continue_source(
+            continue_from, config, scratch_of(Path(continue_from)), settings.trained_rounds
+        )
     score = score and settings.decode_test  # a run that decodes no test set has no scores
     if (record := paths.finished()) is not None:
         log(f"Already done: {paths.record}")
@@ -570,6 +661,8 @@ def run_e2e(
                     replace(settings.decode, num_beams=1),
                 )
             fit_config, order = fit_rounds(settings, len(train_ds))
+            if continued is not None:
+                start_from(continued, paths.scratch, log)
             result = fit(
                 net,
                 train_ds,
@@ -613,6 +706,8 @@ def run_e2e(
             }
             if stop_rule(settings) is not None:
                 train_info["stopped"] = why_stopped(settings, len(history))
+            if (marker := paths.scratch / CONTINUED).exists():
+                train_info["continued_from"] = json.loads(marker.read_text())
     device = next(net.parameters()).device
     # the phases fit ran (decoding has its own setting: settings.decode.precision)
     phases = ("train", "evaluate") if method != NO_TRAINING else ()
@@ -682,7 +777,7 @@ def run_e2e(
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(paths.record, record)
-    paths.drop_scratch()
+    paths.drop_scratch(keep=("ckpt",) if keep_checkpoint else ())
     log(f"Record: {paths.record}")
     ranks.wait_for_everyone()  # the other processes wait for the record (above)
     return record
