@@ -41,7 +41,8 @@ def test_full_is_the_whole_set_with_the_official_recipe_and_quarter_epoch_rounds
         100,
         0,
     )
-    assert full.select_best and full.adapter_size == 6
+    assert full.select_best and full.adapter_size == 6 and full.group_by_length
+    assert not cpu.group_by_length and "group_by_length" not in cpu.to_dict()
     assert full.planned_rounds == 4 * presets.FULL_MAX_EPOCHS == full.trained_rounds
     assert full.with_overrides(rounds=1).trained_rounds == 1
     with pytest.raises(SettingsError, match="rounds must be between 1 and"):

@@ -45,6 +45,29 @@ def test_four_rounds_see_every_row_once_per_pass_in_the_pass_order():
     assert order(0) != order(4)  # the second pass is shuffled again
 
 
+def test_grouped_rounds_keep_each_rounds_rows_and_batches_and_pad_far_less():
+    n, seed = 42_061, 3
+    lengths = [20 + (i * 7919) % 100 for i in range(n)]  # 20..119 tokens, like E2E's spread
+    plain, batches = round_order(n, 8, 4, seed)
+    grouped, same = round_order(n, 8, 4, seed, lengths)
+    assert same == batches == 1_315
+
+    def padded(order: list[int]) -> float:  # tokens computed / real tokens
+        steps = range(0, len(order), 8)
+        return sum(8 * max(lengths[i] for i in order[k : k + 8]) for k in steps) / sum(
+            lengths[i] for i in order
+        )
+
+    for r in (0, 3, 4):
+        assert sorted(grouped(r)) == sorted(plain(r))  # the round's rows, regrouped
+        assert -(-len(grouped(r)) // 8) == batches
+        assert padded(grouped(r)) < 1.05 < 1.3 < padded(plain(r))
+    assert grouped(0) == round_order(n, 8, 4, seed, lengths)[0](0)  # seeded: resumable
+    assert grouped(0) != grouped(4)[: len(grouped(0))]
+    with pytest.raises(ValueError, match="lengths has 3 entries for 42061 examples"):
+        round_order(n, 8, 4, seed, [1, 2, 3])
+
+
 class Indexed(torch.utils.data.Dataset):
     """The toy task of test_train, each example carrying its index (read by the loss)."""
 

@@ -148,17 +148,39 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def length_grouped_order(
-    lengths: list[int], batch_size: int, seed: int, epoch: int, chunk_batches: int = 50
-) -> list[int]:
-    """A shuffled order whose batches hold examples of similar length (less padding).
+LENGTH_GROUP_BATCHES = 50  # length grouping sorts within chunks of this many batches
 
-    The epoch's :func:`epoch_order` is cut into chunks of ``chunk_batches * batch_size``
-    examples; each chunk is sorted by length (longest first) and cut into batches; then the
-    full batches are shuffled (seeded by ``seed`` and ``epoch``, so resumable) and the one
-    short batch, if any, goes last so that every batch stays whole.
-    """
+
+def length_grouped_order(
+    lengths: list[int],
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    chunk_batches: int = LENGTH_GROUP_BATCHES,
+) -> list[int]:
+    """A shuffled order whose batches hold examples of similar length (less padding): the
+    epoch's :func:`epoch_order` grouped by :func:`group_by_length` (seeded by ``seed`` and
+    ``epoch``, so resumable)."""
     order = epoch_order(len(lengths), seed, epoch)
+    return group_by_length(
+        order, lengths, batch_size, seed * 100_003 + epoch + 7_919, chunk_batches
+    )
+
+
+def group_by_length(
+    order: list[int],
+    lengths: list[int],
+    batch_size: int,
+    shuffle_seed: int,
+    chunk_batches: int = LENGTH_GROUP_BATCHES,
+) -> list[int]:
+    """``order`` rearranged so that its batches hold examples of similar length.
+
+    ``order`` is cut into chunks of ``chunk_batches * batch_size`` examples; each chunk is
+    sorted by length (longest first) and cut into batches; then the full batches are shuffled
+    (a generator seeded with ``shuffle_seed``) and the one short batch, if any, goes last so
+    that every batch stays whole. The same examples, in as many batches as before.
+    """
     chunk = chunk_batches * batch_size
     batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
@@ -166,7 +188,7 @@ def length_grouped_order(
         batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
     full = [b for b in batches if len(b) == batch_size]
     short = [b for b in batches if len(b) < batch_size]
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch + 7_919)
+    g = torch.Generator().manual_seed(shuffle_seed)
     shuffled = [full[i] for i in torch.randperm(len(full), generator=g).tolist()] + short
     return [i for batch in shuffled for i in batch]
 
@@ -198,7 +220,12 @@ def round_sizes(n: int, rounds: int, batch_size: int) -> list[int]:
 
 
 def round_order(
-    n: int, batch_size: int, rounds_per_epoch: int, seed: int
+    n: int,
+    batch_size: int,
+    rounds_per_epoch: int,
+    seed: int,
+    lengths: list[int] | None = None,
+    chunk_batches: int = LENGTH_GROUP_BATCHES,
 ) -> tuple[Callable[[int], list[int]], int]:
     """``fit``'s ``order`` and ``max_steps_per_epoch`` for evaluating ``rounds_per_epoch`` times
     per pass over ``n`` examples.
@@ -207,14 +234,22 @@ def round_order(
     rounds_per_epoch`` (:func:`round_sizes`) of the pass ``r // rounds_per_epoch``, whose
     order is :func:`epoch_order` ``(n, seed, pass)``. So the rounds of one pass see every
     example exactly once, in the order an epoch of ``fit`` would, and every round takes the
-    same number of batches (returned second), which ``fit``'s schedule needs.
+    same number of batches (returned second), which ``fit``'s schedule needs. With the
+    examples' ``lengths``, each round's part is grouped by length (:func:`group_by_length`,
+    seeded by ``seed`` and the round): the same examples in the same number of batches.
     """
     sizes = round_sizes(n, rounds_per_epoch, batch_size)
     starts = [sum(sizes[:k]) for k in range(rounds_per_epoch + 1)]
+    if lengths is not None and len(lengths) != n:
+        raise ValueError(f"lengths has {len(lengths)} entries for {n} examples")
 
     def order(round_index: int) -> list[int]:
         epoch, part = divmod(round_index, rounds_per_epoch)
-        return epoch_order(n, seed, epoch)[starts[part] : starts[part + 1]]
+        indices = epoch_order(n, seed, epoch)[starts[part] : starts[part + 1]]
+        if lengths is None:
+            return indices
+        salt = seed * 100_003 + round_index + 7_919
+        return group_by_length(indices, lengths, batch_size, salt, chunk_batches)
 
     return order, math.ceil(sizes[0] / batch_size)
 

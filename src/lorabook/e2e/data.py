@@ -210,9 +210,13 @@ class E2ETrainDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, list[int]]:
         return self.examples[i]
 
+    def lengths(self) -> list[int]:
+        """Tokens (context + reference) of each example."""
+        return [len(e["input_ids"]) for e in self.examples]
+
     def tokens(self) -> int:
         """Total tokens (context + reference) over the examples."""
-        return sum(len(e["input_ids"]) for e in self.examples)
+        return sum(self.lengths())
 
 
 def collate_causal(pad_id: int):

@@ -70,10 +70,12 @@ from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths, scratch_of
 from lorabook.train import (
     CHECKPOINT,
     CHECKPOINT_EVERY,
+    LENGTH_GROUP_BATCHES,
     TrainConfig,
     effective_batch,
     fit,
     launched_processes,
+    length_grouped_order,
     process_state,
     round_order,
 )
@@ -465,20 +467,28 @@ def plan_e2e_run(
     return E2ERun(method, model, preset_name, seed, settings, config, paths)
 
 
-def fit_rounds(settings: E2EPreset, train_rows: int) -> tuple[TrainConfig, Callable | None]:
-    """``fit``'s config and ``order`` for the settings: as they are with one round an epoch;
-    with ``rounds_per_epoch`` > 1, one ``fit`` epoch per round (:func:`lorabook.train.round_order`:
-    the rounds of a pass cover every training row once, each takes the same number of
-    batches, so the schedule planned for ``planned_rounds`` rounds is exact).
+def fit_rounds(settings: E2EPreset, lengths: list[int]) -> tuple[TrainConfig, Callable | None]:
+    """``fit``'s config and ``order`` for the settings and the training examples' token
+    ``lengths``: as they are with one round an epoch; with ``rounds_per_epoch`` > 1, one
+    ``fit`` epoch per round (:func:`lorabook.train.round_order`: the rounds of a pass cover
+    every training row once, each takes the same number of batches, so the schedule planned
+    for ``planned_rounds`` rounds is exact). ``group_by_length``: batches of similar length
+    (:func:`lorabook.train.group_by_length`, in chunks of ``LENGTH_GROUP_BATCHES`` batches).
 
     Raises:
         SettingsError: the training rows cannot be cut into rounds of equal batches.
     """
+    batch, seed = settings.train.batch_size, settings.train.seed
+    grouped = lengths if settings.group_by_length else None
     if settings.rounds_per_epoch == 1:
-        return settings.train, None
+        if grouped is None:
+            return settings.train, None
+        return settings.train, functools.partial(
+            length_grouped_order, grouped, batch, seed, chunk_batches=LENGTH_GROUP_BATCHES
+        )
     try:
         order, per_round = round_order(
-            train_rows, settings.train.batch_size, settings.rounds_per_epoch, settings.train.seed
+            len(lengths), batch, settings.rounds_per_epoch, seed, grouped, LENGTH_GROUP_BATCHES
         )
     except ValueError as err:
         raise SettingsError(f"{err} (set train_examples)") from None
@@ -660,7 +670,7 @@ def run_e2e(
                     [r for _, r in pairs],
                     replace(settings.decode, num_beams=1),
                 )
-            fit_config, order = fit_rounds(settings, len(train_ds))
+            fit_config, order = fit_rounds(settings, train_ds.lengths())
             if continued is not None:
                 start_from(continued, paths.scratch, log)
             result = fit(

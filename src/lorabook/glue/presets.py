@@ -84,11 +84,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from lorabook.cli import SettingsError
 from lorabook.heads import POOLING
-from lorabook.train import TrainConfig
+from lorabook.train import LENGTH_GROUP_BATCHES, TrainConfig
 
 PRESETS = ("paper", "quick", "cpu")
 PADDING = ("longest", "max_length")  # pad each batch to its longest example, or to max_length
-LENGTH_GROUP_BATCHES = 50  # group_by_length sorts within chunks of this many batches
 MIN_MAX_LENGTH = 8
 
 # Table 9 of the LoRA paper (RoBERTa-base, LoRA): task -> (batch size, epochs, learning rate)
