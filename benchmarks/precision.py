@@ -23,6 +23,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from lorabook.precision import precision_info
 from lorabook.profile import (
     MODELS,
@@ -59,10 +61,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decode-rounds", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="E2E's: 64")
     parser.add_argument("--data-dir", default=None, help="default: $LORABOOK_DATA")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's; 1: a campaign's pinned one-thread worker)",
+    )
     parser.add_argument("--note", default=None, help="a remark kept in the record")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads)
+    try:
+        return _bench(args, device)
+    finally:
+        torch.set_num_threads(threads)  # as it was (a caller's process keeps its setting)
 
+
+def _bench(args: argparse.Namespace, device: str) -> int:
     rows, peers, sizes = [], [], {}
     for model in args.models:
         batch, length = SHAPES.get(model, (8, 64))
@@ -117,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_mrs": args.batch_mrs,
         "decode_rounds": args.decode_rounds,
         "max_new_tokens": args.max_new_tokens,
+        "threads": torch.get_num_threads(),
     }
     write_record(
         out,

@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
 from lorabook.paths import REPO_ROOT
 
@@ -60,9 +61,12 @@ def test_precision_benchmark(tmp_path, model_folder, small_data):
     args += ["--batch", "2", "--length", "16", "--steps", "2", "--warmup", "0"]
     args += ["--peer-steps", "2", "--decode-model", str(model_folder), "--decode-mrs", "3"]
     args += ["--num-beams", "2", "--batch-mrs", "2", "--max-new-tokens", "6"]
-    args += ["--data-dir", str(small_data)]
+    args += ["--data-dir", str(small_data), "--threads", "1"]
+    threads = torch.get_num_threads()
     assert script("precision").main([*args, "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads  # the caller's setting is given back
     record = check_record(out, "precision")
+    assert record["settings"]["threads"] == 1
     rows = {(r["model"], r["method"]): r for r in record["rows"]}
     assert set(rows) == {(m, k) for m in ("tiny-llama", "tiny-roberta") for k in ("lora", "ft")}
     llama, roberta = rows["tiny-llama", "lora"], rows["tiny-roberta", "lora"]
