@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 from lorabook.e2e.data import group_references, read_csv
 from lorabook.io import atomic_write
 
@@ -431,6 +433,52 @@ def _clipped_hits(
     return hits
 
 
+def _pymteval_bleu_counts(hyp: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
+    """One MR's share of pymteval's ``BLEUScore`` counters: clipped hits of 1- to 4-grams,
+    the output's n-gram counts ``L - n + 1`` (negative kept, as pymteval does), and the
+    length of the reference closest in length (ties: the shorter)."""
+    hits = [sum(_clipped_hits(hyp, refs, n).values()) for n in range(1, BLEU_MAX_N + 1)]
+    lengths = [len(hyp) - i for i in range(BLEU_MAX_N)]
+    closest = min(refs, key=lambda ref: (abs(len(ref) - len(hyp)), len(ref)))
+    return np.array([*hits, *lengths, len(closest)], dtype=np.float64)
+
+
+def pymteval_bleu_statistics(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+) -> np.ndarray:
+    """Each MR's share of pymteval's BLEU counters, shape ``(MRs, 9)``: their sum over any
+    set of MRs gives that set's corpus BLEU through :func:`pymteval_bleu` (so a bootstrap
+    over MRs sums rows instead of scoring again; :mod:`lorabook.e2e.compare`).
+
+    Raises:
+        ValueError: the lengths differ or an MR has no reference.
+    """
+    _check_inputs(hypotheses, references)
+    return np.stack(
+        [
+            _pymteval_bleu_counts(pymteval_tokenize(h), [pymteval_tokenize(r) for r in refs])
+            for h, refs in zip(hypotheses, references, strict=True)
+        ]
+    )
+
+
+def pymteval_bleu(counts: np.ndarray) -> np.ndarray:
+    """``BLEUScore.bleu`` of pymteval on summed counters (:func:`pymteval_bleu_statistics`),
+    over the last axis: ``(9,)`` gives one BLEU, ``(k, 9)`` one per row.
+
+    The brevity penalty applies when the output's unigrams are at most the closest
+    references' length (an output count of 0 divides by ``1e-5``); an order with no hit
+    counts :data:`PYMTEVAL_TINY`, an order with no n-gram :data:`PYMTEVAL_SMALL`.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    hits, lengths = counts[..., :BLEU_MAX_N], counts[..., BLEU_MAX_N : 2 * BLEU_MAX_N]
+    ref_length, unigrams = counts[..., 2 * BLEU_MAX_N], counts[..., BLEU_MAX_N]
+    safe = np.where(unigrams == 0, 1e-5, unigrams)
+    brevity = np.where(unigrams <= ref_length, np.exp(1.0 - ref_length / safe), 1.0)
+    ratios = np.maximum(hits, PYMTEVAL_TINY) / np.maximum(lengths, PYMTEVAL_SMALL)
+    return brevity * np.exp(np.log(ratios).sum(axis=-1) / BLEU_MAX_N)
+
+
 def pymteval_bleu_nist(
     hypotheses: Sequence[str], references: Sequence[Sequence[str]]
 ) -> tuple[float, float]:
@@ -469,10 +517,7 @@ def pymteval_bleu_nist(
             script stops with ZeroDivisionError there).
     """
     _check_inputs(hypotheses, references)
-    # BLEUScore's counters
-    bleu_hits = [0] * BLEU_MAX_N  # index i: (i+1)-grams
-    bleu_lengths = [0] * BLEU_MAX_N
-    bleu_ref_length = 0
+    bleu_counts = np.zeros(2 * BLEU_MAX_N + 1)  # BLEUScore's counters (pymteval_bleu)
     # NISTScore's counters; index 0 of ref_ngrams holds the 0-gram () = total reference words
     ref_ngrams: list[Counter[tuple[str, ...]]] = [Counter() for _ in range(NIST_MAX_N + 1)]
     nist_hits: list[list[dict[tuple[str, ...], int]]] = [[] for _ in range(NIST_MAX_N)]
@@ -482,11 +527,7 @@ def pymteval_bleu_nist(
     for hypothesis, refs in zip(hypotheses, references, strict=True):
         hyp = pymteval_tokenize(hypothesis)
         rs = [pymteval_tokenize(r) for r in refs]
-        for i in range(BLEU_MAX_N):
-            bleu_hits[i] += sum(_clipped_hits(hyp, rs, i + 1).values())
-            bleu_lengths[i] += len(hyp) - i  # may be negative: kept, as pymteval does
-        closest = min(rs, key=lambda ref: (abs(len(ref) - len(hyp)), len(ref)))
-        bleu_ref_length += len(closest)
+        bleu_counts += _pymteval_bleu_counts(hyp, rs)
 
         for i in range(NIST_MAX_N):
             nist_lengths[i] += len(hyp) - i
@@ -497,14 +538,7 @@ def pymteval_bleu_nist(
         ref_ngrams[0][()] += ref_words
         average_ref_length += ref_words / float(len(rs))
 
-    # BLEUScore.bleu
-    brevity = 1.0
-    if bleu_lengths[0] <= bleu_ref_length:
-        brevity = math.exp(1.0 - bleu_ref_length / (float(bleu_lengths[0]) or 1e-5))
-    log_sum = 0.0
-    for hits, length in zip(bleu_hits, bleu_lengths, strict=True):
-        log_sum += math.log(max(hits + 0.0, PYMTEVAL_TINY) / max(length + 0.0, PYMTEVAL_SMALL))
-    bleu = brevity * math.exp((1.0 / BLEU_MAX_N) * log_sum)
+    bleu = float(pymteval_bleu(bleu_counts))
 
     # NISTScore.nist
     hit_infos = [0.0] * NIST_MAX_N

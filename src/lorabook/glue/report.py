@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lorabook import paper
+from lorabook.bootstrap import SAMPLES, paired_differences
 from lorabook.glue.campaign import TASKS, Job, campaign_jobs, follow_up_jobs
 from lorabook.glue.presets import ADAPTER_P_LEGACY
 from lorabook.runs import find_records
@@ -284,9 +285,6 @@ def bf16_quality(
 
 # --------------------------------------------------------------------------- paired bootstrap
 
-BOOTSTRAP_SAMPLES = 10_000
-BOOTSTRAP_CHUNK = 500  # resamples drawn at once (a chunk holds CHUNK × examples indices)
-
 
 def _resampled_metric(metric: str, pred: np.ndarray, gold: np.ndarray, idx: np.ndarray):
     """``metric`` on each row of ``idx`` (resamples × examples), vectorised; binary labels for
@@ -323,7 +321,7 @@ def paired_bootstrap(
     labels: Sequence,
     *,
     metric: str | None = None,
-    samples: int = BOOTSTRAP_SAMPLES,
+    samples: int = SAMPLES,
     seed: int = 0,
     level: float = 0.95,
 ) -> dict:
@@ -354,31 +352,17 @@ def paired_bootstrap(
             f"paired_bootstrap needs both runs' predictions on the same dev examples: got "
             f"{len(a)} and {len(b)} predictions for {len(gold)} labels"
         )
-    whole = np.arange(len(gold))[None, :]
-    difference = _resampled_metric(metric, a, gold, whole) - _resampled_metric(
-        metric, b, gold, whole
-    )
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for start in range(0, samples, BOOTSTRAP_CHUNK):
-        idx = rng.integers(0, len(gold), size=(min(BOOTSTRAP_CHUNK, samples - start), len(gold)))
-        diffs.append(
+    result = paired_differences(
+        lambda idx: (
             _resampled_metric(metric, a, gold, idx) - _resampled_metric(metric, b, gold, idx)
-        )
-    diffs = 100 * np.concatenate(diffs)
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(diffs, [tail, 100 - tail])
-    return {
-        "metric": metric,
-        "difference": 100 * float(difference[0]),
-        "low": float(low),
-        "high": float(high),
-        "share_above_zero": float(np.mean(diffs > 0)),
-        "level": level,
-        "samples": samples,
-        "seed": seed,
-        "examples": len(gold),
-    }
+        ),
+        len(gold),
+        samples=samples,
+        seed=seed,
+        level=level,
+        scale=100,
+    )
+    return {"metric": metric, **result}
 
 
 def bootstrap_records(a: Mapping, b: Mapping, **kwargs: object) -> dict:

@@ -1,0 +1,82 @@
+"""The paired bootstrap of E2E BLEU: per-MR counters that sum to the corpus score, and
+resamples that read a difference's spread."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lorabook import paths
+from lorabook.e2e import metrics
+from lorabook.e2e.compare import paired_bootstrap_bleu
+
+try:
+    E2E = paths.data_dir() / "e2e"
+except FileNotFoundError:
+    E2E = None
+TEST_VECTOR = E2E / "reference-scores" / "tgen-std.run0.txt" if E2E else None
+needs_data = pytest.mark.skipif(
+    TEST_VECTOR is None or not TEST_VECTOR.is_file(), reason="offline E2E data not found"
+)
+
+REFS = [
+    ["the eagle is a cheap pub near the river", "eagle is a pub near the river , cheap"],
+    ["blue spice serves french food in the city centre", "blue spice is a french restaurant"],
+    ["the mill is a family friendly coffee shop", "the mill coffee shop is family friendly"],
+    ["zizzi is an expensive italian restaurant", "zizzi serves italian food , high price"],
+]
+GOOD = [
+    "the eagle is a cheap pub near the river",
+    "blue spice serves french food",
+    "the mill is a family friendly coffee shop",
+    "zizzi is an expensive italian restaurant",
+]
+WORSE = ["a pub", "blue spice serves french food", "a coffee shop", "zizzi is an italian place"]
+
+
+def test_the_rows_sum_to_the_corpus_bleu_of_any_set_of_mrs():
+    stats = metrics.pymteval_bleu_statistics(GOOD, REFS)
+    assert stats.shape == (4, 9)
+    bleu, _ = metrics.pymteval_bleu_nist(GOOD * 2, REFS * 2)
+    assert float(metrics.pymteval_bleu(stats.sum(axis=0))) == pytest.approx(bleu, abs=1e-12)
+    pick = [0, 0, 3, 2]  # a resample: MR 0 twice, no MR 1
+    again, _ = metrics.pymteval_bleu_nist([GOOD[i] for i in pick], [REFS[i] for i in pick])
+    assert float(metrics.pymteval_bleu(stats[pick].sum(axis=0))) == pytest.approx(again, abs=1e-12)
+    rows = metrics.pymteval_bleu(np.stack([stats[pick].sum(axis=0), stats.sum(axis=0)]))
+    assert rows.shape == (2,) and rows[0] == pytest.approx(again, abs=1e-12)
+
+
+@needs_data
+def test_the_test_vectors_rows_give_its_official_bleu():
+    _, refs = metrics.load_references(E2E / "testset_w_refs.csv")
+    outputs = metrics.read_outputs(TEST_VECTOR)
+    stats = metrics.pymteval_bleu_statistics(outputs, refs)
+    bleu, _ = metrics.pymteval_bleu_nist(outputs, refs)
+    assert float(metrics.pymteval_bleu(stats.sum(axis=0))) == pytest.approx(bleu, abs=1e-12)
+    assert bleu == pytest.approx(0.6616, abs=1e-4)  # the official script's (reference-scores)
+
+
+def test_identical_systems_differ_by_exactly_zero():
+    result = paired_bootstrap_bleu(GOOD, GOOD, REFS, samples=200)
+    assert result["difference"] == result["low"] == result["high"] == 0.0
+    assert result["share_above_zero"] == 0.0 and result["examples"] == 4
+
+
+def test_a_better_system_is_above_zero_and_swapping_negates():
+    ab = paired_bootstrap_bleu(GOOD * 10, WORSE * 10, REFS * 10, samples=500, seed=1)
+    ba = paired_bootstrap_bleu(WORSE * 10, GOOD * 10, REFS * 10, samples=500, seed=1)
+    assert ab["bleu_a"] - ab["bleu_b"] == pytest.approx(ab["difference"])
+    assert ab["difference"] > 0 and ab["low"] > 0 and ab["share_above_zero"] > 0.99
+    assert ba["difference"] == pytest.approx(-ab["difference"])
+    assert ba["high"] == pytest.approx(-ab["low"]) and ba["low"] == pytest.approx(-ab["high"])
+    assert ab == paired_bootstrap_bleu(GOOD * 10, WORSE * 10, REFS * 10, samples=500, seed=1)
+    assert json.dumps(ab)  # plain numbers, ready for a record
+
+
+def test_outputs_of_other_mrs_are_refused():
+    with pytest.raises(ValueError, match="4 and 3 outputs"):
+        paired_bootstrap_bleu(GOOD, WORSE[:3], REFS)
+    with pytest.raises(ValueError):
+        paired_bootstrap_bleu(GOOD[:3], WORSE[:3], REFS)
