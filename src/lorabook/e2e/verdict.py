@@ -1,0 +1,149 @@
+"""Our Table 3 over seeds, and the verdicts it supports (issue 18), computed from records.
+
+Table 3 (GPT-2 M) puts LoRA above full fine-tuning and every other method on all five
+metrics, with its spread over seeds beside each number. Our campaign's runs
+(:func:`lorabook.e2e.campaign.runs_jobs`: LoRA and FT with three seeds, the other methods
+with one) are read the same way: per method and metric, the mean and standard deviation over
+seeds of the paper's scoring (``scores_paper``: ``measure_scores.py -p``, Table 3's units).
+
+**How a difference is judged** (written before the runs finished):
+
+- **BLEU**, seed by seed: LoRA's outputs against the other method's outputs of the same seed
+  (a one-seed method: against each of LoRA's seeds), a paired bootstrap over the 630 test MRs
+  (:func:`lorabook.e2e.compare.paired_bootstrap_bleu`, 10,000 resamples, 95% interval).
+  ``above`` if every pair's interval lies above zero, ``below`` if every pair's lies below,
+  else ``not separable``.
+- **NIST, METEOR, ROUGE-L, CIDEr** (no resampled form here, see :mod:`lorabook.e2e.compare`):
+  the difference of the means against the seeds' spread, the larger of the two methods'
+  standard deviations over seeds. ``above`` / ``below`` if the difference exceeds it, else
+  ``within the spread``; with one seed on both sides there is no spread: ``one seed each``.
+
+The paper's claim for a pair holds where LoRA is ``above``; ``not separable`` and ``within the
+spread`` are "on par", which the paper's wording ("on par with or better than") also counts.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from lorabook.e2e.report import as_table3, outputs_of
+
+METRICS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
+ABOVE, BELOW = "above", "below"
+
+
+def runs_records(results_dir: str | Path, model: str = "smollm2") -> dict[str, list[dict]]:
+    """Per method, the scored records of the campaign's runs (seeds in order); empty while
+    the campaign has no runs to read (the sweep's pick or a pilot is missing)."""
+    from lorabook.cli import SettingsError
+    from lorabook.e2e import campaign
+
+    try:
+        jobs = campaign.runs_jobs(results_dir, model)
+    except SettingsError:
+        return {}
+    out: dict[str, list[dict]] = {}
+    for job in jobs:
+        paths = job.plan(results_dir, model).paths
+        record = paths.finished()
+        if record is not None and record.get("scores_paper"):
+            out.setdefault(job.method, []).append({**record, "_path": str(paths.record)})
+    return out
+
+
+def _scores(records: Sequence[Mapping], metric: str) -> list[float]:
+    return [as_table3(r["scores_paper"])[metric] for r in records]
+
+
+def table_rows(found: Mapping[str, Sequence[Mapping]]) -> list[dict]:
+    """Our Table 3: per method its trainable parameters, seeds, and each metric's mean and
+    standard deviation over seeds (``None`` with one seed)."""
+    rows = []
+    for method, records in found.items():
+        row: dict = {
+            "method": method,
+            "trainable": records[0]["params"]["trainable"],
+            "seeds": [r["seed"] for r in records],
+        }
+        for metric in METRICS:
+            values = _scores(records, metric)
+            row[metric] = statistics.mean(values)
+            row[f"{metric} std"] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def judge_by_spread(ours: Sequence[float], theirs: Sequence[float]) -> dict:
+    """The difference of two methods' means on one metric against the seeds' spread (the
+    larger standard deviation over seeds; module docstring)."""
+    spreads = [statistics.stdev(v) for v in (ours, theirs) if len(v) > 1]
+    difference = statistics.mean(ours) - statistics.mean(theirs)
+    if not spreads:
+        verdict = "one seed each"
+    else:
+        spread = max(spreads)
+        verdict = (
+            ABOVE if difference > spread else BELOW if difference < -spread else "within the spread"
+        )
+    return {
+        "difference": difference,
+        "spread": max(spreads) if spreads else None,
+        "verdict": verdict,
+    }
+
+
+def bleu_pairs(
+    ours: Sequence[Mapping], theirs: Sequence[Mapping], root: str | Path, **bootstrap: object
+) -> list[dict]:
+    """The paired bootstrap of BLEU for each seed pair (a one-seed side pairs with every
+    seed of the other), ours minus theirs."""
+    from lorabook.e2e.compare import paired_bootstrap_bleu
+    from lorabook.e2e.metrics import read_reference_blocks
+
+    if len(theirs) == 1 or len(ours) == 1:
+        pairs = [(a, b) for a in ours for b in theirs]
+    else:
+        by_seed = {r["seed"]: r for r in theirs}
+        pairs = [(a, by_seed[a["seed"]]) for a in ours if a["seed"] in by_seed]
+    out = []
+    for a, b in pairs:
+        refs = read_reference_blocks(Path(root, a["_path"]).with_suffix("") / "references.txt")
+        result = paired_bootstrap_bleu(outputs_of(a, root), outputs_of(b, root), refs, **bootstrap)
+        out.append({"seeds": (a["seed"], b["seed"]), **result})
+    return out
+
+
+def judge_bleu(pairs: Sequence[Mapping]) -> str:
+    """``above`` if every pair's interval lies above zero, ``below`` if every one lies below,
+    else ``not separable``."""
+    if pairs and all(p["low"] > 0 for p in pairs):
+        return ABOVE
+    if pairs and all(p["high"] < 0 for p in pairs):
+        return BELOW
+    return "not separable"
+
+
+def verdicts(
+    found: Mapping[str, Sequence[Mapping]],
+    root: str | Path,
+    ours: str = "lora",
+    **bootstrap: object,
+) -> list[dict]:
+    """For every other method, per metric: our mean minus theirs, and the verdict by the
+    module's rule (BLEU: the bootstrap pairs, listed under ``pairs``)."""
+    rows = []
+    for method, records in found.items():
+        if method == ours or ours not in found:
+            continue
+        mine = found[ours]
+        pairs = bleu_pairs(mine, records, root, **bootstrap)
+        for metric in METRICS:
+            judged = judge_by_spread(_scores(mine, metric), _scores(records, metric))
+            row = {"versus": method, "metric": metric, **judged}
+            if metric == "BLEU":
+                row["verdict"] = judge_bleu(pairs)
+                row["pairs"] = pairs
+            rows.append(row)
+    return rows
