@@ -100,11 +100,21 @@ def test_two_processes_write_one_record_of_a_run_of_their_own(two_process_run, t
         "examples": 16,
     }
     assert [e["steps"] for e in record["epochs"]] == [2, 2]  # 32 examples, 16 a step
+    memory = record["peak_memory"]  # every process's peak, gathered
+    assert len(memory["per_process"]) == 2 and memory["per_process"][0] == memory["bytes"]
+    assert memory["bytes_all_processes"] == sum(memory["per_process"])
     assert path.name.endswith(f"-{config_key(record_config(record))}.json")
     overrides = {"epochs": 2, "train_examples": 32, "eval_examples": EVAL, "max_length": 32}
     one = plan_glue_run("rte", "lora", str(tiny_bert), "quick", 0, results, {**overrides})
     two = plan_glue_run("rte", "lora", str(tiny_bert), "quick", 0, results, overrides, 2)
     assert one.paths.key != two.paths.key  # 2 processes: another run, another name
+
+
+def test_energy_of_one_process_is_its_own_and_none_when_not_measured():
+    from lorabook.train import energy_of_processes
+
+    assert energy_of_processes(5.0) == {"energy_joules": 5.0, "energy_joules_per_process": [5.0]}
+    assert energy_of_processes(None) == {}  # a CPU: no power counter
 
 
 def test_processes_enter_the_identity_only_above_one():
@@ -209,6 +219,7 @@ def test_a_two_process_e2e_run_writes_one_record_whose_outputs_equal_one_process
     (path,) = (two_dir / "e2e").rglob("*.json")
     two = json.loads(path.read_text())
     assert two["processes"] == 2 and two["effective_batch"]["examples"] == 4
+    assert len(two["peak_memory"]["per_process"]) == 2
     assert done.stdout.count("Record:") == 1
     assert not any((two_dir / "_scratch").iterdir())
     one = run_e2e(

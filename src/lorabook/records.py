@@ -67,6 +67,20 @@ def peak_memory(device: torch.device | str) -> dict[str, int | str]:
     return {"bytes": int(rss_kib) * 1024, "kind": "process peak RSS (whole process)"}
 
 
+def peak_memory_of_processes(device: torch.device | str, processes: int) -> dict:
+    """:func:`peak_memory` of this process; with several processes, each one's too, gathered
+    (a collective: every process must call it) under ``per_process`` (bytes, rank order) and
+    summed under ``bytes_all_processes``. ``bytes`` stays this (the main) process's, as a
+    one-process record has it."""
+    mine = peak_memory(device)
+    if processes == 1:
+        return mine
+    from accelerate.utils import gather_object
+
+    every = [int(b) for b in gather_object([mine["bytes"]])]
+    return {**mine, "per_process": every, "bytes_all_processes": sum(every)}
+
+
 def environment(device: torch.device | str | None = None) -> dict:
     """Device, versions, commit and interpreter: enough to say where a number came from."""
     return {

@@ -257,6 +257,18 @@ def round_order(
 CURVE_POINTS = 50
 
 
+def energy_of_processes(joules: float | None) -> dict[str, float | list[float]]:
+    """Energy counted so far by every process of a multi-process run (a collective: every
+    process calls it): ``energy_joules``, their sum, and ``energy_joules_per_process`` (rank
+    order); nothing if any process could not measure it (each reads its own GPU)."""
+    from accelerate.utils import gather_object
+
+    every = gather_object([joules])
+    if any(j is None for j in every):
+        return {}
+    return {"energy_joules": float(sum(every)), "energy_joules_per_process": every}
+
+
 def loss_curve(losses: list[float], points: int = CURVE_POINTS) -> list[float]:
     """The batch losses of an epoch averaged over ``points`` consecutive, near-equal chunks
     (all of them when there are fewer): a learning curve small enough for a JSON record."""
@@ -583,6 +595,8 @@ def fit(
     # an NVIDIA GPU, and only if every earlier epoch measured it): time to equal accuracy.
     last = in_epoch or (result.history[-1] if result.history else {})
     elapsed_before, energy_before = last.get("elapsed_seconds", 0.0), last.get("energy_joules")
+    if "energy_joules_per_process" in last:  # several processes: this one's own count
+        energy_before = last["energy_joules_per_process"][accelerator.process_index]
     meter = energy_meter(accelerator.device).start()
 
     def clocks() -> dict[str, float]:
@@ -703,6 +717,8 @@ def fit(
                 **metrics,
                 **clocks(),
             }
+            if processes > 1:  # every process reaches this evaluation: gather its joules
+                entry.update(energy_of_processes(entry.pop("energy_joules", None)))
             result.history.append(entry)
             log(
                 f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} "

@@ -65,7 +65,7 @@ from lorabook.models import resolve_model
 from lorabook.optimizers import official_adamw
 from lorabook.precision import precision_info, precision_record
 from lorabook.quiet import quiet
-from lorabook.records import environment, git_commit, peak_memory
+from lorabook.records import environment, git_commit, peak_memory_of_processes
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths, scratch_of
 from lorabook.train import (
     CHECKPOINT,
@@ -737,6 +737,7 @@ def run_e2e(
             write_official_layout(outputs, references, paths.outputs)
     decode_seconds = time.perf_counter() - decode_started
     ranks.wait_for_everyone()  # every process has trained and decoded: one writes
+    memory = peak_memory_of_processes(device, ranks.num_processes)  # on every process
     if not ranks.is_main_process:
         ranks.wait_for_everyone()  # until the main process has written the record
         return paths.finished()
@@ -781,7 +782,7 @@ def run_e2e(
         "outputs": str(paths.outputs.name) if settings.decode_test else None,
         "trainable_tensors": kept_tensors,
         "trainable_bytes": tensor_bytes,
-        "peak_memory": peak_memory(device),
+        "peak_memory": memory,
         "wall_seconds": time.perf_counter() - started,
         "environment": {**env, "device": environment(device)["device"]},
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -71,7 +71,7 @@ from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
 from lorabook.precision import precision_record
 from lorabook.quiet import quiet
-from lorabook.records import environment, peak_memory
+from lorabook.records import environment, peak_memory_of_processes
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
 from lorabook.train import (
     CHECKPOINT_EVERY,
@@ -464,7 +464,7 @@ def run_glue(
         "trainable_file": f"{paths.outputs.name}/{TRAINABLE_FILE}" if keep else None,
         "trainable_file_bytes": trained.stat().st_size,
         **({} if keep else {"trainable_file_note": FT_TENSORS_NOT_KEPT}),
-        "peak_memory": peak_memory(device),
+        "peak_memory": peak_memory_of_processes(device, state.num_processes),
         "seconds_per_step": train_seconds / max(train_steps, 1),
         "wall_seconds": wall,
         "resumed_from_epoch": result.resumed_from_epoch,
