@@ -453,3 +453,18 @@ def test_runs_then_follow_ups_runs_the_follow_ups_only_after_runs_that_all_succe
     else:
         assert code == 0 and calls[1] == [longer]
         assert f"follow-ups the runs call for: {longer}" in capsys.readouterr().out
+
+
+def test_override_flags_are_the_command_line_s():
+    from lorabook.campaign import override_flags
+    from lorabook.glue.__main__ import build_parser, overrides_from
+
+    overrides = {"mixed_precision": "bf16", "lr": 1 / 3, "epochs": 2, "train_examples": 64}
+    args = build_parser().parse_args(["--task", "rte", *override_flags(overrides)])
+    assert overrides_from(args) == overrides  # exact floats, strings unquoted
+    assert override_flags({"decode_test": False, "stop_flat": 0.01}) == [
+        "--decode-test",
+        "False",
+        "--stop-flat",
+        "0.01",
+    ]

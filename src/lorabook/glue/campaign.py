@@ -91,9 +91,7 @@ class Job:
         """The ``python -m lorabook.glue`` arguments of this job."""
         args = ["--task", self.task, "--method", self.method, "--seed", str(self.seed)]
         args += ["--preset", PRESET, "--model", model, "--results-dir", str(results_dir)]
-        for name, value in self.overrides().items():
-            args += [f"--{name}", repr(value)]
-        return args + ["--no-progress"]
+        return args + shared.override_flags(self.overrides()) + ["--no-progress"]
 
     def plan(self, results_dir: str | Path, model: str = MODEL):
         """Its :class:`~lorabook.glue.experiment.GlueRun` (checked settings, record path)."""
