@@ -40,7 +40,7 @@ def test_cpu_preset_uses_the_pick_and_a_sweep_job_at_the_pick_is_the_same_run(
     monkeypatch, tmp_path
 ):
     monkeypatch.setattr(presets, "CPU_CHOSEN", {"lora": (1e-3, 4)})
-    chosen = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path)
+    chosen = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path, campaign.RECORDED_IN)
     assert (chosen.settings.train.lr, chosen.settings.train.epochs) == (1e-3, 4)
     same = Job("mrpc", "lora", 0, 1e-3, 4).plan(tmp_path)
     assert same.paths.record == chosen.paths.record  # identity is the settings, not the route
