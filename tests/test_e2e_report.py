@@ -91,3 +91,35 @@ def test_a_newer_bf16_cpu_run_does_not_take_the_chapter_s_fp32_record_s_place(tm
     shown = report.preset_records(tmp_path, "cpu", "smollm2", ["lora"])["lora"]
     assert shown["_path"] == fp32["_path"]
     assert len(report.decoded_other_ways(tmp_path, shown)) == 1  # not the bf16 training
+
+
+def test_the_bf16_check_finds_fp32_by_the_pin_and_bf16_as_the_cpu_preset_s_default(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from lorabook import precision
+    from lorabook.e2e.experiment import plan_e2e_run
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    check = report.BF16_CHECK
+    runs = {
+        "no": plan_e2e_run(
+            "lora", "smollm2", "cpu", 0, tmp_path, {**check, "mixed_precision": "no"}
+        ),
+        "bf16": plan_e2e_run("lora", "smollm2", "cpu", 0, tmp_path, check),  # the default
+    }
+    assert runs["bf16"].settings.train.mixed_precision == "bf16"
+    assert report.bf16_dev_losses(tmp_path) == {"no": None, "bf16": None}
+    for loss, run in enumerate(runs.values(), start=1):
+        run.paths.record.parent.mkdir(parents=True, exist_ok=True)
+        fake = {
+            **run.config,
+            "config_key": run.paths.key,
+            "epochs": [{"dev_loss": float(loss)}],
+            "data": {"seconds_per_step": 2.0 / loss},
+        }
+        run.paths.record.write_text(json.dumps(fake))
+    found = report.bf16_dev_losses(tmp_path)
+    assert (found["no"]["dev_loss"], found["bf16"]["dev_loss"]) == (1.0, 2.0)
+    assert found["bf16"]["record"] == runs["bf16"].paths.record.name

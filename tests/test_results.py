@@ -90,8 +90,10 @@ def test_issue_17_lost_no_cpu_record_the_code_finds():
     follow-ups) names a committed record, those are every committed fp32 cpu record, and the
     E2E chapter's records are fp32 ones. Where the CPU has native bf16 (this project's), the
     preset's default no longer names any of them: without the pins they would be lost."""
+    from lorabook import precision
     from lorabook.e2e import report as e2e_report
     from lorabook.glue import campaign
+    from lorabook.glue.experiment import plan_glue_run
     from lorabook.runs import find_records
 
     results = ROOT / "results"
@@ -107,6 +109,12 @@ def test_issue_17_lost_no_cpu_record_the_code_finds():
         assert record["settings"]["train"]["mixed_precision"] == "no"
         for other in e2e_report.decoded_other_ways(results, record):
             assert other["settings"]["train"] == record["settings"]["train"]
+    if precision.cpu_precision() == "bf16":
+        for job, path in planned.items():
+            default = plan_glue_run(
+                job.task, job.method, "minilm", "cpu", job.seed, results, job.own()
+            )
+            assert default.paths.record != path and not default.paths.record.exists()
 
 
 def test_the_cpu_campaign_is_committed_whole_with_its_follow_ups():
