@@ -45,6 +45,7 @@ from IPython.display import Markdown, display
 from transformers import AutoTokenizer
 
 from lorabook import paper
+from lorabook.campaign import override_flags
 from lorabook.e2e import data as e2e_data
 from lorabook.e2e.data import encode_example, group_references, load_e2e
 from lorabook.e2e.experiment import run_e2e
@@ -271,7 +272,10 @@ pd.DataFrame([settings_row(p, m) for p in ("paper", "cpu") for m in ("lora", "ft
 # The runs. In `quick` mode the chapter only reads records (it never trains for an hour while
 # the book builds): for each method the newest record decoded as the preset decodes today
 # (`report.preset_records`); a missing one is named with the command that makes it. In
-# `paper` mode it runs (or reuses) GPT-2 medium's.
+# `paper` mode it runs (or reuses) GPT-2 medium's. The `cpu` runs here trained in fp32: they
+# were made before the preset's default became bf16 where the CPU has it natively (issue 17),
+# so the chapter reads the preset's records in fp32 (`--mixed-precision no`), and a `cpu` run
+# made since in bf16 does not take their place.
 
 # %%
 methods = ["none", "lora", "ft", "ft_top2", "adapter_l", "prefix"]
@@ -281,10 +285,11 @@ if mode == "paper":
     }
 else:
     records = report.preset_records(results_dir, preset, model, methods)
+    pinned = " ".join(override_flags(report.recorded_in(preset)))  # the records' fp32
     for method in set(methods) - set(records):
         print(
             f"no scored record for {method!r} yet: python -m lorabook.e2e --method {method} "
-            f"--model {model} --preset {preset}"
+            f"--model {model} --preset {preset} {pinned}".rstrip()
         )
 print("records:", ", ".join(records) or "none")
 

@@ -651,7 +651,7 @@ if all(losses.values()):
 else:
     print(
         "E2E check not run yet: python -m lorabook.e2e --method lora --preset cpu "
-        "--train-examples 800 --test-mrs 8 [--mixed-precision bf16]"
+        "--train-examples 800 --test-mrs 8 --mixed-precision no, then --mixed-precision bf16"
     )
 
 # %% [markdown]

@@ -535,3 +535,40 @@ def test_a_run_decoded_without_scores_is_scored_later(
     assert scored["scored"]["git_commit"] is not None or scored["scored"]["at"]
     path = next((tmp_path / "e2e").rglob("*.json"))
     assert json.loads(path.read_text())["scores"] == {"BLEU": 0.5}
+
+
+class WouldTrain(Exception):
+    """Raised by a stand-in for fit(): the run got as far as training."""
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(("amx_bf16",), "bf16"), ((), "no")])
+def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
+    model_folder, small_data, tmp_path, monkeypatch, flags, expected
+):
+    """Issue 17: ``cpu`` trains and decodes in cpu_precision(), as ``full`` does; a run that
+    falls back to fp32 says so in one line, a run that asks for its arithmetic says nothing."""
+    from lorabook import precision
+    from lorabook.e2e import experiment
+
+    assert e2e_preset("cpu", "lora").train.mixed_precision == cpu_precision()
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    for method in ("lora", "ft"):
+        cpu = e2e_preset("cpu", method)
+        assert cpu.train.mixed_precision == cpu.decode.precision == expected
+        assert cpu.to_dict()["train"]["mixed_precision"] == expected
+    asked = []
+
+    def fit(net, train_ds, evaluate, config, **kwargs):
+        asked.append(config.mixed_precision)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    kw = dict(model=str(model_folder), preset="cpu", data_dir=small_data, results_dir=tmp_path)
+    kw |= dict(progress=False, score=False)
+    for overrides, says in ((None, not flags), ({"mixed_precision": "no"}, False)):
+        lines: list[str] = []
+        with pytest.raises(WouldTrain):
+            run_e2e("lora", overrides=overrides, log=lines.append, **kw)
+        fallback = [line for line in lines if "no native bf16" in line]
+        assert len(fallback) == says and all("fp32" in line for line in fallback)
+    assert asked == [expected, "no"]

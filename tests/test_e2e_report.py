@@ -59,3 +59,67 @@ def test_every_cpu_record_has_both_scoring_variants(method):
         paper = record["scores_paper"]
         assert paper is not None and paper["METEOR"] == record["scores"]["METEOR"]
         assert paper["BLEU"] == pytest.approx(record["scores"]["BLEU"], abs=1e-3)
+
+
+# ------------------------------------------------------------ issue 17: bf16 by default on cpu
+
+
+def copy_record(record: dict, results, **train) -> dict:
+    """A copy of ``record`` under ``results`` (its name, the same folder levels), with its
+    training settings changed by ``train`` and, if they change, a later finish and a new name."""
+    import json
+    from pathlib import Path
+
+    copy = {k: v for k, v in record.items() if k != "_path"}
+    name = Path(record["_path"]).name
+    if train:
+        copy["settings"] = {**copy["settings"], "train": {**copy["settings"]["train"], **train}}
+        copy["finished_at"] = "2999-01-01T00:00:00+00:00"
+        name = name.replace("seed0-", "seed0-later")
+    path = Path(results) / "e2e" / record["preset"] / record["model"] / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(copy))
+    return {**copy, "_path": str(path)}
+
+
+def test_a_newer_bf16_cpu_run_does_not_take_the_chapter_s_fp32_record_s_place(tmp_path):
+    assert report.CPU_RECORDED_IN == {"mixed_precision": "no"}
+    assert report.recorded_in("cpu") == report.CPU_RECORDED_IN and report.recorded_in("full") == {}
+    lora = report.preset_records(RESULTS, "cpu", "smollm2", ["lora"])["lora"]
+    fp32 = copy_record(lora, tmp_path)
+    copy_record(lora, tmp_path, mixed_precision="bf16")
+    shown = report.preset_records(tmp_path, "cpu", "smollm2", ["lora"])["lora"]
+    assert shown["_path"] == fp32["_path"]
+    assert len(report.decoded_other_ways(tmp_path, shown)) == 1  # not the bf16 training
+
+
+def test_the_bf16_check_finds_fp32_by_the_pin_and_bf16_as_the_cpu_preset_s_default(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from lorabook import precision
+    from lorabook.e2e.experiment import plan_e2e_run
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    check = report.BF16_CHECK
+    runs = {
+        "no": plan_e2e_run(
+            "lora", "smollm2", "cpu", 0, tmp_path, {**check, "mixed_precision": "no"}
+        ),
+        "bf16": plan_e2e_run("lora", "smollm2", "cpu", 0, tmp_path, check),  # the default
+    }
+    assert runs["bf16"].settings.train.mixed_precision == "bf16"
+    assert report.bf16_dev_losses(tmp_path) == {"no": None, "bf16": None}
+    for loss, run in enumerate(runs.values(), start=1):
+        run.paths.record.parent.mkdir(parents=True, exist_ok=True)
+        fake = {
+            **run.config,
+            "config_key": run.paths.key,
+            "epochs": [{"dev_loss": float(loss)}],
+            "data": {"seconds_per_step": 2.0 / loss},
+        }
+        run.paths.record.write_text(json.dumps(fake))
+    found = report.bf16_dev_losses(tmp_path)
+    assert (found["no"]["dev_loss"], found["bf16"]["dev_loss"]) == (1.0, 2.0)
+    assert found["bf16"]["record"] == runs["bf16"].paths.record.name

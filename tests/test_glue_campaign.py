@@ -40,7 +40,7 @@ def test_cpu_preset_uses_the_pick_and_a_sweep_job_at_the_pick_is_the_same_run(
     monkeypatch, tmp_path
 ):
     monkeypatch.setattr(presets, "CPU_CHOSEN", {"lora": (1e-3, 4)})
-    chosen = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path)
+    chosen = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path, campaign.RECORDED_IN)
     assert (chosen.settings.train.lr, chosen.settings.train.epochs) == (1e-3, 4)
     same = Job("mrpc", "lora", 0, 1e-3, 4).plan(tmp_path)
     assert same.paths.record == chosen.paths.record  # identity is the settings, not the route
@@ -453,3 +453,60 @@ def test_runs_then_follow_ups_runs_the_follow_ups_only_after_runs_that_all_succe
     else:
         assert code == 0 and calls[1] == [longer]
         assert f"follow-ups the runs call for: {longer}" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- issue 17: bf16
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(("amx_bf16",), "bf16"), ((), "no")])
+def test_the_cpu_preset_trains_in_cpu_precision(monkeypatch, flags, expected):
+    from lorabook import precision
+
+    for task, method in (("mrpc", "lora"), ("sst2", "ft"), ("rte", "adapter_p")):
+        preset = glue_preset("cpu", task, method)
+        assert preset.train.mixed_precision == precision.cpu_precision()
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    assert precision.cpu_precision() == expected
+    for task, method in (("mrpc", "lora"), ("sst2", "ft"), ("rte", "adapter_p")):
+        resolved = glue_preset("cpu", task, method).resolved(method)
+        assert resolved["train"]["mixed_precision"] == expected
+    for other in ("quick", "paper"):  # fp32 unless asked
+        assert glue_preset(other, "mrpc", "lora").train.mixed_precision == "no"
+
+
+def test_every_campaign_job_pins_the_fp32_its_records_were_made_in(monkeypatch, tmp_path):
+    from lorabook import precision
+
+    assert campaign.RECORDED_IN == {"mixed_precision": "no"}
+    job = Job("mrpc", "lora", 1)
+    assert job.overrides() == campaign.RECORDED_IN and str(job) == "mrpc-lora-seed1"
+    sweep = Job("mrpc", "lora", 0, 1e-3, 8)
+    assert sweep.overrides() == {"mixed_precision": "no", "lr": 1e-3, "epochs": 8}
+    assert str(sweep) == "mrpc-lora-seed0 lr 0.001 epochs 8"
+    argv = sweep.argv(tmp_path)
+    flags = argv[argv.index("--mixed-precision") :]
+    assert flags[:6] == ["--mixed-precision", "no", "--lr", "0.001", "--epochs", "8"]
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    run = job.plan(tmp_path)
+    assert run.settings.train.mixed_precision == "no"
+    default = plan_glue_run("mrpc", "lora", "minilm", "cpu", 1, tmp_path)
+    assert default.settings.train.mixed_precision == "bf16"
+    assert default.paths.record != run.paths.record  # bf16 is another run, another record
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    fallback = plan_glue_run("mrpc", "lora", "minilm", "cpu", 1, tmp_path)
+    assert fallback.paths.record == job.plan(tmp_path).paths.record  # fp32 CPU: the same run
+
+
+def test_override_flags_are_the_command_line_s():
+    from lorabook.campaign import override_flags
+    from lorabook.glue.__main__ import build_parser, overrides_from
+
+    overrides = {"mixed_precision": "bf16", "lr": 1 / 3, "epochs": 2, "train_examples": 64}
+    args = build_parser().parse_args(["--task", "rte", *override_flags(overrides)])
+    assert overrides_from(args) == overrides  # exact floats, strings unquoted
+    assert override_flags({"decode_test": False, "stop_flat": 0.01}) == [
+        "--decode-test",
+        "False",
+        "--stop-flat",
+        "0.01",
+    ]

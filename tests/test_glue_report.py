@@ -135,3 +135,35 @@ def test_bootstrap_records_needs_kept_predictions_on_the_same_examples():
         bootstrap_records(a, other)
     with pytest.raises(ValueError, match="2 predictions for 3 labels"):
         paired_bootstrap("rte", [0, 1], [0, 1], [0, 1, 1])
+
+
+def test_bf16_quality_reads_the_campaign_s_fp32_runs_and_the_cpu_preset_s_bf16(
+    tmp_path, monkeypatch
+):
+    """Issue 17: the fp32 side is the campaign's jobs (their pin, RECORDED_IN); the bf16 side
+    is the cpu preset's own default on a CPU with native bf16 (bf16 asked by name elsewhere)."""
+    import json
+
+    from lorabook import precision
+    from lorabook.glue.campaign import SEEDS
+    from lorabook.glue.experiment import plan_glue_run
+    from lorabook.glue.report import bf16_quality
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    for seed, score in zip(SEEDS["lora"], (0.80, 0.82, 0.81), strict=True):
+        path = Job("mrpc", "lora", seed).plan(tmp_path).paths.record
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**record(score), "seconds_per_step": 1.0}))
+    bf16 = plan_glue_run("mrpc", "lora", "minilm", "cpu", 0, tmp_path).paths.record
+    assert (
+        bf16
+        == plan_glue_run(
+            "mrpc", "lora", "minilm", "cpu", 0, tmp_path, {"mixed_precision": "bf16"}
+        ).paths.record
+    )
+    bf16.write_text(json.dumps({**record(0.815), "seconds_per_step": 0.7}))
+    [row] = bf16_quality(tmp_path, "mrpc", ["lora"])
+    assert row["fp32 scores (seeds)"] == pytest.approx([80.0, 81.0, 82.0])
+    assert row["bf16 score (seed 0)"] == pytest.approx(81.5)
+    assert row["within the fp32 seeds' range"] is True
+    assert (row["fp32 s/step (seed 0)"], row["bf16 s/step"]) == (1.0, 0.7)

@@ -494,3 +494,42 @@ def test_resolved_settings_are_canonical():
     assert resolved["lora_alpha"] == 16.0 and isinstance(resolved["lora_alpha"], float)
     assert p.resolved("ft")["lora_r"] is None  # unused settings do not split FT's records
     assert not math.isnan(resolved["train"]["lr"])
+
+
+@pytest.mark.parametrize("flags", [("avx512_bf16",), ()], ids=["native-bf16", "no-bf16"])
+def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
+    tmp_path, monkeypatch, flags
+):
+    """Issue 17: the cpu preset's arithmetic is cpu_precision(): bf16 on a CPU with native
+    bf16, else fp32 with one line saying so; pinning it (the campaign's jobs) says nothing."""
+    from lorabook import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    asked = []
+
+    def fit(net, train_ds, evaluate, config, **kwargs):
+        asked.append(config.mixed_precision)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    expected = "bf16" if flags else "no"
+    lines: list[str] = []
+    with pytest.raises(WouldTrain):
+        run_glue(
+            "rte", "lora", "minilm", "cpu", results_dir=tmp_path, overrides=TINY, log=lines.append
+        )
+    fallback = [line for line in lines if "no native bf16" in line]
+    assert asked == [expected] and len(fallback) == (0 if flags else 1)
+    assert all("fp32" in line for line in fallback)
+    lines.clear()
+    with pytest.raises(WouldTrain):
+        run_glue(
+            "rte",
+            "lora",
+            "minilm",
+            "cpu",
+            results_dir=tmp_path,
+            overrides={**TINY, "mixed_precision": "no"},
+            log=lines.append,
+        )
+    assert asked[-1] == "no" and not [line for line in lines if "no native bf16" in line]

@@ -67,17 +67,54 @@ def test_e2e_record_is_found_by_todays_preset(path: Path):
     """Today's presets, with the record's decoding (records made before the decoding settings
     existed: ``LEGACY_DECODE``) and what a campaign job sets itself (lr, rounds, the pilot's
     rule, test decoding), still name every committed E2E record: new fields must not change
-    the run hash of the existing settings."""
+    the run hash of the existing settings. The ``cpu`` records' fp32 is the chapter's pin
+    (``recorded_in``: issue 17 made bf16 the preset's default), read from no record."""
     from lorabook.e2e.experiment import NO_TRAINING, run_config
     from lorabook.e2e.presets import e2e_preset
-    from lorabook.e2e.report import campaign_overrides, decoding
+    from lorabook.e2e.report import campaign_overrides, decoding, recorded_in
 
     record = json.loads(path.read_text())
     method, seed, preset = record["method"], record["seed"], record["preset"]
     settings = e2e_preset(preset, "lora" if method == NO_TRAINING else method, seed)
-    settings = settings.with_overrides(**decoding(record), **campaign_overrides(record))
+    settings = settings.with_overrides(
+        **recorded_in(preset), **decoding(record), **campaign_overrides(record)
+    )
     config = run_config(method, record["model"], preset, settings, seed)
     assert path.name == f"{method}-seed{seed}-{config_key(config)}.json"
+
+
+def test_issue_17_lost_no_cpu_record_the_code_finds():
+    """bf16 became the cpu presets' default where the CPU has it (issue 17); the records made
+    before are fp32 and are found through the pins (``glue.campaign.RECORDED_IN``,
+    ``e2e.report.CPU_RECORDED_IN``): every job of the GLUE campaign (sweep, runs,
+    follow-ups) names a committed record, those are every committed fp32 cpu record, and the
+    E2E chapter's records are fp32 ones. Where the CPU has native bf16 (this project's), the
+    preset's default no longer names any of them: without the pins they would be lost."""
+    from lorabook import precision
+    from lorabook.e2e import report as e2e_report
+    from lorabook.glue import campaign
+    from lorabook.glue.experiment import plan_glue_run
+    from lorabook.runs import find_records
+
+    results = ROOT / "results"
+    glue = find_records(results, "glue", preset="cpu", model="minilm")
+    fp32 = {Path(r["_path"]) for r in glue if r["settings"]["train"]["mixed_precision"] == "no"}
+    jobs = campaign.sweep_jobs(glue) + campaign.campaign_jobs() + campaign.follow_up_jobs(results)
+    planned = {job: job.plan(results).paths.record for job in jobs}
+    assert [str(job) for job, path in planned.items() if not path.exists()] == []
+    assert set(planned.values()) == fp32 and len(fp32) >= 63  # 15 sweep, 45 runs, 3 follow-ups
+    shown = e2e_report.preset_records(results, "cpu", "smollm2", ["none", "lora", "ft"])
+    assert set(shown) == {"none", "lora", "ft"}
+    for record in shown.values():
+        assert record["settings"]["train"]["mixed_precision"] == "no"
+        for other in e2e_report.decoded_other_ways(results, record):
+            assert other["settings"]["train"] == record["settings"]["train"]
+    if precision.cpu_precision() == "bf16":
+        for job, path in planned.items():
+            default = plan_glue_run(
+                job.task, job.method, "minilm", "cpu", job.seed, results, job.own()
+            )
+            assert default.paths.record != path and not default.paths.record.exists()
 
 
 def test_the_cpu_campaign_is_committed_whole_with_its_follow_ups():

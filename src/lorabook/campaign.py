@@ -10,6 +10,7 @@ and its estimates; this module runs the jobs and prints the plan:
   workers train 12–16% more tokens a second than one run on both cores); a finished job (its
   record exists) is skipped, one another live campaign holds (a lock file) too, and an
   interrupted one resumes when it is run again (the experiments checkpoint themselves).
+* :func:`override_flags`: a job's settings as command-line flags.
 * :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`: per job, its estimated time and,
   once finished, what it took; in all, the hours left and estimated against spent.
 """
@@ -29,6 +30,16 @@ from typing import TypeVar
 from lorabook.runs import RunPaths
 
 Job = TypeVar("Job")
+
+
+def override_flags(overrides: dict) -> list[str]:
+    """A job's settings as the experiment's command line takes them: ``{"mixed_precision":
+    "no", "lr": 0.001}`` → ``["--mixed-precision", "no", "--lr", "0.001"]`` (dashes in the
+    flag, strings as they are, other values by ``repr``: exact floats, ``True``/``False``)."""
+    args: list[str] = []
+    for name, value in overrides.items():
+        args += [f"--{name.replace('_', '-')}", value if isinstance(value, str) else repr(value)]
+    return args
 
 
 def available_cores() -> int:

@@ -152,8 +152,7 @@ class Job:
         args += ["--model", model, "--results-dir", str(results_dir)]
         if data_dir is not None:
             args += ["--data-dir", str(data_dir)]
-        for name, value in self.overrides().items():
-            args += [f"--{name.replace('_', '-')}", repr(value)]
+        args += shared.override_flags(self.overrides())
         args += ["--checkpoint-every", str(checkpoint_every)]
         args += ["--keep-checkpoint"] * self.keep_checkpoint
         args += ["--continue-from", self.continue_from] if self.continue_from else []

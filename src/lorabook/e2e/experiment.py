@@ -58,12 +58,18 @@ from lorabook.e2e.metrics import (
     write_official_layout,
 )
 from lorabook.e2e.paper_format import collapse_whitespace, load_paper_e2e
-from lorabook.e2e.presets import DecodeConfig, E2EPreset, dev_loss_flat, e2e_preset
+from lorabook.e2e.presets import (
+    CPU_PRECISION_PRESETS,
+    DecodeConfig,
+    E2EPreset,
+    dev_loss_flat,
+    e2e_preset,
+)
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import prepare_causal_lm
 from lorabook.models import resolve_model
 from lorabook.optimizers import official_adamw
-from lorabook.precision import precision_info, precision_record
+from lorabook.precision import cpu_precision, precision_info, precision_record
 from lorabook.quiet import quiet
 from lorabook.records import environment, git_commit, peak_memory_of_processes
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths, scratch_of
@@ -598,6 +604,8 @@ def run_e2e(
     if score:
         find_java()  # METEOR needs Java: fail now, not after an hour of training
     log(f"Run: {paths.record}")
+    if preset_name in CPU_PRECISION_PRESETS and "mixed_precision" not in (overrides or {}):
+        cpu_precision(log)  # one line where the CPU has no native bf16: the preset runs in fp32
 
     env = environment()  # now: the commit that trains, whatever the checkout says later
     set_seed(seed)  # LoRA's A and any new module are initialised here, before fit() runs

@@ -7,6 +7,9 @@ preset decodes now and sets the same trained tensors decoded other ways beside t
 Any preset's records are read the same way, ``full``'s (:mod:`lorabook.e2e.campaign`) too:
 its sweep records decode no test set (no scores: never shown as a result), and where a seed
 has a pilot record and a run of its own, the newer (the run) is shown.
+The ``cpu`` preset's records, chapter 4's, were trained in fp32 before issue 17 made bf16
+that preset's default (:data:`CPU_RECORDED_IN`): the chapter reads those, and a ``cpu`` run
+made since in bf16 does not take their place.
 """
 
 from __future__ import annotations
@@ -17,6 +20,24 @@ from lorabook.e2e.presets import LEGACY_DECODE, e2e_preset
 from lorabook.runs import find_records
 
 NO_TRAINING = "none"
+CPU_RECORDED_IN = {"mixed_precision": "no"}
+"""The arithmetic chapter 4's ``cpu`` records were trained in: fp32. The chapter's runs were
+made before issue 17 made bf16 the ``cpu`` preset's default (where the CPU has it natively);
+its commands pin that (``--mixed-precision no``, :func:`recorded_in`), so making them again
+reproduces its records and the book finds them."""
+
+
+def recorded_in(preset: str) -> dict:
+    """The settings the chapter's records of ``preset`` pin beyond the preset's own (the
+    ``cpu`` records' fp32, :data:`CPU_RECORDED_IN`; none for another preset)."""
+    return dict(CPU_RECORDED_IN) if preset == "cpu" else {}
+
+
+def trained_as(record: dict, pinned: dict) -> bool:
+    """Whether the record's settings have the ``pinned`` values (TrainConfig fields, such as
+    ``mixed_precision``, are read from its ``train`` settings)."""
+    settings = record["settings"]
+    return all(settings["train"].get(k, settings.get(k)) == v for k, v in pinned.items())
 
 
 def decoding(record: dict) -> dict:
@@ -60,7 +81,8 @@ def preset_records(
     results_dir: str | Path, preset: str, model: str, methods: list[str], seed: int = 0
 ) -> dict[str, dict]:
     """Per method, the newest scored record decoded with the preset's beam search and n-gram
-    scope (as ``run_e2e`` decodes now); methods without one are left out."""
+    scope (as ``run_e2e`` decodes now), trained as the chapter's records of the preset were
+    (:func:`recorded_in`: the ``cpu`` records in fp32); methods without one are left out."""
     out = {}
     for method in methods:
         now = e2e_preset(preset, "lora" if method == NO_TRAINING else method).decode
@@ -69,6 +91,7 @@ def preset_records(
             for r in find_records(results_dir, "e2e", preset=preset, model=model, method=method)
             if r.get("seed") == seed
             and r.get("scores")
+            and trained_as(r, recorded_in(preset))
             and decoding(r)["algorithm"] == now.algorithm
             and decoding(r)["ngram_scope"] == now.ngram_scope
         ]
@@ -133,7 +156,9 @@ def error_row(mrs: list[str], outputs: list[str]) -> dict:
 
 BF16_CHECK = {"train_examples": 800, "test_mrs": 8}
 """The short E2E runs that check what bf16 costs: the ``cpu`` preset on 800 training rows
-(100 steps), decoding only 8 test MRs, in fp32 and in bf16 (``--mixed-precision bf16``)."""
+(100 steps), decoding only 8 test MRs, in fp32 (``--mixed-precision no``,
+:data:`CPU_RECORDED_IN`) and in bf16 (``--mixed-precision bf16``: the preset's default where
+the CPU has native bf16)."""
 
 
 def bf16_dev_losses(
@@ -145,10 +170,9 @@ def bf16_dev_losses(
     from lorabook.runs import config_key
 
     out: dict[str, dict | None] = {}
-    for precision in ("no", "bf16"):
-        settings = e2e_preset(preset, method).with_overrides(
-            **BF16_CHECK, mixed_precision=precision
-        )
+    sides = {"no": CPU_RECORDED_IN, "bf16": {"mixed_precision": "bf16"}}
+    for precision, arithmetic in sides.items():
+        settings = e2e_preset(preset, method).with_overrides(**BF16_CHECK, **arithmetic)
         key = config_key(run_config(method, model, preset, settings, 0))
         found = find_records(results_dir, "e2e", preset=preset, model=model, config_key=key)
         out[precision] = (

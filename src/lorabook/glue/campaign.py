@@ -33,6 +33,10 @@ picks up where the last session stopped (the workers, skipping and resuming are
 
 **The follow-ups** (:func:`follow_up_jobs`): where LoRA's median ends more than a point below
 FT's, one more LoRA run with four times the epochs tests whether it was under-trained.
+
+**The arithmetic.** Every job, sweep, runs and follow-ups alike, trains in fp32
+(:data:`RECORDED_IN`, ``--mixed-precision no``): the campaign ran before issue 17 made bf16
+the ``cpu`` preset's default, and its jobs keep its records' settings.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ from lorabook.runs import DEFAULT_RESULTS
 
 PRESET = "cpu"
 MODEL = "minilm"
+RECORDED_IN = {"mixed_precision": "no"}
+"""The arithmetic the campaign's records were made in. The chapter's campaign ran in fp32,
+before issue 17 made bf16 the ``cpu`` preset's default (where the CPU has it natively); its
+jobs pin that (:meth:`Job.overrides`), so re-running the campaign reproduces its records and
+the book finds them."""
 TASKS = ("mrpc", "rte", "stsb", "cola", "sst2")
 SEEDS = {"ft": (0, 1, 2), "lora": (0, 1, 2), "bitfit": (0,), "adapter_h": (0,), "adapter_p": (0,)}
 MARGIN = 0.005  # "within half a point" of the best dev score
@@ -83,17 +92,20 @@ class Job:
     lr: float | None = None
     epochs: int | None = None
 
-    def overrides(self) -> dict:
-        """The preset settings this job sets itself (the sweep's lr and epochs)."""
+    def own(self) -> dict:
+        """The settings this job sets itself: the sweep's lr and epochs (a follow-up's)."""
         return {k: v for k, v in (("lr", self.lr), ("epochs", self.epochs)) if v is not None}
+
+    def overrides(self) -> dict:
+        """The preset settings this job sets: the campaign's arithmetic (:data:`RECORDED_IN`)
+        and its own (:meth:`own`)."""
+        return {**RECORDED_IN, **self.own()}
 
     def argv(self, results_dir: str | Path, model: str = MODEL) -> list[str]:
         """The ``python -m lorabook.glue`` arguments of this job."""
         args = ["--task", self.task, "--method", self.method, "--seed", str(self.seed)]
         args += ["--preset", PRESET, "--model", model, "--results-dir", str(results_dir)]
-        for name, value in self.overrides().items():
-            args += [f"--{name}", repr(value)]
-        return args + ["--no-progress"]
+        return args + shared.override_flags(self.overrides()) + ["--no-progress"]
 
     def plan(self, results_dir: str | Path, model: str = MODEL):
         """Its :class:`~lorabook.glue.experiment.GlueRun` (checked settings, record path)."""
@@ -113,7 +125,7 @@ class Job:
         return epochs * EPOCH_TOKENS[self.task] / WORKER_TOKENS_PER_SECOND[self.method]
 
     def __str__(self) -> str:
-        extra = "".join(f" {k} {v:g}" for k, v in self.overrides().items())
+        extra = "".join(f" {k} {v:g}" for k, v in self.own().items())
         return f"{self.task}-{self.method}-seed{self.seed}{extra}"
 
 

@@ -58,6 +58,7 @@ from lorabook.glue.data import (
 )
 from lorabook.glue.metrics import glue_metrics, primary_metric
 from lorabook.glue.presets import (
+    CPU_PRECISION_PRESETS,
     LENGTH_GROUP_BATCHES,
     PAPER_LORA_TARGETS,
     GluePreset,
@@ -69,7 +70,7 @@ from lorabook.inject import attention_targets
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
-from lorabook.precision import precision_record
+from lorabook.precision import cpu_precision, precision_record
 from lorabook.quiet import quiet
 from lorabook.records import environment, peak_memory_of_processes
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
@@ -355,6 +356,8 @@ def run_glue(
             f"{run.stem}: {len(others)} record(s) with other settings exist beside it "
             f"(e.g. {others[0].name}); this run gets its own record"
         )
+    if run.preset in CPU_PRECISION_PRESETS and "mixed_precision" not in (overrides or {}):
+        cpu_precision(log)  # one line where the CPU has no native bf16: the preset runs in fp32
     if force and state.is_main_process:
         paths.drop_scratch()  # a rerun starts over, not from an old checkpoint
     state.wait_for_everyone()

@@ -64,6 +64,16 @@ and a record of ``adapter_p`` without the setting is Houlsby's FFN adapter); ``p
 in it. The ``cpu`` preset keeps ``houlsby_ffn``, so its meaning stays what its records are;
 ``paper``, ``quick`` and a new preset get ``pfeiffer``, the paper's AdapterP.
 
+bf16 (issue 17): the ``cpu`` preset trains and evaluates with ``mixed_precision =``
+:func:`~lorabook.precision.cpu_precision`: bf16 autocast over fp32 weights and optimizer
+state where the CPU computes bf16 natively (this project's machine does), fp32 elsewhere, and
+a run that falls back says so in one line (:data:`CPU_PRECISION_PRESETS`); the record's
+``precision`` says which it ran in. Until issue 17 the preset trained in fp32, and every
+``cpu`` record committed then says ``mixed_precision: "no"``: ``mixed_precision`` is part of a
+run's identity, so those records are now "the ``cpu`` preset in fp32". The campaign's jobs pin
+that (:data:`lorabook.glue.campaign.RECORDED_IN`), so re-running the campaign reproduces its
+records and the book finds them; ``--mixed-precision no`` finds them from the command line.
+
 The read-out (``pooling``, :mod:`lorabook.heads`): ``cls``, the models' own (BERT's pooler on
 [CLS]; RoBERTa's head on ``<s>``), or ``mean``, the masked mean of the tokens, which
 all-MiniLM-L6-v2 was trained for (its pooler is untrained). ``cls`` is left out of a run's
@@ -84,9 +94,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 from lorabook.cli import SettingsError
 from lorabook.heads import POOLING
+from lorabook.precision import cpu_precision
 from lorabook.train import LENGTH_GROUP_BATCHES, TrainConfig
 
 PRESETS = ("paper", "quick", "cpu")
+CPU_PRECISION_PRESETS = ("cpu",)  # mixed_precision: cpu_precision(), see issue 17 above
 PADDING = ("longest", "max_length")  # pad each batch to its longest example, or to max_length
 MIN_MAX_LENGTH = 8
 
@@ -326,7 +338,11 @@ def glue_preset(preset: str, task: str, method: str, seed: int = 0) -> GluePrese
 
 
 def _cpu_preset(task: str, method: str, seed: int) -> GluePreset:
-    """The ``cpu`` preset; a method the sweep has not picked for yet must be given lr, epochs."""
+    """The ``cpu`` preset; a method the sweep has not picked for yet must be given lr, epochs.
+
+    It trains and evaluates in bf16 where the CPU has it natively, else in fp32
+    (:func:`~lorabook.precision.cpu_precision`; the records committed before issue 17 are
+    fp32 runs, :data:`lorabook.glue.campaign.RECORDED_IN`)."""
     lr, epochs = CPU_CHOSEN.get(method, (None, None))
     notes = ["cpu preset: MiniLM-sized schedule chosen by a sweep on MRPC, not the paper's"]
     train = TrainConfig(
@@ -335,6 +351,7 @@ def _cpu_preset(task: str, method: str, seed: int) -> GluePreset:
         batch_size=CPU_BATCH,
         warmup_ratio=PAPER_WARMUP_RATIO,
         weight_decay=PAPER_WEIGHT_DECAY,
+        mixed_precision=cpu_precision(),  # bf16 where native, else fp32 (issue 17)
         seed=seed,
     )
     return GluePreset(

@@ -252,7 +252,12 @@ def bf16_quality(
 ) -> list[dict]:
     """What bf16 autocast costs a GLUE run: per method, the seed-0 run with the campaign's
     settings trained in bf16, beside the campaign's fp32 runs of every seed (their spread is
-    the yardstick). A missing bf16 run gives ``None`` in its columns."""
+    the yardstick). A missing bf16 run gives ``None`` in its columns.
+
+    The fp32 runs are the campaign's jobs (fp32 by :data:`~lorabook.glue.campaign.RECORDED_IN`);
+    the bf16 run is the ``cpu`` preset asked for bf16 by name, which is the preset's own
+    default on a CPU with native bf16 (the same settings, so the same record as ``python -m
+    lorabook.glue --preset cpu`` there) and still bf16 on a CPU without it."""
     from lorabook.glue.campaign import MODEL, PRESET, SEEDS
     from lorabook.glue.experiment import plan_glue_run
 
