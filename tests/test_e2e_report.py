@@ -32,6 +32,14 @@ def test_the_chapter_shows_the_records_decoded_as_the_preset_decodes_today():
     for record in shown.values():
         assert report.decoding(record)["algorithm"] == "official"
         assert report.decoding(record)["ngram_scope"] == "continuation"
+        assert record["data"]["test_mrs"] == 630  # the whole test set: no check run (8 MRs)
+        assert report.trained_by_preset(record)
+    checks = [
+        r
+        for r in report.find_records(RESULTS, "e2e", preset="cpu", method="lora")
+        if r["settings"].get("test_mrs") == report.BF16_CHECK["test_mrs"]
+    ]
+    assert checks and not any(report.trained_by_preset(r) for r in checks)
 
 
 def test_the_same_lora_tensors_decoded_other_ways_are_found_and_the_fix_removes_glued_words():

@@ -33,11 +33,16 @@ def recorded_in(preset: str) -> dict:
     return dict(CPU_RECORDED_IN) if preset == "cpu" else {}
 
 
-def trained_as(record: dict, pinned: dict) -> bool:
-    """Whether the record's settings have the ``pinned`` values (TrainConfig fields, such as
-    ``mixed_precision``, are read from its ``train`` settings)."""
-    settings = record["settings"]
-    return all(settings["train"].get(k, settings.get(k)) == v for k, v in pinned.items())
+def trained_by_preset(record: dict) -> bool:
+    """Whether the record was trained with its preset's settings (as the chapter's records
+    were: :func:`recorded_in`), what a campaign job sets itself aside
+    (:func:`campaign_overrides`) and the decoding aside: not a shorter check run made with
+    the same preset (e.g. :data:`BF16_CHECK`'s 800 rows and 8 test MRs)."""
+    method = "lora" if record["method"] == NO_TRAINING else record["method"]
+    preset = e2e_preset(record["preset"], method).with_overrides(
+        **recorded_in(record["preset"]), **campaign_overrides(record)
+    )
+    return _training(record) == {k: v for k, v in preset.to_dict().items() if k != "decode"}
 
 
 def decoding(record: dict) -> dict:
@@ -81,8 +86,9 @@ def preset_records(
     results_dir: str | Path, preset: str, model: str, methods: list[str], seed: int = 0
 ) -> dict[str, dict]:
     """Per method, the newest scored record decoded with the preset's beam search and n-gram
-    scope (as ``run_e2e`` decodes now), trained as the chapter's records of the preset were
-    (:func:`recorded_in`: the ``cpu`` records in fp32); methods without one are left out."""
+    scope (as ``run_e2e`` decodes now), trained with the preset's settings as the chapter's
+    records were (:func:`trained_by_preset`: the ``cpu`` records in fp32, no check runs);
+    methods without one are left out."""
     out = {}
     for method in methods:
         now = e2e_preset(preset, "lora" if method == NO_TRAINING else method).decode
@@ -91,7 +97,7 @@ def preset_records(
             for r in find_records(results_dir, "e2e", preset=preset, model=model, method=method)
             if r.get("seed") == seed
             and r.get("scores")
-            and trained_as(r, recorded_in(preset))
+            and trained_by_preset(r)
             and decoding(r)["algorithm"] == now.algorithm
             and decoding(r)["ngram_scope"] == now.ngram_scope
         ]
