@@ -620,10 +620,45 @@ if precision_bench.exists():
             + f"; outputs identical in {100 * d['same_output_share']:.0f}% of MRs"
         )
     print("note:", pb.get("note"))
+    gains = {(row["model"], row["method"]): row["speedups"]["bf16_vs_fp32"] for row in pb["rows"]}
+    print(
+        "bf16 against fp32, per training step (paired; the mean ratio ± its noise): "
+        + "; ".join(f"{m} {k} ×{g['mean']:.2f} ± {g['noise']:.2f}" for (m, k), g in gains.items())
+    )
+    for row in pb["rows"]:
+        if "bf16_loss_logits_vs_fp32_all" in row["speedups"]:
+            both = row["speedups"]["bf16_loss_logits_vs_fp32_all"]
+            print(
+                f"{row['model']} {row['method']}: bf16 and the LM head only where the loss "
+                f"is, together ×{both['mean']:.2f} ± {both['noise']:.2f} against fp32 on "
+                "every position"
+            )
 else:
     print(
         "no precision bench yet: python benchmarks/precision.py --note '...' "
         "(about 25 minutes on 2 quiet cores)"
+    )
+
+# %% [markdown]
+# The campaigns do not train in one process on both cores: they run two one-thread workers,
+# each pinned to its own core. The same paired measurement with one thread
+# (`--threads 1`, record `precision-cpu-1thread-minilm.json`) checks that bf16 pays there too:
+
+# %%
+one_thread = REPO_ROOT / "results" / "bench" / "precision-cpu-1thread-minilm.json"
+if one_thread.exists():
+    ot = json.loads(one_thread.read_text())
+    for row in ot["rows"]:
+        g = row["speedups"]["bf16_vs_fp32"]
+        print(
+            f"{row['model']} {row['method']}, {ot['settings']['threads']} thread: bf16 "
+            f"×{g['mean']:.2f} ± {g['noise']:.2f} per step"
+        )
+    print("note:", ot.get("note"))
+else:
+    print(
+        "no one-thread bench yet: python benchmarks/precision.py --models minilm --threads 1 "
+        "--peer-steps 0 --decode-model '' --out results/bench/precision-cpu-1thread-minilm.json"
     )
 
 # %% [markdown]
@@ -640,13 +675,23 @@ quality = pd.DataFrame(glue_report.bf16_quality(REPO_ROOT / "results")).set_inde
     ["task", "method"]
 )
 display(quality.round(2))
+done = quality.dropna(subset=["bf16 score (seed 0)"])
+if len(done):
+    print(
+        "MRPC in bf16 against the fp32 seeds' median: "
+        + ", ".join(f"{m} {d:+.2f} points" for (_, m), d in done["bf16 − fp32 median"].items())
+        + "; every bf16 run within the fp32 seeds' range: "
+        + ("yes" if done["within the fp32 seeds' range"].all() else "no")
+    )
 losses = e2e_report.bf16_dev_losses(REPO_ROOT / "results")
 if all(losses.values()):
     gap = losses["bf16"]["dev_loss"] / losses["no"]["dev_loss"] - 1
     print(
         f"E2E, LoRA, 100 steps: dev loss fp32 {losses['no']['dev_loss']:.4f}, bf16 "
-        f"{losses['bf16']['dev_loss']:.4f} ({100 * gap:+.2f}%); s/step "
-        f"{losses['no']['seconds_per_step']:.2f} vs {losses['bf16']['seconds_per_step']:.2f}"
+        f"{losses['bf16']['dev_loss']:.4f} ({100 * gap:+.3f}%: "
+        f"{'within' if abs(gap) < 0.01 else 'NOT within'} 1%); s/step "
+        f"{losses['no']['seconds_per_step']:.2f} vs {losses['bf16']['seconds_per_step']:.2f} "
+        "(one thread each, on its own core, side by side)"
     )
 else:
     print(

@@ -252,7 +252,9 @@ def bf16_quality(
 ) -> list[dict]:
     """What bf16 autocast costs a GLUE run: per method, the seed-0 run with the campaign's
     settings trained in bf16, beside the campaign's fp32 runs of every seed (their spread is
-    the yardstick). A missing bf16 run gives ``None`` in its columns.
+    the yardstick). A missing bf16 run gives ``None`` in its columns. Speed is not compared
+    here (the runs ran months of commits apart under other loads): the bench's paired steps
+    measure it (``benchmarks/precision.py``).
 
     The fp32 runs are the campaign's jobs (fp32 by :data:`~lorabook.glue.campaign.RECORDED_IN`);
     the bf16 run is the ``cpu`` preset asked for bf16 by name, which is the preset's own
@@ -276,13 +278,12 @@ def bf16_quality(
                 "method": method,
                 "fp32 scores (seeds)": sorted(scores),
                 "bf16 score (seed 0)": value,
+                "bf16 − fp32 median": None
+                if value is None or not scores
+                else value - statistics.median(scores),
                 "within the fp32 seeds' range": None
                 if value is None or not scores
                 else min(scores) <= value <= max(scores),
-                "fp32 s/step (seed 0)": fp32[Job(task, method, 0)]["seconds_per_step"]
-                if Job(task, method, 0) in fp32
-                else None,
-                "bf16 s/step": bf16["seconds_per_step"] if bf16 is not None else None,
             }
         )
     return rows
