@@ -55,8 +55,9 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 def two_processes(results: Path, model: Path, *extra: str, env: dict | None = None):
-    """``torchrun --nproc_per_node 2 -m lorabook.glue ARGS --batch-size 8``."""
-    args = [*ARGS, "--batch-size", "8", "--model", str(model), "--results-dir", str(results)]
+    """``torchrun --nproc_per_node 2 -m lorabook.glue ARGS --batch-size 16`` (a global batch:
+    8 a process)."""
+    args = [*ARGS, "--batch-size", "16", "--model", str(model), "--results-dir", str(results)]
     return torchrun("glue", [*args, *extra], env=env)
 
 
@@ -117,6 +118,35 @@ def test_energy_of_one_process_is_its_own_and_none_when_not_measured():
     assert energy_of_processes(None) == {}  # a CPU: no power counter
 
 
+def test_a_global_batch_is_shared_by_the_processes_and_a_process_batch_is_each_ones():
+    from lorabook.cli import SettingsError
+    from lorabook.train import effective_batch, per_process
+
+    config = TrainConfig(batch_size=16)
+    assert per_process(config, "global", 1) is config
+    assert per_process(config, "global", 2).batch_size == 8
+    assert per_process(config, "process", 2) is config
+    assert effective_batch(per_process(config, "global", 4), 4)["examples"] == 16
+    assert effective_batch(per_process(config, "process", 4), 4)["examples"] == 64
+    with pytest.raises(ValueError, match="16 cannot be shared evenly by 3 processes"):
+        per_process(config, "global", 3)
+    with pytest.raises(ValueError, match="batch_scope must be one of global, process"):
+        per_process(config, "device", 2)
+    # planned before any data is read; the default scope stays out of a run's identity
+    with pytest.raises(SettingsError, match="cannot be shared evenly by 3"):
+        plan_glue_run("rte", "lora", "m", "quick", 0, "r", {"batch_size": 16}, 3)
+    default = plan_glue_run("rte", "lora", "m", "quick", 0, "r")
+    assert "batch_scope" not in default.config["settings"]
+    process = plan_glue_run("rte", "lora", "m", "quick", 0, "r", {"batch_scope": "process"})
+    assert process.config["settings"]["batch_scope"] == "process"
+    assert process.paths.key != default.paths.key
+    from lorabook.e2e.experiment import plan_e2e_run
+
+    with pytest.raises(SettingsError, match="8 cannot be shared evenly by 3"):
+        plan_e2e_run("lora", "m", "cpu", 0, "r", {"batch_size": 8}, 3)
+    assert "batch_scope" not in plan_e2e_run("lora", "m", "cpu", 0, "r").config["settings"]
+
+
 def test_processes_enter_the_identity_only_above_one():
     settings = {"train": {"batch_size": 16}}
     one = glue_config("rte", "lora", "m", "quick", 0, settings)
@@ -148,6 +178,7 @@ def test_two_processes_train_what_one_trains_with_the_same_global_batch(
         log=lambda _: None,
     )
     assert one["effective_batch"]["examples"] == two["effective_batch"]["examples"] == 16
+    assert one["settings"] == two["settings"]  # a global batch: the same settings, 8 a process
     a = load_file(path.with_suffix("") / "trainable.safetensors")
     b = load_file(next(tmp_path.rglob("trainable.safetensors")))
     assert a.keys() == b.keys()
@@ -212,7 +243,7 @@ def test_a_two_process_e2e_run_writes_one_record_whose_outputs_equal_one_process
 ):
     two_dir, one_dir = tmp_path / "two", tmp_path / "one"
     args = [*E2E_ARGS, "--model", str(model_folder), "--data-dir", str(small_data)]
-    done = torchrun("e2e", [*args, "--results-dir", str(two_dir), "--batch-size", "2"])
+    done = torchrun("e2e", [*args, "--results-dir", str(two_dir), "--batch-size", "4"])
     if done.returncode != 0:
         skip_unless_torchrun_starts()
         pytest.fail(f"the two-process E2E run failed:\n{done.stdout[-3000:]}")

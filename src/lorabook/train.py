@@ -44,7 +44,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -389,12 +389,41 @@ def process_state() -> PartialState:
     return state
 
 
-def effective_batch(config: TrainConfig, processes: int) -> dict[str, int]:
-    """The examples behind one optimizer step: ``per_process × processes × grad_accum``.
+BATCH_SCOPES = ("global", "process")
+"""What a preset's ``batch_size`` counts: ``global``, the examples of one optimizer step
+whatever the number of processes (each takes its share); ``process``, one process's batch
+(the step's batch grows with the processes)."""
 
-    ``config.batch_size`` is per process, so the same settings on 2 processes train with
-    twice the batch of 1 process: another run (the experiments put the process count in a
-    run's identity when it is above 1)."""
+
+def per_process(config: TrainConfig, scope: str, processes: int) -> TrainConfig:
+    """The TrainConfig one of ``processes`` processes trains with, for a batch of ``scope``.
+
+    ``global``: ``batch_size`` is the step's, split evenly (each process takes ``batch_size /
+    processes``), so a run's arithmetic does not depend on how many processes run it.
+    ``process``: each process takes ``batch_size``, as the official GLUE scripts'
+    ``--per_device_train_batch_size`` does on their 8 GPUs (an effective 8 × Table 9's batch).
+
+    Raises:
+        ValueError: an unknown scope, or a global batch the processes cannot share evenly
+            (the message names the fixes).
+    """
+    if scope not in BATCH_SCOPES:
+        raise ValueError(f"batch_scope must be one of {', '.join(BATCH_SCOPES)}, got {scope!r}")
+    if scope == "process" or processes == 1:
+        return config
+    if config.batch_size % processes:
+        raise ValueError(
+            f"a global batch of {config.batch_size} cannot be shared evenly by {processes} "
+            f"processes: give a batch size that {processes} divides, another process count, "
+            "or --batch-scope process (each process takes the whole batch)"
+        )
+    return replace(config, batch_size=config.batch_size // processes)
+
+
+def effective_batch(config: TrainConfig, processes: int) -> dict[str, int]:
+    """The examples behind one optimizer step: ``per_process × processes × grad_accum``, for
+    the TrainConfig one process trains with (:func:`per_process`). The experiments put the
+    process count in a run's identity when it is above 1."""
     return {
         "per_process": config.batch_size,
         "processes": processes,

@@ -33,7 +33,13 @@ def yes_no(text: str) -> bool:
 OVERRIDES = {  # flag -> (setting, type, help)
     "--epochs": ("epochs", int, "training epochs"),
     "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "training batch size per device"),
+    "--batch-size": ("batch_size", int, "training batch size (see --batch-scope)"),
+    "--batch-scope": (
+        "batch_scope",
+        str,
+        "global: the batch size is a step's, shared by the processes (default); process: "
+        "each process takes it",
+    ),
     "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--mixed-precision": ("mixed_precision", str, f"one of {MIXED_PRECISION}"),

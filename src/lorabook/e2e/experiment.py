@@ -82,6 +82,7 @@ from lorabook.train import (
     fit,
     launched_processes,
     length_grouped_order,
+    per_process,
     process_state,
     round_order,
 )
@@ -468,28 +469,36 @@ def plan_e2e_run(
             f"rounds_per_epoch={settings.rounds_per_epoch} plans its rounds for one process; "
             f"run it with one process, or set rounds_per_epoch=1 for {processes} processes"
         )
+    try:
+        per_process(settings.train, settings.batch_scope, processes)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
     config = run_config(method, model, preset_name, settings, seed, processes)
     paths = run_paths(results_dir, "e2e", preset_name, model, f"{method}-seed{seed}", config)
     return E2ERun(method, model, preset_name, seed, settings, config, paths)
 
 
-def fit_rounds(settings: E2EPreset, lengths: list[int]) -> tuple[TrainConfig, Callable | None]:
-    """``fit``'s config and ``order`` for the settings and the training examples' token
-    ``lengths``: as they are with one round an epoch; with ``rounds_per_epoch`` > 1, one
-    ``fit`` epoch per round (:func:`lorabook.train.round_order`: the rounds of a pass cover
-    every training row once, each takes the same number of batches, so the schedule planned
-    for ``planned_rounds`` rounds is exact). ``group_by_length``: batches of similar length
+def fit_rounds(
+    settings: E2EPreset, lengths: list[int], processes: int = 1
+) -> tuple[TrainConfig, Callable | None]:
+    """``fit``'s config and ``order`` for the settings, the training examples' token ``lengths``
+    and the run's ``processes`` (the batch each one takes: :func:`lorabook.train.per_process`):
+    as they are with one round an epoch; with ``rounds_per_epoch`` > 1, one ``fit`` epoch per
+    round (:func:`lorabook.train.round_order`: the rounds of a pass cover every training row
+    once, each takes the same number of batches, so the schedule planned for ``planned_rounds``
+    rounds is exact). ``group_by_length``: batches of similar length
     (:func:`lorabook.train.group_by_length`, in chunks of ``LENGTH_GROUP_BATCHES`` batches).
 
     Raises:
         SettingsError: the training rows cannot be cut into rounds of equal batches.
     """
-    batch, seed = settings.train.batch_size, settings.train.seed
+    train = per_process(settings.train, settings.batch_scope, processes)
+    batch, seed = train.batch_size, train.seed
     grouped = lengths if settings.group_by_length else None
     if settings.rounds_per_epoch == 1:
         if grouped is None:
-            return settings.train, None
-        return settings.train, functools.partial(
+            return train, None
+        return train, functools.partial(
             length_grouped_order, grouped, batch, seed, chunk_batches=LENGTH_GROUP_BATCHES
         )
     try:
@@ -498,7 +507,7 @@ def fit_rounds(settings: E2EPreset, lengths: list[int]) -> tuple[TrainConfig, Ca
         )
     except ValueError as err:
         raise SettingsError(f"{err} (set train_examples)") from None
-    config = replace(settings.train, epochs=settings.planned_rounds, max_steps_per_epoch=per_round)
+    config = replace(train, epochs=settings.planned_rounds, max_steps_per_epoch=per_round)
     return config, order
 
 
@@ -678,7 +687,7 @@ def run_e2e(
                     [r for _, r in pairs],
                     replace(settings.decode, num_beams=1),
                 )
-            fit_config, order = fit_rounds(settings, train_ds.lengths())
+            fit_config, order = fit_rounds(settings, train_ds.lengths(), ranks.num_processes)
             if continued is not None:
                 start_from(continued, paths.scratch, log)
             result = fit(
@@ -773,7 +782,10 @@ def run_e2e(
         "data": {"test_mrs": len(mrs), "test_references": sum(map(len, references)), **train_info},
         "epochs": history,
         **({"processes": ranks.num_processes} if ranks.num_processes != 1 else {}),
-        "effective_batch": effective_batch(settings.train, ranks.num_processes)
+        "effective_batch": effective_batch(
+            per_process(settings.train, settings.batch_scope, ranks.num_processes),
+            ranks.num_processes,
+        )
         if method != NO_TRAINING
         else None,
         **({"selection": selected} if selected is not None else {}),

@@ -56,7 +56,7 @@ from lorabook.cli import SettingsError
 from lorabook.e2e.paper_format import DATA_FORMS
 from lorabook.optimizers import OPTIMIZERS
 from lorabook.precision import PRECISIONS, cpu_precision
-from lorabook.train import TrainConfig
+from lorabook.train import BATCH_SCOPES, TrainConfig
 
 PRESETS = ("paper", "cpu", "full", "smoke")
 CPU_PRECISION_PRESETS = ("cpu", "full")  # train and decode in cpu_precision()
@@ -157,6 +157,7 @@ class E2EPreset:
     select_best: bool = False  # decode with the weights of the lowest dev loss, not the last
     decode_test: bool = True  # decode (and score) the test set after training
     group_by_length: bool = False  # batches of similar length (lorabook.train.group_by_length)
+    batch_scope: str = "global"  # train.batch_size counts a step's examples (BATCH_SCOPES)
     # settings this preset has no value for yet (a sweep picks them); never in to_dict()
     unset: tuple[str, ...] = ()
 
@@ -165,6 +166,11 @@ class E2EPreset:
             raise SettingsError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.dropout < 1:
             raise SettingsError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.batch_scope not in BATCH_SCOPES:
+            raise SettingsError(
+                f"batch_scope must be one of {', '.join(BATCH_SCOPES)} (the step's batch; each "
+                f"process's), got {self.batch_scope!r}"
+            )
         if self.max_length < 8:
             raise SettingsError(f"max_length must be at least 8, got {self.max_length}")
         for name in ("train_examples", "eval_examples", "test_mrs"):
@@ -295,6 +301,7 @@ ADDED_LATER = (  # E2EPreset fields absent from to_dict() at their default
     "select_best",
     "decode_test",
     "group_by_length",
+    "batch_scope",
 )
 DECODE_ADDED_LATER = ("stop_strings",)  # the same for DecodeConfig fields
 

@@ -43,7 +43,13 @@ def count_or_all(text: str) -> int | str:
 OVERRIDES = {  # flag -> (setting, type, help)
     "--epochs": ("epochs", int, "training epochs"),
     "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "training batch size per device"),
+    "--batch-size": ("batch_size", int, "training batch size (see --batch-scope)"),
+    "--batch-scope": (
+        "batch_scope",
+        str,
+        "global: the batch size is a step's, shared by the processes (default); process: "
+        "each process takes it (the official GLUE scripts' per-device batch)",
+    ),
     "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
     "--mixed-precision": ("mixed_precision", str, f"one of {MIXED_PRECISION}"),
     "--max-length": ("max_length", int, "maximum tokens per example"),

@@ -22,14 +22,15 @@ LoRA's, BitFit's and the adapters' trained tensors are kept beside the record
 (``<record name>/trainable.safetensors``); full fine-tuning's are the whole model (~90 MB for
 MiniLM) and are not kept.
 
-Several processes (``accelerate launch`` on GPUs, ``torchrun --nproc_per_node 2`` on CPUs):
-the preset's ``batch_size`` is per process, so the effective batch (``effective_batch`` in
-the record) is ``batch_size × processes × grad_accum`` and a run of 2 processes is another
-run than one of 1 (the process count joins the identity, above 1 only, so the records of
-one process keep their names). Every process trains on its shard and evaluates its part of
-the dev set (each example counted once); the main process alone writes the record, the
-trained tensors and the kept predictions, and removes the scratch folder, once all are done.
-"""
+Several processes (``accelerate launch`` on GPUs, ``torchrun --nproc_per_node 2`` on CPUs): the
+preset's ``batch_size`` is a step's (``batch_scope = "global"``: each of N processes takes batch
+/ N; ``"process"``: each takes the whole batch, :func:`lorabook.train.per_process`), the
+effective batch (``effective_batch`` in the record) is ``per-process batch × processes ×
+grad_accum``, and a run of 2 processes is another run than one of 1 (the process count joins the
+identity, above 1 only, so the records of one process keep their names). Every process trains on
+its shard and evaluates its part of the dev set (each example counted once); the main process
+alone writes the record, the trained tensors and the kept predictions, and removes the scratch
+folder, once all are done. """
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ from lorabook.train import (
     fit,
     launched_processes,
     length_grouped_order,
+    per_process,
     process_state,
 )
 
@@ -185,6 +187,10 @@ def plan_glue_run(
     settings = settings.with_overrides(**(overrides or {})).check()
     if processes is None:
         processes = launched_processes()
+    try:
+        per_process(settings.train, settings.batch_scope, processes)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
     config = glue_config(
         task, method, model, preset_name, seed, settings.resolved(method), processes
     )
@@ -380,7 +386,7 @@ def run_glue(
     eval_ds = tokenize_glue(eval_rows, tokenizer, task, settings.max_length)
     pad_to = settings.max_length if settings.padding == "max_length" else None
     collate = DataCollatorWithPadding(tokenizer, padding=settings.padding, max_length=pad_to)
-    train = settings.train
+    train = per_process(settings.train, settings.batch_scope, state.num_processes)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
 
     def order(epoch: int) -> list[int]:

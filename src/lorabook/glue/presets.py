@@ -64,6 +64,13 @@ and a record of ``adapter_p`` without the setting is Houlsby's FFN adapter); ``p
 in it. The ``cpu`` preset keeps ``houlsby_ffn``, so its meaning stays what its records are;
 ``paper``, ``quick`` and a new preset get ``pfeiffer``, the paper's AdapterP.
 
+The batch (issue 22): every preset's ``batch_size`` is the *global* batch, the examples of
+one optimizer step (``batch_scope = "global"``): with N processes each takes batch / N, so a
+run's arithmetic does not depend on how many processes run it. That is how this book reads
+Table 9, whose text does not say "per device". The official scripts pass Table 9's batch as
+``--per_device_train_batch_size`` on 8 GPUs (CoLA: 2): ``--batch-scope process`` makes each
+process take the whole batch (on 8 processes, the scripts' effective batch).
+
 bf16 (issue 17): the ``cpu`` preset trains and evaluates with ``mixed_precision =``
 :func:`~lorabook.precision.cpu_precision`: bf16 autocast over fp32 weights and optimizer
 state where the CPU computes bf16 natively (this project's machine does), fp32 elsewhere, and
@@ -95,7 +102,7 @@ from dataclasses import asdict, dataclass, field, replace
 from lorabook.cli import SettingsError
 from lorabook.heads import POOLING
 from lorabook.precision import cpu_precision
-from lorabook.train import LENGTH_GROUP_BATCHES, TrainConfig
+from lorabook.train import BATCH_SCOPES, LENGTH_GROUP_BATCHES, TrainConfig
 
 PRESETS = ("paper", "quick", "cpu")
 CPU_PRECISION_PRESETS = ("cpu",)  # mixed_precision: cpu_precision(), see issue 17 above
@@ -164,6 +171,7 @@ class GluePreset:
     pooling: str = "cls"  # what the classifier reads: [CLS] (the models' own) or the mean
     padding: str = "longest"
     group_by_length: bool = False
+    batch_scope: str = "global"  # train.batch_size counts a step's examples (BATCH_SCOPES)
     notes: list[str] = field(default_factory=list)
     unset: tuple[str, ...] = ()  # settings the preset has no value for yet: give them
 
@@ -241,6 +249,11 @@ class GluePreset:
             problems.append(f"max_steps_per_epoch must be at least 1 (or unset), got {steps}")
         if self.padding not in PADDING:
             problems.append(f"padding must be one of {PADDING}, got {self.padding!r}")
+        if self.batch_scope not in BATCH_SCOPES:
+            problems.append(
+                f"batch_scope must be one of {', '.join(BATCH_SCOPES)} (the step's batch; each "
+                f"process's), got {self.batch_scope!r}"
+            )
         if problems:
             raise SettingsError("; ".join(problems))
         return self
@@ -261,8 +274,8 @@ class GluePreset:
         does not use are ``None``. This dict, minus ``notes``, is part of a run's identity.
         ``lora_targets`` is in it only for LoRA away from the paper's (q, v), and
         ``adapter_p_variant`` only for ``adapter_p`` away from ``houlsby_ffn``, ``pooling``
-        only away from ``cls``: a setting added after records were written must not rename
-        them.
+        only away from ``cls``, ``batch_scope`` only away from ``global``: a setting added after
+        records were written must not rename them.
         """
         train = asdict(self.train)
         for name in ("lr", "warmup_ratio", "weight_decay", "max_grad_norm"):
@@ -282,6 +295,7 @@ class GluePreset:
             "adapter_size": self.adapter_size if method.startswith("adapter") else None,
             **({"adapter_p_variant": variant} if variant != ADAPTER_P_LEGACY else {}),
             **({"pooling": self.pooling} if self.pooling != POOLING[0] else {}),
+            **({"batch_scope": self.batch_scope} if self.batch_scope != BATCH_SCOPES[0] else {}),
             "padding": self.padding,
             "group_by_length": self.group_by_length,
             "length_group_batches": LENGTH_GROUP_BATCHES if self.group_by_length else None,
