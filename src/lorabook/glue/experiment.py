@@ -30,7 +30,7 @@ grad_accum``, and a run of 2 processes is another run than one of 1 (the process
 identity, above 1 only, so the records of one process keep their names). Every process trains on
 its shard and evaluates its part of the dev set (each example counted once); the main process
 alone writes the record, the trained tensors and the kept predictions, and removes the scratch
-folder, once all are done. """
+folder, once all are done."""
 
 from __future__ import annotations
 
