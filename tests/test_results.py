@@ -71,13 +71,16 @@ def test_e2e_record_is_found_by_todays_preset(path: Path):
     (``recorded_in``: issue 17 made bf16 the preset's default), read from no record."""
     from lorabook.e2e.experiment import NO_TRAINING, run_config
     from lorabook.e2e.presets import e2e_preset
-    from lorabook.e2e.report import campaign_overrides, decoding, recorded_in
+    from lorabook.e2e.report import BF16_CHECK, campaign_overrides, decoding, recorded_in
 
     record = json.loads(path.read_text())
     method, seed, preset = record["method"], record["seed"], record["preset"]
     settings = e2e_preset(preset, "lora" if method == NO_TRAINING else method, seed)
+    check = {}  # the bf16 check's short runs (chapter 5): its sizes and the precision it asks
+    if all(record["settings"].get(k) == v for k, v in BF16_CHECK.items()):
+        check = {**BF16_CHECK, "mixed_precision": record["settings"]["train"]["mixed_precision"]}
     settings = settings.with_overrides(
-        **recorded_in(preset), **decoding(record), **campaign_overrides(record)
+        **recorded_in(preset), **decoding(record), **campaign_overrides(record), **check
     )
     config = run_config(method, record["model"], preset, settings, seed)
     assert path.name == f"{method}-seed{seed}-{config_key(config)}.json"
