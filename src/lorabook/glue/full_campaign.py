@@ -471,22 +471,26 @@ def plan_rows(
 
     stages: dict[str, tuple[list[PlanRow], str]] = {}
     head = head_jobs()
-    note = f"{len(head)} runs, [CLS] vs mean pooling; rule: the higher mean dev score, a tie → cls"
-    stages["head"] = (rows(head, waits=False), note + f"; picked: {picked or 'not yet'}")
+    note = f"{len(head)} runs, ~{_hours(head, speeds):.1f} worker-hours, [CLS] vs mean pooling; "
+    note += f"rule: the higher mean dev score, a tie → cls; picked: {picked or 'not yet'}"
+    stages["head"] = (rows(head, waits=False), note)
     long = long_jobs(pooling, results_dir, model)
     undecided = [(t, m) for t, m in start if (t, m) not in decided]
     more = _hours((j for t, m in undecided for j in chain(t, m, pooling) if j not in long), speeds)
-    note = f"seed 0 of {len(start)} (task, method) pairs until peaked, {len(decided)} budgets "
-    note += f"decided; doublings not asked for yet not counted (all of them: +{more:.0f} h)"
+    note = f"{len(long)} runs, ~{_hours(long, speeds):.1f} worker-hours: seed 0 of {len(start)} "
+    note += f"(task, method) pairs until peaked, {len(decided)} budgets decided; doublings not "
+    note += f"asked for yet not counted (all of them: +{more:.0f} h)"
     stages["long"] = (rows(long, waits=picked is None), note)
     seeds = seeds_jobs(assumed, pooling)
-    note = f"{len(seeds)} runs: seeds 1 and 2 at the budget; AdapterH, AdapterP at m = "
-    note += f"{LARGER_ADAPTER_SIZE} seed 0 (undecided budgets: the starting epochs)"
+    note = f"{len(seeds)} runs, ~{_hours(seeds, speeds):.1f} worker-hours: seeds 1 and 2 at the "
+    note += f"budget; AdapterH, AdapterP at m = {LARGER_ADAPTER_SIZE} seed 0 (undecided budgets: "
+    note += "the starting epochs)"
     stages["seeds"] = (rows(seeds), note)
     section7 = section7_jobs(assumed, pooling)
     extra = [j for j in section7_jobs(assumed, pooling, every_seed=True) if j not in section7]
-    note = f"{len(section7)} runs of their own, ~{_hours(section7, speeds):.1f} worker-hours "
-    note += f"(issue 19's aim: ~{SECTION7_AIM_HOURS}); three seeds in every Table 6 cell: "
+    note = f"{len(section7)} runs, ~{_hours(section7, speeds):.1f} worker-hours (issue 19's aim: "
+    note += f"~{SECTION7_AIM_HOURS}; cells that are another stage's runs counted there); three "
+    note += "seeds in every Table 6 cell: "
     note += f"{len(extra)} runs more, +{_hours(extra, speeds):.1f} h"
     stages["section7"] = (rows(section7), note)
     basis = ", ".join(speeds.measured) or "none"
