@@ -129,6 +129,23 @@ def assert_unchanged(before: dict, model: torch.nn.Module) -> None:
     assert after["kept_modules"] == before["kept_modules"]
 
 
+def glue_command_plan(argv: list[str]):
+    """The run that ``python -m lorabook.glue <argv>`` plans (its first task, method, seed)."""
+    from lorabook.glue.__main__ import build_parser, overrides_from
+    from lorabook.glue.experiment import plan_glue_run
+
+    args = build_parser().parse_args(argv)
+    return plan_glue_run(
+        args.task[0],
+        args.method[0],
+        args.model,
+        args.preset,
+        args.seed[0],
+        args.results_dir,
+        overrides_from(args),
+    )
+
+
 # --- E2E ------------------------------------------------------------------------------------
 
 EOS = "<|endoftext|>"

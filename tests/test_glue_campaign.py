@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import glue_command_plan
 
 from lorabook.glue import campaign, presets
 from lorabook.glue.campaign import Job, campaign_jobs, pick, run_jobs, sweep_jobs
@@ -59,20 +60,8 @@ def test_sweep_covers_every_method_at_every_lr_on_one_task():
 
 
 def test_job_command_line_plans_the_same_run_as_the_job(tmp_path):
-    from lorabook.glue.__main__ import build_parser, overrides_from
-
     job = Job("rte", "adapter_h", 0, 3e-4, 8)
-    args = build_parser().parse_args(job.argv(tmp_path))
-    run = plan_glue_run(
-        args.task[0],
-        args.method[0],
-        args.model,
-        args.preset,
-        args.seed[0],
-        args.results_dir,
-        overrides_from(args),
-    )
-    assert run.paths.record == job.plan(tmp_path).paths.record
+    assert glue_command_plan(job.argv(tmp_path)).paths.record == job.plan(tmp_path).paths.record
 
 
 def test_campaign_needs_every_pick_then_has_45_runs_seed0_first(monkeypatch):

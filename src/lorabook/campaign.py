@@ -11,21 +11,23 @@ and its estimates; this module runs the jobs and prints the plan:
   record exists) is skipped, one another live campaign holds (a lock file) too, and an
   interrupted one resumes when it is run again (the experiments checkpoint themselves).
 * :func:`override_flags`: a job's settings as command-line flags.
-* :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`: per job, its estimated time and,
-  once finished, what it took; in all, the hours left and estimated against spent.
+* :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`, :func:`print_plan`: per job, its
+  estimated time and, once finished, what it took; in all, the hours left and estimated
+  against spent, stage by stage.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lorabook.runs import RunPaths
 
@@ -35,10 +37,16 @@ Job = TypeVar("Job")
 def override_flags(overrides: dict) -> list[str]:
     """A job's settings as the experiment's command line takes them: ``{"mixed_precision":
     "no", "lr": 0.001}`` → ``["--mixed-precision", "no", "--lr", "0.001"]`` (dashes in the
-    flag, strings as they are, other values by ``repr``: exact floats, ``True``/``False``)."""
+    flag, strings as they are, other values by ``repr``: exact floats, ``True``/``False``; a
+    tuple, such as ``lora_targets``, one word per item)."""
+
+    def word(value: object) -> str:
+        return value if isinstance(value, str) else repr(value)
+
     args: list[str] = []
     for name, value in overrides.items():
-        args += [f"--{name.replace('_', '-')}", value if isinstance(value, str) else repr(value)]
+        words = [word(v) for v in value] if isinstance(value, tuple) else [word(value)]
+        args += [f"--{name.replace('_', '-')}", *words]
     return args
 
 
@@ -199,6 +207,60 @@ def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
         "done_spent": sum(r.spent or 0.0 for r in done) / 3600,
         "done": float(len(done)),
     }
+
+
+def print_plan(
+    stages: Mapping[str, tuple[Sequence[PlanRow], str]], workers: int, counted: str
+) -> dict[str, float]:
+    """Print a campaign's plan and return its :func:`plan_totals`.
+
+    ``stages``: stage name -> (its rows, a note), printed as ``== stage: note`` and a line a
+    row in hours; a name starting with ``_`` is a note alone, printed after the stages as
+    ``name: note``. Then the worker-hours left and of the whole campaign (``counted`` says
+    what an estimate counts), the wall-clock hours on ``workers`` workers, and the finished
+    runs' estimated against spent hours.
+    """
+    everything: list[PlanRow] = []
+    for stage, (rows, note) in stages.items():
+        if stage.startswith("_"):
+            continue
+        print(f"== {stage}: {note}")
+        for row in rows:
+            print(plan_line(row, unit="h", spent_label="spent"))
+        everything += rows
+    for name, (_, note) in stages.items():
+        if name.startswith("_"):
+            print(f"{name[1:]}: {note}")
+    totals = plan_totals(everything)
+    wall = totals["estimated"] / workers
+    print(
+        f"left: ~{totals['left']:.1f} worker-hours ({counted}); "
+        f"whole campaign ~{totals['estimated']:.1f} worker-hours, ~{wall:.0f} hours on "
+        f"{workers} workers"
+    )
+    if totals["done"]:
+        print(
+            f"finished: {totals['done']:.0f} runs, estimated ~{totals['done_estimated']:.1f} "
+            f"worker-hours, spent {totals['done_spent']:.1f}"
+        )
+    return totals
+
+
+def campaign_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, Any]:
+    """A campaign's command line (``prog``, its module docstring as ``description``) and its
+    subcommands (``args.command``)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def add_run_command(subcommands: Any, name: str, purpose: str) -> argparse.ArgumentParser:
+    """A subcommand that runs jobs, with ``--workers`` (runs at a time) and ``--cores``."""
+    p = subcommands.add_parser(name, help=purpose)
+    p.add_argument("--workers", type=int, default=2, help="runs at a time")
+    p.add_argument("--cores", type=int, default=None, help="cores to use (default: all)")
+    return p
 
 
 def python_module(module: str) -> tuple[str, ...]:

@@ -75,7 +75,6 @@ batch, so the same command picks up where it stopped, whatever stopped it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -85,7 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorabook import campaign as shared
-from lorabook.campaign import PlanRow, plan_line
+from lorabook.campaign import PlanRow
 from lorabook.cli import SettingsError, add_debug_flag, cli_main
 from lorabook.e2e import presets
 from lorabook.e2e.data import EXPECTED_ROWS
@@ -451,29 +450,8 @@ def plan_rows(
 
 def print_plan(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL, workers: int = 2):
     """``plan``: every stage's jobs with estimated hours, spent hours of finished ones, totals."""
-    stages = plan_rows(results_dir, model)
-    everything: list[PlanRow] = []
-    for stage, (rows, note) in stages.items():
-        if stage.startswith("_"):
-            continue
-        print(f"== {stage}: {note}")
-        for row in rows:
-            print(plan_line(row, unit="h", spent_label="spent"))
-        everything += rows
-    totals = shared.plan_totals(everything)
-    print(f"speeds: {stages['_speeds'][1]}")
-    wall = totals["estimated"] / workers
-    print(
-        f"left: ~{totals['left']:.1f} worker-hours (training, evaluations, test decoding); "
-        f"whole campaign ~{totals['estimated']:.1f} worker-hours, ~{wall:.0f} hours on "
-        f"{workers} workers"
-    )
-    if totals["done"]:
-        print(
-            f"finished: {totals['done']:.0f} runs, estimated ~{totals['done_estimated']:.1f} "
-            f"worker-hours, spent {totals['done_spent']:.1f}"
-        )
-    return totals
+    counted = "training, evaluations, test decoding"
+    return shared.print_plan(plan_rows(results_dir, model), workers, counted)
 
 
 # --------------------------------------------------------------------------- running
@@ -512,19 +490,12 @@ def _stage_jobs(stage: str, results_dir: str | Path, model: str) -> list[Job]:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lorabook.e2e.campaign",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = shared.campaign_parser("python -m lorabook.e2e.campaign", __doc__)
     plan = sub.add_parser("plan", help="every stage's jobs, estimated vs spent hours")
     plan.add_argument("--workers", type=int, default=2, help="for the wall-clock estimate")
     sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
     for name in ("sweep", "pilot", "runs"):
-        p = sub.add_parser(name, help=f"run the {name} (resumable)")
-        p.add_argument("--workers", type=int, default=2, help="runs at a time")
-        p.add_argument("--cores", type=int, default=None, help="cores to use (default: all)")
+        p = shared.add_run_command(sub, name, f"run the {name} (resumable)")
         p.add_argument("--data-dir", default=None, help="default: $LORABOOK_DATA")
         p.add_argument("--no-score", action="store_true", help="decode only, no metrics")
         p.add_argument(

@@ -41,7 +41,6 @@ the ``cpu`` preset's default, and its jobs keep its records' settings.
 
 from __future__ import annotations
 
-import argparse
 import os  # noqa: F401  (the shared pinning reads os; tests reach it as campaign.os)
 import sys
 from collections.abc import Sequence
@@ -82,6 +81,22 @@ WORKER_TOKENS_PER_SECOND = {
 }
 
 
+def glue_argv(
+    task: str,
+    method: str,
+    seed: int,
+    preset: str,
+    model: str,
+    results_dir: str | Path,
+    overrides: dict,
+) -> list[str]:
+    """The ``python -m lorabook.glue`` arguments of one run; each override a flag
+    (:func:`lorabook.campaign.override_flags`: ``lora_r`` → ``--lora-r 2``)."""
+    args = ["--task", task, "--method", method, "--seed", str(seed)]
+    args += ["--preset", preset, "--model", model, "--results-dir", str(results_dir)]
+    return args + shared.override_flags(overrides) + ["--no-progress"]
+
+
 @dataclass(frozen=True)
 class Job:
     """One run of the campaign: task, method, seed and the settings it overrides."""
@@ -103,9 +118,9 @@ class Job:
 
     def argv(self, results_dir: str | Path, model: str = MODEL) -> list[str]:
         """The ``python -m lorabook.glue`` arguments of this job."""
-        args = ["--task", self.task, "--method", self.method, "--seed", str(self.seed)]
-        args += ["--preset", PRESET, "--model", model, "--results-dir", str(results_dir)]
-        return args + shared.override_flags(self.overrides()) + ["--no-progress"]
+        return glue_argv(
+            self.task, self.method, self.seed, PRESET, model, results_dir, self.overrides()
+        )
 
     def plan(self, results_dir: str | Path, model: str = MODEL):
         """Its :class:`~lorabook.glue.experiment.GlueRun` (checked settings, record path)."""
@@ -297,18 +312,11 @@ def _jobs(which: str, results_dir: str | Path = DEFAULT_RESULTS) -> list[Job]:
 def _main(argv: Sequence[str] | None) -> int:
     from lorabook.runs import find_records
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lorabook.glue.campaign",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = shared.campaign_parser("python -m lorabook.glue.campaign", __doc__)
     plan = sub.add_parser("plan", help="list the jobs, done or not, with estimated hours")
     plan.add_argument("which", choices=("sweep", "runs", "follow-ups"))
     for name in ("sweep", "runs", "follow-ups"):
-        p = sub.add_parser(name, help=f"run the {name} (resumable)")
-        p.add_argument("--workers", type=int, default=2, help="runs at a time")
-        p.add_argument("--cores", type=int, default=None, help="cores to use (default: all)")
+        shared.add_run_command(sub, name, f"run the {name} (resumable)")
     sub.choices["runs"].add_argument(
         "--then-follow-ups",
         action="store_true",

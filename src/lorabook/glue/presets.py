@@ -48,6 +48,25 @@ number of epochs of each method are not guessed: a small sweep on MRPC's dev set
 holds what it picked. Until a method's pick is filled in, the preset asks for ``--lr`` and
 ``--epochs`` (which is how the sweep runs it).
 
+``full`` (issue 20): MiniLM on the same CPU, sized so that every method has *peaked*: the
+``cpu`` preset's data (whole training sets, SST-2's seeded 10,000), batch, warm-up, weight
+decay and length-grouped batches, with
+- ``max_length`` 512: nothing truncated (RTE's longest pair is 289 MiniLM tokens; at 128,
+  304 of its 2,490 training pairs and 33 of its 277 dev pairs were cut); batches still pad
+  only to their longest, so the limit costs only RTE's long pairs (174,794 training tokens an
+  epoch against 165,740 at 128; the other tasks' pairs all fit in 128);
+- bf16 autocast where the CPU has it (:func:`~lorabook.precision.cpu_precision`;
+  ``results/bench/precision-cpu.json``: MiniLM LoRA ×1.51 and FT ×1.54 a step);
+- each method's learning rate from the MRPC sweep (``CPU_CHOSEN[method][0]``); the sweep ran
+  the adapters at m = 64 and ``adapter_p`` as Houlsby's FFN adapter (the ``cpu`` preset's), so
+  the adapters at LoRA's size and Pfeiffer's adapter take those rates unswept;
+- epochs per task and method from :data:`FULL_EPOCHS`, which the campaign's budget rule fills
+  (:mod:`lorabook.glue.full_campaign`); until then :data:`FULL_START_EPOCHS`;
+- Pfeiffer's AdapterP, and both adapters at LoRA's size (:data:`FULL_ADAPTER_SIZE`: on
+  MiniLM, AdapterH m = 8 trains 78,432 parameters, AdapterP m = 16 76,128, LoRA r = 8 on W_q,
+  W_v 73,728); ``adapter_size=64`` (the ``cpu`` preset's) is the same method, larger;
+- the read-out :data:`FULL_POOLING`, which the campaign's head stage picks.
+
 LoRA's targets (Section 7's ablations): ``lora_targets`` names the attention weights to adapt
 by their short names ``q``, ``k``, ``v``, ``o`` (W_q, W_k, W_v, W_o; mapped to the model's
 modules by :data:`lorabook.inject.ATTENTION_WEIGHTS`), as a set: ``v q`` is ``q v``. The
@@ -104,8 +123,8 @@ from lorabook.heads import POOLING
 from lorabook.precision import cpu_precision
 from lorabook.train import BATCH_SCOPES, LENGTH_GROUP_BATCHES, TrainConfig
 
-PRESETS = ("paper", "quick", "cpu")
-CPU_PRECISION_PRESETS = ("cpu",)  # mixed_precision: cpu_precision(), see issue 17 above
+PRESETS = ("paper", "quick", "cpu", "full")
+CPU_PRECISION_PRESETS = ("cpu", "full")  # mixed_precision: cpu_precision(), see issue 17 above
 PADDING = ("longest", "max_length")  # pad each batch to its longest example, or to max_length
 MIN_MAX_LENGTH = 8
 
@@ -153,6 +172,19 @@ CPU_CHOSEN: dict[str, tuple[float, int]] = {
     "adapter_h": (1e-3, 5),  # MRPC: 3e-4 81.6, 1e-3 82.4 (81.9 at epoch 5), 2e-3 80.1
     "adapter_p": (1e-3, 4),  # MRPC: 3e-4 80.9, 1e-3 81.4 (81.4 at epoch 4), 2e-3 80.4
 }
+
+
+# full preset (ours, issue 20): the cpu preset's data and schedule shape, until every method
+# has peaked; the campaign (python -m lorabook.glue.full_campaign) fills in what it decides
+FULL_MAX_LENGTH = PAPER_MAX_LENGTH  # 512: nothing truncated (RTE's longest pair: 289 tokens)
+# method -> epochs of the budget rule's first run: the cpu campaign's 20-epoch LoRA follow-ups
+# peaked at epochs 12, 15 and 19 (CoLA, SST-2, RTE); its 4-epoch FT at its last epoch on MRPC,
+# SST-2 and STS-B (seed 0)
+FULL_START_EPOCHS = {"ft": 10, "lora": 20, "bitfit": 20, "adapter_h": 20, "adapter_p": 20}
+# (task, method) -> epochs the budget rule gave (python -m lorabook.glue.full_campaign budget)
+FULL_EPOCHS: dict[tuple[str, str], int] = {}
+FULL_ADAPTER_SIZE = {"adapter_h": 8, "adapter_p": 16}  # LoRA's size on MiniLM (docstring)
+FULL_POOLING = "cls"  # the head stage's pick (python -m lorabook.glue.full_campaign pick-pooling)
 
 
 @dataclass(frozen=True)
@@ -315,6 +347,8 @@ def glue_preset(preset: str, task: str, method: str, seed: int = 0) -> GluePrese
         raise SettingsError(f"Unknown method {method!r}; choose one of {sorted(QUICK_LR)}")
     if preset == "cpu":
         return _cpu_preset(task, method, seed)
+    if preset == "full":
+        return _full_preset(task, method, seed)
     if preset == "quick":
         train = TrainConfig(
             epochs=QUICK_EPOCHS,
@@ -376,4 +410,21 @@ def _cpu_preset(task: str, method: str, seed: int) -> GluePreset:
         adapter_p_variant=ADAPTER_P_LEGACY,  # what the cpu preset's adapter_p records are
         notes=notes,
         unset=() if lr is not None else ("lr", "epochs"),
+    )
+
+
+def _full_preset(task: str, method: str, seed: int) -> GluePreset:
+    """The ``full`` preset: the ``cpu`` preset's, changed where the module docstring says.
+
+    Built on :func:`_cpu_preset` so that what the two share (data, batch, warm-up, weight
+    decay, grouping, the sweep's learning rate) is stated once.
+    """
+    return _cpu_preset(task, method, seed).with_overrides(
+        max_length=FULL_MAX_LENGTH,
+        epochs=FULL_EPOCHS.get((task, method), FULL_START_EPOCHS[method]),
+        mixed_precision=cpu_precision(),
+        adapter_p_variant="pfeiffer",
+        pooling=FULL_POOLING,
+        **({"adapter_size": FULL_ADAPTER_SIZE[method]} if method in FULL_ADAPTER_SIZE else {}),
+        notes=["full preset: MiniLM trained until it peaks (budget rule), not the paper's"],
     )
