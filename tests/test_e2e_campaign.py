@@ -109,6 +109,22 @@ def test_pick_takes_the_lowest_dev_loss_ties_to_the_smaller_rate(tmp_path, capsy
     assert "ft     lr 2e-05 (at an end of the grid)" in out
 
 
+def test_only_the_picked_rates_checkpoints_are_kept_when_asked(tmp_path, capsys, picked):
+    for job in sweep_jobs():
+        write_record(job, tmp_path, [1.0])
+        keep_checkpoint(job, tmp_path)
+    unpicked = campaign.unpicked_checkpoints(tmp_path)
+    chosen = {(j.method, j.lr) for j in sweep_jobs() if presets.FULL_CHOSEN[j.method] == j.lr}
+    assert len(unpicked) == 4 and len(chosen) == 2
+    assert campaign.main(["pick", "--results-dir", str(tmp_path)]) == 0
+    assert "4 unpicked runs keep checkpoints" in capsys.readouterr().out
+    assert all(folder.exists() for folder in unpicked)  # nothing deleted unasked
+    assert campaign.main(["pick", "--results-dir", str(tmp_path), "--drop-unpicked"]) == 0
+    assert "dropped the kept checkpoints of 4 unpicked runs" in capsys.readouterr().out
+    assert not any(folder.exists() for folder in unpicked)
+    assert [j.continue_from is not None for j in pilot_jobs(tmp_path)] == [True, True]
+
+
 def test_committed_picks_follow_the_rule_on_the_committed_sweep():
     picked = pick(ROOT / "results")
     for method, lr in presets.FULL_CHOSEN.items():

@@ -64,7 +64,9 @@ pilot at the picked rate starts from it (the sweep's round is the pilot's first 
 continued run ends bit for bit where one trained from the start ends; the record says so in
 ``data.continued_from``), and a pilot keeps its own, which its method's seed-0 run continues
 when the budget is longer than that pilot. A run whose donor lost its checkpoint trains from
-the start instead (``plan`` counts the rounds a continued run still has to train).
+the start instead (``plan`` counts the rounds a continued run still has to train). Once
+``FULL_CHOSEN`` holds the picks, ``pick --drop-unpicked`` deletes the checkpoints the other
+rates kept (:func:`unpicked_checkpoints`).
 
 **Workers.** Each job is ``python -m lorabook.e2e`` in its own process; ``--workers 2`` runs
 two at a time, each pinned to its own core with one thread (:mod:`lorabook.campaign`).
@@ -77,6 +79,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 import sys
 from collections.abc import Sequence
@@ -222,6 +225,26 @@ def pick(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> dict[
             "tried": tried,
             "at_grid_end": best in (min(tried), max(tried)),
         }
+    return out
+
+
+def unpicked_checkpoints(
+    results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL
+) -> list[Path]:
+    """The scratch folders (kept checkpoints) of finished sweep runs at rates other than the
+    one :data:`~lorabook.e2e.presets.FULL_CHOSEN` holds for their method: no later run
+    continues them (an FT one holds about 1.6 GB). A method not picked yet keeps all of its."""
+    out = []
+    for job in sweep_jobs():
+        chosen = presets.FULL_CHOSEN.get(job.method)
+        paths = job.plan(results_dir, model).paths
+        if (
+            chosen is not None
+            and job.lr != chosen
+            and paths.record.exists()
+            and paths.scratch.exists()
+        ):
+            out.append(paths.scratch)
     return out
 
 
@@ -493,7 +516,12 @@ def _main(argv: Sequence[str] | None) -> int:
     parser, sub = shared.campaign_parser("python -m lorabook.e2e.campaign", __doc__)
     plan = sub.add_parser("plan", help="every stage's jobs, estimated vs spent hours")
     plan.add_argument("--workers", type=int, default=2, help="for the wall-clock estimate")
-    sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
+    pick_command = sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
+    pick_command.add_argument(
+        "--drop-unpicked",
+        action="store_true",
+        help="delete the kept checkpoints of the rates FULL_CHOSEN did not pick",
+    )
     for name in ("sweep", "pilot", "runs"):
         p = shared.add_run_command(sub, name, f"run the {name} (resumable)")
         p.add_argument("--data-dir", default=None, help="default: $LORABOOK_DATA")
@@ -526,6 +554,20 @@ def _main(argv: Sequence[str] | None) -> int:
             tried = ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in result["tried"].items())
             end = " (at an end of the grid)" if result["at_grid_end"] else ""
             print(f"{method:<6} lr {result['lr']:g}{end}; dev loss after one round: {tried}")
+        unpicked = unpicked_checkpoints(args.results_dir, args.model)
+        size = sum(f.stat().st_size for d in unpicked for f in d.rglob("*") if f.is_file())
+        if unpicked and args.drop_unpicked:
+            for folder in unpicked:
+                shutil.rmtree(folder)
+            print(
+                f"dropped the kept checkpoints of {len(unpicked)} unpicked runs "
+                f"({size / 1e9:.1f} GB)"
+            )
+        elif unpicked:
+            print(
+                f"{len(unpicked)} unpicked runs keep checkpoints ({size / 1e9:.1f} GB): "
+                "pick --drop-unpicked deletes them"
+            )
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
