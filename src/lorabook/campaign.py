@@ -255,6 +255,21 @@ def campaign_parser(prog: str, description: str | None) -> tuple[argparse.Argume
     return parser, parser.add_subparsers(dest="command", required=True)
 
 
+def add_plan_command(subcommands: Any) -> argparse.ArgumentParser:
+    """The ``plan`` subcommand: every stage's jobs, estimated against spent hours."""
+    p = subcommands.add_parser("plan", help="every stage's jobs, estimated vs spent hours")
+    p.add_argument("--workers", type=int, default=2, help="for the wall-clock estimate")
+    return p
+
+
+def add_location_options(subcommands: Any, results_dir: Path | str, model: str) -> None:
+    """``--results-dir`` and ``--model`` on every subcommand added so far (``model`` names
+    the default offline model; tests pass a folder)."""
+    for p in subcommands.choices.values():
+        p.add_argument("--results-dir", default=str(results_dir))
+        p.add_argument("--model", default=model, help=f"{model}, or a folder (tests)")
+
+
 def add_run_command(subcommands: Any, name: str, purpose: str) -> argparse.ArgumentParser:
     """A subcommand that runs jobs, with ``--workers`` (runs at a time) and ``--cores``."""
     p = subcommands.add_parser(name, help=purpose)

@@ -514,8 +514,7 @@ def _stage_jobs(stage: str, results_dir: str | Path, model: str) -> list[Job]:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser, sub = shared.campaign_parser("python -m lorabook.e2e.campaign", __doc__)
-    plan = sub.add_parser("plan", help="every stage's jobs, estimated vs spent hours")
-    plan.add_argument("--workers", type=int, default=2, help="for the wall-clock estimate")
+    shared.add_plan_command(sub)
     pick_command = sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
     pick_command.add_argument(
         "--drop-unpicked",
@@ -537,9 +536,7 @@ def _main(argv: Sequence[str] | None) -> int:
         action="store_true",
         help="when both pilots have finished, run the runs at their budget",
     )
-    for p in sub.choices.values():
-        p.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
-        p.add_argument("--model", default=MODEL, help="smollm2, or a folder (tests)")
+    shared.add_location_options(sub, DEFAULT_RESULTS, MODEL)
     add_debug_flag(parser)
     args = parser.parse_args(argv)
 

@@ -552,16 +552,13 @@ def _print_budgets(results_dir: str | Path, model: str) -> None:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser, sub = shared.campaign_parser("python -m lorabook.glue.full_campaign", __doc__)
-    plan = sub.add_parser("plan", help="every stage's jobs, estimated vs spent hours")
-    plan.add_argument("--workers", type=int, default=2, help="for the wall-clock estimate")
+    shared.add_plan_command(sub)
     sub.add_parser("pick-pooling", help="apply the head rule to the head stage's records")
     sub.add_parser("budget", help="apply the budget rule to the long stage's records")
     for name in STAGES:
         shared.add_run_command(sub, name, f"run the {name} stage (resumable)")
     shared.add_run_command(sub, "all", "run the four stages in turn (resumable)")
-    for p in sub.choices.values():
-        p.add_argument("--results-dir", default=str(DEFAULT_RESULTS))
-        p.add_argument("--model", default=MODEL, help="minilm, or a folder (tests)")
+    shared.add_location_options(sub, DEFAULT_RESULTS, MODEL)
     add_debug_flag(parser)
     args = parser.parse_args(argv)
 
