@@ -1,0 +1,134 @@
+"""What the ``full`` campaign's records say so far, for chapter 4: each stage's progress
+(estimated against spent worker-hours), the sweep's table, and every run's curve of dev loss
+and dev BLEU by round, with where it was selected and why it stopped.
+
+The campaign (:mod:`lorabook.e2e.campaign`) runs for days on this machine; the chapter shows
+it as it stands, from the records alone, and says what is still missing rather than leaving a
+gap. Table 3 and its verdicts, once the runs exist, are :mod:`lorabook.e2e.verdict`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lorabook import campaign as shared
+from lorabook.e2e import campaign
+from lorabook.e2e.presets import dev_loss_flat
+
+STOPPED = {  # lorabook.e2e.experiment.why_stopped's words, as a sentence's end
+    "rounds": "trained the rounds it was given",
+    "flat": "met the rule: the dev loss was flat",
+    "schedule end": "reached the cap (the whole schedule)",
+}
+
+
+def stage_progress(results_dir: str | Path, model: str = campaign.MODEL) -> list[dict]:
+    """Per stage of :func:`lorabook.e2e.campaign.plan_rows`: its note, runs finished of all,
+    and worker-hours estimated for all, left, and spent by the finished ones."""
+    out = []
+    for stage, (rows, note) in campaign.plan_rows(results_dir, model).items():
+        if stage.startswith("_"):
+            continue
+        totals = shared.plan_totals(rows)
+        out.append(
+            {
+                "stage": stage,
+                "finished": int(totals["done"]),
+                "runs": len(rows),
+                "estimated h": totals["estimated"],
+                "left h": totals["left"],
+                "spent h": totals["done_spent"],
+                "note": note,
+            }
+        )
+    return out
+
+
+def sweep_table(results_dir: str | Path, model: str = campaign.MODEL) -> list[dict]:
+    """Every sweep run: method, learning rate, and, once finished, its dev loss and greedy
+    dev-subset BLEU after its round and whether the sweep rule picked it (``None`` while the
+    method's sweep is unfinished)."""
+    picks = campaign.pick(results_dir, model)
+    rows = []
+    for job in campaign.sweep_jobs():
+        record = job.plan(results_dir, model).paths.finished()
+        last = record["epochs"][-1] if record else {}
+        picked = picks[job.method].get("lr")
+        rows.append(
+            {
+                "method": job.method,
+                "lr": job.lr,
+                "finished": record is not None,
+                "dev loss": last.get("dev_loss"),
+                "dev BLEU": last.get("dev_bleu"),
+                "picked": None if picked is None else picked == job.lr,
+            }
+        )
+    return rows
+
+
+def curve(record: dict) -> dict:
+    """A run's curve by round: ``epochs_seen``, ``dev_loss``, ``dev_bleu`` (lists), the
+    training loss points (``train_steps``, ``train_loss``), the ``selected`` round (1-based,
+    the lowest dev loss), why it ``stopped`` (:data:`STOPPED`), and ``last_gain``: the dev
+    loss's relative improvement over the last two rounds, the quantity the pilot's rule
+    compares with :data:`lorabook.e2e.campaign.FLAT` (``None`` before round 3)."""
+    rounds = record["epochs"]
+    losses = [e["dev_loss"] for e in rounds]
+    steps, train = [], []
+    done = 0
+    for e in rounds:
+        points = e.get("loss_curve") or [e["train_loss"]]
+        steps += [done + (i + 1) * e["steps"] / len(points) for i in range(len(points))]
+        train += points
+        done += e["steps"]
+    return {
+        "epochs_seen": [e["epochs_seen"] for e in rounds],
+        "dev_loss": losses,
+        "dev_bleu": [e.get("dev_bleu") for e in rounds],
+        "train_steps": steps,
+        "train_loss": train,
+        "selected": record["selection"]["round"],
+        "stopped": record["data"].get("stopped"),
+        "last_gain": (losses[-3] - losses[-1]) / losses[-3] if len(losses) > 2 else None,
+        "flat": dev_loss_flat(losses, campaign.FLAT),
+    }
+
+
+def pilot_records(results_dir: str | Path, model: str = campaign.MODEL) -> dict[str, dict]:
+    """The finished pilots' records, per method (empty before the sweep's pick)."""
+    from lorabook.cli import SettingsError
+
+    try:
+        jobs = campaign.pilot_jobs(results_dir, model)
+    except SettingsError:
+        return {}
+    found = {job.method: job.plan(results_dir, model).paths.finished() for job in jobs}
+    return {method: record for method, record in found.items() if record is not None}
+
+
+def describe_stop(method: str, found: dict, flat: float = campaign.FLAT) -> str:
+    """One sentence: where a run was selected, where it stopped, and how far from flat."""
+    rounds = len(found["dev_loss"])
+    gain = found["last_gain"]
+    gain_text = (
+        f"the dev loss improved {100 * gain:.2f}% over its last two rounds "
+        f"(the rule's threshold: {100 * flat:.0f}%)"
+        if gain is not None
+        else "too few rounds for the rule to apply"
+    )
+    reason = STOPPED.get(found["stopped"], str(found["stopped"]))
+    return (
+        f"{method}: {rounds} round{'s' * (rounds != 1)} ({found['epochs_seen'][-1]:g} epochs); "
+        f"it stopped because it "
+        f"{reason}; {gain_text}; selected round {found['selected']} "
+        f"(dev loss {found['dev_loss'][found['selected'] - 1]:.4f})."
+    )
+
+
+def missing(rows: Sequence[dict]) -> list[str]:
+    """The stages of :func:`stage_progress` with runs still to finish, as ``stage (k of n)``."""
+    return [
+        f"{r['stage']} ({r['finished']} of {r['runs']})" for r in rows if r["finished"] < r["runs"]
+    ]
