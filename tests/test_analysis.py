@@ -25,9 +25,12 @@ from conftest import randomize_lora, tiny_model
 from lorabook.analysis import (
     amplification,
     base_weight,
+    layer_index,
+    layers_of,
     lora_delta,
     lora_factors,
     projection_norm,
+    random_similarity,
     read_lora_record,
     singular_basis,
     subspace_similarity,
@@ -266,3 +269,35 @@ def test_a_committed_glue_lora_record_reads():
     assert (a.shape, b.shape) == ((trained.r, 384), (384, trained.r))
     assert len(trained.factors) == 12  # W_q and W_v of MiniLM's six layers
     assert trained.delta(name).shape == (384, 384)
+
+
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        ("bert.encoder.layer.3.attention.self.query", 3),
+        ("model.layers.11.self_attn.q_proj", 11),
+        ("transformer.h.0.attn.c_attn", 0),
+    ],
+)
+def test_layer_index_reads_the_block_number_of_every_architecture(name, index):
+    assert layer_index(name) == index
+
+
+def test_layers_of_orders_by_depth_and_names_what_exists(tiny_record):
+    trained = read_lora_record(tiny_record[0])
+    found = layers_of(trained, "value")
+    assert found == [f"bert.encoder.layer.{i}.attention.self.value" for i in (0, 1)]
+    with pytest.raises(KeyError, match=r"no LoRA layer named \*\.key .*\['query', 'value'\]"):
+        layers_of(trained, "key")
+    with pytest.raises(ValueError, match="no numbered block"):
+        layer_index("classifier")
+
+
+@pytest.mark.parametrize(("r1", "r2", "i", "j"), [(8, 8, 1, 1), (8, 64, 4, 16)])
+def test_the_random_baseline_averages_max_i_j_over_d(r1, r2, i, j):
+    d = 96
+    draws = random_similarity(r1, r2, d, i, j, draws=400, seed=3)
+    assert draws.shape == (400,) and bool(((draws >= 0) & (draws <= 1)).all())
+    expected = max(i, j) / d
+    assert float(draws.mean()) == pytest.approx(expected, rel=0.15)
+    assert torch.equal(draws, random_similarity(r1, r2, d, i, j, draws=400, seed=3))

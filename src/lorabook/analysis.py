@@ -121,6 +121,27 @@ def subspace_similarity_grid(
     return norms / torch.minimum(i, j)
 
 
+def random_similarity(
+    r1: int, r2: int, d: int, i: int = 1, j: int = 1, draws: int = 1000, seed: int = 0
+) -> torch.Tensor:
+    """φ(A₁, A₂, i, j) of ``draws`` pairs of independent Gaussian A₁ (r1 × d), A₂ (r2 × d):
+    the values two unrelated A's give (Figure 4's random baseline as a distribution), for a
+    trained pair to be read against. Their mean is max(i, j) / d."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.tensor(
+        [
+            subspace_similarity(
+                torch.randn(r1, d, generator=generator, dtype=torch.float64),
+                torch.randn(r2, d, generator=generator, dtype=torch.float64),
+                i,
+                j,
+            )
+            for _ in range(draws)
+        ],
+        dtype=torch.float64,
+    )
+
+
 # --- ΔW against W (Table 7) --------------------------------------------------------------------
 
 
@@ -258,6 +279,26 @@ class TrainedLoRA:
             )
         a, b = self.factors[layer]
         return lora_delta(a, b, self.alpha)
+
+
+def layer_index(name: str) -> int:
+    """The block number in a module name: 3 in ``bert.encoder.layer.3.attention.self.query``,
+    ``model.layers.3.self_attn.q_proj`` or ``transformer.h.3.attn.c_attn``."""
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("layer", "layers", "h") and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    raise ValueError(f"{name!r} names no numbered block (layer.N, layers.N or h.N)")
+
+
+def layers_of(trained: TrainedLoRA, matrix: str) -> list[str]:
+    """The LoRA layers of ``trained`` whose name ends with ``matrix`` (``"query"``,
+    ``"q_proj"``, ...), shallowest first."""
+    found = [n for n in trained.factors if n.rsplit(".", 1)[-1] == matrix]
+    if not found:
+        ends = sorted({n.rsplit(".", 1)[-1] for n in trained.factors})
+        raise KeyError(f"no LoRA layer named *.{matrix} in {trained.record.name}; it has {ends}")
+    return sorted(found, key=layer_index)
 
 
 def read_lora_record(record: str | Path) -> TrainedLoRA:

@@ -1,0 +1,336 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6. Why LoRA works: subspaces and amplification
+#
+# **The paper's questions** (Section 7 {cite}`hu2021lora`), asked of GPT-3 175B: which weight
+# matrices to adapt under a fixed parameter budget (Table 5), how small the rank $r$ can be
+# (Table 6), and what the learned update $\Delta W$ is: how alike the subspaces learned at
+# different ranks and from different seeds are (Figures 3 and 4), and how $\Delta W$ relates to
+# the pretrained $W$ (Table 7, the *amplification factor*).
+#
+# **What this chapter does**: the measures, as package code (`lorabook.analysis`) tested on
+# matrices whose answers are known, then those measures on the LoRA runs the book already has:
+# chapter 3's MiniLM runs ($r = 8$ on $W_q$ and $W_v$, three seeds on each of five GLUE tasks).
+# Every LoRA record keeps its trained $A$ and $B$, so nothing here trains. Tables 5 and 6 and
+# the $r = 8$ against $r = 64$ comparison need runs of their own, the Section 7 stage of the
+# GLUE campaign (6.4); this chapter shows them when their records exist.
+
+# %% tags=["parameters"]
+# "quick": chapter 3's committed MiniLM records; "paper": the same reading of a GPU run's
+mode = "quick"
+
+# %% tags=["hide-input"]
+import inspect
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from lorabook import analysis, paper
+from lorabook.glue.campaign import campaign_jobs
+from lorabook.glue.report import campaign_records
+from lorabook.models import load_pretrained
+from lorabook.paths import REPO_ROOT
+
+assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
+results_dir = REPO_ROOT / "results"
+plt.rcParams.update({"figure.dpi": 100})
+MATRICES = {"query": "$W_q$", "value": "$W_v$"}
+
+# %% [markdown]
+# ## 6.1 How alike two learned subspaces are
+#
+# LoRA's $A \in \mathbb{R}^{r \times k}$ reads $r$ directions of the layer's input space
+# $\mathbb{R}^k$. Two runs (two ranks, or two seeds) learn two $A$'s; Section 7.2 asks how much
+# of the top-$i$ directions of one lies in the span of the top-$j$ directions of the other.
+# With $U_1^i$ the top-$i$ right-singular vectors of $A_1$ (the first $i$ rows of `Vh` in
+# `torch.linalg.svd`) and $U_2^j$ likewise,
+#
+# $$
+# \phi(A_1, A_2, i, j) = \frac{\lVert {U_1^i}^\top U_2^j \rVert_F^2}{\min(i, j)} \in [0, 1].
+# $$
+#
+# It is 1 when one span contains the other and 0 when they are orthogonal. (Section 7.2 calls
+# these vectors right-singular, Appendix G left-singular; the right ones are those that live
+# in $\mathbb{R}^k$, where two $A$'s of different rank can be compared.) The code:
+
+# %%
+print(inspect.getsource(analysis.subspace_similarity))
+
+# %% [markdown]
+# Known answers, computed: a matrix against itself with its rows mixed (the same span), two
+# matrices reading orthogonal directions, and two random Gaussian ones, whose $\phi$ averages
+# $\max(i, j)/k$ (the tests derive it): with $k = 384$ (MiniLM's width) and $i = j = 1$ that is
+# $1/384 \approx 0.0026$.
+
+# %%
+k = 384
+generator = torch.Generator().manual_seed(0)
+a = torch.randn(8, k, generator=generator, dtype=torch.float64)
+mixed = torch.randn(8, 8, generator=generator, dtype=torch.float64) @ a  # same row span
+first, second = torch.eye(k, dtype=torch.float64)[:8], torch.eye(k, dtype=torch.float64)[8:16]
+null = analysis.random_similarity(8, 8, k, 1, 1, draws=2000)
+pd.DataFrame(
+    {
+        "φ(·, ·, 8, 8)": {
+            "A against its own rows mixed": analysis.subspace_similarity(a, mixed, 8, 8),
+            "orthogonal directions": analysis.subspace_similarity(first, second, 8, 8),
+        },
+        "φ(·, ·, 1, 1)": {
+            "two random Gaussian A's, mean of 2,000": float(null.mean()),
+            "the same, 99th percentile": float(null.quantile(0.99)),
+        },
+    }
+).round(4)
+
+# %% [markdown]
+# ## 6.2 Two seeds, one rank (Figure 4's question, at $r = 8$)
+#
+# Figure 4 trains GPT-3 twice at $r = 64$ from different seeds and finds that the top
+# directions of the two $A$'s overlap far more than random ones do, for $W_q$ more than for
+# $W_v$. Chapter 3's LoRA runs are three seeds per task at $r = 8$ (seed 0 and seed 1 here),
+# and each seed starts from its own random $A$ ($B$ starts at zero), so an overlap well above
+# random is direction that training found, twice. For $B$ the comparable vectors are the
+# left-singular ones, in the output space (`side="left"`): $B$ is learned from zero, so its
+# overlap carries no trace of the initialisation.
+
+# %% tags=["hide-input"]
+jobs = [job for job in campaign_jobs() if job.method == "lora"]
+found = campaign_records(results_dir, jobs)
+runs = {
+    (job.task, job.seed): analysis.read_lora_record(job.plan(results_dir).paths.record)
+    for job in found
+}
+tasks = sorted({task for task, _ in runs})
+print(
+    f"{len(runs)} LoRA records of chapter 3 (r = {next(iter(runs.values())).r}): "
+    + ", ".join(f"{t} seeds {sorted(s for tt, s in runs if tt == t)}" for t in tasks)
+)
+
+# %% [markdown]
+# The whole $\phi$ grid, $i, j = 1 \dots 8$, for a middle layer (block 3 of MiniLM's 0–5) on
+# SST-2, the task with the most training steps, beside two random Gaussian $A$'s of the same
+# shape. As in Figure 4, darker means less overlap; the colour scale is the same in every panel.
+
+# %% tags=["hide-input"]
+task, middle = ("sst2" if "sst2" in tasks else tasks[0]), 3
+one, two = runs[(task, 0)], runs[(task, 1)]
+panels = {}
+for matrix, label in MATRICES.items():
+    layer = analysis.layers_of(one, matrix)[middle]
+    panels[f"A of {label}"] = analysis.subspace_similarity_grid(
+        one.factors[layer][0], two.factors[layer][0]
+    )
+    panels[f"B of {label}"] = analysis.subspace_similarity_grid(
+        one.factors[layer][1], two.factors[layer][1], side="left"
+    )
+panels["random A's"] = analysis.subspace_similarity_grid(
+    torch.randn(one.r, k, generator=generator), torch.randn(one.r, k, generator=generator)
+)
+fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.0))
+for ax, (title, grid) in zip(axes, panels.items(), strict=True):
+    image = ax.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis", origin="upper")
+    ax.set(title=title, xlabel="j (seed 1)", ylabel="i (seed 0)")
+    ticks = range(0, grid.shape[0], 2)
+    ax.set_xticks(ticks, [t + 1 for t in ticks])
+    ax.set_yticks(ticks, [t + 1 for t in ticks])
+fig.colorbar(image, ax=axes, shrink=0.8, label="φ")
+fig.suptitle(f"φ between seed 0 and seed 1, {task}, block {middle}", y=1.02)
+plt.show()
+
+# %% [markdown]
+# Every block and task, by the overlap of the single top direction, $\phi(\cdot, \cdot, 1, 1)$
+# (the squared cosine between the two runs' first singular vectors), against the random pairs'
+# 99th percentile (dashed):
+
+# %% tags=["hide-input"]
+rows = []
+for (task, seed), first_run in runs.items():
+    if seed != 0 or (task, 1) not in runs:
+        continue
+    second_run = runs[(task, 1)]
+    for matrix in MATRICES:
+        for layer in analysis.layers_of(first_run, matrix):
+            (a0, b0), (a1, b1) = first_run.factors[layer], second_run.factors[layer]
+            rows.append(
+                {
+                    "task": task,
+                    "matrix": matrix,
+                    "block": analysis.layer_index(layer),
+                    "A": analysis.subspace_similarity(a0, a1, 1, 1),
+                    "B": analysis.subspace_similarity(b0, b1, 1, 1, side="left"),
+                }
+            )
+overlap = pd.DataFrame(rows)
+threshold = float(null.quantile(0.99))
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
+for ax, (factor, matrix) in zip(axes, [(f, m) for f in ("A", "B") for m in MATRICES], strict=True):
+    for task, part in overlap[overlap.matrix == matrix].groupby("task"):
+        ax.plot(part.block, part[factor], "o-", label=task)
+    ax.axhline(threshold, color="k", ls="--", lw=1)
+    ax.set(title=f"{factor} of {MATRICES[matrix]}", xlabel="block", ylim=(0, 1))
+axes[0].set_ylabel("φ(seed 0, seed 1, 1, 1)")
+axes[-1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+above = overlap[["A", "B"]] > threshold
+print(
+    f"The top direction agrees across seeds above the random pairs' 99th percentile "
+    f"({threshold:.4f}) in {int(above.A.sum())} of {len(overlap)} (task, matrix, block) cells "
+    f"for A and {int(above.B.sum())} of {len(overlap)} for B. Median φ(1, 1): "
+    + "; ".join(
+        f"{m}: A {overlap[overlap.matrix == m].A.median():.2f}, "
+        f"B {overlap[overlap.matrix == m].B.median():.2f}"
+        for m in MATRICES
+    )
+    + "."
+)
+medians = {m: overlap[overlap.matrix == m].A.median() for m in MATRICES}
+more = max(medians, key=medians.get)
+print(
+    f"GPT-3 (Figure 4) shares more top directions across seeds for W_q than for W_v; here the "
+    f"median φ(1, 1) of A is higher for {'W_q' if more == 'query' else 'W_v'}."
+)
+display(
+    overlap.pivot_table(index="task", columns="matrix", values=["A", "B"], aggfunc="median")
+    .round(3)
+    .rename_axis(columns=["factor", "matrix (median over blocks)"])
+)
+
+# %% [markdown]
+# ## 6.3 $\Delta W$ against $W$ (Table 7's question, at $r = 8$)
+#
+# Section 7.3 projects the pretrained $W$ onto the $r$-dimensional subspace of $\Delta W$:
+# with $U$ and $V^\top$ the top-$r$ left and right singular vectors of $\Delta W$,
+# $\lVert U^\top W V^\top \rVert_F$ is how much of $W$ lies there. The paper compares it with the
+# same projection onto $W$'s own top-$r$ directions and onto a random matrix's, and calls
+# $\lVert \Delta W \rVert_F / \lVert U^\top W V^\top \rVert_F$ the amplification factor: how much
+# $\Delta W$ amplifies directions that $W$ holds but does not emphasise. GPT-3's $W_q$ at
+# $r = 4$ (its Table 7, read from the transcription):
+
+# %% tags=["hide-input"]
+table7 = pd.DataFrame(paper.table(7)).set_index("")
+table7["amplification factor"] = [
+    paper.value(row["‖ΔW_q‖_F"]) / paper.value(row["of ΔW_q"]) for _, row in table7.iterrows()
+]
+table7.round(2)
+
+# %% [markdown]
+# The code, and ours: $\Delta W = \frac{\alpha}{r} B A$ of block 3 (a middle layer, as the
+# paper's layer 48 of 96) for $W_q$ and $W_v$, each task's three seeds (median [min, max]).
+# "× random" is how many times more of $W$ lies in $\Delta W$'s directions than in a random
+# matrix's: the paper's 0.32 against 0.02 is 16×.
+
+# %%
+print(inspect.getsource(analysis.amplification))
+
+# %% tags=["hide-input"]
+base, _ = load_pretrained("minilm")
+amp_rows = []
+for (task, seed), run in runs.items():
+    for matrix in MATRICES:
+        layer = analysis.layers_of(run, matrix)[middle]
+        found_amp = analysis.amplification(
+            analysis.base_weight(base, layer), run.delta(layer), run.r
+        )
+        amp_rows.append(
+            {
+                "task": task,
+                "matrix": matrix,
+                "seed": seed,
+                "‖W‖_F": found_amp.weight_norm,
+                "‖ΔW‖_F": found_amp.delta_norm,
+                "of ΔW": found_amp.of_delta,
+                "of W": found_amp.of_weight,
+                "random": found_amp.of_random,
+                "× random": found_amp.of_delta / found_amp.of_random,
+                "amplification": found_amp.factor,
+            }
+        )
+amp = pd.DataFrame(amp_rows)
+
+
+def median_range(values: pd.Series) -> str:
+    return f"{values.median():.2f} [{values.min():.2f}, {values.max():.2f}]"
+
+
+columns = ["‖ΔW‖_F", "of ΔW", "of W", "random", "× random", "amplification"]
+display(amp.groupby(["matrix", "task"])[columns].agg(median_range))
+paper_ratio = paper.value(table7.loc["r = 4", "of ΔW_q"]) / paper.value(
+    table7.loc["r = 4", "random"]
+)
+print(
+    f"‖UᵀWVᵀ‖_F on ΔW's directions is {amp['× random'].min():.1f}–{amp['× random'].max():.1f}× "
+    f"the random directions' here (GPT-3's W_q at r = 4: {paper_ratio:.0f}×); the amplification "
+    f"factor is {amp.amplification.min():.1f}–{amp.amplification.max():.1f} (GPT-3, r = 4: "
+    f"{table7.loc['r = 4', 'amplification factor']:.1f})."
+)
+
+# %% [markdown]
+# ## 6.4 Which weights, which rank, and $r = 8$ against $r = 64$: still to run
+#
+# Tables 5 and 6 and Figure 3 need LoRA runs that chapter 3 does not have: other target
+# matrices at a fixed budget, ranks 1 to 64, and pairs of $r = 8$ and $r = 64$ runs of the same
+# seed. They are the `section7` stage of the GLUE campaign (`python -m
+# lorabook.glue.full_campaign section7`, on two tasks, at per-task budgets that its `long`
+# stage decides first). Where that stage stands:
+
+# %% tags=["hide-input"]
+from lorabook import campaign as shared
+from lorabook.glue import full_campaign
+
+stages = full_campaign.plan_rows(results_dir)
+rows7, note7 = stages["section7"]
+totals = shared.plan_totals(rows7)
+print(
+    f"section7: {int(totals['done'])} of {len(rows7)} runs finished; "
+    f"~{totals['left']:.1f} worker-hours left. {note7}."
+)
+cells = pd.DataFrame(
+    [
+        {
+            "table": table,
+            "targets": ", ".join(f"W_{t}" for t in job.lora_targets or ()),
+            "r": job.lora_r,
+        }
+        for table, job in full_campaign.section7_cells(
+            {(t, "lora"): 1 for t in full_campaign.SECTION7_TASKS}, "cls"
+        )
+        if job.seed == 0 and job.task == full_campaign.SECTION7_TASKS[0]
+    ]
+).drop_duplicates()
+print("The cells, per task:")
+display(cells.groupby(["table", "targets"]).r.apply(lambda r: ", ".join(map(str, sorted(r)))))
+
+# %% [markdown]
+# ## 6.5 What carries over, so far
+#
+# - **The measures are the paper's, and tested.** $\phi$, its grid, the projections and the
+#   amplification factor are package functions with known-answer tests (identical spans give
+#   1, orthogonal ones 0, random ones $\max(i,j)/k$ on average, a planted $\Delta W$ its known
+#   projections); the chapter computes every number above from the records.
+# - **Two seeds, one rank** (6.2): how often the top direction of the learned update agrees
+#   across seeds beyond what random matrices give, counted above for $A$ (which starts
+#   random) and for $B$ (which starts at zero). This is at $r = 8$ on a 22M-parameter encoder
+#   trained for five epochs, not at $r = 64$ on GPT-3, and with chapter 3's budgets, which
+#   stopped some LoRA runs while they were still learning.
+# - **$\Delta W$ and $W$** (6.3): read the "× random" column against the paper's 16×. The
+#   paper's reading is that $\Delta W$ amplifies directions already in $W$ but not emphasised
+#   by it; how much of that holds for MiniLM's short runs is what the ratio measures, and the
+#   Table 7 comparison of $r = 4$ against $r = 64$ waits for the Section 7 runs.
+# - **Not yet decided**: Tables 5 and 6 (which weights, which rank) and Figure 3 (one run at two
+#   ranks). The campaign that decides them is planned (6.4) and not run.
