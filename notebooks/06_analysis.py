@@ -40,8 +40,7 @@ import torch
 from IPython.display import display
 
 from lorabook import analysis, paper
-from lorabook.glue.campaign import campaign_jobs
-from lorabook.glue.report import campaign_records
+from lorabook.glue import report
 from lorabook.models import load_pretrained
 from lorabook.paths import REPO_ROOT
 
@@ -108,12 +107,7 @@ pd.DataFrame(
 # overlap carries no trace of the initialisation.
 
 # %% tags=["hide-input"]
-jobs = [job for job in campaign_jobs() if job.method == "lora"]
-found = campaign_records(results_dir, jobs)
-runs = {
-    (job.task, job.seed): analysis.read_lora_record(job.plan(results_dir).paths.record)
-    for job in found
-}
+runs = report.lora_runs(results_dir)
 tasks = sorted({task for task, _ in runs})
 print(
     f"{len(runs)} LoRA records of chapter 3 (r = {next(iter(runs.values())).r}): "
@@ -157,24 +151,7 @@ plt.show()
 # 99th percentile (dashed):
 
 # %% tags=["hide-input"]
-rows = []
-for (task, seed), first_run in runs.items():
-    if seed != 0 or (task, 1) not in runs:
-        continue
-    second_run = runs[(task, 1)]
-    for matrix in MATRICES:
-        for layer in analysis.layers_of(first_run, matrix):
-            (a0, b0), (a1, b1) = first_run.factors[layer], second_run.factors[layer]
-            rows.append(
-                {
-                    "task": task,
-                    "matrix": matrix,
-                    "block": analysis.layer_index(layer),
-                    "A": analysis.subspace_similarity(a0, a1, 1, 1),
-                    "B": analysis.subspace_similarity(b0, b1, 1, 1, side="left"),
-                }
-            )
-overlap = pd.DataFrame(rows)
+overlap = pd.DataFrame(analysis.seed_overlap(runs))
 threshold = float(null.quantile(0.99))
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
 for ax, (factor, matrix) in zip(axes, [(f, m) for f in ("A", "B") for m in MATRICES], strict=True):
@@ -240,34 +217,22 @@ print(inspect.getsource(analysis.amplification))
 
 # %% tags=["hide-input"]
 base, _ = load_pretrained("minilm")
-amp_rows = []
-for (task, seed), run in runs.items():
-    for matrix in MATRICES:
-        layer = analysis.layers_of(run, matrix)[middle]
-        found_amp = analysis.amplification(
-            analysis.base_weight(base, layer), run.delta(layer), run.r
-        )
-        amp_rows.append(
-            {
-                "task": task,
-                "matrix": matrix,
-                "seed": seed,
-                "‖W‖_F": found_amp.weight_norm,
-                "‖ΔW‖_F": found_amp.delta_norm,
-                "of ΔW": found_amp.of_delta,
-                "of W": found_amp.of_weight,
-                "random": found_amp.of_random,
-                "× random": found_amp.of_delta / found_amp.of_random,
-                "amplification": found_amp.factor,
-            }
-        )
-amp = pd.DataFrame(amp_rows)
+amp = pd.DataFrame(analysis.amplification_rows(runs, base, middle))
 
 
 def median_range(values: pd.Series) -> str:
     return f"{values.median():.2f} [{values.min():.2f}, {values.max():.2f}]"
 
 
+amp = amp.rename(
+    columns={
+        "delta_norm": "‖ΔW‖_F",
+        "of_delta": "of ΔW",
+        "of_weight": "of W",
+        "of_random": "random",
+        "factor": "amplification",
+    }
+)
 columns = ["‖ΔW‖_F", "of ΔW", "of W", "random", "× random", "amplification"]
 display(amp.groupby(["matrix", "task"])[columns].agg(median_range))
 paper_ratio = paper.value(table7.loc["r = 4", "of ΔW_q"]) / paper.value(

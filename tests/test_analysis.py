@@ -24,6 +24,7 @@ from conftest import randomize_lora, tiny_model
 
 from lorabook.analysis import (
     amplification,
+    amplification_rows,
     base_weight,
     layer_index,
     layers_of,
@@ -32,6 +33,7 @@ from lorabook.analysis import (
     projection_norm,
     random_similarity,
     read_lora_record,
+    seed_overlap,
     singular_basis,
     subspace_similarity,
     subspace_similarity_grid,
@@ -301,3 +303,34 @@ def test_the_random_baseline_averages_max_i_j_over_d(r1, r2, i, j):
     expected = max(i, j) / d
     assert float(draws.mean()) == pytest.approx(expected, rel=0.15)
     assert torch.equal(draws, random_similarity(r1, r2, d, i, j, draws=400, seed=3))
+
+
+def test_seed_overlap_is_one_for_the_same_factors_and_skips_tasks_without_both_seeds(
+    tiny_record,
+):
+    record, _, _ = tiny_record
+    trained = read_lora_record(record)
+    runs = {("rte", 0): trained, ("rte", 1): trained, ("mrpc", 0): trained}
+    rows = seed_overlap(runs)
+    assert {r["task"] for r in rows} == {"rte"}  # mrpc has one seed
+    assert [(r["matrix"], r["block"]) for r in rows] == [
+        ("query", 0),
+        ("query", 1),
+        ("value", 0),
+        ("value", 1),
+    ]
+    assert all(r["A"] == pytest.approx(1) and r["B"] == pytest.approx(1) for r in rows)
+
+
+def test_amplification_rows_are_the_layers_amplification(tiny_record):
+    record, model, _ = tiny_record
+    trained = read_lora_record(record)
+    rows = amplification_rows({("rte", 0): trained}, model, block=1)
+    assert [(r["task"], r["matrix"], r["seed"]) for r in rows] == [
+        ("rte", "query", 0),
+        ("rte", "value", 0),
+    ]
+    layer = "bert.encoder.layer.1.attention.self.value"
+    expected = amplification(base_weight(model, layer), trained.delta(layer), trained.r)
+    assert rows[1]["factor"] == pytest.approx(expected.factor)
+    assert rows[1]["× random"] == pytest.approx(expected.of_delta / expected.of_random)

@@ -400,3 +400,16 @@ def bootstrap_records(a: Mapping, b: Mapping, **kwargs: object) -> dict:
         a["dev_predictions"]["labels"],
         **kwargs,
     )
+
+
+def lora_runs(results_dir: str | Path) -> dict:
+    """The ``cpu`` campaign's LoRA runs with their trained factors, ``{(task, seed):
+    TrainedLoRA}`` (:func:`lorabook.analysis.read_lora_record`): what chapter 6 and the
+    verdict read for Section 7's questions until the Section 7 runs exist."""
+    from lorabook.analysis import read_lora_record
+
+    jobs = [job for job in campaign_jobs() if job.method == "lora"]
+    return {
+        (job.task, job.seed): read_lora_record(job.plan(results_dir).paths.record)
+        for job in campaign_records(results_dir, jobs)
+    }
