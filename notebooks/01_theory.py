@@ -311,34 +311,7 @@ print(lora_param_count(n_matrices=24, d_model=768, r=8))
 
 
 # %%
-def meta_model(kind: str) -> torch.nn.Module:
-    """The architecture with the paper model's shape, on the meta device (no weights)."""
-    with torch.device("meta"):
-        if kind == "roberta-base":
-            return transformers.RobertaModel(transformers.RobertaConfig())
-        if kind == "roberta-large":
-            return transformers.RobertaModel(
-                transformers.RobertaConfig(
-                    hidden_size=1024,
-                    num_hidden_layers=24,
-                    num_attention_heads=16,
-                    intermediate_size=4096,
-                )
-            )
-        if kind == "gpt2-medium":
-            return transformers.GPT2Model(
-                transformers.GPT2Config(n_embd=1024, n_layer=24, n_head=16)
-            )
-        if kind == "gpt2-large":
-            return transformers.GPT2Model(
-                transformers.GPT2Config(n_embd=1280, n_layer=36, n_head=20)
-            )
-        if kind == "gpt3-175b":
-            return transformers.GPT2Model(
-                transformers.GPT2Config(n_embd=12288, n_layer=96, n_head=96, n_positions=2048)
-            )
-    raise ValueError(kind)
-
+from lorabook.profile import paper_architecture  # the shapes, on the meta device
 
 # The paper's cells, as the transcription prints them ("0.35M"): parameter counts of LoRA.
 table_2 = {row["model / method"]: row["params"] for row in paper.table(2)}
@@ -361,7 +334,7 @@ settings = [
 
 rows = []
 for kind, rank, cell, where, figure in settings:
-    model = meta_model(kind)
+    model = paper_architecture(kind)
     cfg = model.config
     n_layers, d_model = cfg.num_hidden_layers, cfg.hidden_size
     report = apply_lora(model, r=rank, alpha=rank)  # targets=None: the paper's W_q, W_v
@@ -454,7 +427,7 @@ for rank, row in gpt3.iterrows():
 for kind in ("gpt2-medium", "gpt2-large"):
     printed = counts.loc[(kind, 4)]  # the paper's Table 3 cell, and its rounding
     digits = int(printed["decimals"])
-    cfg = meta_model(kind).config
+    cfg = paper_architecture(kind).config
     hits = [
         (per_layer, rank)
         for per_layer in range(1, 5)

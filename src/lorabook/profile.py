@@ -112,6 +112,34 @@ def roberta_base_config(**overrides: object):
     return RobertaConfig(**{**settings, **overrides})
 
 
+PAPER_ARCHITECTURES = ("roberta-base", "roberta-large", "gpt2-medium", "gpt2-large", "gpt3-175b")
+
+
+def paper_architecture(kind: str) -> nn.Module:
+    """One of the paper's models (:data:`PAPER_ARCHITECTURES`) with its shape, on the meta
+    device (no weights, no memory): for counting parameters. GPT-3 175B is built as a
+    GPT-2-style model with its shape (96 layers, d = 12288, 96 heads, 2048 positions: Table
+    2.1 of Brown et al., 2020)."""
+    import transformers as T
+
+    shapes = {
+        "roberta-large": {
+            "hidden_size": 1024,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "intermediate_size": 4096,
+        },
+        "gpt2-large": {"n_embd": 1280, "n_layer": 36, "n_head": 20},
+        "gpt3-175b": {"n_embd": 12288, "n_layer": 96, "n_head": 96, "n_positions": 2048},
+    }
+    if kind not in PAPER_ARCHITECTURES:
+        raise ValueError(f"unknown architecture {kind!r}; known: {', '.join(PAPER_ARCHITECTURES)}")
+    with torch.device("meta"):
+        if kind.startswith("roberta"):
+            return T.RobertaModel(roberta_base_config(**shapes.get(kind, {})))
+        return T.GPT2Model(gpt2_medium_config(**shapes.get(kind, {})))
+
+
 def _tiny(arch: str) -> Callable[[], nn.Module]:
     """2-layer, d = 32 stand-ins for tests and smoke runs."""
 
