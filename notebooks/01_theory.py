@@ -39,7 +39,6 @@ mode = "quick"
 
 # %% tags=["hide-input"]
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -313,24 +312,10 @@ print(lora_param_count(n_matrices=24, d_model=768, r=8))
 # %%
 from lorabook.profile import paper_architecture  # the shapes, on the meta device
 
-# The paper's cells, as the transcription prints them ("0.35M"): parameter counts of LoRA.
-table_2 = {row["model / method"]: row["params"] for row in paper.table(2)}
-table_3 = {row["model / method"]: row["params"] for row in paper.table(3)}
+# The paper's printed LoRA counts (the transcription's cells, e.g. "0.35M"), each with its
+# model, rank and source: lorabook.paper.printed_lora_counts
+settings = [tuple(c.values()) for c in paper.printed_lora_counts()]
 table_4 = {label.rpartition(" ")[::2]: cells for label, cells in paper.entries(4).items()}
-gpt3_lora = sorted((count for method, count in table_4 if method == "LoRA"), key=paper.value)
-assert len(gpt3_lora) == 2  # D.4: r_q = r_v = 1, then r_q = r_v = 8
-budget = re.search(r"budget of (\S+) parameters", paper.section(5)[0]).group(1)
-
-# (model, rank r, the paper's cell, where, what the figure is)
-settings = [
-    ("roberta-base", 8, table_2["RoBERTa-base LoRA"], "Table 2", "count"),
-    ("roberta-large", 8, table_2["RoBERTa-large LoRA"], "Table 2", "count"),
-    ("gpt2-medium", 4, table_3["GPT-2 M LoRA"], "Table 3", "count"),
-    ("gpt2-large", 4, table_3["GPT-2 L LoRA"], "Table 3", "count"),
-    ("gpt3-175b", 1, gpt3_lora[0], "Table 4 (r: App. D.4)", "count"),
-    ("gpt3-175b", 4, budget, "Sec. 7.1, Table 5", "budget"),
-    ("gpt3-175b", 8, gpt3_lora[1], "Table 4 (r: App. D.4)", "count"),
-]
 
 rows = []
 for kind, rank, cell, where, figure in settings:
@@ -358,7 +343,7 @@ for kind, rank, cell, where, figure in settings:
             "paper (M)": reported_m,
             "decimals": decimals,
             "formula (M), paper's rounding": f"{round(formula / 1e6, decimals):g}",
-            "agrees": round(formula / 1e6, decimals) == round(reported_m, decimals),
+            "agrees": paper.rounds_to(formula, cell),
             "paper's figure": figure,
             "paper's source": where,
         }

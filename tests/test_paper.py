@@ -137,3 +137,33 @@ def test_the_introductions_paper_figures_are_the_transcriptions():
     assert numbers
     for number in numbers:
         assert number.strip() in transcription, number
+
+
+def test_printed_lora_counts_name_model_rank_and_source():
+    counts = paper.printed_lora_counts()
+    assert [(c["model"], c["r"]) for c in counts] == [
+        ("roberta-base", 8),
+        ("roberta-large", 8),
+        ("gpt2-medium", 4),
+        ("gpt2-large", 4),
+        ("gpt3-175b", 1),
+        ("gpt3-175b", 4),
+        ("gpt3-175b", 8),
+    ]
+    assert [c["figure"] for c in counts].count("budget") == 1
+    assert all(paper.value(c["cell"]) > 0 for c in counts)
+
+
+@pytest.mark.parametrize(
+    ("count", "cell", "expected"),
+    [
+        (294_912, "0.3M", True),
+        (393_216, "0.35M", False),
+        (4_718_592, "4.7M", True),
+        (18_874_368, "18M", False),
+        (17_600_000, "18M", True),
+        (1234, "1234", True),
+    ],
+)
+def test_rounds_to_uses_the_cells_own_precision(count, cell, expected):
+    assert paper.rounds_to(count, cell) is expected

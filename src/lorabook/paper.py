@@ -131,3 +131,39 @@ def entries(number: int | str, path: str | Path | None = None) -> dict[str, str]
     if not found:
         raise KeyError(f"No 'label: cells · ...' paragraph under Table {number}")
     return found
+
+
+def printed_lora_counts(path: str | Path | None = None) -> list[dict]:
+    """The LoRA parameter counts the paper prints, each with the model and rank it is for
+    (W_q and W_v adapted in every layer): RoBERTa-base and -large at r = 8 (Table 2), GPT-2
+    M and L at r = 4 (Table 3), GPT-3 175B at r = 1 and r = 8 (Table 4's two LoRA rows,
+    ranks from Appendix D.4), and GPT-3 at r = 4, whose "18M" is Table 5's budget, not a
+    count. Each: ``model``, ``r``, ``cell`` (as printed), ``source``, ``figure`` ("count"
+    or "budget")."""
+    table_2 = {row["model / method"]: row["params"] for row in table(2, path)}
+    table_3 = {row["model / method"]: row["params"] for row in table(3, path)}
+    table_4 = {label.rpartition(" ")[::2]: cell for label, cell in entries(4, path).items()}
+    gpt3 = sorted((count for method, count in table_4 if method == "LoRA"), key=value)
+    budget = re.search(r"budget of (\S+) parameters", section(5, path)[0])
+    if len(gpt3) != 2 or budget is None:
+        raise KeyError("Table 4 should have two LoRA rows and Table 5 a 'budget of ...' heading")
+    rows = [
+        ("roberta-base", 8, table_2["RoBERTa-base LoRA"], "Table 2", "count"),
+        ("roberta-large", 8, table_2["RoBERTa-large LoRA"], "Table 2", "count"),
+        ("gpt2-medium", 4, table_3["GPT-2 M LoRA"], "Table 3", "count"),
+        ("gpt2-large", 4, table_3["GPT-2 L LoRA"], "Table 3", "count"),
+        ("gpt3-175b", 1, gpt3[0], "Table 4 (r: App. D.4)", "count"),
+        ("gpt3-175b", 4, budget.group(1), "Sec. 7.1, Table 5", "budget"),
+        ("gpt3-175b", 8, gpt3[1], "Table 4 (r: App. D.4)", "count"),
+    ]
+    keys = ("model", "r", "cell", "source", "figure")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def rounds_to(count: float, cell: str) -> bool:
+    """Whether ``count`` rounds to the cell's number at the cell's own precision, in the
+    cell's unit (``rounds_to(393_216, "0.35M")`` is False: 0.39M)."""
+    printed = value(cell)
+    unit = {"M": 1e6, "K": 1e3, "B": 1e9}.get(cell.strip()[-1:], 1)
+    digits = len(cell.strip().rstrip("MKB").partition(".")[2])
+    return round(count / unit, digits) == round(printed / unit, digits)
