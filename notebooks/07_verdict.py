@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. Verdict: every claim, and what this book found
+#
+# The paper {cite}`hu2021lora` makes claims of three kinds: **arithmetic** on its models'
+# shapes (how many parameters LoRA trains, how large a checkpoint is), **measurements** of
+# cost (memory, throughput, latency) and **results** of training (GLUE, E2E, and the analysis
+# of Section 7). This chapter sets every one of them beside the book's evidence, in one table.
+#
+# Every row is computed by `lorabook.verdict` from the committed records when the book is
+# built: the claim with the paper's number (read from the transcription of its tables), our
+# number, the records it came from, and a verdict by a rule written in the package, one rule
+# per claim. A record that changes changes its row; nothing below is typed from a result.
+#
+# | verdict | meaning |
+# | --- | --- |
+# | reproduced | our evidence meets the claim by its rule |
+# | partly | part of the claim holds (the row says which) |
+# | not reproduced | our evidence goes against the claim |
+# | not testable here | it needs what this machine does not have (GPT-3 175B, GPUs) |
+# | pending | the runs that decide it are planned and have not finished |
+#
+# The results are those of the stand-ins (MiniLM-L6 for RoBERTa, SmolLM2-135M for GPT-2)
+# trained on a 2-core CPU, and "pending" rows name the campaign whose runs will decide them.
+# A verdict against the paper on a stand-in says what happened on that model at that budget,
+# not that the paper's number is wrong.
+
+# %% tags=["parameters"]
+# "quick": the committed records (the only mode: this chapter trains nothing)
+mode = "quick"
+
+# %% tags=["hide-input"]
+import inspect
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from lorabook import verdict
+from lorabook.paths import REPO_ROOT
+
+assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
+pd.set_option("display.max_colwidth", None)
+found = verdict.findings(REPO_ROOT / "results")
+
+# %% [markdown]
+# ## 7.1 The table
+
+# %% tags=["hide-input"]
+table = pd.DataFrame(
+    [
+        {
+            "claim": f.claim,
+            "the paper": f.paper,
+            "this book": f.evidence,
+            "verdict": f.verdict,
+            "why, and scope": f.why,
+        }
+        for f in found
+    ],
+    index=[f.key for f in found],
+)
+counts = table["verdict"].value_counts()
+print(
+    f"{len(found)} claims: "
+    + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdict.VERDICTS if counts.get(v, 0))
+)
+display(table)
+
+# %% [markdown]
+# ## 7.2 Where each number came from
+#
+# The records behind each row (arithmetic rows have none: their inputs are the paper's
+# shapes and its transcribed tables): file, model, device, arithmetic precision, and the
+# commit of the code that wrote them.
+
+# %% tags=["hide-input"]
+provenance = pd.DataFrame(
+    [{"claim": f.key, **s} for f in found for s in f.sources],
+    columns=["claim", "file", "model", "device", "precision", "commit"],
+)
+display(provenance.set_index("claim"))
+
+# %% [markdown]
+# ## 7.3 What is still to come
+#
+# The rows whose evidence the running campaigns will replace or complete:
+
+# %% tags=["hide-input"]
+coming = [f for f in found if f.pending]
+display(
+    Markdown(
+        "\n".join(f"- **{f.key}** ({f.verdict} now): {f.pending}." for f in coming)
+        or "Nothing: every campaign has finished."
+    )
+)
+
+# %% [markdown]
+# ## 7.4 One rule, as the package states it
+#
+# Every rule is the docstring of its claim's function; here is the one for E2E, the paper's
+# headline result, whose evidence is today the `cpu` runs and will be the `full` campaign's:
+
+# %%
+print(inspect.getsource(verdict.e2e_vs_ft))
+
+# %% tags=["hide-input"]
+# What the reading below was written for: if a record changes these, rewrite it.
+by_key = {f.key: f.verdict for f in found}
+assert by_key["trainable parameters"] == by_key["checkpoint size"] == "reproduced", by_key
+assert by_key["parameter counts"] == "partly", by_key
+
+# %% [markdown]
+# ## 7.5 Reading the table
+#
+# - **The arithmetic holds, with one slip.** The parameter ratio and the checkpoint sizes
+#   follow from GPT-3's shape; of the printed LoRA counts, the GPT-2 ones do not follow from
+#   the paper's own formula, as chapter 1 shows.
+# - **The cost claims are measured on small models on a CPU.** Latency, throughput and memory
+#   are the paper's claims for GPUs and, for memory and throughput, GPT-3 175B; their rows
+#   say what the same measurements give on the stand-ins.
+# - **The quality claims are the ones the campaigns exist for.** The `cpu` runs, at their
+#   small budgets, are the evidence today; the rows say how they judge, and the `full`
+#   campaigns (E2E on the whole training set with three seeds, GLUE with per-task budgets and
+#   size-matched baselines, Section 7's ablations) will replace them as their records land.

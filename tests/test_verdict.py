@@ -1,0 +1,126 @@
+"""The verdict table (chapter 7): every claim computed from the records, and changed by them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lorabook import verdict
+from lorabook.e2e import report as e2e_report
+from lorabook.e2e.metrics import METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def copy_results(tmp_path: Path, *parts: str) -> Path:
+    """A results folder holding copies of the committed ``results/<part>`` folders."""
+    results = tmp_path / "results"
+    for part in parts:
+        shutil.copytree(RESULTS / part, results / part)
+    return results
+
+
+def edit(path: Path, change) -> None:
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def test_every_claim_the_issue_lists_has_one_row_with_a_known_verdict():
+    cheap = [c for c in verdict.CLAIMS if c not in (verdict.subspaces, verdict.amplification)]
+    found = [claim(RESULTS) for claim in cheap]
+    keys = [f.key for f in found]
+    assert len(set(keys)) == len(keys)
+    expected = {
+        "trainable parameters",
+        "training memory",
+        "checkpoint size",
+        "training throughput",
+        "inference latency",
+        "parameter counts",
+        "GLUE: LoRA vs FT",
+        "GLUE: LoRA vs others",
+        "E2E: LoRA vs FT",
+        "E2E: LoRA vs others",
+        "Section 7: which weights, which rank",
+    }
+    assert expected == set(keys)
+    for f in found:
+        assert f.verdict in verdict.VERDICTS and f.claim and f.paper and f.evidence
+        assert f.verdict != "pending" or f.pending, f.key  # pending says what would decide it
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        verdict.Finding("k", "c", "p", "e", "confirmed", "w")
+
+
+def test_arithmetic_claims_follow_the_paper_and_find_its_gpt2_slip():
+    params = verdict.trainable_parameters(RESULTS)
+    assert params.verdict == "reproduced" and "18,874,368" in params.evidence
+    assert "9,285×" in params.evidence  # 175,255.8M / 18,874,368
+    counts = verdict.parameter_counts(RESULTS)
+    assert counts.verdict == "partly"
+    assert "gpt2-medium r = 4: printed 0.35M, formula 393,216" in counts.evidence
+    assert "gpt2-large" in counts.evidence and "roberta" not in counts.evidence.split("not:")[1]
+
+
+def test_bench_claims_change_with_their_records(tmp_path):
+    results = copy_results(tmp_path, "bench")
+    assert verdict.inference_latency(results).verdict == "reproduced"
+    assert verdict.throughput(results).verdict == "reproduced"
+
+    def slower_merged(record):
+        next(r for r in record["rows"] if r["variant"] == "lora_merged")["overhead"][
+            "within_noise"
+        ] = False
+
+    edit(results / "bench" / "latency-cpu.json", slower_merged)
+    latency = verdict.inference_latency(results)
+    assert latency.verdict == "partly" and "at 2 of 3 shapes" in latency.evidence
+
+    def slow_lora(record):
+        for row in record["rows"]:
+            if row["method"] == "lora":
+                row["tokens_per_second"] *= 0.5
+
+    edit(results / "bench" / "training-cpu.json", slow_lora)
+    assert verdict.throughput(results).verdict == "not reproduced"
+    source = verdict.throughput(results).sources[0]
+    assert source["file"] == "results/bench/training-cpu.json" and source["precision"] == "fp32"
+
+    empty = tmp_path / "empty"
+    (empty / "bench").mkdir(parents=True)
+    assert verdict.throughput(empty).verdict == "pending"
+    assert verdict.inference_latency(empty).verdict == "pending"
+
+
+def test_the_e2e_verdict_is_the_records_and_flips_with_them(tmp_path):
+    results = copy_results(tmp_path, "e2e/cpu")
+    found = verdict.e2e_vs_ft(results)
+    records = e2e_report.preset_records(results, "cpu", "smollm2", ["lora", "ft"])
+    lora, ft = (e2e_report.as_table3(records[m]["scores_paper"]) for m in ("lora", "ft"))
+    above = sum(lora[m] >= ft[m] for m in METRICS)
+    assert f"on {above} of 5 metrics" in found.evidence
+    assert found.verdict == "not reproduced" and above == 0  # the committed cpu runs
+    assert "BLEU LoRA − FT -1.53" in found.evidence and found.pending
+    assert [s["file"].rsplit("/", 1)[-1].split("-")[0] for s in found.sources] == ["lora", "ft"]
+
+    def as_ft(record):  # LoRA's record given FT's scores: at or above on every metric
+        record["scores_paper"] = records["ft"]["scores_paper"]
+
+    edit(Path(records["lora"]["_path"]), as_ft)
+    assert verdict.e2e_vs_ft(results).verdict == "reproduced"
+    assert verdict.e2e_vs_others(results).verdict == "pending"
+    assert verdict.e2e_vs_ft(tmp_path / "nothing").verdict == "pending"
+
+
+def test_section7_verdicts_read_the_lora_records():
+    subspaces = verdict.subspaces(RESULTS)
+    assert subspaces.verdict in ("reproduced", "partly", "not reproduced")
+    assert "of 60 (task, matrix, block) cells" in subspaces.evidence
+    assert sum(int(s["file"].split("(")[1].split()[0]) for s in subspaces.sources) == 10
+    amplification = verdict.amplification(RESULTS)
+    assert "median over 30 task, seed, matrix cells" in amplification.evidence
+    assert amplification.pending
