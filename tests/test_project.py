@@ -83,7 +83,7 @@ def test_no_deps_models_are_installed_and_documented_alike():
 
 def test_readme_gives_the_ci_test_command_and_ci_runs_it():
     command = ci_test_command()
-    assert command == "make test"
+    assert command == "make check"
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
     assert blocks, "README.md has no code block"
