@@ -722,6 +722,67 @@ else:
 # baseline cannot separate methods that the seeds of FT alone spread across.
 
 # %% [markdown]
+# ## 3.10 The `full` campaign: budgets per task, baselines at LoRA's size, three seeds each
+#
+# What 3.9 cannot decide, the `full` campaign (`lorabook.glue.full_campaign`) is built to:
+# every method trains at a budget chosen per task by a rule written before the runs (a long
+# seed-0 run, doubled until its best epoch lies in the first four fifths), AdapterH and
+# AdapterP at LoRA's size (78,432 and 76,128 trainable parameters against LoRA's 73,728),
+# Pfeiffer's AdapterP, nothing truncated, a read-out ([CLS] or mean pooling) chosen on two
+# tasks for every method alike, bf16, and three seeds of every method. A difference is
+# judged by the rule in `lorabook.glue.full_report`: the medians' difference against the
+# seeds' ranges and, seed by seed, a paired bootstrap over the dev examples. It runs after
+# the E2E campaign on this machine's two cores; where it stands:
+
+# %% tags=["hide-input"]
+from lorabook import campaign as shared
+from lorabook.glue import full_campaign, full_report
+
+stages = pd.DataFrame(shared.stage_progress(full_campaign.plan_rows(results_dir)))
+display(stages.set_index("stage").round(1))
+still = shared.still_to_finish(stages.to_dict("records"))
+print("still to finish:", ", ".join(still) if still else "nothing: the campaign is complete")
+
+# %% [markdown]
+# The long runs that set each budget (dev score by epoch; the budget's run is the table's
+# seed 0), and, once a (task, method) has its three seeds, Table 2 over seeds with both
+# claims judged per task:
+
+# %% tags=["hide-input"]
+curves = full_report.long_curves(results_dir)
+if not curves:
+    print(
+        "No long run has finished yet: the long stage waits for the read-out's pick "
+        "(python -m lorabook.glue.full_campaign all)."
+    )
+else:
+    tasks_with = sorted({t for t, _ in curves})
+    fig, axes = plt.subplots(1, len(tasks_with), figsize=(3.2 * len(tasks_with), 3), squeeze=False)
+    for ax, task in zip(axes[0], tasks_with, strict=True):
+        for (t, method), found_curve in curves.items():
+            if t != task:
+                continue
+            for run in found_curve["runs"]:
+                ax.plot(range(1, len(run["scores"]) + 1), run["scores"], label=NAMES[method])
+        ax.set(title=task, xlabel="epoch", ylabel="dev score")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    plt.show()
+
+found_full = full_report.seed_records(results_dir)
+if not found_full:
+    print("No (task, method) has its three seeds at its budget yet.")
+else:
+    full_table = pd.DataFrame(full_report.table2(found_full))
+    full_table["median [range]"] = [
+        f"{r['median']:.1f} [{r['min']:.1f}, {r['max']:.1f}]" for _, r in full_table.iterrows()
+    ]
+    display(full_table.pivot(index="method", columns="task", values="median [range]"))
+    judged = full_report.verdicts(found_full)
+    display(pd.DataFrame(judged).drop(columns=["pairs"]).set_index(["task", "versus"]).round(2))
+    print(full_report.claims(judged))
+
+# %% [markdown]
 # ```{admonition} Claims checked in this chapter
 # :class: tip
 #

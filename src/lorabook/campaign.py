@@ -209,6 +209,36 @@ def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
     }
 
 
+def stage_progress(stages: Mapping[str, tuple[Sequence[PlanRow], str]]) -> list[dict]:
+    """Per stage of a campaign's plan (``stage -> (rows, note)``, as :func:`print_plan`
+    takes it; names starting with ``_`` are notes and skipped): runs finished of all, and
+    worker-hours estimated for all, left, and spent by the finished ones, with the note."""
+    out = []
+    for stage, (rows, note) in stages.items():
+        if stage.startswith("_"):
+            continue
+        totals = plan_totals(rows)
+        out.append(
+            {
+                "stage": stage,
+                "finished": int(totals["done"]),
+                "runs": len(rows),
+                "estimated h": totals["estimated"],
+                "left h": totals["left"],
+                "spent h": totals["done_spent"],
+                "note": note,
+            }
+        )
+    return out
+
+
+def still_to_finish(rows: Sequence[dict]) -> list[str]:
+    """The stages of :func:`stage_progress` with runs still to finish: ``stage (k of n)``."""
+    return [
+        f"{r['stage']} ({r['finished']} of {r['runs']})" for r in rows if r["finished"] < r["runs"]
+    ]
+
+
 def print_plan(
     stages: Mapping[str, tuple[Sequence[PlanRow], str]], workers: int, counted: str
 ) -> dict[str, float]:

@@ -25,24 +25,9 @@ STOPPED = {  # lorabook.e2e.experiment.why_stopped's words, as a sentence's end
 
 def stage_progress(results_dir: str | Path, model: str = campaign.MODEL) -> list[dict]:
     """Per stage of :func:`lorabook.e2e.campaign.plan_rows`: its note, runs finished of all,
-    and worker-hours estimated for all, left, and spent by the finished ones."""
-    out = []
-    for stage, (rows, note) in campaign.plan_rows(results_dir, model).items():
-        if stage.startswith("_"):
-            continue
-        totals = shared.plan_totals(rows)
-        out.append(
-            {
-                "stage": stage,
-                "finished": int(totals["done"]),
-                "runs": len(rows),
-                "estimated h": totals["estimated"],
-                "left h": totals["left"],
-                "spent h": totals["done_spent"],
-                "note": note,
-            }
-        )
-    return out
+    and worker-hours estimated for all, left, and spent by the finished ones
+    (:func:`lorabook.campaign.stage_progress`)."""
+    return shared.stage_progress(campaign.plan_rows(results_dir, model))
 
 
 def sweep_table(results_dir: str | Path, model: str = campaign.MODEL) -> list[dict]:
@@ -129,6 +114,4 @@ def describe_stop(method: str, found: dict, flat: float = campaign.FLAT) -> str:
 
 def missing(rows: Sequence[dict]) -> list[str]:
     """The stages of :func:`stage_progress` with runs still to finish, as ``stage (k of n)``."""
-    return [
-        f"{r['stage']} ({r['finished']} of {r['runs']})" for r in rows if r["finished"] < r["runs"]
-    ]
+    return shared.still_to_finish(rows)

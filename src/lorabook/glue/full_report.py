@@ -1,0 +1,175 @@
+"""The GLUE ``full`` campaign's records for chapter 3 (issue 20): Table 2 over seeds, both of
+its claims judged with their uncertainty, and the long runs that set each budget.
+
+Read with :mod:`lorabook.glue.full_campaign`, whose rules chose the read-out, the budgets and
+the seeds. A (task, method) enters the table once its three seeds at its budget have
+finished: seed 0 is the long run that set the budget, seeds 1 and 2 ran at it.
+
+**How a difference is judged** (written before the runs finished). For LoRA against another
+method on a task, each at its best dev epoch, as Table 2 reports:
+
+- the medians' difference over the three seeds, against the seeds' spread: the larger of the
+  two methods' ranges (max − min over seeds);
+- seed by seed, LoRA's seed s against the other method's seed s, a paired bootstrap over the
+  dev examples (:func:`lorabook.glue.report.bootstrap_records`: 10,000 resamples, a 95%
+  interval);
+- ``above``: the medians' difference exceeds the spread **and** every seed's interval lies
+  above zero; ``below``: the same, below zero; else ``on par``.
+
+Claim 1 (LoRA on par with or better than FT) holds on a task unless LoRA is ``below`` FT.
+Claim 2 (LoRA better than BitFit and the adapters) is read per baseline: ``above``, ``on
+par`` or ``below``; the paper's claim is that LoRA is not below any of them and above some.
+Both compare like with like: every method's median of three seeds at its own per-task budget.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from lorabook.glue import full_campaign as fc
+from lorabook.glue.report import bootstrap_records, score
+
+ABOVE, BELOW, ON_PAR = "above", "below", "on par"
+BASELINES = ("bitfit", "adapter_h", "adapter_p")
+
+
+def seed_records(
+    results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
+) -> dict[tuple[str, str], list[dict]]:
+    """(task, method) -> its records of seeds 0, 1 and 2 at its budget, for the pairs whose
+    three have finished (seed 0: the long run that set the budget), each with ``_path``.
+    Empty while the head stage has not picked a read-out."""
+    from lorabook.cli import SettingsError
+
+    try:
+        pooling = fc._pooling(results_dir, model)
+    except SettingsError:
+        return {}
+    out = {}
+    for (task, method), epochs in fc.budgets(pooling, results_dir, model).items():
+        jobs = [fc.Job("long", task, method, 0, epochs=epochs, pooling=pooling)]
+        jobs += [fc.Job("seeds", task, method, s, epochs, pooling) for s in fc.SEEDS[1:]]
+        paths = [job.plan(results_dir, model).paths for job in jobs]
+        found = [p.finished() for p in paths]
+        if all(found):
+            out[(task, method)] = [
+                {**r, "_path": str(p.record)} for r, p in zip(found, paths, strict=True)
+            ]
+    return out
+
+
+def table2(found: Mapping[tuple[str, str], Sequence[dict]]) -> list[dict]:
+    """One row per (method, task): the median, min and max of the seeds' best dev scores
+    (×100), the seeds, the budget in epochs and the trainable parameters."""
+    rows = []
+    for (task, method), records in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        scores = [score(r) for r in records]
+        rows.append(
+            {
+                "method": method,
+                "task": task,
+                "median": statistics.median(scores),
+                "min": min(scores),
+                "max": max(scores),
+                "seeds": [r["seed"] for r in records],
+                "epochs": records[0]["settings"]["train"]["epochs"],
+                "trainable": records[0]["params"]["trainable"],
+            }
+        )
+    return rows
+
+
+def judge(ours: Sequence[dict], theirs: Sequence[dict], **bootstrap: object) -> dict:
+    """The module's rule for one task: ``difference`` of the medians, ``spread`` (the larger
+    seed range), the per-seed bootstrap ``pairs`` (``seed``: the runs' seed) and the
+    ``verdict``."""
+    mine, other = [score(r) for r in ours], [score(r) for r in theirs]
+    difference = statistics.median(mine) - statistics.median(other)
+    spread = max(max(mine) - min(mine), max(other) - min(other))
+    by_seed = {r["seed"]: r for r in theirs}
+    pairs = []
+    for r in ours:
+        if r["seed"] in by_seed:
+            result = bootstrap_records(r, by_seed[r["seed"]], **bootstrap)
+            pairs.append({**result, "seed": r["seed"], "bootstrap_seed": result["seed"]})
+    verdict = ON_PAR
+    if difference > spread and pairs and all(p["low"] > 0 for p in pairs):
+        verdict = ABOVE
+    elif difference < -spread and pairs and all(p["high"] < 0 for p in pairs):
+        verdict = BELOW
+    return {"difference": difference, "spread": spread, "pairs": pairs, "verdict": verdict}
+
+
+def verdicts(found: Mapping[tuple[str, str], Sequence[dict]], **bootstrap: object) -> list[dict]:
+    """LoRA against FT and each baseline, per task where both have their seeds: the
+    :func:`judge` fields with ``task`` and ``versus``."""
+    rows = []
+    for task in fc.TASKS:
+        if (task, "lora") not in found:
+            continue
+        for other in ("ft", *BASELINES):
+            if (task, other) in found:
+                judged = judge(found[(task, "lora")], found[(task, other)], **bootstrap)
+                rows.append({"task": task, "versus": other, **judged})
+    return rows
+
+
+def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
+    """The two claims per task from :func:`verdicts`' rows: ``"on par with FT"`` (task ->
+    whether LoRA is not below FT) and ``"against the baselines"`` (task -> "above all",
+    "not below any" or "below one")."""
+    by_task: dict[str, dict[str, str]] = {}
+    for row in rows:
+        by_task.setdefault(row["task"], {})[row["versus"]] = row["verdict"]
+    on_par = {t: v["ft"] != BELOW for t, v in by_task.items() if "ft" in v}
+    against = {}
+    for task, versus in by_task.items():
+        found = [versus[b] for b in BASELINES if b in versus]
+        if not found:
+            continue
+        against[task] = (
+            "below one"
+            if BELOW in found
+            else "above all"
+            if all(v == ABOVE for v in found)
+            else "not below any"
+        )
+    return {"on par with FT": on_par, "against the baselines": against}
+
+
+def long_curves(
+    results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
+) -> dict[tuple[str, str], dict]:
+    """(task, method) -> the long stage's finished runs: per run its epochs, the dev score
+    by epoch (×100) and its best epoch, and the budget the rule set (``None`` while open)."""
+    from lorabook.cli import SettingsError
+
+    try:
+        pooling = fc._pooling(results_dir, model)
+    except SettingsError:
+        return {}
+    out = {}
+    for task in fc.TASKS:
+        for method in fc.METHODS:
+            decided = fc.budget(task, method, pooling, results_dir, model)
+            runs = []
+            for job in decided["runs"]:
+                record = job.plan(results_dir, model).paths.finished()
+                if record is not None:
+                    metric = record["metric"]
+                    runs.append(
+                        {
+                            "epochs": job.epochs,
+                            "scores": [100 * e[metric] for e in record["epochs"]],
+                            "best_epoch": record["best_epoch"],
+                        }
+                    )
+            if runs:
+                out[(task, method)] = {
+                    "runs": runs,
+                    "budget": decided["epochs"],
+                    "capped": decided["capped"],
+                }
+    return out

@@ -1,0 +1,107 @@
+"""Chapter 3's reading of the GLUE ``full`` campaign: Table 2 over seeds and both claims,
+judged by the rule written before the runs, on stand-in records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_glue_full import write_record
+
+from lorabook.glue import full_campaign as fc
+from lorabook.glue import full_report as fr
+from lorabook.glue.full_campaign import Job
+
+TASK = "mrpc"
+
+
+def with_predictions(path, labels, right: int) -> None:
+    """Give a written record dev predictions that get the first ``right`` labels right, and
+    the matching best score."""
+    record = json.loads(path.read_text())
+    predictions = [y if i < right else 1 - y for i, y in enumerate(labels)]
+    record["dev_predictions"] = {"predictions": predictions, "labels": labels}
+    record["best"] = {record["metric"]: right / len(labels)}
+    path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    """Head stage done ([CLS] wins ties), MRPC's LoRA, FT and BitFit at their budgets with
+    three seeds, their dev predictions set by ``set_scores``."""
+    for job in fc.head_jobs():
+        write_record(job, tmp_path, 2)
+    labels = list(np.random.default_rng(0).integers(0, 2, 400))
+    labels = [int(y) for y in labels]
+
+    def set_scores(method: str, rights: list[int]) -> None:
+        epochs = fc.presets.FULL_START_EPOCHS[method]
+        jobs = [Job("long", TASK, method, 0, epochs=epochs, pooling="cls")]
+        jobs += [Job("seeds", TASK, method, s, epochs, "cls") for s in (1, 2)]
+        for job, right in zip(jobs, rights, strict=True):
+            write_record(job, tmp_path, 2, params={"trainable": 73_728})  # peaked at 2
+            with_predictions(job.plan(tmp_path).paths.record, labels, right)
+
+    return tmp_path, set_scores
+
+
+def test_table2_waits_for_the_head_and_for_all_three_seeds(tmp_path, campaign):
+    assert fr.seed_records(tmp_path / "none") == {}
+    results, set_scores = campaign
+    set_scores("lora", [300, 310, 320])
+    found = fr.seed_records(results)
+    assert list(found) == [(TASK, "lora")]
+    assert [r["seed"] for r in found[(TASK, "lora")]] == [0, 1, 2]
+    (row,) = fr.table2(found)
+    assert row["median"] == pytest.approx(77.5) and (row["min"], row["max"]) == (75.0, 80.0)
+    assert row["epochs"] == fc.presets.FULL_START_EPOCHS["lora"]
+    Job("seeds", TASK, "ft", 2, 10, "cls").plan(results).paths.record.unlink(missing_ok=True)
+    assert (TASK, "ft") not in fr.seed_records(results)
+
+
+@pytest.mark.parametrize(
+    ("lora", "ft", "expected"),
+    [
+        ([340, 342, 344], [300, 302, 304], fr.ABOVE),  # +10 points, ranges 1: above
+        ([300, 302, 304], [340, 342, 344], fr.BELOW),
+        ([300, 340, 320], [310, 312, 314], fr.ON_PAR),  # +2.5, but LoRA's range is 10
+        ([301, 302, 303], [300, 301, 302], fr.ON_PAR),  # within the seeds' range
+        ([308, 308, 308], [306, 306, 306], fr.ON_PAR),  # beyond the range (0), but 2 examples:
+        # a resample holds neither of them 13.5% of the time, so the interval reaches zero
+    ],
+)
+def test_the_rule_needs_both_the_seed_range_and_every_bootstrap(campaign, lora, ft, expected):
+    results, set_scores = campaign
+    set_scores("lora", lora)
+    set_scores("ft", ft)
+    rows = fr.verdicts(fr.seed_records(results), samples=500)
+    (row,) = rows
+    assert row["versus"] == "ft" and row["verdict"] == expected
+    assert row["difference"] == pytest.approx((sorted(lora)[1] - sorted(ft)[1]) / 4)
+    assert [p["seed"] for p in row["pairs"]] == [0, 1, 2]
+    claims = fr.claims(rows)
+    assert claims["on par with FT"] == {TASK: expected != fr.BELOW}
+
+
+def test_the_baselines_claim_reads_every_baseline(campaign):
+    results, set_scores = campaign
+    set_scores("lora", [340, 342, 344])
+    set_scores("ft", [340, 341, 342])
+    set_scores("bitfit", [300, 301, 302])
+    rows = fr.verdicts(fr.seed_records(results), samples=500)
+    assert [(r["versus"], r["verdict"]) for r in rows] == [("ft", fr.ON_PAR), ("bitfit", fr.ABOVE)]
+    assert fr.claims(rows)["against the baselines"] == {TASK: "above all"}
+    set_scores("bitfit", [380, 381, 382])
+    rows = fr.verdicts(fr.seed_records(results), samples=500)
+    assert fr.claims(rows)["against the baselines"] == {TASK: "below one"}
+
+
+def test_long_curves_show_each_run_and_the_budget(campaign):
+    results, set_scores = campaign
+    set_scores("lora", [300, 310, 320])
+    curves = fr.long_curves(results)
+    found = curves[(TASK, "lora")]
+    assert found["budget"] == fc.presets.FULL_START_EPOCHS["lora"] and not found["capped"]
+    (run,) = found["runs"]
+    assert run["best_epoch"] == 2 and len(run["scores"]) == run["epochs"]
