@@ -44,6 +44,7 @@ mode = "quick"
 # %% tags=["hide-input"]
 import inspect
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -77,6 +78,25 @@ print(
     + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdict.VERDICTS if counts.get(v, 0))
 )
 display(table)
+
+# %% [markdown]
+# The same verdicts at a glance, one row per claim in the table's order:
+
+# %% tags=["hide-input"]
+palette = ["#1a9850", "#91cf60", "#d73027", "#999999", "#fee08b"]
+colours = dict(zip(verdict.VERDICTS, palette, strict=True))
+fig, ax = plt.subplots(figsize=(8, 0.35 * len(found) + 1))
+for row, f in enumerate(found):
+    column = verdict.VERDICTS.index(f.verdict)
+    ax.scatter(column, row, s=180, color=colours[f.verdict], edgecolors="black", zorder=3)
+ax.set_yticks(range(len(found)), [f.key for f in found])
+ax.set_xticks(range(len(verdict.VERDICTS)), verdict.VERDICTS, rotation=20)
+ax.set_xlim(-0.5, len(verdict.VERDICTS) - 0.5)
+ax.invert_yaxis()
+ax.grid(True, alpha=0.3)
+ax.set_title("The paper's claims: this book's verdicts")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## 7.2 Where each number came from
