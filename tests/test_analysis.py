@@ -334,3 +334,12 @@ def test_amplification_rows_are_the_layers_amplification(tiny_record):
     expected = amplification(base_weight(model, layer), trained.delta(layer), trained.r)
     assert rows[1]["factor"] == pytest.approx(expected.factor)
     assert rows[1]["× random"] == pytest.approx(expected.of_delta / expected.of_random)
+
+
+def test_the_random_baseline_is_the_pairwise_function_on_each_draw():
+    draws = random_similarity(3, 5, 20, 2, 3, draws=4, seed=1)
+    generator = torch.Generator().manual_seed(1)
+    a = torch.randn(4, 3, 20, generator=generator, dtype=torch.float64)
+    b = torch.randn(4, 5, 20, generator=generator, dtype=torch.float64)
+    expected = [subspace_similarity(a[k], b[k], 2, 3) for k in range(4)]
+    assert draws.tolist() == pytest.approx(expected)

@@ -127,20 +127,15 @@ def random_similarity(
 ) -> torch.Tensor:
     """φ(A₁, A₂, i, j) of ``draws`` pairs of independent Gaussian A₁ (r1 × d), A₂ (r2 × d):
     the values two unrelated A's give (Figure 4's random baseline as a distribution), for a
-    trained pair to be read against. Their mean is max(i, j) / d."""
+    trained pair to be read against. Their mean is max(i, j) / d. One batched SVD per side."""
+    _check_count("i", i, min(r1, d))
+    _check_count("j", j, min(r2, d))
     generator = torch.Generator().manual_seed(seed)
-    return torch.tensor(
-        [
-            subspace_similarity(
-                torch.randn(r1, d, generator=generator, dtype=torch.float64),
-                torch.randn(r2, d, generator=generator, dtype=torch.float64),
-                i,
-                j,
-            )
-            for _ in range(draws)
-        ],
-        dtype=torch.float64,
-    )
+    a = torch.randn(draws, r1, d, generator=generator, dtype=torch.float64)
+    b = torch.randn(draws, r2, d, generator=generator, dtype=torch.float64)
+    u1 = torch.linalg.svd(a, full_matrices=False).Vh[:, :i]  # draws × i × d
+    u2 = torch.linalg.svd(b, full_matrices=False).Vh[:, :j]
+    return (u1 @ u2.transpose(1, 2)).square().sum(dim=(1, 2)) / min(i, j)
 
 
 # --- ΔW against W (Table 7) --------------------------------------------------------------------
