@@ -57,16 +57,18 @@ found = verdict.findings(REPO_ROOT / "results")
 
 # %% [markdown]
 # ## 7.1 The table
+#
+# One row per claim: the claim, its verdict, and the paper's number beside ours. Why each
+# verdict is what it is, with its scope, follows claim by claim (7.2).
 
 # %% tags=["hide-input"]
 table = pd.DataFrame(
     [
         {
             "claim": f.claim,
+            "verdict": f.verdict,
             "the paper": f.paper,
             "this book": f.evidence,
-            "verdict": f.verdict,
-            "why, and scope": f.why,
         }
         for f in found
     ],
@@ -77,7 +79,7 @@ print(
     f"{len(found)} claims: "
     + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdict.VERDICTS if counts.get(v, 0))
 )
-display(table)
+display(table[["verdict", "the paper", "this book"]])
 
 # %% [markdown]
 # The same verdicts at a glance, one row per claim in the table's order:
@@ -99,7 +101,23 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 7.2 Where each number came from
+# ## 7.2 Claim by claim
+
+# %% tags=["hide-input"]
+display(
+    Markdown(
+        "\n\n".join(
+            f"**{f.key}**: *{f.verdict}*. {f.claim[0].upper()}{f.claim[1:]}.\n\n"
+            f"- The paper: {f.paper}.\n- This book: {f.evidence}.\n"
+            + (f"- Why, and scope: {f.why}.\n" if f.why else "")
+            + (f"- Still to come: {f.pending}.\n" if f.pending else "")
+            for f in found
+        )
+    )
+)
+
+# %% [markdown]
+# ## 7.3 Where each number came from
 #
 # The records behind each row (arithmetic rows have none: their inputs are the paper's
 # shapes and its transcribed tables): file, model, device, arithmetic precision, and the
@@ -111,20 +129,6 @@ provenance = pd.DataFrame(
     columns=["claim", "file", "model", "device", "precision", "commit"],
 )
 display(provenance.set_index("claim"))
-
-# %% [markdown]
-# ## 7.3 What is still to come
-#
-# The rows whose evidence the running campaigns will replace or complete:
-
-# %% tags=["hide-input"]
-coming = [f for f in found if f.pending]
-display(
-    Markdown(
-        "\n".join(f"- **{f.key}** ({f.verdict} now): {f.pending}." for f in coming)
-        or "Nothing: every campaign has finished."
-    )
-)
 
 # %% [markdown]
 # ## 7.4 One rule, as the package states it
