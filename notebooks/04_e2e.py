@@ -668,7 +668,7 @@ else:
         ax_bleu.plot(
             found["epochs_seen"], [100 * b for b in found["dev_bleu"]], "o-", label=NAMES[method]
         )
-        print(progress.describe_stop(NAMES[method], found))
+        display(Markdown(progress.describe_stop(NAMES[method], found)))
     ax_loss.set(xlabel="epochs seen", ylabel="dev loss", title="Dev loss by round")
     ax_bleu.set(
         xlabel="epochs seen",

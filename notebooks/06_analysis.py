@@ -37,7 +37,7 @@ import inspect
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from lorabook import analysis, paper
 from lorabook.glue import report
@@ -48,6 +48,12 @@ assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!
 results_dir = REPO_ROOT / "results"
 plt.rcParams.update({"figure.dpi": 100})
 MATRICES = {"query": "$W_q$", "value": "$W_v$"}
+
+
+def say(text: str) -> None:
+    """A computed sentence, shown as text that wraps (not a printed line)."""
+    display(Markdown(text))
+
 
 # %% [markdown]
 # ## 6.1 How alike two learned subspaces are
@@ -109,7 +115,7 @@ pd.DataFrame(
 # %% tags=["hide-input"]
 runs = report.lora_runs(results_dir)
 tasks = sorted({task for task, _ in runs})
-print(
+say(
     f"{len(runs)} LoRA records of chapter 3 (r = {next(iter(runs.values())).r}): "
     + ", ".join(f"{t} seeds {sorted(s for tt, s in runs if tt == t)}" for t in tasks)
 )
@@ -153,19 +159,21 @@ plt.show()
 # %% tags=["hide-input"]
 overlap = pd.DataFrame(analysis.seed_overlap(runs))
 threshold = float(null.quantile(0.99))
-fig, axes = plt.subplots(1, 4, figsize=(14, 3.2), sharey=True)
-for ax, (factor, matrix) in zip(axes, [(f, m) for f in ("A", "B") for m in MATRICES], strict=True):
+fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharey=True, sharex=True)
+cells = [(f, m) for f in ("A", "B") for m in MATRICES]
+for ax, (factor, matrix) in zip(axes.flat, cells, strict=True):
     for task, part in overlap[overlap.matrix == matrix].groupby("task"):
         ax.plot(part.block, part[factor], "o-", label=task)
     ax.axhline(threshold, color="k", ls="--", lw=1)
     ax.set(title=f"{factor} of {MATRICES[matrix]}", xlabel="block", ylim=(0, 1))
-axes[0].set_ylabel("φ(seed 0, seed 1, 1, 1)")
-axes[-1].legend(fontsize=8)
+for ax in axes[:, 0]:
+    ax.set_ylabel("φ(seed 0, seed 1, 1, 1)")
+axes[0, 1].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
 above = overlap[["A", "B"]] > threshold
-print(
+say(
     f"The top direction agrees across seeds above the random pairs' 99th percentile "
     f"({threshold:.4f}) in {int(above.A.sum())} of {len(overlap)} (task, matrix, block) cells "
     f"for A and {int(above.B.sum())} of {len(overlap)} for B. Median φ(1, 1): "
@@ -178,7 +186,7 @@ print(
 )
 medians = {m: overlap[overlap.matrix == m].A.median() for m in MATRICES}
 more = max(medians, key=medians.get)
-print(
+say(
     f"GPT-3 (Figure 4) shares more top directions across seeds for W_q than for W_v; here the "
     f"median φ(1, 1) of A is higher for {'W_q' if more == 'query' else 'W_v'}."
 )
@@ -238,7 +246,7 @@ display(amp.groupby(["matrix", "task"])[columns].agg(median_range))
 paper_ratio = paper.value(table7.loc["r = 4", "of ΔW_q"]) / paper.value(
     table7.loc["r = 4", "random"]
 )
-print(
+say(
     f"‖UᵀWVᵀ‖_F on ΔW's directions is {amp['× random'].min():.1f}–{amp['× random'].max():.1f}× "
     f"the random directions' here (GPT-3's W_q at r = 4: {paper_ratio:.0f}×); the amplification "
     f"factor is {amp.amplification.min():.1f}–{amp.amplification.max():.1f} (GPT-3, r = 4: "
@@ -261,7 +269,7 @@ from lorabook.glue import full_campaign
 stages = full_campaign.plan_rows(results_dir)
 rows7, note7 = stages["section7"]
 totals = shared.plan_totals(rows7)
-print(
+say(
     f"section7: {int(totals['done'])} of {len(rows7)} runs finished; "
     f"~{totals['left']:.1f} worker-hours left. {note7}."
 )
