@@ -286,7 +286,7 @@ if mode == "paper":
 else:
     records = report.preset_records(results_dir, preset, model, methods)
     pinned = " ".join(override_flags(report.recorded_in(preset)))  # the records' fp32
-    for method in set(methods) - set(records):
+    for method in [m for m in methods if m not in records]:
         print(
             f"no scored record for {method!r} yet: python -m lorabook.e2e --method {method} "
             f"--model {model} --preset {preset} {pinned}".rstrip()
@@ -450,14 +450,8 @@ if "lora" in records and "_path" in records["lora"]:
 # A few test MRs, each method's output and the first two of the human references:
 
 # %% tags=["hide-input"]
-outputs = {m: report.outputs_of(r, REPO_ROOT) for m, r in records.items() if "_path" in r}
-for i in (0, 100, 250, 400, 600):
-    lines = [f"**MR {i}**: `{mrs[i]}`", ""]
-    for m, outs in outputs.items():
-        lines.append(f"- *{NAMES[m]}*: {outs[i] or '(empty)'}")
-    for ref in references[i][:2]:
-        lines.append(f"- *reference*: {ref}")
-    display(Markdown("\n".join(lines)))
+outputs = {NAMES[m]: report.outputs_of(r, REPO_ROOT) for m, r in records.items() if "_path" in r}
+display(Markdown(report.generations(mrs, references, outputs)))
 
 # %% [markdown]
 # The errors of each method's outputs, beside the human references counted by the same
@@ -465,15 +459,7 @@ for i in (0, 100, 250, 400, 600):
 # humans also leave slots out; that row is the calibration), and how long the outputs are:
 
 # %% tags=["hide-input"]
-ref_mrs = [mr for mr, refs in zip(mrs, references, strict=True) for _ in refs]
-ref_texts = [ref for refs in references for ref in refs]
-errors = pd.DataFrame(
-    {NAMES[m]: report.error_row(mrs, outs) for m, outs in outputs.items()}
-    | {"human references": report.error_row(ref_mrs, ref_texts)}
-).T
-errors["mean words"] = [
-    sum(len(o.split()) for o in outs) / len(outs) for outs in outputs.values()
-] + [sum(len(r.split()) for r in ref_texts) / len(ref_texts)]
+errors = pd.DataFrame(report.error_table(mrs, references, outputs)).T
 errors.round(1)
 
 # %% [markdown]
@@ -700,3 +686,10 @@ else:
         .set_index(["versus", "metric"])
         .round(4)
     )
+    # what each method writes (seed 0), and its errors beside the human references
+    campaign_outputs = {
+        f"{NAMES[m]} (seed {rs[0]['seed']})": report.outputs_of(rs[0], REPO_ROOT)
+        for m, rs in found_runs.items()
+    }
+    display(pd.DataFrame(report.error_table(mrs, references, campaign_outputs)).T.round(1))
+    display(Markdown(report.generations(mrs, references, campaign_outputs)))

@@ -131,3 +131,21 @@ def test_the_bf16_check_finds_fp32_by_the_pin_and_bf16_as_the_cpu_preset_s_defau
     found = report.bf16_dev_losses(tmp_path)
     assert (found["no"]["dev_loss"], found["bf16"]["dev_loss"]) == (1.0, 2.0)
     assert found["bf16"]["record"] == runs["bf16"].paths.record.name
+
+
+def test_the_error_table_counts_each_system_and_the_references_by_one_rule():
+    mrs = ["name[Aromi], food[Chinese]", "name[Bibimbap House], area[riverside]"]
+    references = [
+        ["Aromi serves Chinese food.", "Aromi is Chinese."],
+        ["Bibimbap House is by the riverside."],
+    ]
+    outputs = {"A": ["Aromi serves Chinese food.", ""], "B": ["Aromi.", "Bibimbap House."]}
+    table = report.error_table(mrs, references, outputs)
+    assert list(table) == ["A", "B", "human references"]
+    assert table["A"]["empty outputs"] == 1 and table["B"]["empty outputs"] == 0
+    assert table["B"]["outputs dropping a slot"] == 2
+    assert table["human references"]["outputs dropping a slot"] == 0
+    assert table["A"]["mean words"] == 2.0  # 4 words and 0
+    shown = report.generations(mrs, references, outputs, indices=(1,))
+    assert shown.splitlines()[0] == "**MR 1**: `name[Bibimbap House], area[riverside]`"
+    assert "- *A*: (empty)" in shown and "- *reference*: Bibimbap House is by the riverside." in shown

@@ -160,6 +160,42 @@ def error_row(mrs: list[str], outputs: list[str]) -> dict:
     }
 
 
+def error_table(
+    mrs: list[str], references: list[list[str]], outputs: dict[str, list[str]]
+) -> dict[str, dict]:
+    """The chapter's error table: per system (name -> its outputs, one per MR) an
+    :func:`error_row` and its mean words, and the human references counted by the same rules
+    (each reference against its own MR: the calibration row)."""
+    ref_mrs = [mr for mr, refs in zip(mrs, references, strict=True) for _ in refs]
+    ref_texts = [ref for refs in references for ref in refs]
+    systems = {**outputs, "human references": ref_texts}
+    sources = {**{name: mrs for name in outputs}, "human references": ref_mrs}
+    return {
+        name: {
+            **error_row(sources[name], texts),
+            "mean words": sum(len(t.split()) for t in texts) / len(texts),
+        }
+        for name, texts in systems.items()
+    }
+
+
+def generations(
+    mrs: list[str],
+    references: list[list[str]],
+    outputs: dict[str, list[str]],
+    indices: tuple[int, ...] = (0, 100, 250, 400, 600),
+) -> str:
+    """Markdown: for each MR of ``indices``, each system's output and the first two human
+    references."""
+    blocks = []
+    for i in indices:
+        lines = [f"**MR {i}**: `{mrs[i]}`", ""]
+        lines += [f"- *{name}*: {outs[i] or '(empty)'}" for name, outs in outputs.items()]
+        lines += [f"- *reference*: {ref}" for ref in references[i][:2]]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 BF16_CHECK = {"train_examples": 800, "test_mrs": 8}
 """The short E2E runs that check what bf16 costs: the ``cpu`` preset on 800 training rows
 (100 steps), decoding only 8 test MRs, in fp32 (``--mixed-precision no``,
