@@ -148,4 +148,5 @@ def test_the_error_table_counts_each_system_and_the_references_by_one_rule():
     assert table["A"]["mean words"] == 2.0  # 4 words and 0
     shown = report.generations(mrs, references, outputs, indices=(1,))
     assert shown.splitlines()[0] == "**MR 1**: `name[Bibimbap House], area[riverside]`"
-    assert "- *A*: (empty)" in shown and "- *reference*: Bibimbap House is by the riverside." in shown
+    assert "- *A*: (empty)" in shown
+    assert "- *reference*: Bibimbap House is by the riverside." in shown
