@@ -254,13 +254,13 @@ say(
 )
 
 # %% [markdown]
-# ## 6.4 Which weights, which rank, and $r = 8$ against $r = 64$: still to run
+# ## 6.4 Which weights, which rank, and $r = 8$ against $r = 64$
 #
 # Tables 5 and 6 and Figure 3 need LoRA runs that chapter 3 does not have: other target
 # matrices at a fixed budget, ranks 1 to 64, and pairs of $r = 8$ and $r = 64$ runs of the same
 # seed. They are the `section7` stage of the GLUE campaign (`python -m
 # lorabook.glue.full_campaign section7`, on two tasks, at per-task budgets that its `long`
-# stage decides first). Where that stage stands:
+# stage decides first), read by `lorabook.glue.section7`. Where that stage stands:
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared
@@ -288,6 +288,66 @@ cells = pd.DataFrame(
 ).drop_duplicates()
 print("The cells, per task:")
 display(cells.groupby(["table", "targets"]).r.apply(lambda r: ", ".join(map(str, sorted(r)))))
+
+# %% [markdown]
+# As their records land: Table 5's and Table 6's analogues (each cell's median [range] of the
+# best dev score over its finished seeds, beside the paper's GPT-3 rows), Figure 3's heat map
+# ($A$ at $r = 8$ against $A$ at $r = 64$ of the same seed, block 3), and Table 7's two ranks.
+
+# %% tags=["hide-input"]
+from lorabook.glue import section7
+
+found7 = section7.cell_records(results_dir)
+if not found7:
+    say("No Section 7 run has finished yet.")
+for table_name in ("Table 5", "Table 6"):
+    rows = section7.score_table(found7, table_name)
+    if rows:
+        shown7 = pd.DataFrame(rows)
+        shown7["median [range]"] = [
+            f"{r['median']:.1f} [{r['min']:.1f}, {r['max']:.1f}] "
+            f"({len(r['seeds'])} seed{'s' * (len(r['seeds']) != 1)})"
+            for _, r in shown7.iterrows()
+        ]
+        print(f"{table_name}, ours (MiniLM):")
+        display(
+            shown7.pivot_table(
+                index=["targets", "r"], columns="task", values="median [range]", aggfunc="first"
+            )
+        )
+if found7:
+    print("The paper's (GPT-3 175B; Table 5: WikiSQL / MNLI):")
+    display(pd.Series(paper.entries(5), name="Table 5"))
+    print("Table 6, the paper's (GPT-3; each cell: r = 1, 2, 4, 8, 64):")
+    display(pd.DataFrame(paper.table(6)).set_index("targets"))
+
+pairs = section7.rank_pairs(found7)
+if pairs:
+    (task_seed, pair), *_ = pairs.items()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+    for ax, matrix in zip(axes, ("q", "v"), strict=True):
+        grid = section7.rank_grid(pair, matrix, block=middle)
+        image = ax.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set(title=f"$W_{matrix}$: A at r = 8 (i) against r = 64 (j)", xlabel="j", ylabel="i")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="φ")
+    fig.suptitle(f"{task_seed[0]}, seed {task_seed[1]}, block {middle}", y=1.04)
+    plt.show()
+ranks7 = {r: section7.lora_at(found7, r) for r in (4, 64)}
+if all(ranks7.values()):
+    table7_ours = pd.DataFrame(
+        [
+            {"r": r, **row}
+            for r, runs_r in ranks7.items()
+            for row in analysis.amplification_rows(runs_r, base, middle)
+        ]
+    )
+    display(
+        table7_ours.groupby(["r", "matrix"])[
+            ["delta_norm", "of_delta", "of_weight", "of_random", "× random", "factor"]
+        ]
+        .median()
+        .round(3)
+    )
 
 # %% [markdown]
 # ## 6.5 What carries over, so far

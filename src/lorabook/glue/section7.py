@@ -1,0 +1,123 @@
+"""Section 7's studies from the GLUE ``full`` campaign's records (issue 19, chapter 6):
+Tables 5 and 6 over seeds, Figure 3's pairs (one seed at r = 8 and at r = 64), and Table 7's
+two ranks.
+
+The runs are the ``section7`` stage's (:func:`lorabook.glue.full_campaign.section7_cells`);
+a cell that is another stage's run (Table 6's {W_q, W_v} at r = 8 is the campaign's LoRA) is
+the same record. Scores are each run's best dev epoch ×100, as in Table 2; a cell shows the
+median and range over the seeds that have finished.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from lorabook.glue import full_campaign as fc
+from lorabook.glue.report import score
+
+MATRIX = {"q": "query", "k": "key", "v": "value", "o": "dense"}
+"""The short target names of the ``full`` preset and the LoRA layers they name on BERT."""
+
+Cell = tuple[str, str, tuple[str, ...], int]  # (table, task, targets, r)
+
+
+def cell_records(
+    results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
+) -> dict[Cell, list[dict]]:
+    """(table, task, targets, r) -> the finished records of that cell (every seed that has
+    one), each with ``_path``; empty while the read-out or LoRA's budgets are undecided."""
+    from lorabook.cli import SettingsError
+
+    try:
+        pooling = fc._pooling(results_dir, model)
+    except SettingsError:
+        return {}
+    decided = fc.budgets(pooling, results_dir, model)
+    out: dict[Cell, list[dict]] = {}
+    for table, job in fc.section7_cells(decided, pooling, every_seed=True):
+        paths = job.plan(results_dir, model).paths
+        record = paths.finished()
+        if record is not None:
+            cell = (table, job.task, tuple(job.lora_targets or ()), int(job.lora_r or 0))
+            out.setdefault(cell, []).append({**record, "_path": str(paths.record)})
+    return out
+
+
+def targets_label(targets: Sequence[str]) -> str:
+    """``("q", "v")`` → ``"W_q, W_v"``."""
+    return ", ".join(f"W_{t}" for t in targets)
+
+
+def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
+    """``table``'s cells ("Table 5" or "Table 6"): task, targets, r, the median, min and max
+    best dev score over the finished seeds, and the seeds."""
+    rows = []
+    for (which, task, targets, r), records in found.items():
+        if which != table:
+            continue
+        scores = [score(rec) for rec in records]
+        rows.append(
+            {
+                "task": task,
+                "targets": targets_label(targets),
+                "r": r,
+                "median": statistics.median(scores),
+                "min": min(scores),
+                "max": max(scores),
+                "seeds": sorted(rec["seed"] for rec in records),
+            }
+        )
+    return rows
+
+
+def records_at(
+    found: Mapping[Cell, Sequence[dict]], r: int, targets: tuple[str, ...] = ("q", "v")
+) -> dict[tuple[str, int], dict]:
+    """{(task, seed): record} of Table 6's ``targets`` at rank ``r``."""
+    return {
+        (task, rec["seed"]): rec
+        for (table, task, cell_targets, rank), records in found.items()
+        if table == "Table 6" and cell_targets == targets and rank == r
+        for rec in records
+    }
+
+
+def lora_at(
+    found: Mapping[Cell, Sequence[dict]], r: int, targets: tuple[str, ...] = ("q", "v")
+) -> dict[tuple[str, int], object]:
+    """{(task, seed): TrainedLoRA} of Table 6's ``targets`` at rank ``r``."""
+    from lorabook.analysis import read_lora_record
+
+    return {
+        key: read_lora_record(rec["_path"]) for key, rec in records_at(found, r, targets).items()
+    }
+
+
+def rank_pairs(
+    found: Mapping[Cell, Sequence[dict]], low: int = 8, high: int = 64
+) -> dict[tuple[str, int], tuple[object, object]]:
+    """Figure 3's pairs: {(task, seed): (LoRA at r = low, LoRA at r = high)} of {W_q, W_v},
+    for every task and seed with both."""
+    from lorabook.analysis import read_lora_record
+
+    lows, highs = records_at(found, low), records_at(found, high)
+    return {
+        key: (read_lora_record(lows[key]["_path"]), read_lora_record(highs[key]["_path"]))
+        for key in sorted(lows)
+        if key in highs
+    }
+
+
+def rank_grid(pair: tuple, matrix: str, block: int, side: str = "right"):
+    """φ(A_low, A_high, i, j) for i ≤ low, j ≤ high in ``block`` for ``matrix`` (``"q"`` or
+    ``"v"``): Figure 3's heat map (``side="left"``: the B's)."""
+    from lorabook.analysis import layer_index, layers_of, subspace_similarity_grid
+
+    low, high = pair
+    name = next(n for n in layers_of(low, MATRIX[matrix]) if layer_index(n) == block)
+    factor = 0 if side == "right" else 1
+    return subspace_similarity_grid(
+        low.factors[name][factor], high.factors[name][factor], side=side
+    )

@@ -1,0 +1,102 @@
+"""Chapter 6's reading of the Section 7 runs, on stand-in records with planted factors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_glue_full import write_record
+
+from lorabook.glue import full_campaign as fc
+from lorabook.glue import section7
+from lorabook.glue.full_campaign import Job
+from lorabook.io import write_tensors
+
+D = 96  # a stand-in width
+
+
+def factors(r: int, shared: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """LoRA tensors of two blocks' query and value whose A's top direction is ``shared``."""
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for block in (0, 1):
+        for matrix in ("query", "value"):
+            a = 0.01 * torch.randn(r, D, generator=generator)
+            a[0] = shared  # the strongest direction, common to every rank
+            name = f"bert.encoder.layer.{block}.attention.self.{matrix}"
+            out[f"{name}.lora_A"] = a
+            out[f"{name}.lora_B"] = torch.randn(D, r, generator=generator)
+    return out
+
+
+@pytest.fixture
+def decided(tmp_path):
+    """The head stage done ([CLS]), LoRA's budget set on the Section 7 tasks."""
+    for job in fc.head_jobs():
+        write_record(job, tmp_path, 2)
+    for task in fc.SECTION7_TASKS:
+        write_record(fc.chain(task, "lora", "cls")[0], tmp_path, 2)  # peaked: the budget
+    return tmp_path
+
+
+def cell_job(task: str, r: int, seed: int = 0, targets=("q", "v")) -> Job:
+    epochs = fc.presets.FULL_START_EPOCHS["lora"]
+    return Job("section7", task, "lora", seed, epochs, "cls", lora_r=r, lora_targets=targets)
+
+
+def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, decided):
+    assert section7.cell_records(tmp_path / "none") == {}
+    task = fc.SECTION7_TASKS[0]
+    for seed, best in ((0, 3), (1, 5)):
+        write_record(cell_job(task, 1, seed, ("q",)), decided, best)
+    found = section7.cell_records(decided)
+    # Table 6's {W_q, W_v} r = 8, seed 0 is the long run that set LoRA's budget
+    assert [r["seed"] for r in found[("Table 6", task, ("q", "v"), 8)]] == [0]
+    rows = section7.score_table(found, "Table 6")
+    by = {(r["targets"], r["r"]): r for r in rows if r["task"] == task}
+    assert by[("W_q", 1)]["seeds"] == [0, 1]
+    assert by[("W_q", 1)]["median"] == pytest.approx((50.3 + 50.5) / 2)
+    assert ("W_q", 8) not in by  # not run
+    assert section7.score_table(found, "Table 5") == []  # none of its cells has run
+
+
+def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided):
+    task = fc.SECTION7_TASKS[0]
+    shared = torch.zeros(D)
+    shared[3] = 1.0
+    for r in (8, 64):
+        job = cell_job(task, r)
+        write_record(job, decided, 2)
+        folder = job.plan(decided).paths.record.with_suffix("")
+        write_tensors(folder / "trainable.safetensors", factors(r, shared, r))
+    found = section7.cell_records(decided)
+    pairs = section7.rank_pairs(found)
+    assert list(pairs) == [(task, 0)]
+    grid = section7.rank_grid(pairs[(task, 0)], "q", block=1)
+    assert grid.shape == (8, 64)  # i ≤ 8, j ≤ 64: Figure 3's axes
+    assert float(grid[0, 0]) == pytest.approx(1.0, abs=1e-3)  # the planted direction
+    assert bool((grid <= 1 + 1e-9).all()) and bool((grid >= 0).all())
+    runs = section7.lora_at(found, 64)
+    assert list(runs) == [(task, 0)] and runs[(task, 0)].r == 64
+
+
+def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
+    from lorabook import verdict
+
+    assert verdict.section7_tables(decided).verdict == "pending"
+    epochs = fc.presets.FULL_START_EPOCHS["lora"]
+    cells = fc.section7_cells(
+        {(t, "lora"): epochs for t in fc.SECTION7_TASKS}, "cls", every_seed=True
+    )
+
+    def write_all(single_best: int) -> None:
+        for _, job in cells:
+            several = len(job.lora_targets or ()) > 1
+            write_record(job, decided, 5 if several else single_best)
+
+    write_all(single_best=3)  # scores 50.5 against single matrices' 50.3; ranks equal
+    found = verdict.section7_tables(decided)
+    assert found.verdict == "reproduced", found.evidence
+    assert "(4 of 4 parts hold)" in found.evidence
+    write_all(single_best=9)  # a single matrix now scores 50.9, above 50.5
+    found = verdict.section7_tables(decided)
+    assert found.verdict == "partly" and "(2 of 4 parts hold)" in found.evidence
