@@ -105,3 +105,27 @@ def test_long_curves_show_each_run_and_the_budget(campaign):
     assert found["budget"] == fc.presets.FULL_START_EPOCHS["lora"] and not found["capped"]
     (run,) = found["runs"]
     assert run["best_epoch"] == 2 and len(run["scores"]) == run["epochs"]
+
+
+def test_the_verdict_reads_the_full_campaign_once_every_task_has_its_seeds(tmp_path):
+    from lorabook import verdict
+
+    for job in fc.head_jobs():
+        write_record(job, tmp_path, 2)
+    labels = [int(y) for y in np.random.default_rng(1).integers(0, 2, 200)]
+    before = verdict.glue_on_par(tmp_path)
+    assert before.verdict == "pending"  # neither campaign has runs here
+    for task in fc.TASKS:
+        for method, rights in {"lora": [150, 151, 152], "ft": [190, 191, 192]}.items():
+            if task == "rte" and method == "ft":
+                rights = [150, 151, 152]  # on par on RTE only
+            epochs = fc.presets.FULL_START_EPOCHS[method]
+            jobs = [Job("long", task, method, 0, epochs=epochs, pooling="cls")]
+            jobs += [Job("seeds", task, method, s, epochs, "cls") for s in (1, 2)]
+            for job, right in zip(jobs, rights, strict=True):
+                write_record(job, tmp_path, 2, params={"trainable": 1})
+                with_predictions(job.plan(tmp_path).paths.record, labels, right)
+    found = verdict.glue_on_par(tmp_path)
+    assert found.verdict == "partly" and "on 1 of 5 tasks (rte)" in found.evidence
+    assert "`full` campaign" in found.why and not found.pending
+    assert sum(int(s["file"].split("(")[1].split()[0]) for s in found.sources) == 30

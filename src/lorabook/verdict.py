@@ -27,7 +27,7 @@ import math
 import re
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lorabook import paper
@@ -289,16 +289,47 @@ def inference_latency(results_dir: Path) -> Finding:
     )
 
 
+def _glue_full(results_dir: Path, methods: tuple[str, ...]) -> tuple[dict, list[dict]] | None:
+    """The ``full`` campaign's two claims per task (:func:`lorabook.glue.full_report.claims`)
+    and their sources, once every task has all of ``methods`` at three seeds; else ``None``."""
+    from lorabook.glue import full_report
+    from lorabook.glue.full_campaign import TASKS
+
+    found = full_report.seed_records(results_dir)
+    if any((task, m) not in found for task in TASKS for m in methods):
+        return None
+    paths = [r["_path"] for (_, m), rs in found.items() if m in methods for r in rs]
+    chosen = {k: v for k, v in found.items() if k[1] in methods}
+    return full_report.claims(full_report.verdicts(chosen)), grouped_sources(paths, results_dir)
+
+
+_FULL_WHY = (
+    "MiniLM on a CPU, the `full` campaign: per-task budgets, three seeds of every method, "
+    "baselines at LoRA's size; a difference counts when it exceeds the seeds' range and every "
+    "seed's paired bootstrap (chapter 3.10)"
+)
+
+
 def glue_on_par(results_dir: Path) -> Finding:
-    """On par with FT on GLUE (Table 2). Rule (chapter 3's): LoRA's median over seeds no
-    more than a point below FT's, per task; reproduced on every task, partly on some."""
+    """On par with FT on GLUE (Table 2). Rule: the ``full`` campaign's once it has LoRA and FT
+    on every task (:mod:`lorabook.glue.full_report`: not below FT); until then chapter 3's on
+    the ``cpu`` runs, LoRA's median over seeds no more than a point below FT's. Reproduced on
+    every task, partly on some."""
     from lorabook.glue import report
 
+    claim = "on par with or better than fine-tuning on GLUE (RoBERTa, Table 2)"
+    said = "Table 2: LoRA within a point of FT or above on every task (RoBERTa-base)"
+    full = _glue_full(results_dir, ("lora", "ft"))
+    if full is not None:
+        found = _per_task(
+            "GLUE: LoRA vs FT", claim, said, full[0]["on par with FT"], "LoRA not below FT", full[1]
+        )
+        return replace(found, why=_FULL_WHY, pending="")
     holds = report.outcomes(results_dir)["LoRA within a point of FT"]
     return _per_task(
         "GLUE: LoRA vs FT",
-        "on par with or better than fine-tuning on GLUE (RoBERTa, Table 2)",
-        "Table 2: LoRA within a point of FT or above on every task (RoBERTa-base)",
+        claim,
+        said,
         holds,
         "LoRA's median within a point of FT's",
         _glue_sources(results_dir, ("lora", "ft")),
@@ -306,10 +337,29 @@ def glue_on_par(results_dir: Path) -> Finding:
 
 
 def glue_vs_baselines(results_dir: Path) -> Finding:
-    """Above BitFit and the adapters on GLUE (Table 2). Rule (chapter 3's): LoRA's median at
-    or above the best of BitFit, AdapterH and AdapterP, per task."""
+    """Above BitFit and the adapters on GLUE (Table 2). Rule: the ``full`` campaign's once it
+    has LoRA, BitFit and both size-matched adapters on every task (not below any of them;
+    the row says on how many tasks LoRA is above all three); until then chapter 3's on the
+    ``cpu`` runs, LoRA's median at or above the best of BitFit, AdapterH and AdapterP."""
     from lorabook.glue import report
 
+    claim = "better than BitFit and adapters on GLUE (Table 2)"
+    said = "Table 2: LoRA's average above BitFit's and the adapters'"
+    full = _glue_full(results_dir, ("lora", "bitfit", "adapter_h", "adapter_p"))
+    if full is not None:
+        against = full[0]["against the baselines"]
+        holds = {task: v != "below one" for task, v in against.items()}
+        found = _per_task(
+            "GLUE: LoRA vs others",
+            claim,
+            said,
+            holds,
+            "LoRA not below BitFit or either adapter",
+            full[1],
+        )
+        above = [t for t, v in against.items() if v == "above all"]
+        why = _FULL_WHY + f"; above all three on {len(above)} of {len(against)} tasks"
+        return replace(found, why=why, pending="")
     holds = report.outcomes(results_dir)["LoRA at or above BitFit and the adapters"]
     sizes: dict[str, set[int]] = {}
     for job, record in report.campaign_records(results_dir).items():
@@ -323,8 +373,8 @@ def glue_vs_baselines(results_dir: Path) -> Finding:
     )
     return _per_task(
         "GLUE: LoRA vs others",
-        "better than BitFit and adapters on GLUE (Table 2)",
-        "Table 2: LoRA's average above BitFit's and the adapters'",
+        claim,
+        said,
         holds,
         "LoRA's median at or above the best of BitFit, AdapterH, AdapterP",
         _glue_sources(results_dir, ("lora", "bitfit", "adapter_h", "adapter_p")),
