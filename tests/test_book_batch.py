@@ -1,0 +1,63 @@
+"""`python -m lorabook.book`: the whole book in batch, a line per chapter, failures named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lorabook import book
+
+CHAPTER = """# %% [markdown]
+# # A chapter
+
+# %% tags=["parameters"]
+mode = "quick"
+
+# %%
+value = {body}
+print(mode, value)
+"""
+
+
+def write_chapter(root: Path, name: str, body: str) -> None:
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    (root / "notebooks" / f"{name}.py").write_text(CHAPTER.format(body=body))
+
+
+def test_chapters_are_the_notebooks_in_order_and_unknown_names_are_refused(tmp_path):
+    for name in ("02_b", "01_a"):
+        write_chapter(tmp_path, name, "1")
+    assert book.chapters(tmp_path) == ["01_a", "02_b"]
+    assert book.chapters(tmp_path, ["02_b"]) == ["02_b"]
+    with pytest.raises(ValueError, match="no chapter 03_c; the chapters: 01_a, 02_b"):
+        book.chapters(tmp_path, ["03_c"])
+
+
+def test_a_line_per_chapter_and_a_failure_names_its_cell(tmp_path):
+    write_chapter(tmp_path, "01_fine", "6 * 7")
+    write_chapter(tmp_path, "02_broken", "1 / 0")
+    done = subprocess.run(
+        [sys.executable, "-m", "lorabook.book", "--jobs", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line[:2].isdigit()}
+    assert lines["01_fine"].endswith(" s  ok")
+    expected = "failed: cell In [3] `value = 1 / 0`: ZeroDivisionError: division by zero"
+    assert expected in lines["02_broken"]  # In [2] is the parameters papermill injects
+    assert "1 of 2 chapters ok" in done.stdout and "failed: 02_broken" in done.stderr
+    executed = tmp_path / "book" / "_executed" / "01_fine.ipynb"
+    assert "quick 42" in executed.read_text()  # executed, with the mode parameter injected
+
+
+def test_the_line_format():
+    ok = {"name": "01_theory", "seconds": 12.34, "ok": True, "error": None}
+    assert book.line(ok) == "01_theory               12.3 s  ok"
+    bad = {**ok, "ok": False, "error": "cell 3: KeyError: 'x'"}
+    assert book.line(bad).endswith("failed: cell 3: KeyError: 'x'")
