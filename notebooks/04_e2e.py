@@ -598,6 +598,37 @@ display(stages.round(1))
 print("still to finish:", ", ".join(still) if still else "nothing: the campaign is complete")
 
 # %% [markdown]
+# ### What the model is, and what that does to the comparison
+#
+# SmolLM2-135M-Instruct reaches us as a Q4_1 GGUF file, dequantized once to float32
+# (`lorabook.models`). Its weight matrices therefore lie on a 4-bit grid: Q4_1 stores each
+# block of 32 consecutive weights as $\text{scale} \cdot q + \min$ with a 4-bit $q$, at most 16
+# values a block. Counted in one middle layer (`models.grid_levels`):
+
+# %% tags=["hide-input"]
+from safetensors import safe_open
+
+from lorabook.models import grid_levels
+
+with safe_open(str(resolve_model("smollm2") / "model.safetensors"), "pt") as weights:
+    layer = "model.layers.14"
+    names = [f"{layer}.self_attn.{m}_proj.weight" for m in "qkvo"]
+    names += [f"{layer}.mlp.{m}_proj.weight" for m in ("gate", "up", "down")]
+    names += ["model.embed_tokens.weight"]
+    levels = pd.DataFrame({name: grid_levels(weights.get_tensor(name)) for name in names}).T
+levels.columns = ["most values in a block of 32", "share of blocks with ≤ 16"]
+display(levels)
+# what the prose below says: the matrices on the 4-bit grid, the embeddings not
+assert (levels.iloc[:-1, 1] == 1.0).all() and levels.iloc[-1, 1] == 0.0, levels
+
+# %% [markdown]
+# Full fine-tuning moves every weight off that grid; LoRA keeps the quantized $W_0$ and adds
+# a full-precision $\frac{\alpha}{r}BA$. That is the QLoRA setting {cite}`dettmers2023qlora`,
+# not the paper's, whose GPT-2 weights were trained and kept in full precision. Whatever the
+# rounding cost the model, FT can undo it in every weight and LoRA only within its rank: a
+# handicap for LoRA in this comparison that the paper's does not have. (The embeddings, the
+# table shows, were not stored at 4 bits.)
+#
 # ### The sweep
 #
 # Dev loss and greedy dev-subset BLEU (×100) after one round at each rate; "picked" is the

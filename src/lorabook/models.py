@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import huggingface_hub
+import torch
 from transformers import (
     AutoModel,
     AutoTokenizer,
@@ -60,6 +61,23 @@ HUB_TIMEOUT_S = 5.0
 _HUB_IGNORE = ["*.h5", "*.msgpack", "*.ot", "*.onnx", "*.tflite", "*.gguf", "onnx/*", "coreml/*"]
 _SMOLLM2_DIR = "smollm2-135m-instruct"
 _MARKER = ".lorabook-complete"
+
+
+def grid_levels(weight: torch.Tensor, block: int = 32) -> dict[str, float]:
+    """How many distinct values each run of ``block`` consecutive weights (along the last
+    dimension, as GGUF stores its quantization blocks) takes: ``max`` over blocks and the
+    ``share_at_most_16`` of blocks. Q4_1 writes each block as ``scale · q + min`` with a
+    4-bit q, so a dequantized Q4_1 matrix has at most 16 values in every block; a matrix
+    trained in full precision has ``block`` in almost every one."""
+    if weight.shape[-1] % block:
+        raise ValueError(f"the last dimension ({weight.shape[-1]}) is not a multiple of {block}")
+    blocks = weight.detach().reshape(-1, block)
+    ordered = blocks.sort(dim=1).values
+    distinct = 1 + (ordered[:, 1:] != ordered[:, :-1]).sum(dim=1)
+    return {
+        "max": int(distinct.max()),
+        "share_at_most_16": float((distinct <= 16).double().mean()),
+    }
 
 
 class ModelNotAvailableError(RuntimeError):
