@@ -1,7 +1,12 @@
 """Why LoRA works (the paper's Section 7): how trained A's and B's overlap, and how ΔW relates to W.
 
 Shapes, in ``nn.Linear``'s layout (the paper's d × k): a weight W and its update ΔW are
-d_out × d_in, LoRA's A is r × d_in, B is d_out × r, and ΔW = (α/r) · B A (equation 4).
+d_out × d_in, LoRA's A is r × d_in, B is d_out × r. The paper's (and the book's) ΔW is B A
+(equation 3), and the weight changes by (α/r) · B A (equation 4). Section 7 does not say
+which of the two it analyses; here ΔW's studies (Table 7) use the change the weight receives,
+(α/r) · B A (:func:`lora_delta`). Where α = r (chapter 3's runs: r = α = 8) the two are one
+matrix; at other ranks only ‖ΔW‖_F and the amplification factor scale with α/r, the
+directions U, V and the projections ‖UᵀWVᵀ‖_F do not.
 
 Subspace similarity (Section 7.2). For two trained A's, of ranks r₁ and r₂ and the same d_in,
 
@@ -142,7 +147,8 @@ def random_similarity(
 
 
 def lora_delta(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
-    """ΔW = (α/r) · B A (d_out × d_in, float64) from A (r × d_in) and B (d_out × r)."""
+    """The change the weight receives, (α/r) · B A (d_out × d_in, float64), from A (r × d_in)
+    and B (d_out × r); the paper's ΔW scaled by α/r (module docstring)."""
     if a.dim() != 2 or b.dim() != 2 or b.shape[1] != a.shape[0]:
         raise ValueError(
             f"expected A (r × d_in) and B (d_out × r) with the same r, got A {tuple(a.shape)} "
@@ -192,7 +198,7 @@ def amplification(
 ) -> Amplification:
     """Table 7's quantities for a pretrained W and its update ΔW, both d_out × d_in.
 
-    ``r`` is the number of singular directions (the LoRA rank: ΔW = (α/r) B A has rank ≤ r).
+    ``r`` is the number of singular directions (the LoRA rank: (α/r) B A has rank ≤ r).
     ``seed`` draws the random matrix; for random directions E‖Uᵀ W Vᵀ‖²_F = r² ‖W‖²_F / (d k).
     """
     if weight.shape != delta.shape or weight.dim() != 2:
@@ -263,11 +269,11 @@ class TrainedLoRA:
 
     @property
     def scaling(self) -> float:
-        """α / r, the factor in ΔW = (α/r) · B A."""
+        """α / r, the factor in the weight's change (α/r) · B A."""
         return self.alpha / self.r
 
     def delta(self, layer: str) -> torch.Tensor:
-        """ΔW = (α/r) · B A of ``layer`` (d_out × d_in, float64)."""
+        """The change ``layer``'s weight receives, (α/r) · B A (d_out × d_in, float64)."""
         if layer not in self.factors:
             raise KeyError(
                 f"{layer!r} is not a LoRA layer of {self.record.name}; it has: "
