@@ -628,9 +628,10 @@ def subspaces(results_dir: Path) -> Finding:
 
 def amplification(results_dir: Path) -> Finding:
     """ΔW amplifies directions that W has but does not emphasise (Table 7). Rule: ΔW's
-    top-r directions hold at least twice as much of W as a random matrix's (the paper, Table 7: far more),
-    and the amplification factor ‖ΔW‖/‖UᵀWVᵀ‖ is above 1; block 3 of MiniLM, chapter 3's
-    runs (chapter 6.3). Without the first, the factor only measures ΔW's size."""
+    top-r directions hold at least twice as much of W as a random matrix's (Table 7's ratio
+    is far larger), and the amplification factor ‖ΔW‖/‖UᵀWVᵀ‖ is above 1; block 3 of
+    MiniLM, chapter 3's runs (chapter 6.3). Without the first, the factor only measures ΔW's
+    size. ΔW here is the change the weight receives, (α/r)·BA (:mod:`lorabook.analysis`)."""
     from lorabook import analysis
     from lorabook.glue.report import lora_runs
     from lorabook.models import load_pretrained
