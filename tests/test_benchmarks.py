@@ -35,6 +35,7 @@ def test_latency_benchmark(tmp_path):
     assert script("latency").parse_shapes("1x128,4x64") == [(1, 128), (4, 64)]
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_training_benchmark(tmp_path):
     out = tmp_path / "training.json"
     args = ["--models", "tiny-llama", "--methods", "lora", "peft_lora", "bitfit"]
@@ -158,6 +159,7 @@ def test_time_to_accuracy_on_the_cpu_preset_counts_only_the_campaigns_runs(tmp_p
     assert row["target"] == 0.785 and row["runs"]["lora"]["seconds"] == 6.0
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_glue_bench_measures_pinned_workers_against_one_worker(tmp_path):
     from lorabook.glue import bench
     from lorabook.glue.campaign import available_cores

@@ -36,6 +36,7 @@ def test_chapters_are_the_notebooks_in_order_and_unknown_names_are_refused(tmp_p
         book.chapters(tmp_path, ["03_c"])
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_a_line_per_chapter_and_a_failure_names_its_cell(tmp_path):
     write_chapter(tmp_path, "01_fine", "6 * 7")
     write_chapter(tmp_path, "02_broken", "1 / 0")

@@ -87,6 +87,7 @@ def only_record(results: Path) -> tuple[Path, dict]:
     return records[0], json.loads(records[0].read_text())
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_two_processes_write_one_record_of_a_run_of_their_own(two_process_run, tiny_bert):
     results, out, _ = two_process_run
     path, record = only_record(results)
@@ -156,6 +157,7 @@ def test_processes_enter_the_identity_only_above_one():
     assert glue_config("rte", "lora", "m", "quick", 0, settings, 2)["processes"] == 2
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_two_processes_train_what_one_trains_with_the_same_global_batch(
     two_process_run, tiny_bert, tmp_path
 ):
@@ -192,6 +194,7 @@ def test_two_processes_train_what_one_trains_with_the_same_global_batch(
     assert two["best"]["accuracy"] == one["best"]["accuracy"]
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_a_two_process_run_interrupted_after_an_epoch_resumes(two_process_run):
     """Stopped after epoch 1: a checkpoint, no record; rerun: epoch 2 only, then the record
     (whose tensors equal an uninterrupted one-process run's: the test above)."""
@@ -238,6 +241,7 @@ E2E_ARGS += ["--dropout", "0", "--backbone-dropout", "0"]
 E2E_SAME = {"dropout": 0.0, "backbone_dropout": 0.0}
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_a_two_process_e2e_run_writes_one_record_whose_outputs_equal_one_process(
     model_folder, small_data, tmp_path
 ):

@@ -242,6 +242,7 @@ def test_peft_peer_has_the_same_trainable_count():
     assert ours["params"]["trainable_incl_head"] == theirs["params"]["trainable_incl_head"]
 
 
+@pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
 def test_fresh_process_returns_json_or_the_reason_a_method_is_unavailable():
     args = ["train", "--model", "tiny-llama", "--batch", "1", "--length", "8", "--steps", "1"]
     row = P.in_fresh_process([*args, "--method", "lora", "--warmup", "0"])
