@@ -780,7 +780,17 @@ else:
     display(full_table.pivot(index="method", columns="task", values="median [range]"))
     judged = full_report.verdicts(found_full)
     display(pd.DataFrame(judged).drop(columns=["pairs"]).set_index(["task", "versus"]).round(2))
-    print(full_report.claims(judged))
+    claims_full = full_report.claims(judged)
+    display(
+        pd.DataFrame(
+            {
+                "LoRA on par with FT (claim 1)": claims_full["on par with FT"],
+                "LoRA against BitFit and the adapters (claim 2)": claims_full[
+                    "against the baselines"
+                ],
+            }
+        ).rename_axis("task")
+    )
 
 # %% [markdown]
 # ```{admonition} Claims checked in this chapter
