@@ -75,11 +75,15 @@ table = pd.DataFrame(
     index=[f.key for f in found],
 )
 counts = table["verdict"].value_counts()
-print(
-    f"{len(found)} claims: "
-    + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdict.VERDICTS if counts.get(v, 0))
+display(
+    Markdown(
+        f"**{len(found)} claims**: "
+        + ", ".join(f"{counts.get(v, 0)} {v}" for v in verdict.VERDICTS if counts.get(v, 0))
+        + "."
+    )
 )
-display(table[["verdict", "the paper", "this book"]])
+left = [{"selector": "th, td", "props": [("text-align", "left"), ("vertical-align", "top")]}]
+display(table[["verdict", "the paper", "this book"]].style.set_table_styles(left))
 
 # %% [markdown]
 # The same verdicts at a glance, one row per claim in the table's order:

@@ -127,5 +127,5 @@ def test_the_verdict_reads_the_full_campaign_once_every_task_has_its_seeds(tmp_p
                 with_predictions(job.plan(tmp_path).paths.record, labels, right)
     found = verdict.glue_on_par(tmp_path)
     assert found.verdict == "partly" and "on 1 of 5 tasks (rte)" in found.evidence
-    assert "`full` campaign" in found.why and not found.pending
+    assert "full campaign" in found.why and not found.pending
     assert sum(int(s["file"].split("(")[1].split()[0]) for s in found.sources) == 30

@@ -304,7 +304,7 @@ def _glue_full(results_dir: Path, methods: tuple[str, ...]) -> tuple[dict, list[
 
 
 _FULL_WHY = (
-    "MiniLM on a CPU, the `full` campaign: per-task budgets, three seeds of every method, "
+    "MiniLM on a CPU, the full campaign: per-task budgets, three seeds of every method, "
     "baselines at LoRA's size; a difference counts when it exceeds the seeds' range and every "
     "seed's paired bootstrap (chapter 3.10)"
 )
@@ -401,14 +401,14 @@ def _per_task(
         said,
         f"{rule} on {len(yes)} of {len(holds)} tasks ({', '.join(yes) or 'none'})",
         verdict,
-        "MiniLM on a CPU at the `cpu` preset's budgets, which stopped LoRA early on some "
+        "MiniLM on a CPU at the cpu preset's budgets, which stopped LoRA early on some "
         f"tasks (chapter 3){more}",
         sources,
         _GLUE_NEXT,
     )
 
 
-_GLUE_NEXT = "the GLUE `full` campaign (per-task budgets, size-matched adapters, 3 seeds each)"
+_GLUE_NEXT = "the GLUE full campaign (per-task budgets, size-matched adapters, 3 seeds each)"
 
 
 def _glue_sources(results_dir: Path, methods: tuple[str, ...]) -> list[dict]:
@@ -428,7 +428,7 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
 
     said = "Table 3: GPT-2 M LoRA above FT on all five metrics"
     claim = "better than fine-tuning on E2E NLG (GPT-2, Table 3)"
-    pending = "the E2E `full` campaign (whole training set, 3 seeds, the official recipe)"
+    pending = "the E2E full campaign (whole training set, 3 seeds, the official recipe)"
     found = e2e_verdict.runs_records(results_dir)
     if {"lora", "ft"} <= set(found):
         rows = [r for r in e2e_verdict.verdicts(found, results_dir.parent) if r["versus"] == "ft"]
@@ -460,7 +460,7 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
         "E2E: LoRA vs FT",
         claim,
         said,
-        f"`cpu` runs (4,000 rows once, one seed): LoRA at or above FT on {len(above)} of 5 "
+        f"cpu runs (4,000 rows once, one seed): LoRA at or above FT on {len(above)} of 5 "
         f"metrics; BLEU LoRA − FT {pair['difference']:+.2f} [{pair['low']:+.2f}, "
         f"{pair['high']:+.2f}] (paired bootstrap over the test MRs)",
         verdict,
@@ -488,7 +488,7 @@ def e2e_vs_others(results_dir: Path) -> Finding:
             "pending",
             "",
             [],
-            "the E2E `full` campaign's one-seed runs of FT-Top2, AdapterL and PreLayer",
+            "the E2E full campaign's one-seed runs of FT-Top2, AdapterL and PreLayer",
         )
     rows = e2e_verdict.verdicts(found, results_dir.parent)
     bleu = {
@@ -524,7 +524,7 @@ def section7_tables(results_dir: Path) -> Finding:
     said = "Table 6, W_q and W_v, MNLI, r = 1, 2, 4, 8, 64: " + paper.table(6)[1]["MNLI"]
     rows, _ = full_campaign.plan_rows(results_dir)["section7"]
     totals = shared.plan_totals(rows)
-    pending = f"the GLUE `full` campaign's section7 stage (~{totals['left']:.0f} worker-hours)"
+    pending = f"the GLUE full campaign's section7 stage (~{totals['left']:.0f} worker-hours)"
     found = section7.cell_records(results_dir)
     medians = {
         (r["task"], r["targets"], r["r"], table): (r["median"], len(r["seeds"]))
