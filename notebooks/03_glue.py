@@ -738,10 +738,9 @@ else:
 from lorabook import campaign as shared
 from lorabook.glue import full_campaign, full_report
 
-stages = pd.DataFrame(shared.stage_progress(full_campaign.plan_rows(results_dir)))
-display(stages.set_index("stage").round(1))
-still = shared.still_to_finish(stages.to_dict("records"))
-print("still to finish:", ", ".join(still) if still else "nothing: the campaign is complete")
+stage_rows = shared.stage_progress(full_campaign.plan_rows(results_dir))
+display(pd.DataFrame(stage_rows).set_index("stage").drop(columns="note").round(1))
+display(Markdown(shared.progress_markdown(stage_rows)))
 
 # %% [markdown]
 # The long runs that set each budget (dev score by epoch; the budget's run is the table's

@@ -590,12 +590,12 @@ if {"lora", "ft"} <= set(scored):
 # speeds the finished runs measured):
 
 # %% tags=["hide-input"]
+from lorabook import campaign as shared
 from lorabook.e2e import progress, verdict
 
-stages = pd.DataFrame(progress.stage_progress(results_dir, "smollm2")).set_index("stage")
-still = progress.missing(stages.reset_index().to_dict("records"))
-display(stages.round(1))
-print("still to finish:", ", ".join(still) if still else "nothing: the campaign is complete")
+stage_rows = progress.stage_progress(results_dir, "smollm2")
+display(pd.DataFrame(stage_rows).set_index("stage").drop(columns="note").round(1))
+display(Markdown(shared.progress_markdown(stage_rows)))
 
 # %% [markdown]
 # ### What the model is, and what that does to the comparison

@@ -109,3 +109,17 @@ def test_a_pilot_is_read_once_finished_and_its_stop_is_said(tmp_path, monkeypatc
     assert "selected round 5 (dev loss 1.3985)" in sentence
     one = progress.describe_stop("FT", progress.curve(full_record(lora, tmp_path, [2.0])))
     assert "1 round (0.25 epochs)" in one and "too few rounds" in one
+
+
+def test_progress_markdown_lists_the_notes_and_what_is_left():
+    from lorabook.campaign import progress_markdown
+
+    rows = [
+        {"stage": "sweep", "finished": 6, "runs": 6, "note": "done"},
+        {"stage": "pilot", "finished": 1, "runs": 2, "note": "until flat"},
+    ]
+    text = progress_markdown(rows)
+    assert text.splitlines()[:2] == ["- **sweep**: done", "- **pilot**: until flat"]
+    assert text.endswith("Still to finish: pilot (1 of 2).")
+    rows[1]["finished"] = 2
+    assert progress_markdown(rows).endswith("nothing: the campaign is complete.")

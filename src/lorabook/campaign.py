@@ -239,6 +239,14 @@ def still_to_finish(rows: Sequence[dict]) -> list[str]:
     ]
 
 
+def progress_markdown(rows: Sequence[dict]) -> str:
+    """:func:`stage_progress`'s notes as a Markdown list, then the stages still to finish."""
+    still = still_to_finish(rows)
+    notes = "\n".join(f"- **{r['stage']}**: {r['note']}" for r in rows)
+    left = ", ".join(still) if still else "nothing: the campaign is complete"
+    return f"{notes}\n\nStill to finish: {left}."
+
+
 def print_plan(
     stages: Mapping[str, tuple[Sequence[PlanRow], str]], workers: int, counted: str
 ) -> dict[str, float]:
