@@ -446,7 +446,11 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
         verdict = (
             "reproduced" if len(above) == len(rows) else "not reproduced" if below else "partly"
         )
-        evidence = f"full campaign: LoRA above FT on {len(above)} of {len(rows)} metrics"
+        verdicts = ", ".join(f"{r['metric']} {r['verdict']}" for r in rows)
+        evidence = (
+            f"full campaign ({len(found['lora'])} seeds of LoRA, {len(found['ft'])} of FT), "
+            f"LoRA against FT: {verdicts}"
+        )
         sources = [source(r["_path"], results_dir) for r in found["lora"][:1] + found["ft"][:1]]
         why = (
             "SmolLM2-135M with 4-bit weights (the QLoRA setting) on a CPU, the whole training "
