@@ -124,3 +124,28 @@ def test_section7_verdicts_read_the_lora_records():
     amplification = verdict.amplification(RESULTS)
     assert "median over 30 task, seed, matrix cells" in amplification.evidence
     assert amplification.pending
+
+
+@pytest.mark.parametrize(
+    ("judged", "expected"),
+    [
+        (["above"] * 5, "reproduced"),
+        (["above", "one seed each", "above", "above", "above"], "partly"),
+        (["below", "above", "above", "above", "above"], "not reproduced"),
+    ],
+)
+def test_the_e2e_row_reads_the_full_campaign_once_it_has_lora_and_ft(
+    monkeypatch, tmp_path, judged, expected
+):
+    from lorabook.e2e import verdict as e2e_verdict
+
+    record = RESULTS / "e2e" / "cpu" / "smollm2" / "lora-seed0-89d2e91b.json"
+    found = {"lora": [{"_path": str(record)}], "ft": [{"_path": str(record)}]}
+    monkeypatch.setattr(e2e_verdict, "runs_records", lambda results_dir: found)
+    pairs = zip(METRICS, judged, strict=True)
+    rows = [{"versus": "ft", "metric": m, "verdict": v} for m, v in pairs]
+    monkeypatch.setattr(e2e_verdict, "verdicts", lambda found, root: rows)
+    row = verdict.e2e_vs_ft(tmp_path)
+    assert row.verdict == expected
+    assert row.evidence.startswith("full campaign (1 seed of LoRA, 1 of FT)")
+    assert f"BLEU {judged[0]}" in row.evidence and "QLoRA" in row.why

@@ -448,7 +448,8 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
         )
         verdicts = ", ".join(f"{r['metric']} {r['verdict']}" for r in rows)
         evidence = (
-            f"full campaign ({len(found['lora'])} seeds of LoRA, {len(found['ft'])} of FT), "
+            f"full campaign ({len(found['lora'])} seed{'s' * (len(found['lora']) != 1)} of "
+            f"LoRA, {len(found['ft'])} of FT), "
             f"LoRA against FT: {verdicts}"
         )
         sources = [source(r["_path"], results_dir) for r in found["lora"][:1] + found["ft"][:1]]
