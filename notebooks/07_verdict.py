@@ -44,11 +44,10 @@ mode = "quick"
 # %% tags=["hide-input"]
 import inspect
 
-import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
-from lorabook import verdict
+from lorabook import verdict, verdict_plot
 from lorabook.paths import REPO_ROOT
 
 assert mode in ("quick", "paper"), f"mode must be 'quick' or 'paper', got {mode!r}"
@@ -89,20 +88,7 @@ display(table[["verdict", "the paper", "this book"]].style.set_table_styles(left
 # The same verdicts at a glance, one row per claim in the table's order:
 
 # %% tags=["hide-input"]
-palette = ["#1a9850", "#91cf60", "#d73027", "#999999", "#fee08b"]
-colours = dict(zip(verdict.VERDICTS, palette, strict=True))
-fig, ax = plt.subplots(figsize=(8, 0.35 * len(found) + 1))
-for row, f in enumerate(found):
-    column = verdict.VERDICTS.index(f.verdict)
-    ax.scatter(column, row, s=180, color=colours[f.verdict], edgecolors="black", zorder=3)
-ax.set_yticks(range(len(found)), [f.key for f in found])
-ax.set_xticks(range(len(verdict.VERDICTS)), verdict.VERDICTS, rotation=20)
-ax.set_xlim(-0.5, len(verdict.VERDICTS) - 0.5)
-ax.invert_yaxis()
-ax.grid(True, alpha=0.3)
-ax.set_title("The paper's claims: this book's verdicts")
-fig.tight_layout()
-plt.show()
+display(Image(verdict_plot.png(found)))
 
 # %% [markdown]
 # ## 7.2 Claim by claim

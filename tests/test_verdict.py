@@ -149,3 +149,36 @@ def test_the_e2e_row_reads_the_full_campaign_once_it_has_lora_and_ft(
     assert row.verdict == expected
     assert row.evidence.startswith("full campaign (1 seed of LoRA, 1 of FT)")
     assert f"BLEU {judged[0]}" in row.evidence and "QLoRA" in row.why
+
+
+def test_the_readme_figure_is_drawn_from_todays_records():
+    from lorabook import verdict_plot
+
+    readme = (ROOT / "README.md").read_text()
+    relative = verdict_plot.README_FIGURE.relative_to(ROOT).as_posix()
+    assert f"]({relative})" in readme, f"README.md does not show {relative}"
+    now = verdict_plot.summary(verdict.findings(RESULTS))
+    assert verdict_plot.drawn() == now, (
+        "book/figures/verdict.png shows other verdicts than today's records give: "
+        "redraw it with `python -m lorabook.verdict_plot` and commit it"
+    )
+
+
+def test_the_verdict_figure_remembers_what_it_drew(tmp_path):
+    from lorabook import verdict_plot
+
+    found = [
+        verdict.Finding("a", "c", "p", "e", "reproduced", "w"),
+        verdict.Finding("b", "c", "p", "e", "pending", "w", pending="runs"),
+    ]
+    path = tmp_path / "f.png"
+    path.write_bytes(verdict_plot.png(found))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert verdict_plot.drawn(path) == {"a": "reproduced", "b": "pending"}
+    found[1] = verdict.Finding("b", "c", "p", "e", "not reproduced", "w")
+    path.write_bytes(verdict_plot.png(found))  # a verdict changes: so does what it remembers
+    assert verdict_plot.drawn(path)["b"] == "not reproduced"
+    bare = tmp_path / "bare.png"
+    verdict_plot.verdict_figure(found).savefig(bare)
+    with pytest.raises(ValueError, match="no 'Description' metadata"):
+        verdict_plot.drawn(bare)
