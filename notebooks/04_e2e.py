@@ -635,9 +635,11 @@ assert (levels.iloc[:-1, 1] == 1.0).all() and levels.iloc[-1, 1] == 0.0, levels
 # rule's choice, shown once all of a method's rates have finished.
 
 # %% tags=["hide-input"]
-sweep = pd.DataFrame(progress.sweep_table(results_dir, "smollm2"))
+sweep_rows = progress.sweep_table(results_dir, "smollm2")
+sweep = pd.DataFrame(sweep_rows)
 sweep["dev BLEU"] = sweep["dev BLEU"] * 100
 display(sweep.set_index(["method", "lr"]).round(4))
+display(Markdown(progress.describe_sweep(sweep_rows, NAMES)))
 
 fig, ax = plt.subplots(figsize=(8, 3.5))
 for job in progress.campaign.sweep_jobs():

@@ -55,7 +55,8 @@ def test_the_sweep_table_lists_every_rate_and_marks_the_pick_once_a_method_is_co
     assert [r["finished"] for r in rows if r["method"] == "ft"] == [True, False, False]
 
 
-def test_stage_progress_counts_finished_runs_and_spent_hours(tmp_path):
+def test_stage_progress_counts_finished_runs_and_spent_hours(tmp_path, monkeypatch):
+    monkeypatch.setattr(presets, "FULL_CHOSEN", {})  # the sweep under way: nothing picked
     full_record(sweep_jobs()[0], tmp_path, [1.4])
     rows = {r["stage"]: r for r in progress.stage_progress(tmp_path)}
     assert list(rows) == ["sweep", "pilot", "runs"]
@@ -123,3 +124,28 @@ def test_progress_markdown_lists_the_notes_and_what_is_left():
     assert text.endswith("Still to finish: pilot (1 of 2).")
     rows[1]["finished"] = 2
     assert progress_markdown(rows).endswith("nothing: the campaign is complete.")
+
+
+def test_describe_sweep_names_the_pick_its_place_in_the_grid_and_what_bleu_would_pick():
+    def row(method, lr, loss, bleu, picked, finished=True):
+        return {"method": method, "lr": lr, "finished": finished, "dev loss": loss,
+                "dev BLEU": bleu, "picked": picked}  # fmt: skip
+
+    rows = [
+        row("lora", 2e-4, 1.39, 0.64, False),
+        row("lora", 5e-4, 1.35, 0.65, True),
+        row("lora", 1e-3, 1.36, 0.60, False),
+        row("ft", 2e-5, 1.23, 0.68, False),
+        row("ft", 5e-5, 1.20, 0.66, False),
+        row("ft", 1e-4, 1.18, 0.67, True),
+        row("prefix", 1e-3, 1.5, 0.5, None),
+        row("prefix", 2e-3, None, None, None, finished=False),
+    ]
+    text = progress.describe_sweep(rows, {"lora": "LoRA", "ft": "FT"}).split("\n\n")
+    assert text[0].startswith("LoRA: 0.0005 (dev loss 1.3500), inside its grid")
+    assert "BLEU ranks it first too" in text[0]
+    assert "the highest rate of its grid" in text[1] and "does not extend" in text[1]
+    assert "would have picked 2e-05 (68.00 against 67.00" in text[1]
+    assert text[2] == "prefix: 1 of 2 rates still to finish, no pick yet."
+    rows[3]["picked"], rows[5]["picked"] = True, False  # the lowest rate picked
+    assert "the lowest rate of its grid" in progress.describe_sweep(rows).split("\n\n")[1]

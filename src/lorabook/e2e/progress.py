@@ -53,6 +53,43 @@ def sweep_table(results_dir: str | Path, model: str = campaign.MODEL) -> list[di
     return rows
 
 
+def describe_sweep(rows: Sequence[dict], names: dict[str, str] | None = None) -> str:
+    """What :func:`sweep_table`'s rows say, a sentence per method whose sweep has finished:
+    the pick, whether it sits at an end of its grid (which the rule does not extend), and
+    whether the dev-subset BLEU ranks the rates as the dev loss does."""
+    names = names or {}
+    sentences = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        picked = next((r for r in mine if r["picked"]), None)
+        name = names.get(method, method)
+        if picked is None:
+            left = sum(not r["finished"] for r in mine)
+            sentences.append(f"{name}: {left} of {len(mine)} rates still to finish, no pick yet.")
+            continue
+        rates = sorted(r["lr"] for r in mine)
+        end = {rates[0]: "the lowest", rates[-1]: "the highest"}.get(picked["lr"])
+        where = (
+            f"{end} rate of its grid: a rate beyond it might have done better, and the rule, "
+            "written before the sweep, does not extend the grid"
+            if end
+            else "inside its grid"
+        )
+        by_bleu = max(mine, key=lambda r: r["dev BLEU"])
+        if by_bleu is picked:
+            bleu = "the dev-subset BLEU ranks it first too"
+        else:
+            bleu = (
+                f"the dev-subset BLEU would have picked {by_bleu['lr']:g} "
+                f"({100 * by_bleu['dev BLEU']:.2f} against {100 * picked['dev BLEU']:.2f} at the "
+                "pick; greedy, 100 MRs)"
+            )
+        sentences.append(
+            f"{name}: {picked['lr']:g} (dev loss {picked['dev loss']:.4f}), {where}; {bleu}."
+        )
+    return "\n\n".join(sentences)
+
+
 def curve(record: dict) -> dict:
     """A run's curve by round: ``epochs_seen``, ``dev_loss``, ``dev_bleu`` (lists), the
     training loss points (``train_steps``, ``train_loss``), the ``selected`` round (1-based,
