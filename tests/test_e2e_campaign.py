@@ -367,3 +367,24 @@ def test_the_report_reads_full_records_and_names_them_from_todays_preset(tmp_pat
         )
         config = run_config("lora", "smollm2", "full", settings, 0)
         assert job.plan(tmp_path).paths.record.name == f"lora-seed0-{config_key(config)}.json"
+
+
+def test_a_part_run_says_how_much_its_checkpoint_holds_and_only_the_rest_is_left(tmp_path, picked):
+    from lorabook import campaign as shared
+
+    swept = next(j for j in sweep_jobs() if j.method == "lora" and j.lr == 5e-4)
+    write_record(swept, tmp_path, [1.2])
+    keep_checkpoint(swept, tmp_path)
+    lora = pilot_jobs(tmp_path)[0]  # continues the swept round: rounds 2 to the cap are its own
+    ckpt = lora.plan(tmp_path).paths.scratch / "ckpt"
+    ckpt.mkdir(parents=True)
+    row = campaign.plan_rows(tmp_path)["pilot"][0][0]
+    assert (row.state, row.done) == ("part", None)  # no progress file (an older checkpoint)
+    assert shared.plan_totals([row])["left"] == pytest.approx(row.estimate / 3600)
+    (ckpt / "progress.json").write_text(json.dumps({"epochs_done": 2.5, "elapsed_seconds": 9.0}))
+    row = campaign.plan_rows(tmp_path)["pilot"][0][0]
+    assert row.done == pytest.approx((2.5 - 1) / (CAP - 1))
+    assert shared.plan_totals([row])["left"] == pytest.approx(row.estimate * (1 - row.done) / 3600)
+    assert shared.plan_line(row, "h").endswith(f"({100 * row.done:.0f}% done)")
+    (ckpt / "progress.json").write_text(json.dumps({"epochs_done": 0.5, "elapsed_seconds": 1.0}))
+    assert campaign.plan_rows(tmp_path)["pilot"][0][0].done == 0.0  # clipped, never negative

@@ -310,6 +310,12 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     row = next(r for r in empty["long"][0] if r.job == str(lora))
     assert row.estimate == pytest.approx(estimate * (1 + fc.EVAL_SHARE))
 
+    ckpt = head_jobs()[0].plan(tmp_path).paths.scratch / "ckpt"  # one under way: how far
+    ckpt.mkdir(parents=True)
+    (ckpt / "progress.json").write_text(json.dumps({"epochs_done": 1.0, "elapsed_seconds": 5.0}))
+    part = fc.plan_rows(tmp_path)["head"][0][0]
+    assert part.state == "part" and part.done == pytest.approx(1 / head_jobs()[0].epochs)
+
     for job in head_jobs():  # [CLS] wins
         write_record(job, tmp_path, 2 if job.pooling == "cls" else 1)
     tokens = {"real": 20 * 100_000, "padded": 20 * 101_000}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import torch
 from conftest import tiny_model
 
 from lorabook import apply_lora
+from lorabook.runs import read_progress
 from lorabook.train import CHECKPOINT, TrainConfig, TrainingDivergedError, fit
 
 N, SEQ = 48, 8
@@ -255,10 +257,16 @@ def test_sigterm_writes_a_checkpoint_at_the_next_step_and_a_rerun_resumes(tmp_pa
     assert stopped.value.code == 128 + signal.SIGTERM and calls["n"] == N // 8 + 3
     assert "in epoch 2 after 3 batches" in lines[-1] and "run again to resume" in lines[-1]
     assert signal.getsignal(signal.SIGTERM) == before  # fit's handler is gone again
+    # beside the checkpoint, how far it got, for a campaign's plan to read without loading it
+    held = read_progress(tmp_path)
+    assert held["epochs_done"] == pytest.approx(1 + 3 / math.ceil(N / 8))
+    assert held["elapsed_seconds"] > 0
     resumed = model()
     result = quiet_fit(resumed, data, accuracy_on(data), CFG, checkpoint_dir=tmp_path)
     assert (result.resumed_from_epoch, result.resumed_from_batch) == (1, 3)
     assert_same_run(result, resumed, straight_result, straight)
+    assert read_progress(tmp_path)["epochs_done"] == CFG.epochs
+    assert read_progress(tmp_path / "elsewhere") is None
 
 
 def test_sigterm_during_evaluation_stops_after_the_epoch_checkpoint(tmp_path):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lorabook.runs import RunPaths
+from lorabook.runs import RunPaths, read_progress
 
 Job = TypeVar("Job")
 
@@ -175,12 +175,14 @@ def run_jobs(
 @dataclass(frozen=True)
 class PlanRow:
     """One job in a plan: its state (``done``, ``todo``, or a campaign's own word such as
-    ``part`` or ``wait``), its estimated seconds, and the seconds it took once done."""
+    ``part`` or ``wait``), its estimated seconds, the seconds it took once done, and for a
+    ``part`` job the fraction of it its checkpoint holds (:func:`part_done`), if known."""
 
     job: str
     state: str
     estimate: float
     spent: float | None = None
+    done: float | None = None
 
 
 UNITS = {"min": (60, "5.0f"), "h": (3600, "5.1f")}
@@ -192,16 +194,47 @@ def plan_line(row: PlanRow, unit: str = "min", spent_label: str = "trained") -> 
     line = f"{row.state:<5} {row.job:<42} ~{row.estimate / scale:{form}} {unit}"
     if row.spent is not None:
         line += f" ({spent_label} {row.spent / scale:.{0 if unit == 'min' else 1}f} {unit})"
+    elif row.done is not None:
+        line += f" ({100 * row.done:.0f}% done)"
     return line
 
 
+def part_done(scratch: Path, start: float, end: float) -> float | None:
+    """How much of a job that trains from epoch (or round) ``start`` to ``end`` the checkpoint
+    in ``scratch/ckpt`` holds, from 0 to 1 (:func:`lorabook.runs.read_progress`); ``None``
+    when it has not written one that says."""
+    progress = read_progress(scratch / "ckpt")
+    if progress is None or end <= start:
+        return None
+    return min(max((progress["epochs_done"] - start) / (end - start), 0.0), 1.0)
+
+
+def plan_row(
+    job: str,
+    paths: RunPaths,
+    estimate: float,
+    spent: Callable[[dict], float | None],
+    start: float = 0.0,
+    end: float = 1.0,
+) -> PlanRow:
+    """A job's :class:`PlanRow` from its files: ``done`` with ``spent(record)`` seconds once
+    its record exists, ``part`` while its scratch folder does (with :func:`part_done` of its
+    epochs or rounds ``start`` to ``end``), else ``todo``."""
+    if (record := paths.finished()) is not None:
+        return PlanRow(job, "done", estimate, spent(record))
+    if paths.scratch.exists():
+        return PlanRow(job, "part", estimate, done=part_done(paths.scratch, start, end))
+    return PlanRow(job, "todo", estimate)
+
+
 def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
-    """Worker-hours: ``left`` (estimates of the jobs not done), ``estimated`` (all jobs),
+    """Worker-hours: ``left`` (estimates of the jobs not done, less the part a checkpoint
+    holds), ``estimated`` (all jobs),
     ``done_estimated`` and ``done_spent`` (the finished jobs' estimates and actual times:
     how far off the estimates were), and ``done`` (how many finished)."""
     done = [r for r in rows if r.spent is not None]
     return {
-        "left": sum(r.estimate for r in rows if r.spent is None) / 3600,
+        "left": sum(r.estimate * (1 - (r.done or 0.0)) for r in rows if r.spent is None) / 3600,
         "estimated": sum(r.estimate for r in rows) / 3600,
         "done_estimated": sum(r.estimate for r in done) / 3600,
         "done_spent": sum(r.spent or 0.0 for r in done) / 3600,

@@ -107,3 +107,18 @@ def find_records(results_dir: str | Path, kind: str, **fields: object) -> list[d
         if all(record.get(k) == v for k, v in fields.items()):
             out.append({**record, "_path": str(path)})
     return out
+
+
+PROGRESS = "progress.json"  # beside a checkpoint: how far it got (lorabook.train.fit writes it)
+
+
+def read_progress(checkpoint_dir: str | Path) -> dict | None:
+    """What the latest checkpoint in ``checkpoint_dir`` holds, from the :data:`PROGRESS` file
+    ``lorabook.train.fit`` writes beside it: ``epochs_done`` (finished epochs plus the
+    fraction of the next one its batches make) and ``elapsed_seconds`` (training and
+    evaluation, across resumes); ``None`` without one (no checkpoint yet, or one written
+    before this file existed)."""
+    path = Path(checkpoint_dir) / PROGRESS
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())

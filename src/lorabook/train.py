@@ -34,6 +34,10 @@ one pass over the data, see :func:`round_order`), ``stop_early`` (stop
 before the next round, e.g. once the dev loss is flat), and ``keep_best`` (the trainable
 weights of the best evaluation kept beside the checkpoint, so that a run can use its best
 weights rather than its last, and still resume exactly).
+
+Beside each checkpoint ``fit`` writes ``progress.json``, a few numbers a campaign's plan
+reads without loading the checkpoint (:func:`lorabook.runs.read_progress`): epochs done, with
+the fraction of the current one, and the seconds trained so far.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from lorabook.energy import energy_meter
-from lorabook.io import torch_save
+from lorabook.io import torch_save, write_json
+from lorabook.runs import PROGRESS
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 CHECKPOINT = "last.pt"
@@ -612,6 +617,14 @@ def fit(
                     "in_epoch": in_epoch,
                 },
             )
+            part = in_epoch["batches"] / in_epoch["epoch_batches"] if in_epoch else 0.0
+            write_json(
+                ckpt.parent / PROGRESS,
+                {
+                    "epochs_done": len(result.history) + part,
+                    "elapsed_seconds": (in_epoch or result.history[-1])["elapsed_seconds"],
+                },
+            )
         accelerator.wait_for_everyone()
 
     def stopped(where: str) -> TrainingStopped:
@@ -721,6 +734,7 @@ def fit(
                         {
                             "epoch": epoch,
                             "batches": step + 1,
+                            "epoch_batches": epoch_batches,
                             "losses": losses,
                             "train_seconds": seconds_before + time.perf_counter() - epoch_start,
                             **clocks(),

@@ -416,11 +416,20 @@ def estimate_seconds(job: Job, speeds: Speeds, rounds: int | None = None) -> flo
     return seconds + (speeds.decode_seconds if settings.decode_test else 0.0)
 
 
-def _state(job: Job, results_dir: str | Path, model: str) -> tuple[str, float | None]:
-    run = job.plan(results_dir, model)
-    if (record := run.paths.finished()) is not None:
-        return "done", record.get("wall_seconds")
-    return ("part" if run.paths.scratch.exists() else "todo"), None
+def _row(job: Job, results_dir: str | Path, model: str, estimate: float) -> PlanRow:
+    """Its plan row from its files; a ``part`` one says how much of its rounds (from those
+    of the run it continues to its last) its checkpoint holds."""
+    start = (
+        len(json.loads(Path(job.continue_from).read_text())["epochs"]) if job.continue_from else 0
+    )
+    return shared.plan_row(
+        str(job),
+        job.plan(results_dir, model).paths,
+        estimate,
+        lambda record: record.get("wall_seconds"),
+        start,
+        job.settings().trained_rounds,
+    )
 
 
 def plan_rows(
@@ -434,8 +443,7 @@ def plan_rows(
     stages: dict[str, tuple[list[PlanRow], str]] = {}
     rows = []
     for job in sweep_jobs():
-        state, spent = _state(job, results_dir, model)
-        rows.append(PlanRow(str(job), state, estimate_seconds(job, speeds), spent))
+        rows.append(_row(job, results_dir, model, estimate_seconds(job, speeds)))
     stages["sweep"] = (rows, f"{len(rows)} runs of one round; rule: lowest dev loss")
     try:
         pilots, waiting = pilot_jobs(results_dir, model), False
@@ -446,9 +454,13 @@ def plan_rows(
         note = "wait: the sweep's pick; estimated to the cap, continuing the sweep's round"
     rows = []
     for job in pilots:
-        state, spent = ("wait", None) if waiting else _state(job, results_dir, model)
         left = job.settings().trained_rounds - SWEEP_ROUNDS if waiting else None
-        rows.append(PlanRow(str(job), state, estimate_seconds(job, speeds, left), spent))
+        estimate = estimate_seconds(job, speeds, left)
+        rows.append(
+            PlanRow(str(job), "wait", estimate)
+            if waiting
+            else _row(job, results_dir, model, estimate)
+        )
     stages["pilot"] = (rows, note)
     try:
         jobs, waiting = runs_jobs(results_dir, model), False
@@ -463,8 +475,12 @@ def plan_rows(
     for job in jobs:
         if job.stage == "pilot":
             continue  # a pilot serving as seed 0 is counted above
-        state, spent = ("wait", None) if waiting else _state(job, results_dir, model)
-        rows.append(PlanRow(str(job), state, estimate_seconds(job, speeds), spent))
+        estimate = estimate_seconds(job, speeds)
+        rows.append(
+            PlanRow(str(job), "wait", estimate)
+            if waiting
+            else _row(job, results_dir, model, estimate)
+        )
     stages["runs"] = (rows, note)
     basis = ", ".join(speeds.measured) or "none"
     stages["_speeds"] = ([], f"measured by finished records: {basis}; the rest: stated defaults")

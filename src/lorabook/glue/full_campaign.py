@@ -435,11 +435,12 @@ def stage_jobs(
 # --------------------------------------------------------------------------- the plan
 
 
-def _state(job: Job, results_dir: str | Path, model: str) -> tuple[str, float | None]:
-    paths = job.plan(results_dir, model).paths
-    if (record := paths.finished()) is not None:
-        return "done", _spent(record)
-    return ("part" if paths.scratch.exists() else "todo"), None
+def _row(job: Job, results_dir: str | Path, model: str, estimate: float) -> PlanRow:
+    """Its plan row from its files; a ``part`` one says how much of its epochs its
+    checkpoint holds."""
+    run = job.plan(results_dir, model)
+    epochs = job.epochs or run.settings.train.epochs
+    return shared.plan_row(str(job), run.paths, estimate, _spent, 0, epochs)
 
 
 def _hours(jobs: Iterable[Job], speeds: Speeds) -> float:
@@ -465,8 +466,12 @@ def plan_rows(
         out = []
         for job in jobs:
             wait = waits if waits is not None else (job.task, job.method) not in decided
-            state, spent = ("wait", None) if wait else _state(job, results_dir, model)
-            out.append(PlanRow(str(job), state, estimate_seconds(job, speeds), spent))
+            estimate = estimate_seconds(job, speeds)
+            out.append(
+                PlanRow(str(job), "wait", estimate)
+                if wait
+                else _row(job, results_dir, model, estimate)
+            )
         return out
 
     stages: dict[str, tuple[list[PlanRow], str]] = {}
