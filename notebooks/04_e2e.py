@@ -306,14 +306,7 @@ print("records:", ", ".join(records) or "none")
 # note under Table 3 in `shared/paper/README.md`).
 
 # %% tags=["hide-input"]
-NAMES = {
-    "none": "untuned",
-    "lora": "LoRA",
-    "ft": "FT",
-    "ft_top2": "FT-Top2",
-    "adapter_l": "AdapterL",
-    "prefix": "PreLayer",
-}
+NAMES = report.NAMES  # Table 3's names of the methods
 scored = {m: report.paper_scores(r) for m, r in records.items()}
 scored = {m: s for m, s in scored.items() if s is not None}
 ours = pd.DataFrame(

@@ -149,6 +149,26 @@ def test_the_e2e_row_reads_the_full_campaign_once_it_has_lora_and_ft(
     assert row.verdict == expected
     assert row.evidence.startswith("full campaign (1 seed of LoRA, 1 of FT)")
     assert f"BLEU {judged[0]}" in row.evidence and "QLoRA" in row.why
+    # one seed of three: the verdict stands on it so far and the row says what is owed
+    assert row.pending.endswith("(seeds scored so far: LoRA 1 of 3, FT 1 of 3)")
+    found["lora"] *= 3
+    found["ft"] *= 3
+    assert verdict.e2e_vs_ft(tmp_path).pending == ""
+    assert verdict.e2e_vs_ft(tmp_path).evidence.startswith("full campaign (3 seeds of LoRA")
+
+
+def test_the_e2e_others_row_names_the_methods_still_to_come(monkeypatch, tmp_path):
+    from lorabook.e2e import verdict as e2e_verdict
+
+    record = {"_path": str(RESULTS / "e2e" / "cpu" / "smollm2" / "lora-seed0-89d2e91b.json")}
+    found = {"lora": [record] * 3, "ft": [record] * 3, "adapter_l": [record]}
+    monkeypatch.setattr(e2e_verdict, "runs_records", lambda results_dir: found)
+    rows = [{"versus": "adapter_l", "metric": "BLEU", "verdict": "above"}]
+    monkeypatch.setattr(e2e_verdict, "verdicts", lambda found, root: rows)
+    row = verdict.e2e_vs_others(tmp_path)
+    assert row.verdict == "reproduced" and "vs adapter_l: above" in row.evidence
+    assert "FT-Top2 0 of 1" in row.pending and "PreLayer 0 of 1" in row.pending
+    assert "AdapterL" not in row.pending and "LoRA" not in row.pending
 
 
 def test_the_readme_figure_is_drawn_from_todays_records():

@@ -447,18 +447,21 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
             "reproduced" if len(above) == len(rows) else "not reproduced" if below else "partly"
         )
         verdicts = ", ".join(f"{r['metric']} {r['verdict']}" for r in rows)
+        seeds = {m: len(found[m]) for m in ("lora", "ft")}
         evidence = (
-            f"full campaign ({len(found['lora'])} seed{'s' * (len(found['lora']) != 1)} of "
-            f"LoRA, {len(found['ft'])} of FT), "
+            f"full campaign ({seeds['lora']} seed{'s' * (seeds['lora'] != 1)} of "
+            f"LoRA, {seeds['ft']} of FT), "
             f"LoRA against FT: {verdicts}"
         )
         sources = [source(r["_path"], results_dir) for r in found["lora"][:1] + found["ft"][:1]]
         why = (
             "SmolLM2-135M with 4-bit weights (the QLoRA setting) on a CPU, the whole training "
-            "set, three seeds, the official recipe; BLEU by paired bootstrap, the other metrics "
-            "against the seeds' spread (chapter 4.9)"
+            "set, the official recipe; BLEU by paired bootstrap, the other metrics against the "
+            "seeds' spread (chapter 4.9)"
         )
-        return Finding("E2E: LoRA vs FT", claim, said, evidence, verdict, why, sources)
+        return Finding(
+            "E2E: LoRA vs FT", claim, said, evidence, verdict, why, sources, _seeds_to_come(seeds)
+        )
     records = report.preset_records(results_dir, "cpu", "smollm2", ["lora", "ft"])
     if {"lora", "ft"} - set(records):
         return Finding("E2E: LoRA vs FT", claim, said, "no runs", "pending", "", [], pending)
@@ -483,6 +486,22 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
         [source(records[m]["_path"], results_dir) for m in ("lora", "ft")],
         pending,
     )
+
+
+def _seeds_to_come(seeds: dict[str, int]) -> str:
+    """What the E2E campaign still owes a row: its methods' planned seeds not yet scored
+    (``""`` when none); the verdict stands on the seeds so far until then."""
+    from lorabook.e2e.campaign import RUN_SEEDS
+    from lorabook.e2e.report import NAMES
+
+    owed = [
+        f"{NAMES.get(m, m)} {seeds.get(m, 0)} of {len(RUN_SEEDS[m])}"
+        for m in seeds
+        if seeds.get(m, 0) < len(RUN_SEEDS[m])
+    ]
+    if not owed:
+        return ""
+    return "the E2E full campaign's other runs (seeds scored so far: " + ", ".join(owed) + ")"
 
 
 def e2e_vs_others(results_dir: Path) -> Finding:
@@ -510,6 +529,9 @@ def e2e_vs_others(results_dir: Path) -> Finding:
     }
     wins = [m for m, v in bleu.items() if v == e2e_verdict.ABOVE]
     verdict = "reproduced" if len(wins) == len(bleu) else "partly" if wins else "not reproduced"
+    from lorabook.e2e.campaign import RUN_SEEDS
+
+    seeds = {m: len(found.get(m, [])) for m in RUN_SEEDS if m != "ft"}
     return Finding(
         "E2E: LoRA vs others",
         claim,
@@ -518,6 +540,7 @@ def e2e_vs_others(results_dir: Path) -> Finding:
         verdict,
         "",
         [source(found[m][0]["_path"], results_dir) for m in ["lora", *others]],
+        _seeds_to_come(seeds),
     )
 
 

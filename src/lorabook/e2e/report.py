@@ -20,6 +20,16 @@ from lorabook.e2e.presets import LEGACY_DECODE, e2e_preset
 from lorabook.runs import find_records
 
 NO_TRAINING = "none"
+NAMES = {
+    NO_TRAINING: "untuned",
+    "lora": "LoRA",
+    "ft": "FT",
+    "ft_top2": "FT-Top2",
+    "adapter_l": "AdapterL",
+    "adapter_h": "AdapterH",
+    "prefix": "PreLayer",
+}
+"""Each method's name as Table 3 prints it (the package's method names are lower case)."""
 CPU_RECORDED_IN = {"mixed_precision": "no"}
 """The arithmetic chapter 4's ``cpu`` records were trained in: fp32. The chapter's runs were
 made before issue 17 made bf16 the ``cpu`` preset's default (where the CPU has it natively);
