@@ -229,9 +229,9 @@ def plan_row(
 
 def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
     """Worker-hours: ``left`` (estimates of the jobs not done, less the part a checkpoint
-    holds), ``estimated`` (all jobs),
-    ``done_estimated`` and ``done_spent`` (the finished jobs' estimates and actual times:
-    how far off the estimates were), and ``done`` (how many finished)."""
+    holds), ``estimated`` (all jobs), ``done_estimated`` and ``done_spent`` (the finished
+    jobs' estimates and actual times: how far off the estimates were), and ``done`` (how many
+    finished)."""
     done = [r for r in rows if r.spent is not None]
     return {
         "left": sum(r.estimate * (1 - (r.done or 0.0)) for r in rows if r.spent is None) / 3600,

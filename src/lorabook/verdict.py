@@ -507,6 +507,7 @@ def _seeds_to_come(seeds: dict[str, int]) -> str:
 def e2e_vs_others(results_dir: Path) -> Finding:
     """Above adapters, FT-Top2 and prefix tuning on E2E (Table 3): the campaign's runs."""
     from lorabook.e2e import verdict as e2e_verdict
+    from lorabook.e2e.campaign import RUN_SEEDS
 
     found = e2e_verdict.runs_records(results_dir)
     others = sorted(set(found) - {"lora", "ft"})
@@ -529,8 +530,6 @@ def e2e_vs_others(results_dir: Path) -> Finding:
     }
     wins = [m for m, v in bleu.items() if v == e2e_verdict.ABOVE]
     verdict = "reproduced" if len(wins) == len(bleu) else "partly" if wins else "not reproduced"
-    from lorabook.e2e.campaign import RUN_SEEDS
-
     seeds = {m: len(found.get(m, [])) for m in RUN_SEEDS if m != "ft"}
     return Finding(
         "E2E: LoRA vs others",
