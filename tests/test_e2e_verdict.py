@@ -52,6 +52,14 @@ def test_the_table_gives_mean_and_spread_over_seeds_and_none_for_one_seed(tmp_pa
     assert lora["BLEU"] == pytest.approx(71.0) and lora["BLEU std"] == pytest.approx(1.0)
     assert lora["NIST"] == pytest.approx(8.0) and lora["NIST std"] == 0.0
     assert prefix["BLEU"] == pytest.approx(60.0) and prefix["BLEU std"] is None
+    shown_lora, shown_prefix = verdict.shown_rows(found)
+    assert shown_lora["method"] == "LoRA" and shown_lora["trainable"] == "230,400"
+    assert shown_lora["BLEU"] == "71.00 ± 1.00" and shown_lora["seeds"] == "3"
+    assert shown_lora["data form"] == "csv"  # the official files unless a record says otherwise
+    assert shown_prefix["BLEU"] == "60.00" and shown_prefix["seeds"].startswith("1 (one seed")
+    assert shown_prefix["method"] == "PreLayer"
+    found["prefix"][0]["settings"] = {"data_form": "paper"}
+    assert verdict.shown_rows(found)[1]["data form"] == "paper"
 
 
 @pytest.mark.parametrize(

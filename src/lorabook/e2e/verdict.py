@@ -75,6 +75,31 @@ def table_rows(found: Mapping[str, Sequence[Mapping]]) -> list[dict]:
     return rows
 
 
+def shown_rows(found: Mapping[str, Sequence[Mapping]]) -> list[dict]:
+    """:func:`table_rows` as chapter 4.9 prints them beside the paper's: Table 3's method
+    name, trainable parameters, how many seeds (a one-seed row says so: it has no spread),
+    the data form its records trained and scored in (``csv``, the official files, or
+    ``paper``, Li & Liang's tokenised form in which the paper scores), and each metric as
+    ``mean ± std`` (``mean`` alone for one seed), two decimals, in Table 3's units."""
+    from lorabook.e2e.report import NAMES
+
+    out = []
+    for row in table_rows(found):
+        forms = {r.get("settings", {}).get("data_form", "csv") for r in found[row["method"]]}
+        seeds = len(row["seeds"])
+        shown = {
+            "method": NAMES.get(row["method"], row["method"]),
+            "trainable": f"{row['trainable']:,}",
+            "seeds": f"{seeds}" if seeds > 1 else "1 (one seed: no spread)",
+            "data form": ", ".join(sorted(forms)),
+        }
+        for metric in METRICS:
+            std = row[f"{metric} std"]
+            shown[metric] = f"{row[metric]:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+        out.append(shown)
+    return out
+
+
 def judge_by_spread(ours: Sequence[float], theirs: Sequence[float]) -> dict:
     """The difference of two methods' means on one metric against the seeds' spread (the
     larger standard deviation over seeds; module docstring)."""
