@@ -657,19 +657,16 @@ plt.show()
 # decoding uses (the lowest dev loss, circled), and why each stopped. These curves are the
 # evidence that "trained to convergence" is true, or how far from it the cap left the runs.
 
+
 # %% tags=["hide-input"]
-pilots = progress.pilot_records(results_dir, "smollm2")
-if not pilots:
-    print(
-        "The pilots have not run yet: they start from the sweep's pick "
-        "(python -m lorabook.e2e.campaign pilot --then-runs)."
-    )
-else:
+def plot_rounds(runs: dict[str, dict], title: str) -> None:
+    """Dev loss and dev-subset BLEU by round of each run (label -> record), the round its
+    test decoding uses circled, and a sentence per run on where and why it stopped."""
     fig, (ax_loss, ax_bleu) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for method, record in pilots.items():
+    for label, record in runs.items():
         found = progress.curve(record)
         best = found["selected"] - 1
-        (line,) = ax_loss.plot(found["epochs_seen"], found["dev_loss"], "o-", label=NAMES[method])
+        (line,) = ax_loss.plot(found["epochs_seen"], found["dev_loss"], "o-", label=label)
         ax_loss.scatter(
             found["epochs_seen"][best],
             found["dev_loss"][best],
@@ -677,19 +674,28 @@ else:
             facecolors="none",
             edgecolors=line.get_color(),
         )
-        ax_bleu.plot(
-            found["epochs_seen"], [100 * b for b in found["dev_bleu"]], "o-", label=NAMES[method]
-        )
-        display(Markdown(progress.describe_stop(NAMES[method], found)))
+        ax_bleu.plot(found["epochs_seen"], [100 * b for b in found["dev_bleu"]], "o-", label=label)
+        display(Markdown(progress.describe_stop(label, found)))
     ax_loss.set(xlabel="epochs seen", ylabel="dev loss", title="Dev loss by round")
     ax_bleu.set(
         xlabel="epochs seen",
         ylabel="BLEU ×100 (greedy, 100 dev MRs)",
         title="Dev-subset BLEU by round",
     )
-    ax_loss.legend()
+    ax_loss.legend(fontsize="small")
+    fig.suptitle(title)
     fig.tight_layout()
     plt.show()
+
+
+pilots = progress.pilot_records(results_dir, "smollm2")
+if not pilots:
+    print(
+        "The pilots have not run yet: they start from the sweep's pick "
+        "(python -m lorabook.e2e.campaign pilot --then-runs)."
+    )
+else:
+    plot_rounds({NAMES[m]: r for m, r in pilots.items()}, "The pilots")
 
 # %% [markdown]
 # ### Table 3 over seeds, and the verdicts
@@ -717,6 +723,10 @@ else:
         pd.concat([ours_full, beside], ignore_index=True)
         .fillna("")
         .set_index(["source", "method"])[["trainable", "seeds", "data form", *METRICS]]
+    )
+    plot_rounds(
+        {f"{NAMES[m]} seed {r['seed']}": r for m, rs in found_runs.items() for r in rs},
+        "Every scored run of the campaign: where each was selected",
     )
     judged = verdict.verdicts(found_runs, REPO_ROOT)
     display(
