@@ -731,8 +731,9 @@ else:
 # Pfeiffer's AdapterP, nothing truncated, a read-out ([CLS] or mean pooling) chosen on two
 # tasks for every method alike, bf16, and three seeds of every method. A difference is
 # judged by the rule in `lorabook.glue.full_report`: the medians' difference against the
-# seeds' ranges and, seed by seed, a paired bootstrap over the dev examples. It runs after
-# the E2E campaign on this machine's two cores; where it stands:
+# seeds' ranges and, seed by seed, a paired bootstrap over the dev examples. It shares this
+# machine's two cores with the E2E campaign (on a core the E2E campaign leaves idle, and
+# after it); where it stands:
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared
