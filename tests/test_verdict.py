@@ -202,3 +202,17 @@ def test_the_verdict_figure_remembers_what_it_drew(tmp_path):
     verdict_plot.verdict_figure(found).savefig(bare)
     with pytest.raises(ValueError, match="no 'Description' metadata"):
         verdict_plot.drawn(bare)
+
+
+def test_the_figure_command_draws_from_the_records_it_is_given(tmp_path, capsys):
+    from lorabook import verdict_plot
+
+    empty = tmp_path / "results"
+    empty.mkdir()
+    out = tmp_path / "figures" / "verdict.png"
+    verdict_plot.main([str(out), "--results-dir", str(empty)])
+    assert capsys.readouterr().out.strip() == str(out)
+    drawn = verdict_plot.drawn(out)
+    assert drawn == verdict_plot.summary(verdict.findings(empty))
+    assert drawn["E2E: LoRA vs FT"] == "pending"  # no records: the results wait for their runs
+    assert drawn["trainable parameters"] == "reproduced"  # arithmetic needs none
