@@ -129,3 +129,24 @@ def test_the_verdict_reads_the_full_campaign_once_every_task_has_its_seeds(tmp_p
     assert found.verdict == "partly" and "on 1 of 5 tasks (rte)" in found.evidence
     assert "full campaign" in found.why and not found.pending
     assert sum(int(s["file"].split("(")[1].split()[0]) for s in found.sources) == 30
+
+
+def test_the_head_stage_is_shown_as_it_lands_and_says_what_the_rule_picked(tmp_path):
+    jobs = fc.head_jobs()
+    assert fr.head_sentence(tmp_path).startswith(f"No read-out picked yet: 0 of {len(jobs)}")
+    first = jobs[0]
+    write_record(first, tmp_path, 2)
+    rows = fr.head_rows(tmp_path)
+    assert len(rows) == len(jobs) // 2  # one row a (task, method), a column a read-out
+    row = next(r for r in rows if (r["task"], r["method"]) == (first.task, first.method))
+    assert row[first.pooling] == pytest.approx(100 * (0.5 + 0.002))
+    assert row["mean − cls"] is None  # the other read-out has not finished
+    for job in jobs[1:]:  # mean pooling peaks later: a higher score everywhere
+        write_record(job, tmp_path, 3 if job.pooling == "mean" else 2)
+    rows = fr.head_rows(tmp_path)
+    assert all(r["mean − cls"] == pytest.approx(0.1) for r in rows)
+    sentence = fr.head_sentence(tmp_path)
+    assert (
+        sentence.startswith("The rule picks mean pooling")
+        and "against 50.20 with [CLS]" in sentence
+    )

@@ -139,6 +139,44 @@ def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
     return {"on par with FT": on_par, "against the baselines": against}
 
 
+def head_rows(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
+    """The head stage as it stands: per (task, method) the best dev score (×100) with each
+    read-out (``None`` until its run has finished) and mean minus [CLS]."""
+    rows = []
+    for job in fc.head_jobs():
+        record = fc._finished(job, results_dir, model)
+        row = next((r for r in rows if (r["task"], r["method"]) == (job.task, job.method)), None)
+        if row is None:
+            row = {"task": job.task, "method": job.method, "cls": None, "mean": None}
+            rows.append(row)
+        if record is not None:
+            row[job.pooling] = 100 * record["best"][record["metric"]]
+    for row in rows:
+        both = row["cls"] is not None and row["mean"] is not None
+        row["mean − cls"] = row["mean"] - row["cls"] if both else None
+    return rows
+
+
+def head_sentence(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> str:
+    """What the head rule says on the records: the read-out picked and why, or how many head
+    runs are still to finish."""
+    picked = fc.pick_pooling(results_dir, model)
+    if "missing" in picked:
+        total = len(fc.head_jobs())
+        return (
+            f"No read-out picked yet: {total - len(picked['missing'])} of {total} head runs "
+            "have finished (the rule reads all of them)."
+        )
+    means = {p: 100 * v for p, v in picked["means"].items()}
+    name = {"cls": "[CLS] through the pooler", "mean": "mean pooling"}
+    return (
+        f"The rule picks {name[picked['pooling']]}: the mean dev score over the "
+        f"{len(picked['scores'])} (task, method) pairs is {means['mean']:.2f} with mean pooling "
+        f"against {means['cls']:.2f} with [CLS] (a tie would keep [CLS]). Every method of the "
+        "campaign reads out this way."
+    )
+
+
 def long_curves(
     results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
 ) -> dict[tuple[str, str], dict]:
