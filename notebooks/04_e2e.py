@@ -38,6 +38,7 @@ mode = "quick"
 
 # %% tags=["hide-input"]
 import inspect
+import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -578,6 +579,20 @@ if {"lora", "ft"} <= set(scored):
 #    seeds, FT-Top2, AdapterL and PreLayer with one; each decodes the test set with the
 #    weights of its lowest dev loss.
 #
+# PreLayer's prefix does not start where peft starts it, at random vectors, but at the model's
+# own keys and values of a short task text (`presets.PREFIX_INIT`), as Li & Liang start a
+# prefix they train directly. Before any training, the untrained model's dev loss with each
+# start (`benchmarks/prefix_init.py`):
+
+# %% tags=["hide-input"]
+prefix_bench = results_dir / "bench" / "prefix-init-cpu.json"
+if prefix_bench.exists():
+    starts = json.loads(prefix_bench.read_text())["dev_loss"]
+    display(pd.Series(starts, name="dev loss").round(3).to_frame())
+else:
+    print(f"No {prefix_bench.name} yet: python benchmarks/prefix_init.py writes it.")
+
+# %% [markdown]
 # The campaign takes days of this machine's two cores, so the book shows it as the records
 # have it. Where each stage stands (worker-hours: one core for an hour; "estimated" uses the
 # speeds the finished runs measured):

@@ -195,6 +195,34 @@ def test_prefix_is_used_by_batched_left_padded_beam_search(arch):
         assert batched != [alone(base, p) for p in prompts]
 
 
+@pytest.mark.parametrize("arch", CAUSAL)
+def test_a_prefix_started_from_real_words_is_those_words_before_the_input(arch):
+    """Li & Liang's start: the prefix holds the model's own keys and values of real tokens,
+    so the prefixed model's next-token logits on x are the plain model's on (words, x)."""
+    words, x = [21, 22, 23], torch.tensor([[5, 6, 7, 8, 9]])
+    model, _ = prepared(arch, "prefix", prefix_init_ids=words)
+    base = tiny_model(arch)
+    with torch.no_grad():
+        ours = model(input_ids=x, attention_mask=torch.ones_like(x)).logits
+        theirs = base(input_ids=torch.cat([torch.tensor([words]), x], 1)).logits[:, len(words) :]
+        random_start = prepared(arch, "prefix")[0](input_ids=x).logits
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(random_start, theirs, atol=1e-3)
+
+
+def test_prefix_words_repeat_to_the_length_and_a_wrong_count_names_the_helper(tokenizer):
+    from lorabook.methods import prefix_token_ids
+
+    once = tokenizer("Describe", add_special_tokens=False)["input_ids"]
+    ids = prefix_token_ids(tokenizer, "Describe", len(once) * 2 + 1)
+    assert ids == once * 2 + once[:1]
+    assert prefix_token_ids(tokenizer, "Describe the food.", 1) == once[:1]
+    with pytest.raises(ValueError, match="no tokens"):
+        prefix_token_ids(tokenizer, "", 3)
+    with pytest.raises(ValueError, match="prefix_token_ids"):
+        prepared("gpt2", "prefix", prefix_init_ids=[1, 2])
+
+
 # --- counts at GPT-2 medium's shape ---------------------------------------------------------
 
 GPT2_MEDIUM = {"n_embd": 1024, "n_layer": 24, "n_head": 16}
@@ -317,3 +345,44 @@ def test_run_e2e_with_adapter_l_and_prefix(method, model_folder, small_data, tmp
     assert sum(t.numel() for t in tensors.values()) == expected
     if method == "prefix":
         assert list(tensors) == ["prompt_encoder.default.embedding.weight"]
+
+
+def test_a_run_starts_its_prefix_from_the_presets_words(model_folder, small_data, monkeypatch):
+    """``prefix_init`` reaches the method as the text's token ids, cut to l_p; "random" (the
+    default, and every other method's) passes none. ``full`` starts PreLayer from words."""
+    from lorabook.e2e import experiment
+    from lorabook.e2e.presets import PREFIX_INIT
+
+    seen = {}
+
+    def spy(net, method, **kw):
+        seen[method] = kw["prefix_init_ids"]
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "prepare_causal_lm", spy)
+    for method, init in (("prefix", "the food is good"), ("prefix", "random"), ("lora", None)):
+        overrides = {"prefix_length": 3} | ({"prefix_init": init} if init else {})
+        with pytest.raises(WouldTrain):
+            run_e2e(
+                method,
+                model=str(model_folder),
+                preset="smoke",
+                data_dir=small_data,
+                results_dir=small_data / "runs",
+                overrides=overrides,
+                progress=False,
+                score=False,
+                log=lambda s: None,
+            )
+        if init == "the food is good":
+            assert len(seen.pop("prefix")) == 3
+    tokenizer = T.AutoTokenizer.from_pretrained(model_folder)
+    assert len(tokenizer("the food is good", add_special_tokens=False)["input_ids"]) != 3
+    assert seen == {"prefix": None, "lora": None}
+    assert e2e_preset("full", "prefix").prefix_init == PREFIX_INIT
+    assert e2e_preset("paper", "prefix").prefix_init == PREFIX_INIT
+    assert "prefix_init" not in e2e_preset("full", "lora").to_dict()
+
+
+class WouldTrain(Exception):
+    """Raised by a stand-in for prepare_causal_lm: the run got as far as the method."""

@@ -55,6 +55,39 @@ def add_checkpoint_flag(parser: argparse.ArgumentParser, default: int) -> None:
     )
 
 
+Override = tuple[str, Callable[[str], object], str]  # a flag's (setting, type, help)
+
+TRAINING_OVERRIDES: dict[str, Override] = {
+    "--epochs": ("epochs", int, "training epochs"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--batch-size": ("batch_size", int, "training batch size (see --batch-scope)"),
+    "--batch-scope": (
+        "batch_scope",
+        str,
+        "global: the batch size is a step's, shared by the processes (default); process: "
+        "each process takes it (the official scripts' per-device batch)",
+    ),
+    "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
+    "--lora-r": ("lora_r", int, "LoRA rank"),
+}
+"""The preset settings that both ``lorabook.glue`` and ``lorabook.e2e`` let a flag change."""
+
+
+def add_overrides(parser: argparse.ArgumentParser, overrides: dict[str, Override]) -> None:
+    """Add one flag per entry of ``overrides``; a flag not given leaves the preset's value."""
+    for flag, (dest, kind, help_text) in overrides.items():
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+
+
+def given_overrides(args: argparse.Namespace, overrides: dict[str, Override]) -> dict:
+    """The settings of ``overrides`` that the command line gave, by setting name."""
+    return {
+        dest: getattr(args, dest)
+        for dest, _, _ in overrides.values()
+        if getattr(args, dest) is not None
+    }
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """Add ``--debug`` (show the traceback of an error) to ``parser``."""
     parser.add_argument(

@@ -58,6 +58,10 @@ Methods:
     reparametrisation MLP): l_p trained key and value vectors per layer, prepended to every
     attention's keys and values; 2 · L · d_kv · l_p parameters (d_kv = d, or the key/value
     width of a grouped-query model). Causal LMs only, through ``prepare_causal_lm``.
+    Its start: peft draws the vectors from N(0, 1), which more than doubles the untrained
+    SmolLM2's E2E dev loss (``benchmarks/prefix_init.py``); ``prefix_init_ids`` starts them at
+    the model's own keys and values of real tokens instead (Li & Liang's start for a prefix
+    trained directly, their ``get_gold_init``), so that the prefix starts as that text would.
 ``lora``
     ``apply_lora`` with the paper's targets (W_q and W_v) unless ``lora_targets`` says others.
 
@@ -605,6 +609,40 @@ def prefix_param_count(model: nn.Module, prefix_length: int) -> int:
     return 2 * layers * d_kv * prefix_length
 
 
+def prefix_token_ids(tokenizer, text: str, prefix_length: int) -> list[int]:
+    """The ``prefix_length`` token ids of ``text`` (no special tokens) that start a prefix:
+    the text's tokens repeated as often as needed, then cut to ``prefix_length``."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"prefix_init: {text!r} has no tokens; give a text with words in it")
+    return (ids * (prefix_length // len(ids) + 1))[:prefix_length]
+
+
+def cache_keys_values(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer ``(keys, values)``, each ``(batch, kv heads, tokens, head dim)``, of a
+    transformers cache (``DynamicCache`` of any recent version, or the legacy tuples)."""
+    if hasattr(cache, "layers"):  # transformers >= 4.56
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache, strict=True))
+    return [(k, v) for k, v in cache]
+
+
+@torch.no_grad()
+def real_word_prefix(model: nn.Module, token_ids: Sequence[int]) -> torch.Tensor:
+    """The keys and values ``model`` computes for ``token_ids`` at positions 0, 1, ..., laid
+    out as peft's prefix embedding: ``(l_p, 2 · L · d_kv)``, per token the key then the value
+    of layer 0, then of layer 1, and so on (peft views a row as ``(2L, heads, head dim)``)."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(input_ids=torch.tensor([list(token_ids)]), use_cache=True)
+    finally:
+        model.train(was_training)
+    kv = [t[0] for pair in cache_keys_values(out.past_key_values) for t in pair]
+    return torch.stack(kv).permute(2, 0, 1, 3).reshape(len(token_ids), -1)
+
+
 def _apply_prefix(model: nn.Module, prefix_length: int) -> nn.Module:
     from peft import PrefixTuningConfig, get_peft_model
 
@@ -633,6 +671,7 @@ def prepare_causal_lm(
     lora_targets: Sequence[str] | None = None,
     adapter_size: int = 64,
     prefix_length: int = 8,
+    prefix_init_ids: Sequence[int] | None = None,
 ) -> tuple[nn.Module, MethodReport]:
     """Make a causal LM ready to train with one of Table 3's methods; return it and its counts.
 
@@ -648,6 +687,9 @@ def prepare_causal_lm(
         lora_r, lora_alpha, lora_dropout, lora_targets, adapter_size: as ``prepare_model``
             (defaults: the paper's E2E LoRA, r = 4 and α = 32).
         prefix_length: ``prefix``'s number of virtual tokens l_p.
+        prefix_init_ids: ``prefix`` only: ``l_p`` token ids whose keys and values start the
+            prefix (:func:`real_word_prefix`, ids from :func:`prefix_token_ids`); ``None``:
+            peft's N(0, 1).
     Returns:
         ``(model to train, MethodReport)``; for ``prefix`` the report's ``total`` counts the
         base model and the prefix.
@@ -671,5 +713,18 @@ def prepare_causal_lm(
             "This model already has LoRA, adapter or peft layers: prepare_causal_lm takes a "
             "plain model"
         )
+    start = None
+    if prefix_init_ids is not None:
+        if len(prefix_init_ids) != prefix_length:
+            raise ValueError(
+                f"prefix_init_ids has {len(prefix_init_ids)} token ids, the prefix "
+                f"{prefix_length}: make them with prefix_token_ids(tokenizer, text, "
+                f"{prefix_length})"
+            )
+        start = real_word_prefix(model, prefix_init_ids)
     wrapped = _apply_prefix(model, prefix_length)
+    if start is not None:
+        embedding = wrapped.prompt_encoder[wrapped.active_adapter].embedding.weight
+        with torch.no_grad():
+            embedding.copy_(start.to(embedding.dtype))
     return wrapped, method_report(wrapped, method, [])

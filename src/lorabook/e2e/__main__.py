@@ -11,7 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lorabook.cli import add_checkpoint_flag, add_debug_flag, cli_main
+from lorabook.cli import (
+    TRAINING_OVERRIDES,
+    Override,
+    add_checkpoint_flag,
+    add_debug_flag,
+    add_overrides,
+    cli_main,
+    given_overrides,
+)
 from lorabook.e2e.paper_format import DATA_FORMS
 from lorabook.e2e.presets import ALGORITHMS, NGRAM_SCOPES, PRESETS, e2e_preset
 from lorabook.methods import CAUSAL_LM_METHODS
@@ -30,24 +38,14 @@ def yes_no(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-OVERRIDES = {  # flag -> (setting, type, help)
-    "--epochs": ("epochs", int, "training epochs"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "training batch size (see --batch-scope)"),
-    "--batch-scope": (
-        "batch_scope",
-        str,
-        "global: the batch size is a step's, shared by the processes (default); process: "
-        "each process takes it",
-    ),
-    "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
+OVERRIDES: dict[str, Override] = {
+    **TRAINING_OVERRIDES,
     "--warmup-steps": ("warmup_steps", int, "linear warm-up steps"),
     "--mixed-precision": ("mixed_precision", str, f"one of {MIXED_PRECISION}"),
     "--max-length": ("max_length", int, "maximum tokens per training example"),
     "--train-examples": ("train_examples", int, "a seeded subset of the training rows"),
     "--eval-examples": ("eval_examples", int, "dev rows for the per-epoch dev loss"),
     "--test-mrs": ("test_mrs", int, "decode only the first N unique test MRs"),
-    "--lora-r": ("lora_r", int, "LoRA rank (paper: 4)"),
     "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper: 32)"),
     "--dropout": ("dropout", float, "LoRA's dropout (paper: 0.1)"),
     "--backbone-dropout": (
@@ -61,6 +59,11 @@ OVERRIDES = {  # flag -> (setting, type, help)
         "adapter bottleneck m (Table 3, GPT-2 M: AdapterL 6 or 224, AdapterH 112)",
     ),
     "--prefix-length": ("prefix_length", int, "prefix virtual tokens l_p (default 8)"),
+    "--prefix-init": (
+        "prefix_init",
+        str,
+        "the prefix's start: 'random' (peft's N(0, 1)) or a text whose keys and values start it",
+    ),
     "--num-beams": ("num_beams", int, "beam size (paper: 10)"),
     "--length-penalty": (
         "length_penalty",
@@ -141,14 +144,9 @@ def _main(argv: list[str] | None = None) -> int:
     )
     add_checkpoint_flag(parser, CHECKPOINT_EVERY)
     add_debug_flag(parser)
-    for flag, (dest, kind, help_text) in OVERRIDES.items():
-        parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+    add_overrides(parser, OVERRIDES)
     args = parser.parse_args(argv)
-    overrides = {
-        dest: getattr(args, dest)
-        for dest, _, _ in OVERRIDES.values()
-        if getattr(args, dest) is not None
-    }
+    overrides = given_overrides(args, OVERRIDES)
     if args.continue_from and len(args.method) * len(args.seed) > 1:
         parser.error("--continue-from continues one run: give one --method and one --seed")
     for method in args.method:  # every combination's settings are checked before any runs

@@ -66,7 +66,7 @@ from lorabook.e2e.presets import (
     e2e_preset,
 )
 from lorabook.io import write_json, write_tensors
-from lorabook.methods import prepare_causal_lm
+from lorabook.methods import prefix_token_ids, prepare_causal_lm
 from lorabook.models import resolve_model
 from lorabook.optimizers import official_adamw
 from lorabook.precision import cpu_precision, precision_info, precision_record
@@ -658,6 +658,9 @@ def run_e2e(
             lora_dropout=settings.dropout,
             adapter_size=settings.adapter_size,
             prefix_length=settings.prefix_length,
+            prefix_init_ids=None
+            if settings.prefix_init == "random"
+            else prefix_token_ids(tokenizer, settings.prefix_init, settings.prefix_length),
         )
         params = report.to_dict()
         log(str(report))

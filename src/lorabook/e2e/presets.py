@@ -158,6 +158,8 @@ class E2EPreset:
     decode_test: bool = True  # decode (and score) the test set after training
     group_by_length: bool = False  # batches of similar length (lorabook.train.group_by_length)
     batch_scope: str = "global"  # train.batch_size counts a step's examples (BATCH_SCOPES)
+    # prefix's start: "random" (peft's N(0, 1)) or a text whose keys and values start it
+    prefix_init: str = "random"
     # settings this preset has no value for yet (a sweep picks them); never in to_dict()
     unset: tuple[str, ...] = ()
 
@@ -191,6 +193,11 @@ class E2EPreset:
             raise SettingsError(
                 f"backbone_dropout must be in [0, 1) (or None: the model's own), got "
                 f"{self.backbone_dropout}"
+            )
+        if not self.prefix_init.strip():
+            raise SettingsError(
+                "prefix_init must be 'random' (peft's start) or a text with words in it, got "
+                f"{self.prefix_init!r}"
             )
         if self.rounds_per_epoch < 1 or self.flat_window < 1:
             raise SettingsError(
@@ -302,6 +309,7 @@ ADDED_LATER = (  # E2EPreset fields absent from to_dict() at their default
     "decode_test",
     "group_by_length",
     "batch_scope",
+    "prefix_init",
 )
 DECODE_ADDED_LATER = ("stop_strings",)  # the same for DecodeConfig fields
 
@@ -356,6 +364,14 @@ FULL_LR_FROM = {
 two methods, and what the budget allows); FT-Top2 trains whole pretrained blocks as FT does,
 so it takes FT's; AdapterL, AdapterH and PreLayer train a few hundred thousand new parameters
 beside a frozen model as LoRA does, so they take LoRA's. Stated before the sweep ran."""
+PREFIX_INIT = "Describe the restaurant in one short sentence."
+"""The text whose keys and values start PreLayer's prefix in the ``full`` and ``paper``
+presets (``prefix_init``; :func:`lorabook.methods.real_word_prefix`): Li & Liang found real
+words a better start than random vectors, and task-relevant words slightly better than others.
+``benchmarks/prefix_init.py`` measures the untrained SmolLM2's dev loss with each start
+(``results/bench/prefix-init-cpu.json``): peft's random prefix more than doubles it, this text
+brings it below the loss without a prefix, and two other texts (one task-relevant, one not) do
+less well."""
 FULL_MAX_EPOCHS = 1
 FULL_ROUNDS_PER_EPOCH = 4
 FULL_WARMUP = 500
@@ -402,7 +418,8 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
     schedule (``rounds``). Learning rate: :data:`FULL_CHOSEN` through :data:`FULL_LR_FROM`;
     until the sweep has picked, the preset has none (``unset``) and a run must give ``--lr``.
     AdapterL at Table 3's small size, m = 6 (0.37M on GPT-2 M; 259,200 on SmolLM2, near
-    LoRA's 230,400).
+    LoRA's 230,400). PreLayer's prefix starts at the keys and values of :data:`PREFIX_INIT`,
+    not at peft's random vectors (in ``paper`` too).
     """
     if method not in PAPER_LR:
         raise SettingsError(
@@ -425,6 +442,7 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
             optimizer=OFFICIAL_RECIPE["optimizer"],
             backbone_dropout=OFFICIAL_RECIPE["backbone_dropout"],
             data_form="paper",
+            prefix_init=PREFIX_INIT if method == "prefix" else "random",
             notes=[
                 "LoRA paper Table 11 (E2E column), the official examples/NLG recipe where the "
                 "table is silent; other methods' lr: ours"
@@ -454,6 +472,7 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
             dev_seed=0,
             select_best=True,
             group_by_length=True,
+            prefix_init=PREFIX_INIT if method == "prefix" else "random",
             unset=() if lr is not None else ("lr",),
             notes=["ours: the whole training set on CPU workers (issue 18, lorabook.e2e.campaign)"],
         )

@@ -18,7 +18,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lorabook.cli import add_checkpoint_flag, add_debug_flag, cli_main
+from lorabook.cli import (
+    TRAINING_OVERRIDES,
+    Override,
+    add_checkpoint_flag,
+    add_debug_flag,
+    add_overrides,
+    cli_main,
+)
 from lorabook.glue.presets import LORA_TARGETS, PADDING, PRESETS
 from lorabook.methods import METHODS
 from lorabook.runs import DEFAULT_RESULTS
@@ -40,17 +47,8 @@ def count_or_all(text: str) -> int | str:
         ) from None
 
 
-OVERRIDES = {  # flag -> (setting, type, help)
-    "--epochs": ("epochs", int, "training epochs"),
-    "--lr": ("lr", float, "peak learning rate"),
-    "--batch-size": ("batch_size", int, "training batch size (see --batch-scope)"),
-    "--batch-scope": (
-        "batch_scope",
-        str,
-        "global: the batch size is a step's, shared by the processes (default); process: "
-        "each process takes it (the official GLUE scripts' per-device batch)",
-    ),
-    "--grad-accum": ("grad_accum", int, "gradient accumulation steps"),
+OVERRIDES: dict[str, Override] = {
+    **TRAINING_OVERRIDES,
     "--mixed-precision": ("mixed_precision", str, f"one of {MIXED_PRECISION}"),
     "--max-length": ("max_length", int, "maximum tokens per example"),
     "--train-examples": (
@@ -64,7 +62,6 @@ OVERRIDES = {  # flag -> (setting, type, help)
         f"a seeded subset of the dev set ('{ALL}': the whole set)",
     ),
     "--max-steps-per-epoch": ("max_steps_per_epoch", int, "cap batches per epoch"),
-    "--lora-r": ("lora_r", int, "LoRA rank"),
     "--lora-alpha": ("lora_alpha", float, "LoRA alpha (paper 8, official scripts 16)"),
     "--adapter-size": ("adapter_size", int, "adapter bottleneck width"),
     "--adapter-p-variant": (
@@ -117,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_checkpoint_flag(parser, CHECKPOINT_EVERY)
-    for flag, (dest, kind, help_text) in OVERRIDES.items():
-        parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+    add_overrides(parser, OVERRIDES)
     parser.add_argument(
         "--lora-targets",
         dest="lora_targets",
