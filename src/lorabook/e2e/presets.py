@@ -417,7 +417,7 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
     see :mod:`lorabook.e2e.campaign`); every stage of the campaign trains a prefix of that
     schedule (``rounds``). Learning rate: :data:`FULL_CHOSEN` through :data:`FULL_LR_FROM`;
     until the sweep has picked, the preset has none (``unset``) and a run must give ``--lr``.
-    AdapterL at Table 3's small size, m = 6 (0.37M on GPT-2 M; 259,200 on SmolLM2, near
+    AdapterL at Table 3's small size, m = 6 (0.37M on GPT-2 M; 259,380 on SmolLM2, near
     LoRA's 230,400). PreLayer's prefix starts at the keys and values of :data:`PREFIX_INIT`,
     not at peft's random vectors (in ``paper`` too).
     """
