@@ -57,3 +57,50 @@ def test_precision_record_names_each_phase_and_the_hardware(monkeypatch):
     assert record["decode"] == "fp32" and "train" not in record
     with pytest.raises(ValueError, match="precision must be one of"):
         precision.precision_record("fp8")
+
+
+class CastCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the float32 → bf16 copies of 2-D tensors (weights) that reach the dispatcher."""
+
+    def __init__(self):
+        super().__init__()
+        self.casts = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and args[0].dim() == 2:
+            self.casts += kwargs.get("dtype") == torch.bfloat16
+        return func(*args, **kwargs)
+
+
+def frozen_mlp() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+    net[2].weight.requires_grad_(False)  # frozen, as a LoRA backbone's
+    net[0].weight.requires_grad_(False)
+    return net
+
+
+def test_cached_weight_casts_cast_frozen_weights_once_a_region_with_the_same_results():
+    net, x = frozen_mlp(), torch.randn(1, 3, 8)  # 3-D: only the weights are 2-D casts
+    results, casts = {}, {}
+    for cached in (False, True):
+        counter = CastCounter()
+        context = (
+            precision.cached_weight_casts(net) if cached else precision.contextlib.nullcontext()
+        )
+        with torch.no_grad(), context, precision.autocast("cpu", "bf16"), counter:
+            results[cached] = [net(x), net(x), net(x)]  # three steps of one decoding
+        casts[cached] = counter.casts
+    assert casts == {False: 6, True: 2}  # two frozen weights: each step, or once
+    for before, after in zip(results[False], results[True], strict=True):
+        assert torch.equal(before, after)
+
+
+def test_cached_weight_casts_restore_what_was_frozen_even_after_an_error():
+    net = frozen_mlp()
+    flags = [p.requires_grad for p in net.parameters()]
+    with pytest.raises(RuntimeError, match="boom"), precision.cached_weight_casts(net):
+        assert all(p.requires_grad for p in net.parameters())
+        raise RuntimeError("boom")
+    assert [p.requires_grad for p in net.parameters()] == flags == [False, True, False, True]

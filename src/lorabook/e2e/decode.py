@@ -28,7 +28,7 @@ from transformers import LogitsProcessorList
 from lorabook.e2e.beam import ContinuationNoRepeatNGram, official_beam_search
 from lorabook.e2e.data import encode_prompt, separator_id
 from lorabook.e2e.presets import DecodeConfig
-from lorabook.precision import autocast
+from lorabook.precision import autocast, cached_weight_casts
 from lorabook.train import process_state
 
 
@@ -204,7 +204,7 @@ def generate_outputs(
             for row, i in enumerate(batch):  # left padding: every prompt ends at column -1
                 ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
                 mask[row, width - len(prompts[i]) :] = 1
-            with autocast(device, config.precision):
+            with cached_weight_casts(model), autocast(device, config.precision):
                 generated = decode_batch(
                     model, ids.to(device), mask.to(device), config, eos, pad, stops
                 )
