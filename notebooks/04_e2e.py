@@ -744,12 +744,15 @@ else:
         "Every scored run of the campaign: where each was selected",
     )
     judged = verdict.verdicts(found_runs, REPO_ROOT)
-    display(
-        pd.DataFrame(judged)
-        .drop(columns=["pairs"], errors="ignore")
-        .set_index(["versus", "metric"])
-        .round(4)
-    )
+    if judged:
+        display(
+            pd.DataFrame(judged)
+            .drop(columns=["pairs"], errors="ignore")
+            .set_index(["versus", "metric"])
+            .round(4)
+        )
+    else:
+        print("Nothing to set LoRA against yet: no other method of the campaign is scored.")
     # what each method writes (seed 0), and its errors beside the human references
     campaign_outputs = {
         f"{NAMES[m]} (seed {rs[0]['seed']})": report.outputs_of(rs[0], REPO_ROOT)
