@@ -25,6 +25,7 @@ from lorabook.cli import (
     add_debug_flag,
     add_overrides,
     cli_main,
+    given_overrides,
 )
 from lorabook.glue.presets import LORA_TARGETS, PADDING, PRESETS
 from lorabook.methods import METHODS
@@ -137,12 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides_from(args: argparse.Namespace) -> dict:
     """The settings the command line changes (``'all'`` examples → ``None``)."""
-    dests = [dest for dest, _, _ in OVERRIDES.values()] + ["group_by_length"]
-    overrides = {
-        dest: None if getattr(args, dest) == ALL else getattr(args, dest)
-        for dest in dests
-        if getattr(args, dest) is not None
-    }
+    given = given_overrides(args, OVERRIDES)
+    overrides = {dest: None if value == ALL else value for dest, value in given.items()}
+    if args.group_by_length is not None:
+        overrides["group_by_length"] = args.group_by_length
     if args.lora_targets is not None:
         overrides["lora_targets"] = tuple(args.lora_targets)
     return overrides
