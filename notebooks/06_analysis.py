@@ -28,11 +28,13 @@
 # GLUE campaign (6.4); this chapter shows them when their records exist.
 
 # %% tags=["parameters"]
-# "quick": chapter 3's committed MiniLM records; "paper": the same reading of a GPU run's
+# every run mode reads the same committed records (the chapter trains nothing): "quick" or
+# "paper"
 mode = "quick"
 
 # %% tags=["hide-input"]
 import inspect
+import re
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -109,8 +111,8 @@ pd.DataFrame(
 # $W_v$. Chapter 3's LoRA runs are three seeds per task at $r = 8$ (seed 0 and seed 1 here),
 # and each seed starts from its own random $A$ ($B$ starts at zero), so an overlap well above
 # random is direction that training found, twice. For $B$ the comparable vectors are the
-# left-singular ones, in the output space (`side="left"`): $B$ is learned from zero, so its
-# overlap carries no trace of the initialisation.
+# left-singular ones, in the output space (`side="left"`): $B$ starts at zero, so its overlap
+# is not its own start carried along (its updates do pass through $A$, which starts random).
 
 # %% tags=["hide-input"]
 runs = report.lora_runs(results_dir)
@@ -130,7 +132,7 @@ task, middle = ("sst2" if "sst2" in tasks else tasks[0]), 3
 one, two = runs[(task, 0)], runs[(task, 1)]
 panels = {}
 for matrix, label in MATRICES.items():
-    layer = analysis.layers_of(one, matrix)[middle]
+    layer = analysis.layer_at(one, matrix, middle)
     panels[f"A of {label}"] = analysis.subspace_similarity_grid(
         one.factors[layer][0], two.factors[layer][0]
     )
@@ -154,7 +156,12 @@ plt.show()
 # %% [markdown]
 # Every block and task, by the overlap of the single top direction, $\phi(\cdot, \cdot, 1, 1)$
 # (the squared cosine between the two runs' first singular vectors), against the random pairs'
-# 99th percentile (dashed):
+# 99th percentile (dashed). Figure 4's second point is a count: $\Delta W_q$ shares *more*
+# directions across seeds than $\Delta W_v$. $\phi(i, i)$ cannot count them (one shared top
+# direction keeps it high for every $i$), so the count is taken from the principal angles
+# between the two spans: the cosines $\sigma_1 \ge \dots \ge \sigma_r$ of ${U_1^r}^\top U_2^r$,
+# each $\sigma_m^2$ above the largest that random pairs reach (their 99th percentile) one
+# direction shared beyond chance:
 
 # %% tags=["hide-input"]
 overlap = pd.DataFrame(analysis.seed_overlap(runs))
@@ -184,16 +191,22 @@ say(
     )
     + "."
 )
-medians = {m: overlap[overlap.matrix == m].A.median() for m in MATRICES}
-more = max(medians, key=medians.get)
+print(inspect.getsource(analysis.shared_directions))
+shared = {m: overlap[overlap.matrix == m]["shared A"].median() for m in MATRICES}
+top = {m: overlap[overlap.matrix == m].A.median() for m in MATRICES}
 say(
-    f"GPT-3 (Figure 4) shares more top directions across seeds for W_q than for W_v; here the "
-    f"median φ(1, 1) of A is higher for {'W_q' if more == 'query' else 'W_v'}."
+    f"GPT-3 (Figure 4) shares more directions across seeds for W_q than for W_v. Here the two "
+    f"A's share, beyond random, a median of {shared['query']:g} of {one.r} directions for W_q "
+    f"and {shared['value']:g} for W_v; the single top direction agrees more for "
+    f"{'W_q' if top['query'] > top['value'] else 'W_v'} (median φ(1, 1) {top['query']:.2f} "
+    f"against {top['value']:.2f})."
 )
 display(
-    overlap.pivot_table(index="task", columns="matrix", values=["A", "B"], aggfunc="median")
+    overlap.pivot_table(
+        index="task", columns="matrix", values=["A", "B", "shared A"], aggfunc="median"
+    )
     .round(3)
-    .rename_axis(columns=["factor", "matrix (median over blocks)"])
+    .rename_axis(columns=["measure", "matrix (median over blocks)"])
 )
 
 # %% [markdown]
@@ -218,12 +231,16 @@ table7.round(2)
 # The code, and ours, for $W_q$ and $W_v$ in block 3 (a middle layer, as the paper's layer 48
 # of 96), each task's three seeds (median [min, max]). We analyse the change the weight
 # receives, $\frac{\alpha}{r} BA$; the book's $\Delta W$ is $BA$ (chapter 1), and for these
-# runs $\alpha = r = 8$, so the two are the same matrix. "× random" is how many times more of
-# $W$ lies in $\Delta W$'s directions than in a random matrix's (the paper's ratio, from its
-# Table 7, is in the sentence below the table).
+# runs $\alpha = r = 8$, so the two are the same matrix (the column $\alpha/r$ says so; 6.4's
+# runs keep $\alpha = 8$ at every rank, where they differ). "× random" is how many times more
+# of $W$ lies in $\Delta W$'s directions than in a random matrix's, averaged over 256 random
+# matrices, whose top directions are drawn directly as uniform orthonormal frames (one draw
+# alone varies by tens of percent). The paper's ratio, from its Table 7, is in the sentence
+# below the table.
 
 # %%
 print(inspect.getsource(analysis.amplification))
+print(inspect.getsource(analysis.random_projection_norms))
 
 # %% tags=["hide-input"]
 base, _ = load_pretrained("minilm")
@@ -234,25 +251,36 @@ def median_range(values: pd.Series) -> str:
     return f"{values.median():.2f} [{values.min():.2f}, {values.max():.2f}]"
 
 
-amp = amp.rename(
-    columns={
-        "delta_norm": "‖ΔW‖_F",
-        "of_delta": "of ΔW",
-        "of_weight": "of W",
-        "of_random": "random",
-        "factor": "amplification",
-    }
-)
-columns = ["‖ΔW‖_F", "of ΔW", "of W", "random", "× random", "amplification"]
-display(amp.groupby(["matrix", "task"])[columns].agg(median_range))
+TABLE7_COLUMNS = {
+    "α/r": "α/r",
+    "delta_norm": "‖(α/r)BA‖_F",
+    "of_delta": "of ΔW",
+    "of_weight": "of W",
+    "of_random": "random",
+    "× random": "× random",
+    "factor": "amplification",
+}
+
+
+def table7_rows(rows: list[dict], by: list[str]) -> pd.DataFrame:
+    """Table 7's columns, each group's median [min, max] over its runs."""
+    shown = pd.DataFrame(rows).rename(columns=TABLE7_COLUMNS)
+    return shown.groupby(by)[list(TABLE7_COLUMNS.values())].agg(median_range)
+
+
+amp_rows = analysis.amplification_rows(runs, base, middle)
+amp = pd.DataFrame(amp_rows).rename(columns=TABLE7_COLUMNS)
+display(table7_rows(amp_rows, ["matrix", "task"]))
 paper_ratio = paper.value(table7.loc["r = 4", "of ΔW_q"]) / paper.value(
     table7.loc["r = 4", "random"]
 )
+printed_factor = re.search(r"≈ ([\d.]+) at r = 4", paper.section(7)[1]).group(1)
 say(
     f"‖UᵀWVᵀ‖_F on ΔW's directions is {amp['× random'].min():.1f}–{amp['× random'].max():.1f}× "
     f"the random directions' here (GPT-3's W_q at r = 4: {paper_ratio:.0f}×); the amplification "
     f"factor is {amp.amplification.min():.1f}–{amp.amplification.max():.1f} (GPT-3, r = 4: "
-    f"{table7.loc['r = 4', 'amplification factor']:.1f})."
+    f"{table7.loc['r = 4', 'amplification factor']:.1f} from Table 7's cells; the paper's text "
+    f"prints {printed_factor})."
 )
 
 # %% [markdown]
@@ -311,7 +339,10 @@ for table_name in ("Table 5", "Table 6"):
             f"({len(r['seeds'])} seed{'s' * (len(r['seeds']) != 1)})"
             for _, r in shown7.iterrows()
         ]
-        print(f"{table_name}, ours (MiniLM):")
+        print(
+            f"{table_name}, ours (MiniLM; a Table 6 cell shared with Table 5 has Table 5's "
+            "seeds, the others as the budget allowed):"
+        )
         display(
             shown7.pivot_table(
                 index=["targets", "r"], columns="task", values="median [range]", aggfunc="first"
@@ -329,26 +360,31 @@ if pairs:
     fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
     for ax, matrix in zip(axes, ("q", "v"), strict=True):
         grid = section7.rank_grid(pair, matrix, block=middle)
-        image = ax.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        rows_i, cols_j = grid.shape  # cell [0, 0] is i = j = 1
+        image = ax.imshow(
+            grid.numpy(),
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            aspect="auto",
+            extent=(0.5, cols_j + 0.5, rows_i + 0.5, 0.5),
+        )
         ax.set(title=f"$W_{matrix}$: A at r = 8 (i) against r = 64 (j)", xlabel="j", ylabel="i")
     fig.colorbar(image, ax=axes, shrink=0.8, label="φ")
     fig.suptitle(f"{task_seed[0]}, seed {task_seed[1]}, block {middle}", y=1.04)
     plt.show()
 ranks7 = {r: section7.lora_at(found7, r) for r in (4, 64)}
 if all(ranks7.values()):
-    table7_ours = pd.DataFrame(
-        [
-            {"r": r, **row}
-            for r, runs_r in ranks7.items()
-            for row in analysis.amplification_rows(runs_r, base, middle)
-        ]
-    )
+    print("Table 7, ours (each task's seeds: median [min, max]; α/r is ΔW's scale):")
     display(
-        table7_ours.groupby(["r", "matrix"])[
-            ["delta_norm", "of_delta", "of_weight", "of_random", "× random", "factor"]
-        ]
-        .median()
-        .round(3)
+        table7_rows(
+            [
+                {"r": r, **row}
+                for r, runs_r in ranks7.items()
+                for row in analysis.amplification_rows(runs_r, base, middle)
+            ],
+            ["r", "matrix", "task"],
+        )
     )
 
 # %% [markdown]
@@ -368,7 +404,15 @@ if all(ranks7.values()):
 #   amplifies directions already in $W$ but not emphasised by it; the ratio is what that
 #   reading rests on, and chapter 7 judges it by a rule stated there. The Table 7 comparison
 #   of $r = 4$ against $r = 64$ waits for the Section 7 runs.
-# - **Not yet decided**: Tables 5 and 6 (which weights, which rank) and Figure 3 (one run at two
-#   ranks). The campaign that decides them is planned (6.4) and not run. The paper's rank
-#   ablation on E2E (its Table 18, GPT-2 medium, r from 1 to 64) is left for after the E2E
-#   campaign of chapter 4.9, which has the machine until then.
+#
+# What the Section 7 stage has decided so far, and what waits:
+
+# %% tags=["hide-input"]
+table18 = [row["r"] for row in paper.table(18)]
+say(
+    f"The Section 7 stage: {int(totals['done'])} of {len(rows7)} runs finished "
+    f"(~{totals['left']:.0f} worker-hours left). Tables 5 and 6 (which weights, which rank) "
+    f"and Figure 3 (one run at two ranks) are shown in 6.4 as their records land. The paper's "
+    f"rank ablation on E2E (its Table 18, GPT-2 medium, r = {table18[0]} to {table18[-1]}) is "
+    "left for after the E2E campaign of chapter 4.9, which has the machine until then."
+)

@@ -15,6 +15,7 @@ E‖Uᵀ W V‖²_F = (r/d)(r/k) ‖W‖²_F: Table 7's "random" column (GPT-3: 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,14 +27,19 @@ from lorabook.analysis import (
     amplification,
     amplification_rows,
     base_weight,
+    layer_at,
     layer_index,
     layers_of,
     lora_delta,
     lora_factors,
+    principal_cosines,
     projection_norm,
+    random_projection_norms,
     random_similarity,
+    random_top_cosine,
     read_lora_record,
     seed_overlap,
+    shared_directions,
     singular_basis,
     subspace_similarity,
     subspace_similarity_grid,
@@ -180,15 +186,34 @@ def test_frobenius_identities_and_orders():
 
 
 def test_random_directions_keep_r_squared_over_d_k_of_w():
-    d, k, r, draws = 16, 20, 2, 400
+    d, k, r, draws = 16, 20, 2, 4000
     weight = gaussian(d, k, seed=12)
-    delta = torch.zeros(d, k, dtype=torch.float64)
-    delta[0, 0] = 1.0
-    squares = torch.tensor(
-        [amplification(weight, delta, r, seed=n).of_random ** 2 for n in range(draws)]
-    )
+    squares = random_projection_norms(weight, r, draws=draws, seed=5).square()
     expected = r * r * float(weight.square().sum()) / (d * k)
     assert abs(squares.mean() - expected) <= 5 * squares.std() / draws**0.5
+    delta = torch.zeros(d, k, dtype=torch.float64)
+    delta[0, 0] = 1.0
+    got = amplification(weight, delta, r, seed=5, draws=draws)
+    assert got.of_random == pytest.approx(float(squares.sqrt().mean()))
+
+
+def test_haar_frames_are_a_gaussian_matrix_s_top_directions_in_distribution():
+    d, k, r, draws = 12, 9, 2, 600
+    weight = gaussian(d, k, seed=13)
+    haar = random_projection_norms(weight, r, draws=draws, seed=1)
+    generator = torch.Generator().manual_seed(2)
+    by_svd = torch.tensor(
+        [
+            projection_norm(
+                weight,
+                *top_singular(torch.randn(d, k, generator=generator, dtype=torch.float64), r),
+            )
+            for _ in range(draws)
+        ]
+    )
+    se = (haar.var() / draws + by_svd.var() / draws) ** 0.5
+    assert abs(haar.mean() - by_svd.mean()) <= 4 * se
+    assert abs(haar.std() - by_svd.std()) <= 0.15 * by_svd.std()
 
 
 def test_amplification_refuses_mismatched_shapes():
@@ -293,6 +318,9 @@ def test_layers_of_orders_by_depth_and_names_what_exists(tiny_record):
         layers_of(trained, "key")
     with pytest.raises(ValueError, match="no numbered block"):
         layer_index("classifier")
+    assert layer_at(trained, "value", 1) == found[1]
+    with pytest.raises(KeyError, match=r"no \*\.value LoRA layer in block 5: \[0, 1\]"):
+        layer_at(trained, "value", 5)
 
 
 @pytest.mark.parametrize(("r1", "r2", "i", "j"), [(8, 8, 1, 1), (8, 64, 4, 16)])
@@ -305,12 +333,21 @@ def test_the_random_baseline_averages_max_i_j_over_d(r1, r2, i, j):
     assert torch.equal(draws, random_similarity(r1, r2, d, i, j, draws=400, seed=3))
 
 
-def test_seed_overlap_is_one_for_the_same_factors_and_skips_tasks_without_both_seeds(
-    tiny_record,
-):
+def test_seed_overlap_compares_the_two_seeds_and_skips_tasks_without_both(tiny_record):
     record, _, _ = tiny_record
-    trained = read_lora_record(record)
-    runs = {("rte", 0): trained, ("rte", 1): trained, ("mrpc", 0): trained}
+    one = read_lora_record(record)
+    generator = torch.Generator().manual_seed(7)
+
+    def seed_like(change) -> object:
+        return dataclasses.replace(
+            one, factors={n: change(a, b) for n, (a, b) in one.factors.items()}
+        )
+
+    def noisy(a, b):  # another seed: A and B moved by noise of their own size
+        return tuple(m + m.std() * torch.randn(m.shape, generator=generator) for m in (a, b))
+
+    two = seed_like(noisy)
+    runs = {("rte", 0): one, ("rte", 1): two, ("mrpc", 0): one}
     rows = seed_overlap(runs)
     assert {r["task"] for r in rows} == {"rte"}  # mrpc has one seed
     assert [(r["matrix"], r["block"]) for r in rows] == [
@@ -319,7 +356,28 @@ def test_seed_overlap_is_one_for_the_same_factors_and_skips_tasks_without_both_s
         ("value", 0),
         ("value", 1),
     ]
-    assert all(r["A"] == pytest.approx(1) and r["B"] == pytest.approx(1) for r in rows)
+    for row in rows:  # seed 0 against seed 1, not a seed against itself
+        layer = layer_at(one, row["matrix"], row["block"])
+        (a1, b1), (a2, b2) = one.factors[layer], two.factors[layer]
+        assert row["A"] == pytest.approx(subspace_similarity(a1, a2, 1, 1)) and row["A"] < 0.999
+        assert row["B"] == pytest.approx(subspace_similarity(b1, b2, 1, 1, side="left"))
+        assert row["B"] < 0.999
+    # A's rows swapped: the same span, so every direction is shared
+    runs[("rte", 1)] = seed_like(lambda a, b: (a[[1, 0, *range(2, a.shape[0])]], b))
+    assert all(r["shared A"] == one.r for r in seed_overlap(runs))
+
+
+def test_shared_directions_count_a_planted_common_subspace():
+    d, r = 64, 6
+    basis = orthonormal(d, seed=4)
+    common = basis[:, :2].T  # two directions both spans hold
+    a1 = torch.cat([common, basis[:, 2:6].T])
+    a2 = torch.cat([common, basis[:, 6:10].T])  # the rest orthogonal
+    threshold = random_top_cosine(r, r, d, q=0.99, draws=500)
+    assert 0 < threshold < 1
+    assert shared_directions(a1, a2, threshold) == 2
+    assert principal_cosines(a1, a2).tolist() == pytest.approx([1, 1, 0, 0, 0, 0], abs=1e-9)
+    assert shared_directions(a1, a1, threshold) == r
 
 
 def test_amplification_rows_are_the_layers_amplification(tiny_record):

@@ -33,7 +33,8 @@ def test_glue_record_is_consistent(path: Path):
 
 
 def test_today_s_code_plans_every_committed_glue_record_under_its_own_name():
-    """A setting added later (``lora_targets``) must not rename the records made before it."""
+    """A setting added later (``lora_targets``, ``pooling``) must not rename the records made
+    before it; a record made with one names it, and is planned under its own name with it."""
     from lorabook.glue.experiment import plan_glue_run
 
     for path in RECORDS:
@@ -43,7 +44,7 @@ def test_today_s_code_plans_every_committed_glue_record_under_its_own_name():
         for name in ("max_length", "train_examples", "eval_examples", "padding"):
             overrides[name] = settings[name]
         overrides["group_by_length"] = settings["group_by_length"]
-        for name in ("lora_r", "lora_alpha", "adapter_size", "lora_targets"):
+        for name in ("lora_r", "lora_alpha", "adapter_size", "lora_targets", "pooling"):
             if settings.get(name) is not None:
                 overrides[name] = settings[name]
         run = plan_glue_run(

@@ -41,11 +41,13 @@ def test_every_claim_the_issue_lists_has_one_row_with_a_known_verdict():
         "checkpoint size",
         "training throughput",
         "inference latency",
+        "adapter latency",
         "parameter counts",
         "GLUE: LoRA vs FT",
         "GLUE: LoRA vs others",
         "E2E: LoRA vs FT",
         "E2E: LoRA vs others",
+        "quality at scale",
         "Section 7: which weights, which rank",
     }
     assert expected == set(keys)
@@ -60,6 +62,7 @@ def test_arithmetic_claims_follow_the_paper_and_find_its_gpt2_slip():
     params = verdict.trainable_parameters(RESULTS)
     assert params.verdict == "reproduced" and "18,874,368" in params.evidence
     assert "9,285×" in params.evidence  # 175,255.8M / 18,874,368
+    assert "93% of the claimed ratio" in params.why  # within the rule's 10%
     counts = verdict.parameter_counts(RESULTS)
     assert counts.verdict == "partly"
     assert "gpt2-medium r = 4: printed 0.35M, formula 393,216" in counts.evidence
@@ -69,7 +72,12 @@ def test_arithmetic_claims_follow_the_paper_and_find_its_gpt2_slip():
 def test_bench_claims_change_with_their_records(tmp_path):
     results = copy_results(tmp_path, "bench")
     assert verdict.inference_latency(results).verdict == "reproduced"
-    assert verdict.throughput(results).verdict == "reproduced"
+    throughput = verdict.throughput(results)
+    assert throughput.verdict == "not testable here"  # GPT-3 on GPUs, like the memory row
+    assert "(4 of 4 at or above 1.25×)" in throughput.evidence
+    adapters = verdict.adapter_latency(results)
+    assert adapters.verdict == "partly" and "at 5 of 6 (model, shape, adapter)" in adapters.evidence
+    assert verdict.inference_latency(results).sources[0]["model"] == "gpt2-medium, smollm2"
 
     def slower_merged(record):
         next(r for r in record["rows"] if r["variant"] == "lora_merged")["overhead"][
@@ -86,7 +94,7 @@ def test_bench_claims_change_with_their_records(tmp_path):
                 row["tokens_per_second"] *= 0.5
 
     edit(results / "bench" / "training-cpu.json", slow_lora)
-    assert verdict.throughput(results).verdict == "not reproduced"
+    assert "(0 of 4 at or above 1.25×)" in verdict.throughput(results).evidence
     source = verdict.throughput(results).sources[0]
     assert source["file"] == "results/bench/training-cpu.json" and source["precision"] == "fp32"
 
@@ -94,6 +102,48 @@ def test_bench_claims_change_with_their_records(tmp_path):
     (empty / "bench").mkdir(parents=True)
     assert verdict.throughput(empty).verdict == "pending"
     assert verdict.inference_latency(empty).verdict == "pending"
+    assert verdict.adapter_latency(empty).verdict == "pending"
+
+
+def test_the_memory_row_shows_growth_over_the_start_and_the_whole_process(tmp_path):
+    results = copy_results(tmp_path, "bench")
+    memory = verdict.training_memory(results)
+    record = json.loads((results / "bench" / "training-cpu.json").read_text())
+    peaks = {r["method"]: r["peak_memory"] for r in record["rows"] if r["model"] == "gpt2-medium"}
+    over = peaks["ft"]["bytes_over_start"] / peaks["lora"]["bytes_over_start"]
+    whole = peaks["ft"]["bytes"] / peaks["lora"]["bytes"]
+    assert f"gpt2-medium {over:.2f}× ({whole:.2f}×)" in memory.evidence
+    assert memory.verdict == "not testable here"
+
+
+def test_the_glue_baselines_rule_holds_on_the_papers_own_numbers():
+    from lorabook.glue import report
+
+    rows = report.paper_rows()
+    tasks = list(report.PAPER_COLUMNS)
+    scores = {  # each method's Table 2 cells as two identical seeds: no spread
+        f"{r['method']} {r['params']}": {t: [r[t], r[t]] for t in tasks} for r in rows
+    }
+    lora = next(k for k in scores if k.startswith("LoRA"))
+    baselines = {k: v for k, v in scores.items() if not k.startswith(("LoRA", "FT"))}
+    judged = verdict.judge_on_average({"lora": scores[lora], **baselines})
+    assert verdict.judge_above({m: j["verdict"] for m, j in judged.items()})[0] == "reproduced"
+    # ... though not task by task: Table 2's BitFit is above LoRA on MRPC
+    bitfit = next(v for k, v in baselines.items() if k.startswith("BitFit"))
+    assert bitfit["mrpc"][0] > scores[lora]["mrpc"][0]
+
+
+def test_the_glue_average_rule_reads_the_seeds_spread():
+    scores = {
+        "lora": {"a": [80.0, 82.0, 81.0], "b": [70.0, 70.0, 70.0]},
+        "bitfit": {"a": [78.0], "b": [69.0], "c": [50.0]},  # c: not every method has it
+        "adapter_h": {"a": [81.5, 80.5, 81.0], "b": [70.5, 69.5, 70.0]},
+    }
+    judged = verdict.judge_on_average(scores)
+    assert judged["bitfit"]["theirs"] == pytest.approx(73.5)  # the tasks all have: a, b
+    assert judged["bitfit"]["verdict"] == "above"  # 75.5 vs 73.5, LoRA's sd 0.5
+    assert judged["adapter_h"]["verdict"] == "within the spread"
+    assert verdict.judge_above({m: j["verdict"] for m, j in judged.items()})[0] == "partly"
 
 
 def test_the_e2e_verdict_is_the_records_and_flips_with_them(tmp_path):
@@ -102,16 +152,18 @@ def test_the_e2e_verdict_is_the_records_and_flips_with_them(tmp_path):
     records = e2e_report.preset_records(results, "cpu", "smollm2", ["lora", "ft"])
     lora, ft = (e2e_report.as_table3(records[m]["scores_paper"]) for m in ("lora", "ft"))
     above = sum(lora[m] >= ft[m] for m in METRICS)
-    assert f"on {above} of 5 metrics" in found.evidence
-    assert found.verdict == "not reproduced" and above == 0  # the committed cpu runs
+    assert f"on {above} of 5 metrics" in found.evidence and above == 0  # the cpu runs
+    assert found.verdict == "pending"  # one seed of a short run decides nothing
     assert "BLEU LoRA − FT -1.53" in found.evidence and found.pending
     assert [s["file"].rsplit("/", 1)[-1].split("-")[0] for s in found.sources] == ["lora", "ft"]
+    assert "BLEU 70.4 vs 68.2" in found.paper  # Table 3, read from the transcription
 
     def as_ft(record):  # LoRA's record given FT's scores: at or above on every metric
         record["scores_paper"] = records["ft"]["scores_paper"]
 
     edit(Path(records["lora"]["_path"]), as_ft)
-    assert verdict.e2e_vs_ft(results).verdict == "reproduced"
+    assert "on 5 of 5 metrics" in verdict.e2e_vs_ft(results).evidence
+    assert verdict.e2e_vs_ft(results).verdict == "pending"
     assert verdict.e2e_vs_others(results).verdict == "pending"
     assert verdict.e2e_vs_ft(tmp_path / "nothing").verdict == "pending"
 

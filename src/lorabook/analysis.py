@@ -26,8 +26,8 @@ right singular vectors of ΔW (the paper writes V for the r × d_in matrix ``Vh`
 ``Uᵀ W Vᵀ`` is an r × r matrix), ‖Uᵀ W Vᵀ‖_F is how much of W lies in ΔW's r-dimensional
 subspace. The paper compares it with the same projection on W's own top-r directions and on
 a random matrix's, and calls ‖ΔW‖_F / ‖Uᵀ W Vᵀ‖_F (U, V of ΔW) the amplification factor:
-how strongly ΔW amplifies directions that W already has but does not emphasise (21.5 for
-GPT-3's W_q at r = 4, about 2 at r = 64).
+how strongly ΔW amplifies directions that W already has but does not emphasise (the paper's
+values for GPT-3's W_q are in its Table 7, read through :mod:`lorabook.paper`).
 
 The trained tensors come from the records: every LoRA record keeps its A's and B's beside it
 (``<record>/trainable.safetensors``), and its settings hold r and α (``read_lora_record``).
@@ -127,20 +127,59 @@ def subspace_similarity_grid(
     return norms / torch.minimum(i, j)
 
 
+def _random_bases(
+    r1: int, r2: int, d: int, draws: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The right-singular vectors (draws × r × d) of ``draws`` pairs of independent Gaussian
+    A₁ (r1 × d) and A₂ (r2 × d); one batched SVD per side."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(draws, r1, d, generator=generator, dtype=torch.float64)
+    b = torch.randn(draws, r2, d, generator=generator, dtype=torch.float64)
+    return tuple(torch.linalg.svd(m, full_matrices=False).Vh for m in (a, b))
+
+
 def random_similarity(
     r1: int, r2: int, d: int, i: int = 1, j: int = 1, draws: int = 1000, seed: int = 0
 ) -> torch.Tensor:
     """φ(A₁, A₂, i, j) of ``draws`` pairs of independent Gaussian A₁ (r1 × d), A₂ (r2 × d):
     the values two unrelated A's give (Figure 4's random baseline as a distribution), for a
-    trained pair to be read against. Their mean is max(i, j) / d. One batched SVD per side."""
+    trained pair to be read against. Their mean is max(i, j) / d."""
     _check_count("i", i, min(r1, d))
     _check_count("j", j, min(r2, d))
-    generator = torch.Generator().manual_seed(seed)
-    a = torch.randn(draws, r1, d, generator=generator, dtype=torch.float64)
-    b = torch.randn(draws, r2, d, generator=generator, dtype=torch.float64)
-    u1 = torch.linalg.svd(a, full_matrices=False).Vh[:, :i]  # draws × i × d
-    u2 = torch.linalg.svd(b, full_matrices=False).Vh[:, :j]
-    return (u1 @ u2.transpose(1, 2)).square().sum(dim=(1, 2)) / min(i, j)
+    u1, u2 = _random_bases(r1, r2, d, draws, seed)
+    return (u1[:, :i] @ u2[:, :j].transpose(1, 2)).square().sum(dim=(1, 2)) / min(i, j)
+
+
+def principal_cosines(m1: torch.Tensor, m2: torch.Tensor, side: str = "right") -> torch.Tensor:
+    """The cosines of the principal angles between the spans of m1's and m2's singular
+    vectors (``side`` as in :func:`subspace_similarity`), largest first: the singular values
+    of U₁ᵀ U₂. Their squares sum to min(r₁, r₂) · φ(m1, m2, r₁, r₂); each near 1 is one
+    direction the two spans share."""
+    u1, u2 = _bases(m1, m2, side)
+    return torch.linalg.svdvals(u1 @ u2.T)
+
+
+def shared_directions(
+    m1: torch.Tensor, m2: torch.Tensor, threshold: float, side: str = "right"
+) -> int:
+    """How many directions the spans of m1 and m2 share beyond chance: the principal cosines²
+    above ``threshold`` (:func:`random_top_cosine` gives the random pairs' quantile).
+
+    This is Figure 4's "how many common directions" (ΔW_q shares more of them across seeds
+    than ΔW_v); φ(i, i) cannot count them, since one shared top direction keeps it high for
+    every i."""
+    return int((principal_cosines(m1, m2, side).square() > threshold).sum())
+
+
+def random_top_cosine(
+    r1: int, r2: int, d: int, q: float = 0.99, draws: int = 2000, seed: int = 0
+) -> float:
+    """The ``q`` quantile of the largest principal cosine² between the spans of two
+    independent Gaussian A₁ (r1 × d), A₂ (r2 × d): a trained pair's :func:`shared_directions`
+    above it counts directions that chance alone gives with probability at most 1 − q."""
+    u1, u2 = _random_bases(r1, r2, d, draws, seed)
+    top = torch.linalg.svdvals(u1 @ u2.transpose(1, 2))[:, 0].square()
+    return float(top.quantile(q))
 
 
 # --- ΔW against W (Table 7) --------------------------------------------------------------------
@@ -173,8 +212,8 @@ def projection_norm(weight: torch.Tensor, u: torch.Tensor, vh: torch.Tensor) -> 
 @dataclass(frozen=True)
 class Amplification:
     """Table 7's row for one layer and rank: ‖Uᵀ W Vᵀ‖_F with U, V the top-r singular
-    directions of ΔW (``of_delta``), of W itself (``of_weight``) and of a random Gaussian
-    matrix of W's shape (``of_random``); ‖W‖_F and ‖ΔW‖_F."""
+    directions of ΔW (``of_delta``), of W itself (``of_weight``) and of random Gaussian
+    matrices of W's shape (``of_random``, the mean over draws); ‖W‖_F and ‖ΔW‖_F."""
 
     r: int
     weight_norm: float
@@ -193,13 +232,32 @@ class Amplification:
         return {**asdict(self), "factor": self.factor}
 
 
+def random_projection_norms(
+    weight: torch.Tensor, r: int, draws: int = 256, seed: int = 0
+) -> torch.Tensor:
+    """‖Uᵀ W Vᵀ‖_F for ``draws`` random matrices' top-r directions U (d × r), Vᵀ (k × r).
+
+    A Gaussian matrix's singular vectors are uniform (Haar) orthonormal frames, U and V
+    independent of each other (the distribution is invariant under rotations on either
+    side), so they are drawn as such, by QR of Gaussian d × r and k × r matrices, without the
+    SVD. E‖Uᵀ W Vᵀ‖²_F = r² ‖W‖²_F / (d k)."""
+    w = weight.detach().double()
+    d, k = w.shape
+    _check_count("r", r, min(d, k))
+    generator = torch.Generator().manual_seed(seed)
+    u = torch.linalg.qr(torch.randn(draws, d, r, generator=generator, dtype=torch.float64)).Q
+    v = torch.linalg.qr(torch.randn(draws, k, r, generator=generator, dtype=torch.float64)).Q
+    return torch.linalg.matrix_norm(u.transpose(1, 2) @ w @ v)
+
+
 def amplification(
-    weight: torch.Tensor, delta: torch.Tensor, r: int, seed: int = 0
+    weight: torch.Tensor, delta: torch.Tensor, r: int, seed: int = 0, draws: int = 256
 ) -> Amplification:
     """Table 7's quantities for a pretrained W and its update ΔW, both d_out × d_in.
 
     ``r`` is the number of singular directions (the LoRA rank: (α/r) B A has rank ≤ r).
-    ``seed`` draws the random matrix; for random directions E‖Uᵀ W Vᵀ‖²_F = r² ‖W‖²_F / (d k).
+    ``of_random`` is the mean over ``draws`` random matrices (:func:`random_projection_norms`,
+    drawn from ``seed``): one draw varies by tens of percent from one to the next.
     """
     if weight.shape != delta.shape or weight.dim() != 2:
         raise ValueError(
@@ -207,15 +265,13 @@ def amplification(
             f"{tuple(weight.shape)} and {tuple(delta.shape)}"
         )
     w = weight.detach().double()
-    generator = torch.Generator().manual_seed(seed)
-    random = torch.randn(w.shape, generator=generator, dtype=torch.float64)
     return Amplification(
         r=r,
         weight_norm=float(torch.linalg.matrix_norm(w)),
         delta_norm=float(torch.linalg.matrix_norm(delta.detach().double())),
         of_delta=projection_norm(w, *top_singular(delta, r)),
         of_weight=projection_norm(w, *top_singular(w, r)),
-        of_random=projection_norm(w, *top_singular(random, r)),
+        of_random=float(random_projection_norms(w, r, draws, seed).mean()),
     )
 
 
@@ -303,6 +359,16 @@ def layers_of(trained: TrainedLoRA, matrix: str) -> list[str]:
     return sorted(found, key=layer_index)
 
 
+def layer_at(trained: TrainedLoRA, matrix: str, block: int) -> str:
+    """The LoRA layer of ``trained`` for ``matrix`` (as :func:`layers_of`) in ``block``."""
+    found = layers_of(trained, matrix)
+    for name in found:
+        if layer_index(name) == block:
+            return name
+    blocks = [layer_index(n) for n in found]
+    raise KeyError(f"{trained.record.name} has no *.{matrix} LoRA layer in block {block}: {blocks}")
+
+
 def read_lora_record(record: str | Path) -> TrainedLoRA:
     """The factors kept beside a LoRA record (GLUE or E2E) and its ``lora_r``, ``lora_alpha``.
 
@@ -360,14 +426,17 @@ def seed_overlap(
     runs: Mapping[tuple[str, int], TrainedLoRA],
     matrices: Sequence[str] = ("query", "value"),
     seeds: tuple[int, int] = (0, 1),
+    q: float = 0.99,
 ) -> list[dict]:
-    """Figure 4's question at the runs' rank, for every task with both ``seeds``: per LoRA
-    matrix and block, φ(·, ·, 1, 1) between the two seeds' A's (right-singular vectors) and
-    B's (left-singular): the squared cosine between their top directions.
+    """Figure 4's questions at the runs' rank, for every task with both ``seeds``, per LoRA
+    matrix and block: φ(·, ·, 1, 1) between the two seeds' A's (right-singular vectors) and
+    B's (left-singular), the squared cosine between their top directions; and how many
+    directions the two A's spans share beyond chance (:func:`shared_directions` against the
+    ``q`` quantile of random pairs of A's shape).
 
-    ``runs``: ``{(task, seed): TrainedLoRA}``. Rows: task, matrix, block, A, B.
+    ``runs``: ``{(task, seed): TrainedLoRA}``. Rows: task, matrix, block, A, B, shared A.
     """
-    rows = []
+    rows, thresholds = [], {}
     for task in sorted({task for task, _ in runs}):
         if any((task, seed) not in runs for seed in seeds):
             continue
@@ -375,6 +444,9 @@ def seed_overlap(
         for matrix in matrices:
             for layer in layers_of(one, matrix):
                 (a1, b1), (a2, b2) = one.factors[layer], two.factors[layer]
+                shape = (a1.shape[0], a2.shape[0], a1.shape[1])
+                if shape not in thresholds:
+                    thresholds[shape] = random_top_cosine(*shape, q=q)
                 rows.append(
                     {
                         "task": task,
@@ -382,6 +454,7 @@ def seed_overlap(
                         "block": layer_index(layer),
                         "A": subspace_similarity(a1, a2, 1, 1),
                         "B": subspace_similarity(b1, b2, 1, 1, side="left"),
+                        "shared A": shared_directions(a1, a2, thresholds[shape]),
                     }
                 )
     return rows
@@ -394,19 +467,21 @@ def amplification_rows(
     matrices: Sequence[str] = ("query", "value"),
 ) -> list[dict]:
     """Table 7's quantities for every run, in ``block`` (a middle one, as the paper's layer
-    48 of 96), per LoRA matrix: task, matrix, seed, the :class:`Amplification` fields and
-    factor, and ``× random``: ‖UᵀWVᵀ‖_F on ΔW's directions over that on a random matrix's
-    (the paper's 0.32 against 0.02 at r = 4)."""
+    48 of 96), per LoRA matrix: task, matrix, seed, α/r (the scale in ΔW = (α/r)·BA), the
+    :class:`Amplification` fields and factor, and ``× random``: ‖UᵀWVᵀ‖_F on ΔW's
+    directions over that on random matrices' (the paper's ratio is Table 7's "of ΔW_q" over
+    its "random")."""
     rows = []
     for (task, seed), run in sorted(runs.items()):
         for matrix in matrices:
-            layer = next(n for n in layers_of(run, matrix) if layer_index(n) == block)
+            layer = layer_at(run, matrix, block)
             found = amplification(base_weight(base, layer), run.delta(layer), run.r)
             rows.append(
                 {
                     "task": task,
                     "matrix": matrix,
                     "seed": seed,
+                    "α/r": run.scaling,
                     **found.to_dict(),
                     "× random": found.of_delta / found.of_random,
                 }

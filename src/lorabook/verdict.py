@@ -23,7 +23,6 @@ says which, and ``pending`` names the campaign whose runs would change it (issue
 from __future__ import annotations
 
 import json
-import math
 import re
 import statistics
 from collections.abc import Callable
@@ -141,12 +140,12 @@ def _gpt3_lora_count(r: int | None = None) -> int:
 
 def trainable_parameters(results_dir: Path) -> Finding:
     """The headline's ratio of trainable parameters on GPT-3 175B. Rule: arithmetic on GPT-3's
-    shape (W_q and W_v at the headline's rank) against Table 4's FT count; reproduced
-    when the ratio has the claimed order of magnitude (its base-10 logarithm rounds to the
-    claim's)."""
+    shape (W_q and W_v at the headline's rank, the setting of its checkpoint figure) against
+    Table 4's FT count; reproduced when the ratio is within 10% of the claimed one (the
+    tolerance of the checkpoint row: the paper rounds its figures)."""
     claimed = paper.value(_headline(r"([\d,]+)× fewer trainable parameters").group(1))
     ratio = _gpt3_ft_count() / _gpt3_lora_count()
-    held = round(math.log10(ratio)) == round(math.log10(claimed))
+    held = abs(ratio / claimed - 1) <= 0.1
     return Finding(
         "trainable parameters",
         f"{claimed:,.0f}× fewer trainable parameters than fine-tuning GPT-3 175B",
@@ -156,7 +155,7 @@ def trainable_parameters(results_dir: Path) -> Finding:
         f"{ratio:,.0f}× fewer than Table 4's FT count",
         "reproduced" if held else "not reproduced",
         "arithmetic on the paper's shapes (chapter 1 checks the formula against apply_lora); "
-        "the paper rounds the ratio to its order of magnitude",
+        f"{ratio / claimed:.0%} of the claimed ratio, which the paper rounds",
     )
 
 
@@ -213,7 +212,7 @@ def checkpoint_size(results_dir: Path) -> Finding:
         f"{full_gb:g} GB → {lora_mb:g} MB (headline claims)",
         f"in 16 bits: {ours_gb:,.1f} GB → {ours_mb:.1f} MB{measured}",
         "reproduced" if held else "not reproduced",
-        "arithmetic on GPT-3's counts; the paper's 35 MB rounds 37.7 MB down",
+        f"arithmetic on GPT-3's counts; the paper's {lora_mb:g} MB rounds {ours_mb:.1f} MB down",
         sources,
     )
 
@@ -225,11 +224,18 @@ def training_memory(results_dir: Path) -> Finding:
     bench, path = _bench(results_dir, "training-cpu.json")
     evidence, sources = "no training bench record", []
     if bench:
-        peaks = {}
+        peaks: dict[str, dict[str, dict]] = {}
         for row in bench["rows"]:
-            peaks.setdefault(row["model"], {})[row["method"]] = row["peak_memory"]["bytes"]
-        evidence = "FT/LoRA peak memory on a CPU, one small batch: " + ", ".join(
-            f"{m} {p['ft'] / p['lora']:.2f}×" for m, p in peaks.items() if {"ft", "lora"} <= set(p)
+            peaks.setdefault(row["model"], {})[row["method"]] = row["peak_memory"]
+        evidence = (
+            "FT/LoRA peak memory on a CPU, one small batch, the growth over the process's "
+            "start (the whole process's peak in brackets): "
+            + ", ".join(
+                f"{m} {p['ft']['bytes_over_start'] / p['lora']['bytes_over_start']:.2f}× "
+                f"({p['ft']['bytes'] / p['lora']['bytes']:.2f}×)"
+                for m, p in peaks.items()
+                if {"ft", "lora"} <= set(p)
+            )
         )
         sources.append(source(path, results_dir))
     return Finding(
@@ -245,9 +251,10 @@ def training_memory(results_dir: Path) -> Finding:
 
 
 def throughput(results_dir: Path) -> Finding:
-    """The headline's higher training throughput. Rule: LoRA/FT tokens a second in the
-    training bench; reproduced when every model's ratio reaches the claim, partly when some
-    do."""
+    """The headline's higher training throughput, measured on GPT-3 175B on GPUs: not
+    testable here, as the memory claim. The training bench's LoRA/FT tokens a second on the
+    stand-ins and the paper's smaller shapes are shown, and how many reach the claimed ratio,
+    not judged against it: a CPU's balance of compute and memory traffic is not a GPU's."""
     claimed = 1 + int(_headline(r"(\d+)% higher training throughput").group(1)) / 100
     bench, path = _bench(results_dir, "training-cpu.json")
     if not bench:
@@ -258,23 +265,25 @@ def throughput(results_dir: Path) -> Finding:
         rates.setdefault(row["model"], {})[row["method"]] = row["tokens_per_second"]
     ratios = {m: r["lora"] / r["ft"] for m, r in rates.items() if {"ft", "lora"} <= set(r)}
     reached = [m for m, v in ratios.items() if v >= claimed]
-    verdict = (
-        "reproduced" if len(reached) == len(ratios) else "partly" if reached else "not reproduced"
-    )
     return Finding(
         "training throughput",
         f"{claimed - 1:.0%} higher training throughput than fine-tuning (GPT-3 175B)",
         f"{claimed:.2f}× (headline claims)",
-        "LoRA/FT tokens a second: " + ", ".join(f"{m} {v:.2f}×" for m, v in ratios.items()),
-        verdict,
-        "on a CPU with the stand-ins and GPT-2/RoBERTa shapes; the paper measured GPT-3 on GPUs",
+        "LoRA/FT tokens a second on a CPU: "
+        + ", ".join(f"{m} {v:.2f}×" for m, v in ratios.items())
+        + f" ({len(reached)} of {len(ratios)} at or above {claimed:.2f}×)",
+        "not testable here",
+        "the claim is GPT-3 175B on GPUs; on a CPU at our shapes LoRA skips the frozen "
+        "weights' gradients as it does there (chapter 5.2), but one bench, five timed steps, "
+        "on a shared 2-core machine, is no measure of a GPU's ratio",
         [source(path, results_dir)],
     )
 
 
 def inference_latency(results_dir: Path) -> Finding:
     """No added inference latency once merged. Rule: merged LoRA's overhead against the
-    base within two standard deviations at every measured shape (the latency bench)."""
+    base within noise (at most twice the standard error of the difference of the means,
+    :func:`lorabook.profile.overhead`) at every measured shape (the latency bench)."""
     bench, path = _bench(results_dir, "latency-cpu.json")
     if not bench:
         return _missing("inference latency", "no added inference latency", "none", path)
@@ -294,7 +303,51 @@ def inference_latency(results_dir: Path) -> Finding:
         verdict,
         "a CPU, random weights at the models' shapes; consistent with the claim rather than "
         "a measurement of zero (chapter 5.1)",
-        [source(path, results_dir)],
+        [_latency_source(bench, path, results_dir)],
+    )
+
+
+def _latency_source(bench: dict, path: Path, results_dir: Path) -> dict:
+    """The latency bench's provenance with every model its rows measured."""
+    return source(
+        path, results_dir, model=", ".join(dict.fromkeys(r["model"] for r in bench["rows"]))
+    )
+
+
+def adapter_latency(results_dir: Path) -> Finding:
+    """Adapters add inference latency (Table 1, the contrast LoRA is drawn against). Rule: each
+    adapter variant's overhead against the base in the latency bench, positive and beyond
+    noise (:func:`lorabook.profile.overhead`); reproduced at every (model, shape, adapter),
+    partly at some."""
+    bench, path = _bench(results_dir, "latency-cpu.json")
+    claim = "adapter layers add inference latency (Table 1)"
+    percents = [
+        f"{row['batch / seq / adapter params'].split()[0]} {m.group(1)}"
+        for row in paper.table(1)
+        for m in [re.search(r"\(([+-][\d.]+%)\)", row["1 / 128 / 11M"])]
+        if m
+    ]
+    said = "Table 1, GPT-2 medium, batch 1 × 128 tokens: " + ", ".join(percents)
+    if not bench:
+        return _missing("adapter latency", claim, said, path)
+    rows = [r for r in bench["rows"] if r["variant"].startswith("adapter")]
+    slower = [r for r in rows if r["overhead"]["percent"] > 0 and not r["overhead"]["within_noise"]]
+    verdict = "reproduced" if len(slower) == len(rows) else "partly" if slower else "not reproduced"
+    return Finding(
+        "adapter latency",
+        claim,
+        said,
+        f"slower than the base beyond noise at {len(slower)} of {len(rows)} (model, shape, "
+        "adapter): "
+        + ", ".join(
+            f"{r['model']} {r['batch']}×{r['length']} {r['variant']} "
+            f"{r['overhead']['percent']:+.1f}%"
+            for r in rows
+        ),
+        verdict,
+        "a CPU, random weights, batches of 1 and 4 (chapter 5.1); the paper's larger overheads "
+        "are a GPU's at batch 1, where the added layers' launches are not hidden",
+        [_latency_source(bench, path, results_dir)],
     )
 
 
@@ -327,7 +380,7 @@ def glue_on_par(results_dir: Path) -> Finding:
     from lorabook.glue import report
 
     claim = "on par with or better than fine-tuning on GLUE (RoBERTa, Table 2)"
-    said = "Table 2: LoRA within a point of FT or above on every task (RoBERTa-base)"
+    said = _glue_paper_said("FT*")
     full = _glue_full(results_dir, ("lora", "ft"))
     if full is not None:
         found = _per_task(
@@ -345,49 +398,114 @@ def glue_on_par(results_dir: Path) -> Finding:
     )
 
 
-def glue_vs_baselines(results_dir: Path) -> Finding:
-    """Above BitFit and the adapters on GLUE (Table 2). Rule: the ``full`` campaign's once it
-    has LoRA, BitFit and both size-matched adapters on every task (not below any of them;
-    the row says on how many tasks LoRA is above all three); until then chapter 3's on the
-    ``cpu`` runs, LoRA's median at or above the best of BitFit, AdapterH and AdapterP."""
+def _glue_paper_said(other: str) -> str:
+    """Table 2's RoBERTa-base LoRA minus ``other`` (a method label of the table) on the book's
+    five tasks, and on their average."""
     from lorabook.glue import report
 
-    claim = "better than BitFit and adapters on GLUE (Table 2)"
-    said = "Table 2: LoRA's average above BitFit's and the adapters'"
-    full = _glue_full(results_dir, ("lora", "bitfit", "adapter_h", "adapter_p"))
-    if full is not None:
-        against = full[0]["against the baselines"]
-        holds = {task: v != "below one" for task, v in against.items()}
-        found = _per_task(
-            "GLUE: LoRA vs others",
-            claim,
-            said,
-            holds,
-            "LoRA not below BitFit or either adapter",
-            full[1],
-        )
-        above = [t for t, v in against.items() if v == "above all"]
-        why = _FULL_WHY + f"; above all three on {len(above)} of {len(against)} tasks"
-        return replace(found, why=why, pending="")
-    holds = report.outcomes(results_dir)["LoRA at or above BitFit and the adapters"]
-    sizes: dict[str, set[int]] = {}
-    for job, record in report.campaign_records(results_dir).items():
-        sizes.setdefault(job.method, set()).add(record["params"]["trainable"])
-    adapters = [n for m in ("adapter_h", "adapter_p") for n in sizes.get(m, ())]
-    scale = (
-        f"; the adapters train {min(adapters) / min(sizes['lora']):.1f}-"
-        f"{max(adapters) / min(sizes['lora']):.1f}× LoRA's parameters, with one seed each"
-        if adapters and sizes.get("lora")
-        else ""
+    rows = {r["method"]: r for r in report.paper_rows()}
+    tasks = list(report.PAPER_COLUMNS)
+    lora, theirs = rows["LoRA"], rows[other]
+    average = statistics.mean(lora[t] - theirs[t] for t in tasks)
+    return (
+        f"Table 2, RoBERTa-base, LoRA − {other.rstrip('*')}: "
+        + ", ".join(f"{t} {lora[t] - theirs[t]:+.1f}" for t in tasks)
+        + f"; average {average:+.1f}"
     )
-    return _per_task(
-        "GLUE: LoRA vs others",
-        claim,
-        said,
-        holds,
-        "LoRA's median at or above the best of BitFit, AdapterH, AdapterP",
-        _glue_sources(results_dir, ("lora", "bitfit", "adapter_h", "adapter_p")),
-        scale,
+
+
+def _glue_paper_averages() -> str:
+    """Table 2's RoBERTa-base methods other than FT, averaged over the book's five tasks."""
+    from lorabook.glue import report
+
+    tasks = list(report.PAPER_COLUMNS)
+    rows = [r for r in report.paper_rows() if not r["method"].startswith("FT")]
+    return "Table 2, RoBERTa-base, average over the book's five tasks: " + ", ".join(
+        f"{r['method'].rstrip('*')} ({r['params'] / 1e6:g}M) "
+        f"{statistics.mean(r[t] for t in tasks):.1f}"
+        for r in rows
+    )
+
+
+def judge_on_average(scores: dict[str, dict[str, list[float]]], ours: str = "lora") -> dict:
+    """Table 2's "Avg." comparison with the seeds' spread: per method, each seed's mean over
+    the tasks every method has (seeds by position), then ours against each other method by
+    :func:`lorabook.e2e.verdict.judge_by_spread` (the difference of the means against the
+    larger standard deviation over seeds). ``scores[method][task]`` are seed scores.
+    Returns ``{method: {"ours", "theirs", "difference", "spread", "verdict"}}``."""
+    from lorabook.e2e.verdict import judge_by_spread
+
+    tasks = sorted(set.intersection(*(set(by_task) for by_task in scores.values())))
+    if not tasks:
+        return {}
+
+    def per_seed(method: str) -> list[float]:
+        seeds = min(len(scores[method][t]) for t in tasks)
+        return [statistics.mean(scores[method][t][s] for t in tasks) for s in range(seeds)]
+
+    mine = per_seed(ours)
+    out = {}
+    for method in scores:
+        if method != ours:
+            theirs = per_seed(method)
+            judged = judge_by_spread(mine, theirs)
+            out[method] = {
+                "ours": statistics.mean(mine),
+                "theirs": statistics.mean(theirs),
+                **judged,
+            }
+    return out
+
+
+def glue_vs_baselines(results_dir: Path) -> Finding:
+    """Above BitFit and the adapters on GLUE (Table 2). The paper's claim is its "Avg."
+    column, not every task (its own MRPC has BitFit above LoRA). Rule: LoRA's average over
+    the book's tasks against each baseline's, with the seeds' spread
+    (:func:`judge_on_average`), judged by :func:`judge_above`: on par is not "better". The
+    ``full`` campaign's records once it has LoRA, BitFit and both size-matched adapters on
+    every task; until then chapter 3's ``cpu`` runs."""
+    from lorabook.glue import report
+    from lorabook.glue.full_report import BASELINES
+
+    claim = "better than BitFit and adapters on GLUE (Table 2)"
+    said = _glue_paper_averages()
+    methods = ("lora", *BASELINES)
+    full = _glue_full(results_dir, methods)
+    scores: dict[str, dict[str, list[float]]] = {}
+    if full is not None:
+        from lorabook.glue import full_report
+
+        for (task, method), records in full_report.seed_records(results_dir).items():
+            if method in methods:
+                scores.setdefault(method, {})[task] = [report.score(r) for r in records]
+        sources, why, pending = full[1], _FULL_WHY, ""
+    else:
+        rows = report.summary(report.campaign_records(results_dir))
+        for row in rows:
+            if row["method"] in methods:
+                scores.setdefault(row["method"], {})[row["task"]] = row["scores"]
+        sources = _glue_sources(results_dir, methods)
+        why, pending = "MiniLM on a CPU at the cpu preset's budgets (chapter 3)", _GLUE_NEXT
+        sizes = {r["method"]: r["trainable"] for r in rows if r["method"] in methods}
+        if "lora" in sizes and any(m in sizes for m in ("adapter_h", "adapter_p")):
+            adapters = [sizes[m] for m in ("adapter_h", "adapter_p") if m in sizes]
+            why += (
+                f"; the adapters train {min(adapters) / sizes['lora']:.1f}-"
+                f"{max(adapters) / sizes['lora']:.1f}× LoRA's parameters, one seed each"
+            )
+    if "lora" not in scores or len(scores) < 2:
+        return Finding(
+            "GLUE: LoRA vs others", claim, said, "no runs", "pending", "", [], _GLUE_NEXT
+        )
+    judged = judge_on_average(scores)
+    verdict, rule = judge_above({m: j["verdict"] for m, j in judged.items()})
+    tasks = sorted(set.intersection(*(set(t) for t in scores.values())))
+    ours = next(iter(judged.values()))["ours"]
+    evidence = f"average over {', '.join(tasks)}: LoRA {ours:.1f}; " + ", ".join(
+        f"{m} {j['theirs']:.1f} ({j['verdict']})" for m, j in judged.items()
+    )
+    return Finding(
+        "GLUE: LoRA vs others", claim, said, evidence, verdict, f"{rule}; {why}", sources, pending
     )
 
 
@@ -458,7 +576,7 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
     from lorabook.e2e import verdict as e2e_verdict
     from lorabook.e2e.metrics import METRICS
 
-    said = "Table 3: GPT-2 M LoRA above FT on all five metrics"
+    said = _e2e_paper_said("FT*")
     claim = "better than fine-tuning on E2E NLG (GPT-2, Table 3)"
     pending = "the E2E full campaign (whole training set, 3 seeds, the official recipe)"
     found = e2e_verdict.runs_records(results_dir)
@@ -474,7 +592,9 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
             f"LoRA against FT{' so far' if owed else ''}: "
             + ", ".join(f"{m} {v}" for m, v in judged.items())
         )
-        sources = [source(r["_path"], results_dir) for r in found["lora"][:1] + found["ft"][:1]]
+        sources = grouped_sources(
+            [r["_path"] for m in ("lora", "ft") for r in found[m]], results_dir
+        )
         why = (
             (f"{rule}. " if rule else "the rule decides once every seed is scored. ")
             + "SmolLM2-135M with 4-bit weights (the QLoRA setting) on a CPU, the whole training "
@@ -485,27 +605,48 @@ def e2e_vs_ft(results_dir: Path) -> Finding:
     records = report.preset_records(results_dir, "cpu", "smollm2", ["lora", "ft"])
     if {"lora", "ft"} - set(records):
         return Finding("E2E: LoRA vs FT", claim, said, "no runs", "pending", "", [], pending)
-    lora, ft = (report.as_table3(records[m]["scores_paper"]) for m in ("lora", "ft"))
-    above = [m for m in METRICS if lora[m] >= ft[m]]
     pair = e2e_verdict.bleu_pairs(
         [{**records["lora"], "seed": 0}], [{**records["ft"], "seed": 0}], results_dir.parent
     )[0]
-    verdict = (
-        "reproduced" if len(above) == len(METRICS) else "partly" if above else "not reproduced"
-    )
+    lora, ft = (report.as_table3(records[m]["scores_paper"]) for m in ("lora", "ft"))
+    above = [m for m in METRICS if lora[m] >= ft[m]]
     return Finding(
         "E2E: LoRA vs FT",
         claim,
         said,
-        f"cpu runs (4,000 rows once, one seed): LoRA at or above FT on {len(above)} of 5 "
-        f"metrics; BLEU LoRA − FT {pair['difference']:+.2f} [{pair['low']:+.2f}, "
-        f"{pair['high']:+.2f}] (paired bootstrap over the test MRs)",
-        verdict,
-        "SmolLM2-135M with 4-bit weights (the QLoRA setting: a handicap for LoRA) on a CPU, "
-        "2% of the paper's training, one seed (chapter 4)",
+        f"only the cpu preset's runs (one seed, a fraction of one epoch): LoRA at or above FT "
+        f"on {len(above)} of 5 metrics; BLEU LoRA − FT {pair['difference']:+.2f} "
+        f"[{pair['low']:+.2f}, {pair['high']:+.2f}] (paired bootstrap over the test MRs)",
+        "pending",
+        "one seed of a short run decides nothing; the full campaign's runs do (chapter 4.9). "
+        "SmolLM2-135M with 4-bit weights (the QLoRA setting) on a CPU",
         [source(records[m]["_path"], results_dir) for m in ("lora", "ft")],
         pending,
     )
+
+
+def _e2e_paper_said(*others: str) -> str:
+    """Table 3's GPT-2 M LoRA against other methods (labels of the table without the
+    model, e.g. ``"FT*"``): one method metric by metric, several by BLEU (each row of the
+    method, with its parameters). Cells as printed, without their spread."""
+    from lorabook.e2e.metrics import METRICS
+
+    rows = [r for r in paper.table(3) if r["model / method"].startswith("GPT-2 M ")]
+
+    def cell(row: dict, metric: str) -> str:
+        return row["ROUGE-L" if metric == "ROUGE_L" else metric].split("±")[0]
+
+    lora = next(r for r in rows if r["model / method"] == "GPT-2 M LoRA")
+    theirs = [r for r in rows if r["model / method"].removeprefix("GPT-2 M ") in others]
+    if len(others) == 1:
+        cells = ", ".join(f"{m} {cell(lora, m)} vs {cell(theirs[0], m)}" for m in METRICS)
+        return f"Table 3, GPT-2 M, LoRA vs {others[0].rstrip('*')}: {cells}"
+    bleu = ", ".join(
+        f"{r['model / method'].removeprefix('GPT-2 M ').rstrip('*')} ({r['params']}) "
+        f"{cell(r, 'BLEU')}"
+        for r in theirs
+    )
+    return f"Table 3, GPT-2 M, BLEU: LoRA ({lora['params']}) {cell(lora, 'BLEU')}; {bleu}"
 
 
 def _seeds_to_come(seeds: dict[str, int]) -> str:
@@ -534,7 +675,7 @@ def e2e_vs_others(results_dir: Path) -> Finding:
     found = e2e_verdict.runs_records(results_dir)
     others = sorted(set(found) - {"lora", "ft"})
     claim = "better than adapters, FT-Top2 and prefix tuning on E2E (Table 3)"
-    said = "Table 3: GPT-2 M LoRA above AdapterL, FT-Top2 and PreLayer"
+    said = _e2e_paper_said("AdapterL*", "FT-Top2*", "PreLayer*")
     if "lora" not in found or not others:
         return Finding(
             "E2E: LoRA vs others",
@@ -561,7 +702,7 @@ def e2e_vs_others(results_dir: Path) -> Finding:
         + ", ".join(f"vs {m}: {v}" for m, v in bleu.items()),
         verdict,
         rule or "the rule decides once every method's seeds are scored",
-        [source(found[m][0]["_path"], results_dir) for m in ["lora", *others]],
+        grouped_sources([r["_path"] for m in ["lora", *others] for r in found[m]], results_dir),
         owed,
     )
 
@@ -643,10 +784,15 @@ def section7_tables(results_dir: Path) -> Finding:
 
 
 def subspaces(results_dir: Path) -> Finding:
-    """Two seeds learn common top directions, more for W_q than W_v (Figure 4). Rule: φ of
-    the top directions between seeds 0 and 1 (chapter 6) above the 99th percentile of
-    random pairs in at least three quarters of the (task, matrix, block) cells; and W_q's
-    median above W_v's."""
+    """Two seeds learn common top directions, more of them for W_q than W_v (Figure 4).
+    Rule: φ of the top directions between seeds 0 and 1 (chapter 6) above the 99th
+    percentile of random pairs in at least three quarters of the (task, matrix, block)
+    cells; and W_q's median count of shared directions (principal cosines² above random
+    pairs' largest, :func:`lorabook.analysis.shared_directions`) above W_v's.
+
+    The second part compared the medians of φ(1, 1) until a review pointed out that this
+    measures how much the single top direction agrees, not how many directions do; the
+    count replaced it (both are shown)."""
     from lorabook import analysis
     from lorabook.glue.report import lora_runs
 
@@ -660,10 +806,11 @@ def subspaces(results_dir: Path) -> Finding:
     d = run.factors[next(iter(run.factors))][0].shape[1]
     null = float(analysis.random_similarity(run.r, run.r, d, 1, 1, draws=2000).quantile(0.99))
     above = sum(r["A"] > null for r in rows)
-    median = {
-        m: statistics.median(r["A"] for r in rows if r["matrix"] == m) for m in ("query", "value")
-    }
-    shared_ok, q_more = above >= 0.75 * len(rows), median["query"] > median["value"]
+    median, shared = (
+        {m: statistics.median(r[c] for r in rows if r["matrix"] == m) for m in ("query", "value")}
+        for c in ("A", "shared A")
+    )
+    shared_ok, q_more = above >= 0.75 * len(rows), shared["query"] > shared["value"]
     verdict = (
         "reproduced"
         if shared_ok and q_more
@@ -676,8 +823,9 @@ def subspaces(results_dir: Path) -> Finding:
         claim,
         said,
         f"A's top direction shared beyond random (99th percentile {null:.3f}) in {above} of "
-        f"{len(rows)} (task, matrix, block) cells; median φ W_q {median['query']:.2f}, "
-        f"W_v {median['value']:.2f}",
+        f"{len(rows)} (task, matrix, block) cells; directions shared beyond random, median "
+        f"count W_q {shared['query']:g}, W_v {shared['value']:g} of {run.r}; median φ(1, 1) "
+        f"W_q {median['query']:.2f}, W_v {median['value']:.2f}",
         verdict,
         f"chapter 3's MiniLM runs at r = {run.r}, seeds 0 and 1 (chapter 6.2)",
         grouped_sources([r.record for (_, seed), r in runs.items() if seed in (0, 1)], results_dir),
@@ -723,6 +871,22 @@ def amplification(results_dir: Path) -> Finding:
     )
 
 
+def quality_at_scale(results_dir: Path) -> Finding:
+    """On par with or better than FT on GPT-3 175B (Table 4) and DeBERTa XXL (Table 2): the
+    models are out of reach here (the E2E and GLUE rows test the claim on the stand-ins)."""
+    cells = paper.entries(4)
+    ft = next(v for k, v in cells.items() if k.startswith("FT "))
+    loras = "; ".join(f"{k} {v}" for k, v in cells.items() if k.startswith("LoRA "))
+    return Finding(
+        "quality at scale",
+        "on par with or better than fine-tuning on GPT-3 175B and DeBERTa XXL (Tables 2, 4)",
+        f"Table 4, GPT-3 175B (WikiSQL, MNLI-m, SAMSum R1/R2/RL): {loras}; FT {ft}",
+        "none: no model of that size, and no GPU, on this machine",
+        "not testable here",
+        "the stand-ins test the same claim at 22M and 135M parameters (the GLUE and E2E rows)",
+    )
+
+
 def _missing(key: str, claim: str, said: str, path: Path) -> Finding:
     return Finding(key, claim, said, f"no record at {path.name}", "pending", "", [])
 
@@ -733,11 +897,13 @@ CLAIMS: tuple[Callable[[Path], Finding], ...] = (
     checkpoint_size,
     throughput,
     inference_latency,
+    adapter_latency,
     parameter_counts,
     glue_on_par,
     glue_vs_baselines,
     e2e_vs_ft,
     e2e_vs_others,
+    quality_at_scale,
     section7_tables,
     subspaces,
     amplification,

@@ -112,11 +112,16 @@ def rank_pairs(
 
 def rank_grid(pair: tuple, matrix: str, block: int, side: str = "right"):
     """φ(A_low, A_high, i, j) for i ≤ low, j ≤ high in ``block`` for ``matrix`` (``"q"`` or
-    ``"v"``): Figure 3's heat map (``side="left"``: the B's)."""
-    from lorabook.analysis import layer_index, layers_of, subspace_similarity_grid
+    ``"v"``): Figure 3's heat map (``side="left"``: the B's).
+
+    Mind the first LoRA layer: two runs of one seed draw its A from the same random stream
+    (the same fan-in), so A at r = 64 starts with A at r = 8 as its first rows, and their
+    overlap there is partly the start, not training. Deeper layers are drawn at other offsets
+    of the stream; chapter 6 reads a middle block."""
+    from lorabook.analysis import layer_at, subspace_similarity_grid
 
     low, high = pair
-    name = next(n for n in layers_of(low, MATRIX[matrix]) if layer_index(n) == block)
+    name = layer_at(low, MATRIX[matrix], block)
     factor = 0 if side == "right" else 1
     return subspace_similarity_grid(
         low.factors[name][factor], high.factors[name][factor], side=side
