@@ -28,8 +28,7 @@
 # GLUE campaign (6.4); this chapter shows them when their records exist.
 
 # %% tags=["parameters"]
-# every run mode reads the same committed records (the chapter trains nothing): "quick" or
-# "paper"
+# every mode reads the same committed records (the chapter trains nothing): "quick" or "paper"
 mode = "quick"
 
 # %% tags=["hide-input"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lorabook import paper
 from lorabook.e2e import report
 from lorabook.e2e.presets import LEGACY_DECODE
 from lorabook.paths import REPO_ROOT
@@ -150,3 +151,21 @@ def test_the_error_table_counts_each_system_and_the_references_by_one_rule():
     assert shown.splitlines()[0] == "**MR 1**: `name[Bibimbap House], area[riverside]`"
     assert "- *A*: (empty)" in shown
     assert "- *reference*: Bibimbap House is by the riverside." in shown
+
+
+def test_the_two_data_forms_score_the_same_outputs_differently_and_the_csv_one_as_recorded():
+    from lorabook.e2e.data import e2e_file, group_references, load_e2e
+    from lorabook.e2e.score import read_outputs
+
+    mrs, references = group_references(load_e2e("test"))
+    vector = e2e_file("test").parent / "reference-scores"
+    outputs = read_outputs(vector / "tgen-std.run0.txt")
+    both = report.bleu_in_both_forms(outputs, mrs, references)
+    official = {
+        r["metric"]: float(r["official score"])
+        for r in paper.markdown_table((vector / "README.md").read_text().splitlines())
+    }
+    assert both["csv"] == pytest.approx(100 * official["BLEU"], abs=0.01)  # the test vector
+    assert both["paper"] > both["csv"]  # the tokenised form scores the same content higher
+    with pytest.raises(ValueError, match="no counterpart in the paper's test file"):
+        report.bleu_in_both_forms(outputs[:1], ["name[Nowhere]"], references[:1])

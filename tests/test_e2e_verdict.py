@@ -75,6 +75,14 @@ def test_a_difference_is_judged_against_the_larger_spread(ours, theirs, expected
     assert verdict.judge_by_spread(ours, theirs)["verdict"] == expected
 
 
+def test_each_difference_carries_welch_s_t():
+    judged = verdict.judge_by_spread([70.0, 71.0, 72.0], [69.0, 70.0, 71.0])
+    # difference 1, each variance 1 over 3 seeds: standard error sqrt(2/3)
+    assert judged["verdict"] == "within the spread"
+    assert judged["t"] == pytest.approx(1 / (2 / 3) ** 0.5)
+    assert verdict.judge_by_spread([70.0, 71.0], [69.0])["t"] is None  # one seed: no t
+
+
 def test_bleu_is_judged_seed_by_seed_with_the_bootstrap(tmp_path):
     lora = [record(tmp_path, "lora", s, GOOD, 0.9) for s in range(3)]
     ft = [record(tmp_path, "ft", s, WORSE, 0.5) for s in range(3)]

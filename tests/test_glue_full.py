@@ -183,6 +183,17 @@ def test_pick_pooling_takes_the_higher_mean_score_a_tie_to_cls(tmp_path, winner)
     assert len(picked["scores"]) == 10 and set(picked["means"]) == {"cls", "mean"}
 
 
+def test_a_last_fifth_that_gains_less_than_one_dev_example_counts_as_peaked(tmp_path):
+    (job,) = fc.chain("rte", "lora", "cls")[:1]  # 20 epochs; the curve gains 0.001 an epoch
+    record = write_record(job, tmp_path, 18)  # best at 18 > 16: not peaked by position
+    assert not fc.peaked(record)  # no dev predictions: the position alone decides
+    # 0.002 gained after epoch 16, against one example of 400 (0.0025): a plateau
+    record["dev_predictions"] = {"epoch": 18, "predictions": [0] * 400}
+    assert fc.peaked(record)
+    record["dev_predictions"]["predictions"] = [0] * 1000  # one example is 0.001: it gained
+    assert not fc.peaked(record)
+
+
 def test_long_stage_waits_for_the_head(tmp_path):
     with pytest.raises(fc.SettingsError, match="head stage has 20 runs to go"):
         fc.stage_jobs("long", tmp_path)

@@ -183,18 +183,18 @@ def test_section7_verdicts_read_the_lora_records():
     [
         ({"BLEU": "above", "NIST": "above"}, "reproduced"),
         ({"BLEU": "above", "NIST": "within the spread"}, "partly"),
-        ({"BLEU": "below", "NIST": "above"}, "partly"),
+        ({"BLEU": "below", "NIST": "above"}, "not reproduced"),
         ({"BLEU": "below", "NIST": "within the spread"}, "not reproduced"),
-        ({"BLEU": "not separable", "NIST": "within the spread"}, "not reproduced"),
+        ({"BLEU": "not separable", "NIST": "one seed each"}, "partly"),
     ],
 )
-def test_above_is_reproduced_only_where_every_comparison_is_above(judged, expected):
+def test_above_is_the_rule_as_first_committed(judged, expected):
     found, why = verdict.judge_above(judged)
     assert found == expected
     if "below" in judged.values():
         assert "below on BLEU" in why
-    if expected == "not reproduced" and "below" not in judged.values():
-        assert "on par" in why  # on par is not "above": Table 3's claim
+    if "above" not in judged.values() and "below" not in judged.values():
+        assert "on par on every comparison" in why  # the abstract's wording, not Table 3's
 
 
 @pytest.mark.parametrize(
@@ -202,8 +202,8 @@ def test_above_is_reproduced_only_where_every_comparison_is_above(judged, expect
     [
         (["above"] * 5, "reproduced"),
         (["above", "within the spread", "above", "above", "above"], "partly"),
-        (["below", "within the spread", "above", "above", "above"], "partly"),
-        (["not separable"] + ["within the spread"] * 4, "not reproduced"),
+        (["below", "within the spread", "above", "above", "above"], "not reproduced"),
+        (["not separable"] + ["within the spread"] * 4, "partly"),
     ],
 )
 def test_the_e2e_row_reads_the_full_campaign_and_waits_for_its_seeds(
@@ -250,6 +250,7 @@ def test_the_e2e_others_row_names_the_methods_still_to_come(monkeypatch, tmp_pat
         rows.append({"versus": method, "metric": "BLEU", "verdict": "not separable"})
     row = verdict.e2e_vs_others(tmp_path)
     assert (row.verdict, row.pending) == ("partly", "") and "above on adapter_l" in row.why
+    assert "on par on ft_top2, prefix" in row.why
 
 
 def test_the_readme_figure_is_drawn_from_todays_records():

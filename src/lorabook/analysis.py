@@ -351,8 +351,9 @@ def layer_index(name: str) -> int:
 
 def layers_of(trained: TrainedLoRA, matrix: str) -> list[str]:
     """The LoRA layers of ``trained`` whose name ends with ``matrix`` (``"query"``,
-    ``"q_proj"``, ...), shallowest first."""
-    found = [n for n in trained.factors if n.rsplit(".", 1)[-1] == matrix]
+    ``"q_proj"``, or dotted: ``"attention.output.dense"``, not the FFN's ``output.dense``),
+    shallowest first."""
+    found = [n for n in trained.factors if n == matrix or n.endswith("." + matrix)]
     if not found:
         ends = sorted({n.rsplit(".", 1)[-1] for n in trained.factors})
         raise KeyError(f"no LoRA layer named *.{matrix} in {trained.record.name}; it has {ends}")

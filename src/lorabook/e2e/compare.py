@@ -10,7 +10,9 @@ variant, ``scores_paper``).
 
 Only BLEU is resampled: NIST's information weights and CIDEr's document frequencies are
 computed from the whole reference set, and METEOR runs in Java; a verdict on those metrics
-compares the seeds' means and spreads instead (:mod:`lorabook.e2e.report`).
+compares the seeds' means and spreads instead (:mod:`lorabook.e2e.verdict`). ROUGE-L, and
+CIDEr with its document frequencies held fixed, do give a score per MR and could be
+resampled the same way; that is not done here.
 """
 
 from __future__ import annotations

@@ -244,3 +244,33 @@ def unique_test_mrs(data_dir: str | Path | None = None) -> list[str]:
     from lorabook.e2e.data import group_references, load_e2e
 
     return group_references(load_e2e("test", data_dir))[0]
+
+
+def bleu_in_both_forms(
+    outputs: list[str],
+    mrs: list[str],
+    references: list[list[str]],
+    data_dir: str | Path | None = None,
+) -> dict:
+    """BLEU (the paper's variant, ``measure_scores.py -p``) of the same outputs in the two data
+    forms: as written, against the CSV's references (``csv``), and put in the paper's tokenised
+    form (:func:`~lorabook.e2e.paper_format.to_paper_text`) against the paper's own test
+    references (``paper``), matched to ``mrs`` (the CSV's test MRs, in the outputs' order)
+    through :func:`~lorabook.e2e.paper_format.to_paper_mr`. ×100, as Table 3 prints it."""
+    from lorabook.e2e.data import group_references
+    from lorabook.e2e.metrics import pymteval_bleu_nist
+    from lorabook.e2e.paper_format import load_paper_e2e, to_paper_mr, to_paper_text
+
+    paper_mrs, paper_refs = group_references(load_paper_e2e("test", data_dir))
+    by_mr = dict(zip(paper_mrs, paper_refs, strict=True))
+    missing = [mr for mr in mrs if to_paper_mr(mr) not in by_mr]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} test MRs have no counterpart in the paper's test file, e.g. "
+            f"{missing[0]!r}: pass the CSV's test MRs in the outputs' order"
+        )
+    csv_bleu, _ = pymteval_bleu_nist(outputs, references)
+    paper_bleu, _ = pymteval_bleu_nist(
+        [to_paper_text(o) for o in outputs], [by_mr[to_paper_mr(mr)] for mr in mrs]
+    )
+    return {"csv": 100 * csv_bleu, "paper": 100 * paper_bleu}

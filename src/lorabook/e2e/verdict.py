@@ -18,12 +18,19 @@ seeds of the paper's scoring (``scores_paper``: ``measure_scores.py -p``, Table 
   standard deviations over seeds. ``above`` / ``below`` if the difference exceeds it, else
   ``within the spread``; with one seed on both sides there is no spread: ``one seed each``.
 
-The paper's claim for a pair holds where LoRA is ``above``; ``not separable`` and ``within the
-spread`` are "on par", which the paper's wording ("on par with or better than") also counts.
+``not separable``, ``within the spread`` and ``one seed each`` are "on par". How a method's
+comparisons become the verdict on Table 3's claim is :func:`lorabook.verdict.judge_above`.
+
+The spread rule is lenient, and is kept as it was committed before the runs: with three
+seeds a side and equal spreads, "difference > one standard deviation" is a t of about 1.2 on
+about four degrees of freedom. Each comparison therefore also carries ``t``, the difference
+over its standard error √(s₁²/n₁ + s₂²/n₂) (Welch's statistic; ``None`` without two seeds on
+both sides), for a reader to weigh an ``above`` or a ``below``.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -112,9 +119,14 @@ def judge_by_spread(ours: Sequence[float], theirs: Sequence[float]) -> dict:
         verdict = (
             ABOVE if difference > spread else BELOW if difference < -spread else "within the spread"
         )
+    t = None
+    if len(ours) > 1 and len(theirs) > 1:
+        error = math.sqrt(sum(statistics.variance(v) / len(v) for v in (ours, theirs)))
+        t = difference / error if error > 0 else None
     return {
         "difference": difference,
         "spread": max(spreads) if spreads else None,
+        "t": t,
         "verdict": verdict,
     }
 
@@ -172,3 +184,16 @@ def verdicts(
                 row["pairs"] = pairs
             rows.append(row)
     return rows
+
+
+def seeds_owed(seeds: Mapping[str, int]) -> list[str]:
+    """The campaign's methods whose planned seeds are not all scored, as ``"LoRA 1 of 3"``
+    (``seeds``: method -> seeds scored so far); empty when none is owed."""
+    from lorabook.e2e.campaign import RUN_SEEDS
+    from lorabook.e2e.report import NAMES
+
+    return [
+        f"{NAMES.get(m, m)} {seeds.get(m, 0)} of {len(RUN_SEEDS[m])}"
+        for m in seeds
+        if seeds.get(m, 0) < len(RUN_SEEDS[m])
+    ]

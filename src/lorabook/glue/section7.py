@@ -16,8 +16,9 @@ from pathlib import Path
 
 from lorabook.glue import full_campaign as fc
 from lorabook.glue.report import score
+from lorabook.inject import ATTENTION_WEIGHTS
 
-MATRIX = {"q": "query", "k": "key", "v": "value", "o": "dense"}
+MATRIX = ATTENTION_WEIGHTS["bert"]
 """The short target names of the ``full`` preset and the LoRA layers they name on BERT."""
 
 Cell = tuple[str, str, tuple[str, ...], int]  # (table, task, targets, r)
