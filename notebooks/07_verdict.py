@@ -126,7 +126,9 @@ display(provenance.set_index("claim"))
 #
 # Every rule is the docstring of its claim's function; here is the one for E2E, the paper's
 # headline result. It reads the `full` campaign's runs and stays pending until every planned
-# seed is scored, then `judge_above` decides; it was written before those seeds landed:
+# seed is scored, then `judge_above` decides. Its outcomes (above on all, below on any, the
+# rest) were committed before any test score of the campaign; a change made after seed 0 was
+# scored was withdrawn, as `judge_above`'s docstring says:
 
 # %%
 print(inspect.getsource(verdict.judge_above))
