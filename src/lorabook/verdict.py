@@ -474,7 +474,8 @@ def glue_vs_baselines(results_dir: Path) -> Finding:
     """Above BitFit and the adapters on GLUE (Table 2). The paper's claim is its "Avg."
     column, not every task (its own MRPC has BitFit above LoRA). Rule: LoRA's average over
     the book's tasks against each baseline's, with the seeds' spread
-    (:func:`judge_on_average`), judged by :func:`judge_above`: on par is not "better". The
+    (:func:`judge_on_average`), judged by :func:`judge_above` (above every baseline:
+    reproduced; below any: not reproduced; else partly). The
     ``full`` campaign's records once it has LoRA, BitFit and both size-matched adapters on
     every task; until then chapter 3's ``cpu`` runs."""
     from lorabook.glue import report
