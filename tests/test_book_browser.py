@@ -36,7 +36,7 @@ from headless import browser, chromium_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "_build" / "screenshots"
-BUILD_TIMEOUT_S = 1200
+BUILD_TIMEOUT_S = 1800  # the quick book takes ~12 min on 2 idle cores; twice that beside a campaign
 BOOK_SOURCES = ["Makefile", "_config.yml", "_toc.yml", "notebooks", "book"]
 
 pytestmark = pytest.mark.slow
