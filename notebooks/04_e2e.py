@@ -201,7 +201,8 @@ official = {
     r["metric"]: float(r["official score"])
     for r in paper.markdown_table((vector / "README.md").read_text().splitlines())
 }
-tgen = e2e_scores(read_outputs(vector / "tgen-std.run0.txt"), references)
+tgen_outputs = read_outputs(vector / "tgen-std.run0.txt")
+tgen = e2e_scores(tgen_outputs, references)
 check = pd.DataFrame({"official script": official, "lorabook": tgen})
 check["difference"] = check["lorabook"] - check["official script"]
 tolerance = {"BLEU": 1e-4, "METEOR": 1e-4, "ROUGE_L": 1e-4, "NIST": 0.01, "CIDEr": 0.01}
@@ -225,9 +226,7 @@ check.round(5)
 # %%
 from lorabook.e2e.metrics import pymteval_bleu_nist
 
-tgen_bleu_p, tgen_nist_p = pymteval_bleu_nist(
-    read_outputs(vector / "tgen-std.run0.txt"), references
-)
+tgen_bleu_p, tgen_nist_p = pymteval_bleu_nist(tgen_outputs, references)
 pd.DataFrame(
     {
         "challenge (Perl mteval)": {"BLEU": tgen["BLEU"], "NIST": tgen["NIST"]},
@@ -774,7 +773,6 @@ else:
     else:
         print("Nothing to set LoRA against yet: no other method of the campaign is scored.")
     # the same outputs in the two data forms: BLEU against each form's references
-    tgen_outputs = read_outputs(vector / "tgen-std.run0.txt")
     forms = {
         "TGen (the challenge's baseline)": report.bleu_in_both_forms(tgen_outputs, mrs, references)
     }

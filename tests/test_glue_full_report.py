@@ -56,6 +56,12 @@ def test_table2_waits_for_the_head_and_for_all_three_seeds(tmp_path, campaign):
     (row,) = fr.table2(found)
     assert row["median"] == pytest.approx(77.5) and (row["min"], row["max"]) == (75.0, 80.0)
     assert row["epochs"] == fc.presets.FULL_START_EPOCHS["lora"]
+    # the last-epoch reading: the stand-in curves peak at epoch 2, then fall 0.2 a epoch
+    (last,) = fr.table2(found, epoch="last")
+    n = row["epochs"]
+    assert last["median"] == pytest.approx(50.2 - 0.2 * (n - 2))
+    with pytest.raises(ValueError, match="'best' or 'last'"):
+        fr.table2(found, epoch="final")
     Job("seeds", TASK, "ft", 2, 10, "cls").plan(results).paths.record.unlink(missing_ok=True)
     assert (TASK, "ft") not in fr.seed_records(results)
 

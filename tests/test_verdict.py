@@ -144,6 +144,8 @@ def test_the_glue_average_rule_reads_the_seeds_spread():
     assert judged["bitfit"]["verdict"] == "above"  # 75.5 vs 73.5, LoRA's sd 0.5
     assert judged["adapter_h"]["verdict"] == "within the spread"
     assert verdict.judge_above({m: j["verdict"] for m, j in judged.items()})[0] == "partly"
+    assert judged["bitfit"]["tasks"] == ["a", "b"]
+    assert verdict.judge_on_average({"lora": {"a": [1.0]}, "bitfit": {"b": [2.0]}}) == {}
 
 
 def test_the_e2e_verdict_is_the_records_and_flips_with_them(tmp_path):

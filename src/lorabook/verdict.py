@@ -445,7 +445,8 @@ def judge_on_average(scores: dict[str, dict[str, list[float]]], ours: str = "lor
     the tasks every method has (seeds by position), then ours against each other method by
     :func:`lorabook.e2e.verdict.judge_by_spread` (the difference of the means against the
     larger standard deviation over seeds). ``scores[method][task]`` are seed scores.
-    Returns ``{method: {"ours", "theirs", "difference", "spread", "verdict"}}``."""
+    Returns ``{method: {"ours", "theirs", "difference", "spread", "verdict", "tasks"}}``
+    (``tasks``: the tasks averaged over); empty when no task is shared by every method."""
     from lorabook.e2e.verdict import judge_by_spread
 
     tasks = sorted(set.intersection(*(set(by_task) for by_task in scores.values())))
@@ -466,6 +467,7 @@ def judge_on_average(scores: dict[str, dict[str, list[float]]], ours: str = "lor
                 "ours": statistics.mean(mine),
                 "theirs": statistics.mean(theirs),
                 **judged,
+                "tasks": tasks,
             }
     return out
 
@@ -511,15 +513,14 @@ def glue_vs_baselines(results_dir: Path) -> Finding:
                 f"; the adapters train {min(adapters) / sizes['lora']:.1f}-"
                 f"{max(adapters) / sizes['lora']:.1f}× LoRA's parameters, one seed each"
             )
-    if "lora" not in scores or len(scores) < 2:
+    judged = judge_on_average(scores) if "lora" in scores else {}
+    if not judged:
         return Finding(
             "GLUE: LoRA vs others", claim, said, "no runs", "pending", "", [], _GLUE_NEXT
         )
-    judged = judge_on_average(scores)
     verdict, rule = judge_above({m: j["verdict"] for m, j in judged.items()})
-    tasks = sorted(set.intersection(*(set(t) for t in scores.values())))
-    ours = next(iter(judged.values()))["ours"]
-    evidence = f"average over {', '.join(tasks)}: LoRA {ours:.1f}; " + ", ".join(
+    first = next(iter(judged.values()))
+    evidence = f"average over {', '.join(first['tasks'])}: LoRA {first['ours']:.1f}; " + ", ".join(
         f"{m} {j['theirs']:.1f} ({j['verdict']})" for m, j in judged.items()
     )
     return Finding(

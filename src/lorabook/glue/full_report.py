@@ -65,12 +65,13 @@ def seed_records(
     return out
 
 
-def table2(found: Mapping[tuple[str, str], Sequence[dict]]) -> list[dict]:
+def table2(found: Mapping[tuple[str, str], Sequence[dict]], epoch: str = "best") -> list[dict]:
     """One row per (method, task): the median, min and max of the seeds' best dev scores
-    (×100), the seeds, the budget in epochs and the trainable parameters."""
+    (×100; ``epoch="last"``: their last epoch's, see :func:`~lorabook.glue.report.score`),
+    the seeds, the budget in epochs and the trainable parameters."""
     rows = []
     for (task, method), records in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        scores = [score(r) for r in records]
+        scores = [score(r, epoch) for r in records]
         rows.append(
             {
                 "method": method,

@@ -55,9 +55,14 @@ def method_name(method: str, settings: Mapping | None = None) -> str:
     return ADAPTER_P_NAMES[(settings or {}).get("adapter_p_variant", ADAPTER_P_LEGACY)]
 
 
-def score(record: Mapping) -> float:
-    """A record's dev score ×100: its task's metric at its best epoch."""
-    return 100 * record["best"][record["metric"]]
+def score(record: Mapping, epoch: str = "best") -> float:
+    """A record's dev score ×100: its task's metric at its best epoch (Table 2's reading), or
+    with ``epoch="last"`` at its last one (what a run that was not selected on dev scores)."""
+    if epoch == "best":
+        return 100 * record["best"][record["metric"]]
+    if epoch == "last":
+        return 100 * record["epochs"][-1][record["metric"]]
+    raise ValueError(f"score: epoch is 'best' or 'last', not {epoch!r}")
 
 
 def campaign_records(results_dir: str | Path, jobs: Iterable[Job] | None = None) -> dict[Job, dict]:
