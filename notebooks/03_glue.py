@@ -755,16 +755,19 @@ display(Markdown(shared.progress_markdown(stage_rows)))
 # What this rule cannot see, said before it decides: at the `cpu` preset's few epochs most of
 # these runs still score best at their last epoch, so the pick favours the read-out that
 # learns faster, not necessarily the better one at the long budgets; and the learning rates
-# came from a sweep that read [CLS]. Its runs so far (best dev score ×100; empty while a run is
-# still to finish):
+# came from a sweep that read [CLS]. Its runs so far (best dev score ×100 and the epoch it was
+# reached at, of the run's epochs; empty while a run is still to finish):
 
 # %% tags=["hide-input"]
 # the full campaign's names: its adapter_p is Pfeiffer's adapter, not the cpu runs' FFN one
 FULL_NAMES = {m: report.method_name(m, glue_preset("full", "mrpc", m).resolved(m)) for m in methods}
 head = pd.DataFrame(full_report.head_rows(results_dir))
+head = head[["task", "method", "cls", "mean", "mean − cls", "cls epoch", "mean epoch", "epochs"]]
 head["method"] = head["method"].map(FULL_NAMES)
 numbers = ["cls", "mean", "mean − cls"]
 head[numbers] = head[numbers].astype(float)
+epochs_at = ["cls epoch", "mean epoch"]
+head[epochs_at] = head[epochs_at].astype("Int64")  # the best epoch, of "epochs"
 display(head.set_index(["task", "method"]).style.format(precision=2, na_rep=""))
 display(Markdown(full_report.head_sentence(results_dir)))
 

@@ -153,6 +153,7 @@ def test_the_head_stage_is_shown_as_it_lands_and_says_what_the_rule_picked(tmp_p
         write_record(job, tmp_path, 3 if job.pooling == "mean" else 2)
     rows = fr.head_rows(tmp_path)
     assert all(r["mean − cls"] == pytest.approx(0.1) for r in rows)
+    assert all((r["cls epoch"], r["mean epoch"]) == (2, 3) for r in rows)
     sentence = fr.head_sentence(tmp_path)
     assert (
         sentence.startswith("The rule picks mean pooling")

@@ -150,16 +150,19 @@ def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
 
 def head_rows(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
     """The head stage as it stands: per (task, method) the best dev score (×100) with each
-    read-out (``None`` until its run has finished) and mean minus [CLS]."""
+    read-out (``None`` until its run has finished), mean minus [CLS], and the epoch each
+    read-out scored best at (``cls epoch``, ``mean epoch``, of ``epochs``)."""
     rows = []
     for job in fc.head_jobs():
         record = fc._finished(job, results_dir, model)
         row = next((r for r in rows if (r["task"], r["method"]) == (job.task, job.method)), None)
         if row is None:
             row = {"task": job.task, "method": job.method, "cls": None, "mean": None}
+            row |= {"cls epoch": None, "mean epoch": None, "epochs": job.epochs}
             rows.append(row)
         if record is not None:
             row[job.pooling] = 100 * record["best"][record["metric"]]
+            row[f"{job.pooling} epoch"] = record["best_epoch"]
     for row in rows:
         both = row["cls"] is not None and row["mean"] is not None
         row["mean − cls"] = row["mean"] - row["cls"] if both else None
