@@ -388,6 +388,9 @@ def test_a_run_decodes_the_trained_tensors_of_another_record_without_training(
         run_e2e("lora", trained_from=path, overrides={"lr": 5e-4}, **kw)
     with pytest.raises(ValueError, match="method differ"):
         run_e2e("adapter_l", trained_from=path, **kw)
+    (path.with_suffix("") / "trainable.safetensors").unlink()  # a record whose file is not here
+    with pytest.raises(ValueError, match="kept no trained tensors here"):
+        run_e2e("lora", trained_from=path, **kw)
 
 
 def test_untuned_model_decodes_without_training(model_folder, small_data, tmp_path):

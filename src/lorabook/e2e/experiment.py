@@ -87,7 +87,10 @@ from lorabook.train import (
     round_order,
 )
 
-KEEP_TENSORS_BELOW = 50_000_000  # bytes: keep trained tensors with the record below this
+# bytes: keep trained tensors with the record below this (LoRA, the adapters, prefixes: about
+# 1 MB on SmolLM2). FT's and FT-Top2's (28 MB) are weights, which the project does not commit;
+# the one FT-Top2 record made under an older 50 MB limit names a file its checkout lacks.
+KEEP_TENSORS_BELOW = 5_000_000
 NO_TRAINING = "none"  # method name of the untuned model (decode only)
 
 
@@ -326,10 +329,12 @@ def trained_source(record_path: str | Path, config: dict) -> dict:
             f"{record_path} is not this run up to the decoding: {', '.join(differ)} differ; "
             "decode again only with the settings it was trained with"
         )
-    if not source.get("trainable_tensors"):
+    kept = source.get("trainable_tensors")
+    if not kept or not (record_path.with_suffix("") / kept).is_file():
         raise ValueError(
-            f"{record_path} kept no trained tensors (full fine-tuning's are not kept): "
-            "train the run again instead"
+            f"{record_path} kept no trained tensors here (tensors of "
+            f"{KEEP_TENSORS_BELOW / 1e6:.0f} MB or more, full fine-tuning's and FT-Top2's, are "
+            "not kept): train the run again instead"
         )
     return {**source, "_path": str(record_path)}
 
