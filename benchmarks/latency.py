@@ -5,7 +5,8 @@
 
 GPT-2 medium's architecture with random weights (built from its configuration, no
 download): the base model, LoRA merged, LoRA unmerged (r = 4 on W_q, W_v), AdapterL and
-AdapterH with Table 1's adapter budgets (0.5M parameters at 32×512, 11M at the others);
+AdapterH with Table 1's adapter budgets at Table 1's shapes (0.5M parameters at 32×512, 11M
+at 16×256 and 1×128) and a bottleneck width of 64 at the shapes Table 1 does not have;
 then SmolLM2, the book's decoder, at batch 1. The variants are timed interleaved, trial by
 trial (:func:`lorabook.profile.time_interleaved`). A method that this version of
 ``lorabook.methods.prepare_model`` cannot apply to the model is skipped with its reason.

@@ -84,14 +84,16 @@ plt.rcParams.update({"figure.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 #
 # In this book, as in the paper, $\Delta W$ is $BA$ alone; the weight actually changes by
 # $\frac{\alpha}{r} \Delta W$. $W_0$ receives no gradient; only $A$ and $B$ are trained. The
-# paper initialises $A$ with a random Gaussian (it gives no variance; the package draws each
-# entry with standard deviation $1/r$) and $B$ with zeros, so $\Delta W = BA = 0$ at the
+# paper initialises $A$ with a random Gaussian (it gives no variance; the package's
+# `init="gaussian"` draws each entry with standard deviation $1/r$, and its default, as in
+# loralib and peft, is Kaiming-uniform) and $B$ with zeros, so $\Delta W = BA = 0$ at the
 # start: **the adapted model is exactly the pretrained model until the first optimiser
 # step.** The factor $\frac{\alpha}{r}$ scales the update; the paper sets $\alpha$ to the
 # first $r$ it tries and does not tune it, because with Adam tuning $\alpha$ is roughly like
-# tuning the learning rate (Section 4.1). Its own settings do not keep $\alpha = r$, though:
-# RoBERTa-large is trained with $r = 8$, $\alpha = 16$ (Table 9) and GPT-2 with $r = 4$,
-# $\alpha = 32$ (Table 11); what stays fixed is $\alpha$ across the values of $r$ tried.
+# tuning the learning rate if the initialisation is scaled appropriately (Section 4.1). Its
+# own settings do not keep $\alpha = r$, though: RoBERTa-large is trained with $r = 8$,
+# $\alpha = 16$ (Table 9) and GPT-2 with $r = 4$, $\alpha = 32$ (Table 11); what stays fixed
+# is $\alpha$ across the values of $r$ tried.
 #
 # Here is the equation with toy sizes, one line per symbol:
 
@@ -271,8 +273,9 @@ for q in (1, 4, true_rank, 32):
 # What this does **not** show: that the weight updates of a fine-tuned language model look
 # like the first matrix rather than the second. That is the paper's empirical claim (its
 # Section 7 compares the subspaces learned with $r = 8$ and $r = 64$ on GPT-3); chapter 6,
-# *Why LoRA works* (planned: see the introduction's roadmap), tests it on the models we can
-# train.
+# *Why LoRA works*, tests it on the models we can train (in part so far: subspace similarity
+# across seeds and the amplification of Table 7 on chapter 3's runs; its rank and
+# weight-choice studies wait for their runs).
 #
 # ## 1.3 Counting trainable parameters: $|\Theta| = 2 \hat{L} d_{model} r$
 #
@@ -297,8 +300,8 @@ print(lora_param_count(n_matrices=24, d_model=768, r=8))
 # `apply_lora` with the paper's targets for that architecture ($W_q$ and $W_v$ in every
 # layer; for GPT-2, the $q$ and $v$ thirds of its fused `c_attn` projection), and require the
 # injected count to equal the formula. GPT-3 is built as a GPT-2-style model with GPT-3
-# 175B's shape (96 layers, $d_{model} = 12288$, 96 heads, 2048 positions: Table 2.1 of
-# {cite:t}`brown2020language`).
+# 175B's shape (96 layers, $d_{model} = 12288$, 96 heads: Table 2.1 of
+# {cite:t}`brown2020language`; 2048 positions, its context length).
 #
 # The paper's own figures for the same settings are read from the transcription of its
 # tables (`lorabook.paper`), as printed there: Table 2 for RoBERTa, Table 3 for GPT-2, and for
@@ -439,7 +442,7 @@ for kind in ("gpt2-medium", "gpt2-large"):
 # - **"10,000 times."** The abstract's "10,000 times" fewer trainable parameters is the size
 #   of the ratio at $r = 4$ against Table 4's FT count (printed above). Table 4's own
 #   smallest LoRA, $r = 1$, trains four times fewer parameters still, so by the paper's own
-#   Table 4 the factor is more than three times the "up to 10,000×" it states. Our ratios are
+#   Table 4 the factor is more than three times the 10,000× it states. Our ratios are
 #   computed against a GPT-2-style model of GPT-3's shape, slightly smaller than Table 4's
 #   FT count, so the table's ratios come out a little below those against the paper's count
 #   (both printed above).
@@ -454,8 +457,8 @@ for kind in ("gpt2-medium", "gpt2-large"):
 # - After training, $\frac{\alpha}{r} BA$ can be merged into $W_0$: no extra inference
 #   latency.
 # - The number of trainable parameters is $|\Theta| = 2 \hat{L} d_{model} r$: 0.3M for
-#   RoBERTa-base and 0.8M for RoBERTa-large ($r = 8$, Table 2), up to 10,000× fewer than
-#   full fine-tuning on GPT-3 175B.
+#   RoBERTa-base and 0.8M for RoBERTa-large ($r = 8$, Table 2), 10,000× fewer than full
+#   fine-tuning on GPT-3 175B.
 #
 # **What this chapter checked, by running code:**
 # - $h = W_0 x$ exactly at initialisation; the package's `LoRALayer` computes
@@ -464,7 +467,7 @@ for kind in ("gpt2-medium", "gpt2-large"):
 # - Eckart–Young on synthetic matrices: the truncated SVD's error equals the tail of the
 #   singular values, and a low-rank-plus-noise matrix is captured at its rank while a
 #   Gaussian one is not. This motivates, but does not prove, the low-rank hypothesis for
-#   real weight updates (chapter 6, planned, tests it).
+#   real weight updates (chapter 6 tests it, in part so far).
 # - `apply_lora` injects exactly $2 \hat{L} d_{model} r$ parameters for RoBERTa-base/large,
 #   GPT-2 Medium/Large and a GPT-3-175B-shaped model. The paper's figures, read from the
 #   transcription of its tables, match the formula except in three rows of the table

@@ -280,8 +280,9 @@ print(
 # %% [markdown]
 # A gap within the spread says nothing either way, and the unmerged model's extra work is
 # too small a share for a shared CPU to show reliably: whichever way the bars fall, the
-# claim rests on the structure checked above, not on this timing. Chapter 5 times the same
-# three variants with many more trials, on GPT-2 medium's shape.
+# claim rests on the structure checked above, not on this timing. Chapter 5 times the base,
+# merged LoRA (by `merge_lora`, which keeps the wrappers) and unmerged LoRA, beside adapters,
+# in interleaved trials on GPT-2 medium's shape and on SmolLM2.
 #
 # ## 2.6 Adapter files
 #

@@ -20,9 +20,10 @@
 # {cite}`wang2019glue`, and better than BitFit and adapters of similar size.
 #
 # **What this chapter does**: the same comparison, at a scale this project's 2-core CPU can
-# train (3.5 shows which runs its budgets stopped while still learning): five GLUE tasks (SST-2, MRPC, CoLA, RTE, STS-B; the other three are
-# too large to keep offline) and MiniLM-L6 {cite}`wang2020minilm` (22.7M parameters) standing
-# in for RoBERTa-base. Five methods, each from `lorabook.methods`:
+# train (3.5 shows which runs its budgets stopped while still learning): five GLUE tasks
+# (SST-2, MRPC, CoLA, RTE, STS-B; the other three are too large to keep offline) and
+# MiniLM-L6 {cite}`wang2020minilm` (22.7M parameters) standing in for RoBERTa-base. Five
+# methods, each from `lorabook.methods`:
 #
 # - **FT**, full fine-tuning: every weight trains;
 # - **BitFit** {cite}`benzaken2021bitfit`: only the bias terms train;

@@ -346,6 +346,9 @@ def test_paper_table1_is_read_from_the_papers_readme_and_agrees_with_its_percent
     assert set(table) == {"base", "adapter_l", "adapter_h"}
     for by_shape in table.values():
         assert list(by_shape) == list(PAPER_SHAPES) == list(TABLE1_ADAPTER_PARAMS)
+    # the adapter budgets the benchmark needs without the transcription are its header's
+    header = [c.split("/") for c in list(paper.table(1)[0])[1:]]
+    assert {(int(b), int(n)): paper.value(p) for b, n, p in header} == TABLE1_ADAPTER_PARAMS
     # the overheads the paper prints beside its adapter rows follow from the means we read
     for row in paper.table(1):
         for column, cell in list(row.items())[1:]:

@@ -8,8 +8,9 @@ its source (``"Table 3"``). Tables that the transcription writes as one paragrap
 section's text with :func:`section`.
 
 Not every number of the paper in the book comes through here, and the exceptions are these:
-the presets (``lorabook.glue.presets``: Table 9; ``lorabook.e2e.presets``: Table 11), which
-the package needs without the transcription, and figures quoted in prose (the
+the presets (``lorabook.glue.presets``: Table 9; ``lorabook.e2e.presets``: Table 11) and
+Table 1's shapes and adapter budgets (``lorabook.profile``), which the package needs without
+the transcription, and figures quoted in prose (the
 introduction's table of headline claims, a few in the chapters), each naming the table or
 section it comes from. ``tests/test_paper.py`` checks the Table 9 and Table 11 presets and
 the introduction's table against the transcription.

@@ -45,7 +45,8 @@ from lorabook.precision import autocast
 from lorabook.records import peak_memory
 from lorabook.train import param_groups
 
-# Table 1: batch × sequence length and the adapters' trainable parameters at that shape.
+# Table 1: batch × sequence length and the adapters' trainable parameters at that shape (the
+# benchmark needs them without the transcription; tests/test_profile.py reads them there).
 PAPER_SHAPES: tuple[tuple[int, int], ...] = ((32, 512), (16, 256), (1, 128))
 TABLE1_ADAPTER_PARAMS: dict[tuple[int, int], int] = {
     (32, 512): 500_000,

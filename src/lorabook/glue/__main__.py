@@ -2,7 +2,8 @@
 
 Several GPUs: ``accelerate launch -m lorabook.glue --task sst2 --method lora --preset paper``.
 Several CPU processes: ``torchrun --nproc_per_node 2 -m lorabook.glue --task rte ...`` (gloo).
-``--batch-size`` is per process: N processes train with N times the batch, a run of its own.
+``--batch-size`` is the step's: N processes take batch / N each (``--batch-scope process``: each
+takes the whole batch, N times the step); a run of N > 1 processes is a run of its own.
 Several tasks/methods: ``--task sst2 mrpc --method ft lora`` runs every combination in turn.
 LoRA on other attention weights (Section 7): ``--lora-targets q k v o --lora-r 2``.
 
