@@ -110,6 +110,11 @@ def test_a_pilot_is_read_once_finished_and_its_stop_is_said(tmp_path, monkeypatc
     assert "selected round 5 (dev loss 1.3985)" in sentence
     one = progress.describe_stop("FT", progress.curve(full_record(lora, tmp_path, [2.0])))
     assert "1 round (0.25 epochs)" in one and "too few rounds" in one
+    # the runs stage trains the pilot's budget with no stop rule: its records say no stop
+    whole = progress.curve(full_record(lora, tmp_path, [2.0, 1.8, 1.7, 1.6], stopped=None))
+    sentence = progress.describe_stop("FT-Top2", whole)
+    assert "4 rounds (1 epoch)" in sentence and "with no stop rule" in sentence
+    assert "None" not in sentence
 
 
 def test_progress_markdown_lists_the_notes_and_what_is_left():

@@ -20,6 +20,7 @@ STOPPED = {  # lorabook.e2e.experiment.why_stopped's words, as a sentence's end
     "rounds": "trained the rounds it was given",
     "flat": "met the rule: the dev loss was flat",
     "schedule end": "reached the cap (the whole schedule)",
+    None: "trained its whole schedule, with no stop rule (the runs stage's budget)",
 }
 
 
@@ -141,8 +142,9 @@ def describe_stop(method: str, found: dict, flat: float = campaign.FLAT) -> str:
         else "too few rounds for the rule to apply"
     )
     reason = STOPPED.get(found["stopped"], str(found["stopped"]))
+    epochs = found["epochs_seen"][-1]
     return (
-        f"{method}: {rounds} round{'s' * (rounds != 1)} ({found['epochs_seen'][-1]:g} epochs); "
+        f"{method}: {rounds} round{'s' * (rounds != 1)} ({epochs:g} epoch{'s' * (epochs != 1)}); "
         f"it stopped because it "
         f"{reason}; {gain_text}; selected round {found['selected']} "
         f"(dev loss {found['dev_loss'][found['selected'] - 1]:.4f})."
