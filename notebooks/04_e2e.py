@@ -793,3 +793,34 @@ else:
     }
     display(pd.DataFrame(report.error_table(mrs, references, campaign_outputs)).T.round(1))
     display(Markdown(report.generations(mrs, references, campaign_outputs)))
+
+# %% [markdown]
+# ### What the methods write
+#
+# The error table counts slots dropped; which slots, and how uniform the writing is, says
+# more about *why* the scores differ. Below: per slot, the share of the MRs holding it whose
+# output drops it (human references: each against its own MR, by the same rules); then each
+# system's most frequent first sentence with the MR's values replaced by their slot names
+# (`lorabook.e2e.errors.delexicalise`, verbatim values only), beside the references'. Beam
+# search writes the phrasing the model finds most probable, so a phrasing the training
+# references use often can come to fill a large share of a system's outputs, and carry its
+# habits (a slot it leaves out) with it.
+
+# %% tags=["hide-input"]
+if found_runs:
+    shown_drops = pd.DataFrame(report.slot_drop_table(mrs, references, campaign_outputs)).T
+    print("Share (%) of the MRs holding each slot whose text drops it:")
+    display(shown_drops.round(1))
+    training_pairs = [(row.mr.strip(), row.ref) for row in splits["train"]]
+    frames = report.frame_table(mrs, references, campaign_outputs, training_pairs)
+    display(pd.DataFrame(frames).T.astype({"texts": int, "share %": float}).round(1))
+    u = report.most_uniform(mrs, references, campaign_outputs, training_pairs)
+    display(
+        Markdown(
+            f"**{u['system']}** opens {u['opening']} of its {u['outputs']} outputs with "
+            f"*{u['frame']}*; the human references open {u['in_test']} of {u['test_texts']} "
+            f"test texts and {u['in_training']} of {u['training_texts']:,} training texts that "
+            f"way. The slot it drops most is {u['slot']} ({u['dropped']} outputs), "
+            f"{u['dropped_when_opening']} of them in outputs that open so."
+        )
+    )

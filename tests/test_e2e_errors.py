@@ -221,3 +221,24 @@ def test_human_references_drop_slots_as_the_module_docstring_says():
     assert counts["dropped"]["outputs"] == 1848
     assert counts["glued_tokens"] == {"£ 20": 4, "5out of 5": 1}
     assert counts["invented"]["count"] == 0
+
+
+def test_delexicalise_replaces_the_verbatim_values_by_their_slots():
+    mr = "name[The Mill], eatType[pub], food[Fast food], near[Café Adriatic], priceRange[cheap]"
+    text = "The Mill is a cheap fast food pub near Café Adriatic. The Mills is not it."
+    assert errors.delexicalise(mr, text) == (
+        "NAME is a PRICERANGE FOOD EATTYPE near NEAR. The Mills is not it."  # whole words
+    )
+    assert errors.first_sentence("NAME is a EATTYPE. It is cheap.") == "NAME is a EATTYPE."
+    assert errors.first_sentence("no full stop") == "no full stop"
+
+
+def test_opening_frames_counts_one_phrasing_across_mrs():
+    mrs = ["name[Aromi], eatType[pub]", "name[Bibimbap], eatType[restaurant]", "name[Cotto]"]
+    texts = ["Aromi is a pub. Cheap.", "Bibimbap is a restaurant.", "There is a pub called Cotto."]
+    (top, other) = errors.opening_frames(mrs, texts, top=2)
+    assert top == {"frame": "NAME is a EATTYPE.", "count": 2, "share": pytest.approx(2 / 3)}
+    assert other["frame"] == "There is a pub called NAME." and other["count"] == 1
+    assert errors.frame_counts(mrs, texts)["NAME is a EATTYPE."] == 2
+    with pytest.raises(ValueError, match="one each"):
+        errors.opening_frames(mrs, texts[:2])

@@ -151,6 +151,22 @@ def test_the_error_table_counts_each_system_and_the_references_by_one_rule():
     assert shown.splitlines()[0] == "**MR 1**: `name[Bibimbap House], area[riverside]`"
     assert "- *A*: (empty)" in shown
     assert "- *reference*: Bibimbap House is by the riverside." in shown
+    drops = report.slot_drop_table(mrs, references, outputs)
+    assert drops["B"] == {"name": 0.0, "food": 100.0, "area": 100.0}
+    assert set(drops["human references"].values()) == {0.0}
+    training = [("name[Cotto], food[Thai]", "Cotto serves Thai food.")]
+    frames = report.frame_table(mrs, references, outputs, training)
+    assert list(frames) == ["A", "B", "human references", "training references"]
+    assert frames["A"]["most frequent opening"] == "NAME serves FOOD food."  # ties: first seen
+    uniform = report.most_uniform(mrs, references, outputs, training)
+    # B opens both outputs with "NAME.", which no training text does; it drops food and area
+    assert (uniform["system"], uniform["opening"], uniform["in_training"]) == ("B", 2, 0)
+    assert (uniform["slot"], uniform["dropped"], uniform["dropped_when_opening"]) == ("food", 1, 1)
+    assert frames["training references"] == {
+        "most frequent opening": "NAME serves FOOD food.",
+        "texts": 1,
+        "share %": 100.0,
+    }
 
 
 def test_the_two_data_forms_score_the_same_outputs_differently_and_the_csv_one_as_recorded():

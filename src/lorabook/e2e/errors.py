@@ -351,3 +351,43 @@ def error_counts(mrs: Sequence[str], outputs: Sequence[str]) -> dict:
         "dropped_by_slot": by_slot,
         "glued_tokens": dict(glued.most_common()),
     }
+
+
+# --------------------------------------------------------------------------- what a system repeats
+def delexicalise(mr: str, text: str) -> str:
+    """``text`` with each value of its MR replaced where it is written verbatim (by the
+    dropped-slot rule's matching) by the slot's name in capitals: ``"The Vaults is a cheap
+    pub."`` for ``name[The Vaults], eatType[pub], priceRange[cheap]`` gives ``"NAME is a
+    PRICERANGE EATTYPE."``. Values worded freely ("affordable" for cheap) stay as written, and
+    so does familyFriendly (its values, yes and no, are never the words). Where two slots
+    share a value (``priceRange[high], customer rating[high]``), the first in the MR takes
+    every occurrence."""
+    for slot, value in parse_mr(mr):
+        if slot != "familyFriendly":
+            text = _value_regex(value).sub(slot.upper().replace(" ", "_"), text)
+    return text
+
+
+def first_sentence(text: str) -> str:
+    """The text up to and including its first full stop followed by a space (all of it when
+    it has none)."""
+    return re.split(r"(?<=\.)\s+", text.strip(), maxsplit=1)[0]
+
+
+def frame_counts(mrs: Sequence[str], texts: Sequence[str]) -> Counter[str]:
+    """How many texts open with each delexicalised first sentence (:func:`delexicalise`,
+    :func:`first_sentence`), one MR per text."""
+    if len(mrs) != len(texts) or not texts:
+        raise ValueError(f"opening frames: {len(mrs)} MRs for {len(texts)} texts (one each)")
+    return Counter(first_sentence(delexicalise(mr, t)) for mr, t in zip(mrs, texts, strict=True))
+
+
+def opening_frames(mrs: Sequence[str], texts: Sequence[str], top: int = 3) -> list[dict]:
+    """The ``top`` most frequent openings of :func:`frame_counts`: how much of a corpus one
+    phrasing writes. Each: ``{"frame", "count", "share"}`` (share of the texts), most
+    frequent first."""
+    frames = frame_counts(mrs, texts)
+    return [
+        {"frame": frame, "count": n, "share": n / len(texts)}
+        for frame, n in frames.most_common(top)
+    ]

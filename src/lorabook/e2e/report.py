@@ -14,6 +14,7 @@ made since in bf16 does not take their place.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from lorabook.e2e.presets import LEGACY_DECODE, e2e_preset
@@ -176,17 +177,65 @@ def error_table(
     """The chapter's error table: per system (name -> its outputs, one per MR) an
     :func:`error_row` and its mean words, and the human references counted by the same rules
     (each reference against its own MR: the calibration row)."""
-    ref_mrs = [mr for mr, refs in zip(mrs, references, strict=True) for _ in refs]
-    ref_texts = [ref for refs in references for ref in refs]
-    systems = {**outputs, "human references": ref_texts}
-    sources = {**{name: mrs for name in outputs}, "human references": ref_mrs}
     return {
         name: {
-            **error_row(sources[name], texts),
+            **error_row(sources, texts),
             "mean words": sum(len(t.split()) for t in texts) / len(texts),
         }
-        for name, texts in systems.items()
+        for name, (sources, texts) in _beside_references(mrs, references, outputs).items()
     }
+
+
+def _beside_references(
+    mrs: list[str], references: list[list[str]], outputs: dict[str, list[str]]
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Each system's (MRs, texts), and the human references' (each against its own MR)."""
+    ref_mrs = [mr for mr, refs in zip(mrs, references, strict=True) for _ in refs]
+    ref_texts = [ref for refs in references for ref in refs]
+    return {
+        **{name: (mrs, texts) for name, texts in outputs.items()},
+        "human references": (ref_mrs, ref_texts),
+    }
+
+
+def slot_drop_table(
+    mrs: list[str], references: list[list[str]], outputs: dict[str, list[str]]
+) -> dict[str, dict[str, float]]:
+    """Per system and for the human references: the share (%) of the MRs holding each slot
+    whose text drops it (:func:`lorabook.e2e.errors.error_counts`' ``dropped_by_slot``)."""
+    from lorabook.e2e.errors import error_counts
+
+    table = {}
+    for name, (sources, texts) in _beside_references(mrs, references, outputs).items():
+        by_slot = error_counts(sources, texts)["dropped_by_slot"]
+        table[name] = {slot: 100 * dropped / held for slot, (dropped, held) in by_slot.items()}
+    return table
+
+
+def frame_table(
+    mrs: list[str],
+    references: list[list[str]],
+    outputs: dict[str, list[str]],
+    training: list[tuple[str, str]] = (),
+) -> dict[str, dict]:
+    """Per system, for the human test references and (given ``training``: (MR, reference)
+    pairs) the training references: the most frequent delexicalised first sentence
+    (:func:`lorabook.e2e.errors.opening_frames`), how many texts open with it and their
+    share (%)."""
+    from lorabook.e2e.errors import opening_frames
+
+    corpora = _beside_references(mrs, references, outputs)
+    if training:
+        corpora["training references"] = ([m for m, _ in training], [r for _, r in training])
+    table = {}
+    for name, (sources, texts) in corpora.items():
+        (top,) = opening_frames(sources, texts, top=1)
+        table[name] = {
+            "most frequent opening": top["frame"],
+            "texts": top["count"],
+            "share %": 100 * top["share"],
+        }
+    return table
 
 
 def generations(
@@ -274,3 +323,40 @@ def bleu_in_both_forms(
         [to_paper_text(o) for o in outputs], [by_mr[to_paper_mr(mr)] for mr in mrs]
     )
     return {"csv": 100 * csv_bleu, "paper": 100 * paper_bleu}
+
+
+def most_uniform(
+    mrs: list[str],
+    references: list[list[str]],
+    outputs: dict[str, list[str]],
+    training: list[tuple[str, str]],
+) -> dict:
+    """The system whose most frequent opening (:func:`frame_table`) fills the largest share
+    of its outputs: ``system``, that ``frame``, how many of its ``outputs`` open with it
+    (``opening``), how many test references (``in_test`` of ``test_texts``) and training
+    references (``in_training`` of ``training_texts``) do, the ``slot`` it drops most
+    (``dropped`` outputs) and how many of those open with the frame
+    (``dropped_when_opening``)."""
+    from lorabook.e2e.errors import delexicalise, first_sentence, frame_counts, output_errors
+
+    frames = frame_table(mrs, references, outputs)
+    system = max(outputs, key=lambda name: frames[name]["share %"])
+    frame, texts = frames[system]["most frequent opening"], outputs[system]
+    opens = [first_sentence(delexicalise(m, t)) == frame for m, t in zip(mrs, texts, strict=True)]
+    drops = [output_errors(m, t)["dropped"] for m, t in zip(mrs, texts, strict=True)]
+    by_slot = Counter(slot for dropped in drops for slot in dropped)
+    slot, dropped = by_slot.most_common(1)[0] if by_slot else (None, 0)
+    ref_mrs, ref_texts = _beside_references(mrs, references, {})["human references"]
+    return {
+        "system": system,
+        "frame": frame,
+        "outputs": len(texts),
+        "opening": sum(opens),
+        "in_test": frame_counts(ref_mrs, ref_texts)[frame],
+        "test_texts": len(ref_texts),
+        "in_training": frame_counts([m for m, _ in training], [r for _, r in training])[frame],
+        "training_texts": len(training),
+        "slot": slot,
+        "dropped": dropped,
+        "dropped_when_opening": sum(slot in d for d, o in zip(drops, opens, strict=True) if o),
+    }
