@@ -228,6 +228,19 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys, picked):
     assert speeds.measured == ("lora tokens/s",) and speeds.epoch_tokens == 2_400_000
 
 
+def test_spent_counts_every_session_of_a_run_and_not_the_run_it_continued():
+    clocks = [{"train_seconds": 1000.0, "eval_seconds": 100.0}] * 4
+    record = {
+        "epochs": clocks,
+        "data": {"continued_from": {"record": "sweep.json", "rounds": 1}},
+        "decode": {"seconds": 500.0},
+        "wall_seconds": 900.0,  # the last session's only, after a resume
+    }
+    assert campaign.spent_seconds(record) == 3 * 1100.0 + 500.0
+    assert campaign.spent_seconds({**record, "data": {}}) == 4 * 1100.0 + 500.0
+    assert campaign.spent_seconds({"epochs": [{}], "wall_seconds": 60.0}) == 60.0
+
+
 def untimed(record: dict) -> dict:
     """What a run decides, without clocks, machine and resume bookkeeping."""
     timing = ("seconds", "elapsed", "energy", "finished_at", "environment", "peak_memory")

@@ -416,6 +416,19 @@ def estimate_seconds(job: Job, speeds: Speeds, rounds: int | None = None) -> flo
     return seconds + (speeds.decode_seconds if settings.decode_test else 0.0)
 
 
+def spent_seconds(record: dict) -> float | None:
+    """A finished run's worker-seconds over every session it ran in: the training and
+    evaluation of its own rounds (not those of the run it continued) and its test decoding.
+    (``wall_seconds`` counts the last session only.) Records without per-round clocks:
+    ``wall_seconds``."""
+    start = record.get("data", {}).get("continued_from", {}).get("rounds", 0)
+    own = record["epochs"][start:]
+    if not own or any("train_seconds" not in e for e in own):
+        return record.get("wall_seconds")
+    seconds = sum(e["train_seconds"] + e.get("eval_seconds", 0.0) for e in own)
+    return seconds + (record.get("decode") or {}).get("seconds", 0.0)
+
+
 def _row(job: Job, results_dir: str | Path, model: str, estimate: float) -> PlanRow:
     """Its plan row from its files; a ``part`` one says how much of its rounds (from those
     of the run it continues to its last) its checkpoint holds."""
@@ -426,7 +439,7 @@ def _row(job: Job, results_dir: str | Path, model: str, estimate: float) -> Plan
         str(job),
         job.plan(results_dir, model).paths,
         estimate,
-        lambda record: record.get("wall_seconds"),
+        spent_seconds,
         start,
         job.settings().trained_rounds,
     )
