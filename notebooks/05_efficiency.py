@@ -170,11 +170,11 @@ if latency:
     # What the prose below was written for: unmerged LoRA measured both slower and faster
     # than the base beyond the noise test, each at one shape at least.
     unmerged = [r for r in latency["rows"] if r["variant"] == "lora_unmerged"]
+    outside_noise = [r for r in unmerged if not r["overhead"]["within_noise"]]
     beyond = {
-        way: [r for r in unmerged if sign * r["overhead"]["percent"] > 0]
+        way: [r for r in outside_noise if sign * r["overhead"]["percent"] > 0]
         for way, sign in (("slower", 1), ("faster", -1))
     }
-    beyond = {w: [r for r in rs if not r["overhead"]["within_noise"]] for w, rs in beyond.items()}
     if latency["environment"]["device"].startswith("cpu"):  # the records it was written for
         assert beyond["slower"] and beyond["faster"], (
             "the records changed: rewrite the reading of the unmerged overheads below"

@@ -212,6 +212,32 @@ def slot_drop_table(
     return table
 
 
+def _corpora(
+    mrs: list[str],
+    references: list[list[str]],
+    outputs: dict[str, list[str]],
+    training: list[tuple[str, str]] = (),
+) -> dict[str, tuple[list[str], list[str]]]:
+    """:func:`_beside_references`, and the training references' (MRs, texts) when given."""
+    corpora = _beside_references(mrs, references, outputs)
+    if training:
+        corpora["training references"] = ([m for m, _ in training], [r for _, r in training])
+    return corpora
+
+
+def _table_of(counts: dict[str, Counter[str]]) -> dict[str, dict]:
+    """:func:`frame_table`'s rows from each corpus's opening counts."""
+    table = {}
+    for name, frames in counts.items():
+        frame, n = frames.most_common(1)[0]
+        table[name] = {
+            "most frequent opening": frame,
+            "texts": n,
+            "share %": 100 * n / frames.total(),
+        }
+    return table
+
+
 def frame_table(
     mrs: list[str],
     references: list[list[str]],
@@ -220,22 +246,12 @@ def frame_table(
 ) -> dict[str, dict]:
     """Per system, for the human test references and (given ``training``: (MR, reference)
     pairs) the training references: the most frequent delexicalised first sentence
-    (:func:`lorabook.e2e.errors.opening_frames`), how many texts open with it and their
+    (:func:`lorabook.e2e.errors.frame_counts`), how many texts open with it and their
     share (%)."""
-    from lorabook.e2e.errors import opening_frames
+    from lorabook.e2e.errors import frame_counts
 
-    corpora = _beside_references(mrs, references, outputs)
-    if training:
-        corpora["training references"] = ([m for m, _ in training], [r for _, r in training])
-    table = {}
-    for name, (sources, texts) in corpora.items():
-        (top,) = opening_frames(sources, texts, top=1)
-        table[name] = {
-            "most frequent opening": top["frame"],
-            "texts": top["count"],
-            "share %": 100 * top["share"],
-        }
-    return table
+    corpora = _corpora(mrs, references, outputs, training)
+    return _table_of({name: frame_counts(*corpus) for name, corpus in corpora.items()})
 
 
 def generations(
@@ -339,22 +355,29 @@ def most_uniform(
     (``dropped_when_opening``)."""
     from lorabook.e2e.errors import delexicalise, first_sentence, frame_counts, output_errors
 
-    frames = frame_table(mrs, references, outputs)
+    corpora = _corpora(mrs, references, outputs, training)
+    openings = {  # each system's opening, output by output
+        name: [first_sentence(delexicalise(m, t)) for m, t in zip(mrs, texts, strict=True)]
+        for name, texts in outputs.items()
+    }
+    counts = {name: Counter(found) for name, found in openings.items()}
+    counts["human references"] = frame_counts(*corpora["human references"])
+    counts["training references"] = frame_counts(*corpora["training references"])
+    frames = _table_of(counts)
     system = max(outputs, key=lambda name: frames[name]["share %"])
     frame, texts = frames[system]["most frequent opening"], outputs[system]
-    opens = [first_sentence(delexicalise(m, t)) == frame for m, t in zip(mrs, texts, strict=True)]
+    opens = [found == frame for found in openings[system]]
     drops = [output_errors(m, t)["dropped"] for m, t in zip(mrs, texts, strict=True)]
     by_slot = Counter(slot for dropped in drops for slot in dropped)
     slot, dropped = by_slot.most_common(1)[0] if by_slot else (None, 0)
-    ref_mrs, ref_texts = _beside_references(mrs, references, {})["human references"]
     return {
         "system": system,
         "frame": frame,
         "outputs": len(texts),
         "opening": sum(opens),
-        "in_test": frame_counts(ref_mrs, ref_texts)[frame],
-        "test_texts": len(ref_texts),
-        "in_training": frame_counts([m for m, _ in training], [r for _, r in training])[frame],
+        "in_test": counts["human references"][frame],
+        "test_texts": len(corpora["human references"][1]),
+        "in_training": counts["training references"][frame],
         "training_texts": len(training),
         "slot": slot,
         "dropped": dropped,
