@@ -306,6 +306,41 @@ def test_jobs_run_in_pinned_workers_through_the_glue_command(tmp_path):
     assert "threads 1" in log and "'--preset', 'full'" in log and "'--pooling', 'mean'" in log
 
 
+def test_all_steps_split_every_stage_and_put_ft_and_lora_first(tmp_path, monkeypatch):
+    """Each stage's jobs fall in exactly one of ``ORDER``'s steps for that stage; FT and
+    LoRA's long runs and seeds come before every baseline's, Section 7's seed 0 before its
+    later seeds, and the larger adapters last; ``all`` runs the steps in that order."""
+    jobs = {
+        "head": head_jobs(),
+        "long": [j for t, m in PAIRS for j in fc.chain(t, m, "cls")],
+        "seeds": seeds_jobs(START, "cls"),
+        "section7": section7_jobs(START, "cls"),
+    }
+    for stage, found in jobs.items():
+        steps = [keep for name, _, keep in fc.ORDER if name == stage]
+        for job in found:
+            assert sum(keep(job) for keep in steps) == 1, job
+    names = [f"{stage}: {label}" for stage, label, _ in fc.ORDER]
+    first_baseline = names.index("long: BitFit and the adapters at LoRA's size")
+    assert names.index("long: FT and LoRA") < names.index("seeds: FT and LoRA") < first_baseline
+    assert names.index("section7: seed 0 of every cell") < names.index("section7: seeds 1 and 2")
+    assert names[-1].startswith("seeds: the larger adapters")
+    assert {j.method for j in jobs["seeds"] if fc.ORDER[2][2](j)} == set(fc.CLAIM_METHODS)
+
+    called = []
+
+    def run_stage(stage, *args):
+        called.append((stage, args[-1]))
+        return []
+
+    monkeypatch.setattr(fc, "run_stage", run_stage)
+    assert fc.main(["all", "--results-dir", str(tmp_path)]) == 0
+    assert called == [(stage, keep) for stage, _, keep in fc.ORDER]
+    called.clear()
+    assert fc.main(["seeds", "--results-dir", str(tmp_path)]) == 0
+    assert [stage for stage, _ in called] == ["seeds"] and called[0][1](jobs["seeds"][-1])
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -347,6 +382,7 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     for stage in fc.STAGES:
         assert f"== {stage}: " in out
     assert "picked: cls" in out and "three seeds in every Table 6 cell" in out
+    assert f"  {len(fc.ORDER)}. seeds:    the larger adapters" in out
     assert "done  head: sst2-" in out and "(spent 0.1 h)" in out
     assert "measured by finished records: lora tokens/s, cola epoch tokens" in out
     assert "whole campaign ~" in out and "finished: 21 runs" in out

@@ -7,7 +7,7 @@
     python -m lorabook.glue.full_campaign budget                # the budget rule on its records
     python -m lorabook.glue.full_campaign seeds --workers 2     # seeds 1, 2; larger adapters
     python -m lorabook.glue.full_campaign section7 --workers 2  # Tables 5 and 6 on MiniLM
-    python -m lorabook.glue.full_campaign all --workers 2       # the four stages, unattended
+    python -m lorabook.glue.full_campaign all --workers 2       # all of it, in ORDER, unattended
 
 The rules below were written before any of these ran. Every choice reads the dev sets (the
 GLUE test labels are not public), each run at its best epoch, as Table 2 reports.
@@ -64,20 +64,31 @@ outcomes, written in by hand: :data:`~lorabook.glue.presets.FULL_POOLING` (``pic
 prints it) and :data:`~lorabook.glue.presets.FULL_EPOCHS` (``budget`` prints it); a test
 checks them against the committed records.
 
-**Order and workers.** Within a stage, seed 0 of everything first, task by task (the
-cheapest epoch first), each task's cheaper runs first. Each job is ``python -m lorabook.glue
-... --preset full`` in its own process, ``--workers 2`` of them pinned to a core each with
-one thread (:func:`lorabook.glue.campaign.run_jobs`); finished runs are skipped and an
-interrupted one resumes, so the same command picks up where the last one stopped.
-``plan`` estimates from the tokens a second that finished records measured, else from the
-stated defaults (:func:`default_speeds`).
+**Order and workers.** ``all`` does not run the stages one after the other: it runs them in
+the steps of :data:`ORDER`, so that what decides a claim comes first. Planned from measured
+speeds, the whole campaign is several times the issues' aims of ~20 (GLUE) and ~15 (Section
+7) worker-hours (``plan`` prints both), so it takes many sessions, and the order is what
+each issue's fallback says goes first: issue 20's "FT and LoRA × 3 seeds at per-task budgets
+first, then the size-matched adapters and BitFit × 3 seeds; today's larger adapters keep
+their one seed" (the larger ones go last); issue 19's three seeds where they matter most
+(the Table 5 rows, Table 6's {W_q, W_v}). Between the two issues: Section 7's seed 0 of
+every cell (its four studies, once each) before the baselines' long runs, because chapter 6
+has no record at all until then while Table 2's second claim already has the ``cpu``
+campaign's; Section 7's seeds 1 and 2 after the baselines' seeds. ``plan`` shows the steps
+with their hours. Within a step, seed 0 of everything first, task by task (the cheapest
+epoch first), each task's cheaper runs first. Each job is ``python -m lorabook.glue ...
+--preset full`` in its own process, ``--workers 2`` of them pinned to a core each with one
+thread (:func:`lorabook.glue.campaign.run_jobs`); finished runs are skipped and an
+interrupted one resumes, so the same command picks up where the last one stopped. ``plan``
+estimates from the tokens a second that finished records measured, else from the stated
+defaults (:func:`default_speeds`).
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -113,6 +124,8 @@ TABLE6_RANKS = (1, 2, 4, 8, 64)
 TABLE6_TARGETS = (("q",), ("q", "v"), ("q", "k", "v", "o"))
 TABLE6_SEEDED = (("q", "v"),)  # Table 6's columns with every seed; the others have seed 0
 SECTION7_AIM_HOURS = 15  # issue 19: about 15 worker-hours
+GLUE_AIM_HOURS = 20  # issue 20: about 20 worker-hours
+CLAIM_METHODS = ("ft", "lora")  # Table 2's first claim: LoRA against FT
 # Defaults of `plan` until finished records measure them: the cpu campaign's one-thread fp32
 # tokens/s (glue.campaign) × the bf16 gain (results/bench/precision-cpu.json: MiniLM LoRA
 # ×1.51 and FT ×1.54 a step with 2 threads, LoRA ×1.63 with one); training tokens an epoch at
@@ -449,6 +462,44 @@ def stage_jobs(
     return section7_jobs(decided, pooling)
 
 
+def _every(job: Job) -> bool:
+    return True
+
+
+def _claim_methods(job: Job) -> bool:
+    return job.method in CLAIM_METHODS
+
+
+def _baselines(job: Job) -> bool:
+    return job.method not in CLAIM_METHODS and job.adapter_size is None
+
+
+def _seed0(job: Job) -> bool:
+    return job.seed == 0
+
+
+def _later_seeds(job: Job) -> bool:
+    return job.seed > 0
+
+
+def _larger_adapters(job: Job) -> bool:
+    return job.adapter_size is not None
+
+
+ORDER: tuple[tuple[str, str, Callable[[Job], bool]], ...] = (
+    ("head", "every run", _every),
+    ("long", "FT and LoRA", _claim_methods),
+    ("seeds", "FT and LoRA", _claim_methods),
+    ("section7", "seed 0 of every cell", _seed0),
+    ("long", "BitFit and the adapters at LoRA's size", _baselines),
+    ("seeds", "BitFit and the adapters at LoRA's size", _baselines),
+    ("section7", "seeds 1 and 2", _later_seeds),
+    ("seeds", f"the larger adapters (m = {LARGER_ADAPTER_SIZE}, seed 0)", _larger_adapters),
+)
+"""The steps ``all`` runs, in turn: (stage, which of its jobs, the test a job passes). Each
+stage's steps split its jobs: every job is in one step (module docstring: why this order)."""
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -515,9 +566,31 @@ def plan_rows(
     note += "seeds in every Table 6 cell: "
     note += f"{len(extra)} runs more, +{_hours(extra, speeds):.1f} h"
     stages["section7"] = (rows(section7), note)
+    jobs = {"head": head, "long": long, "seeds": seeds, "section7": section7}
+    stages["_order"] = ([], _order_note(jobs, stages))
     basis = ", ".join(speeds.measured) or "none"
     stages["_speeds"] = ([], f"measured by finished records: {basis}; the rest: stated defaults")
     return stages
+
+
+def _order_note(
+    jobs: Mapping[str, Sequence[Job]], stages: Mapping[str, tuple[Sequence[PlanRow], str]]
+) -> str:
+    """``all``'s steps (:data:`ORDER`): runs, worker-hours left, and the running total."""
+    lines = [
+        f"`all` runs these steps in turn (the issues' aims: ~{GLUE_AIM_HOURS} + "
+        f"~{SECTION7_AIM_HOURS} worker-hours; waiting runs at the starting epochs)"
+    ]
+    total = 0.0
+    for i, (stage, label, keep) in enumerate(ORDER, 1):
+        rows = [row for job, row in zip(jobs[stage], stages[stage][0], strict=True) if keep(job)]
+        left = shared.plan_totals(rows)["left"]
+        total += left
+        lines.append(
+            f"  {i}. {stage + ':':<9} {label:<42} {len(rows):>3} runs, ~{left:4.1f} h left"
+            f" (total ~{total:.1f})"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- running
@@ -529,13 +602,16 @@ def run_stage(
     results_dir: str | Path = DEFAULT_RESULTS,
     model: str = MODEL,
     cores: int | None = None,
+    keep: Callable[[Job], bool] = _every,
 ) -> list[tuple[Job, int]]:
-    """Run ``stage``'s jobs, then those its finished runs called for (the long stage's
-    doublings; budgets decided meanwhile), until no new job appears or one fails."""
+    """Run ``stage``'s jobs that ``keep`` passes, then those its finished runs called for
+    (the long stage's doublings; budgets decided meanwhile), until no new job appears or one
+    fails."""
     ran: list[tuple[Job, int]] = []
     seen: list[Job] = []
     while True:
-        jobs = [j for j in stage_jobs(stage, results_dir, model) if j not in seen]
+        found = stage_jobs(stage, results_dir, model)
+        jobs = [j for j in found if keep(j) and j not in seen]
         if not jobs or any(code for _, code in ran):
             return ran
         if seen:
@@ -579,7 +655,7 @@ def _main(argv: Sequence[str] | None) -> int:
     sub.add_parser("budget", help="apply the budget rule to the long stage's records")
     for name in STAGES:
         shared.add_run_command(sub, name, f"run the {name} stage (resumable)")
-    shared.add_run_command(sub, "all", "run the four stages in turn (resumable)")
+    shared.add_run_command(sub, "all", "run every stage's jobs in ORDER's steps (resumable)")
     shared.add_location_options(sub, DEFAULT_RESULTS, MODEL)
     add_debug_flag(parser)
     args = parser.parse_args(argv)
@@ -597,11 +673,12 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
     ran: list[tuple[Job, int]] = []
-    for stage in STAGES if args.command == "all" else (args.command,):
+    steps = ORDER if args.command == "all" else ((args.command, "every run", _every),)
+    for stage, label, keep in steps:
         if any(code for _, code in ran):
             break
-        print(f"== {stage}", flush=True)
-        ran += run_stage(stage, args.workers, args.results_dir, args.model, args.cores)
+        print(f"== {stage}: {label}", flush=True)
+        ran += run_stage(stage, args.workers, args.results_dir, args.model, args.cores, keep)
     return shared.exit_status(ran)
 
 
