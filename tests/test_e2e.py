@@ -389,7 +389,11 @@ def test_a_run_decodes_the_trained_tensors_of_another_record_without_training(
     with pytest.raises(ValueError, match="method differ"):
         run_e2e("adapter_l", trained_from=path, **kw)
     (path.with_suffix("") / "trainable.safetensors").unlink()  # a record whose file is not here
-    with pytest.raises(ValueError, match="kept no trained tensors here"):
+    with pytest.raises(ValueError, match="names its trained tensors 'trainable.safetensors', but"):
+        run_e2e("lora", trained_from=path, **kw)
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "trainable_tensors": None}))  # FT's: none kept
+    with pytest.raises(ValueError, match="kept no trained tensors: its lora run trained 5 MB"):
         run_e2e("lora", trained_from=path, **kw)
 
 

@@ -380,14 +380,3 @@ def frame_counts(mrs: Sequence[str], texts: Sequence[str]) -> Counter[str]:
     if len(mrs) != len(texts) or not texts:
         raise ValueError(f"opening frames: {len(mrs)} MRs for {len(texts)} texts (one each)")
     return Counter(first_sentence(delexicalise(mr, t)) for mr, t in zip(mrs, texts, strict=True))
-
-
-def opening_frames(mrs: Sequence[str], texts: Sequence[str], top: int = 3) -> list[dict]:
-    """The ``top`` most frequent openings of :func:`frame_counts`: how much of a corpus one
-    phrasing writes. Each: ``{"frame", "count", "share"}`` (share of the texts), most
-    frequent first."""
-    frames = frame_counts(mrs, texts)
-    return [
-        {"frame": frame, "count": n, "share": n / len(texts)}
-        for frame, n in frames.most_common(top)
-    ]

@@ -330,11 +330,17 @@ def trained_source(record_path: str | Path, config: dict) -> dict:
             "decode again only with the settings it was trained with"
         )
     kept = source.get("trainable_tensors")
-    if not kept or not (record_path.with_suffix("") / kept).is_file():
+    if not kept:
         raise ValueError(
-            f"{record_path} kept no trained tensors here (tensors of "
-            f"{KEEP_TENSORS_BELOW / 1e6:.0f} MB or more, full fine-tuning's and FT-Top2's, are "
-            "not kept): train the run again instead"
+            f"{record_path} kept no trained tensors: its {source['method']} run trained "
+            f"{KEEP_TENSORS_BELOW / 1e6:.0f} MB or more, which are weights, not kept beside a "
+            "record; train the run again instead"
+        )
+    if not (record_path.with_suffix("") / kept).is_file():
+        raise ValueError(
+            f"{record_path} names its trained tensors {kept!r}, but they are not in "
+            f"{record_path.with_suffix('')}: copy them from the machine that trained the run "
+            "(files this large are not committed), or train the run again"
         )
     return {**source, "_path": str(record_path)}
 
