@@ -156,6 +156,35 @@ def outputs_of(record: dict, results: Path) -> str:
     return next(results.rglob(f"*-{record['config_key']}/outputs.txt")).read_text()
 
 
+@pytest.mark.parametrize("rounds_per_epoch", [1, 4])
+@pytest.mark.parametrize("scope", ["global", "process"])
+def test_several_processes_take_one_process_steps_in_the_same_rounds(rounds_per_epoch, scope):
+    """``fit`` deals each optimizer step's examples out to the processes, so N processes with
+    a global batch see step by step what one process sees, and a round takes as many steps:
+    the order is cut into steps of every process's examples, not one process's batch."""
+    lengths = [20 + (i * 7919) % 100 for i in range(42_061)]  # E2E's spread of lengths
+    settings = e2e_preset("full", "lora").with_overrides(
+        lr=2e-4, rounds_per_epoch=rounds_per_epoch, batch_scope=scope
+    )
+    one, one_order = experiment.fit_rounds(settings, lengths, processes=1)
+    two, two_order = experiment.fit_rounds(settings, lengths, processes=2)
+    each = 4 if scope == "global" else 8  # a process's batch: half the step's, or all of it
+    assert (one.batch_size, two.batch_size) == (8, each)
+    if scope == "global":  # the same steps, the same examples in each, in the same order
+        assert two.max_steps_per_epoch == one.max_steps_per_epoch
+        assert two_order(1) == one_order(1)
+        if rounds_per_epoch > 1:
+            assert two.max_steps_per_epoch == 1_315  # 10,516 rows of the round, 8 a step
+        return
+    steps = two.max_steps_per_epoch or -(-len(lengths) // 16)
+    order = two_order(1)[: steps * 16]
+    spread = [
+        max(lengths[i] for i in order[k : k + 16]) - min(lengths[i] for i in order[k : k + 16])
+        for k in range(0, len(order), 16)
+    ]
+    assert sorted(spread)[len(spread) // 2] < 5  # each step of 16 grouped by length
+
+
 def test_a_full_run_evaluates_each_round_and_decodes_with_its_best_weights(
     model_folder, small_data, tmp_path, monkeypatch
 ):

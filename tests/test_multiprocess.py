@@ -237,8 +237,8 @@ def test_resuming_with_another_process_count_is_refused(tmp_path):
 # --- E2E: training, decoding sharded across the processes, one record ----------------------
 
 E2E_ARGS = ["--method", "lora", "--preset", "smoke", "--no-score", "--no-progress"]
-E2E_ARGS += ["--dropout", "0", "--backbone-dropout", "0"]
-E2E_SAME = {"dropout": 0.0, "backbone_dropout": 0.0}
+E2E_ARGS += ["--dropout", "0", "--backbone-dropout", "0", "--rounds-per-epoch", "2"]
+E2E_SAME = {"dropout": 0.0, "backbone_dropout": 0.0, "rounds_per_epoch": 2}  # the full preset's
 
 
 @pytest.mark.slow  # `make check` (CI) runs it; `make test` leaves it out
@@ -254,6 +254,7 @@ def test_a_two_process_e2e_run_writes_one_record_whose_outputs_equal_one_process
     (path,) = (two_dir / "e2e").rglob("*.json")
     two = json.loads(path.read_text())
     assert two["processes"] == 2 and two["effective_batch"]["examples"] == 4
+    assert len(two["epochs"]) == 2  # two rounds (16 rows: 2 steps of 4 each), one evaluation each
     assert len(two["peak_memory"]["per_process"]) == 2
     assert done.stdout.count("Record:") == 1
     assert not any((two_dir / "_scratch").iterdir())

@@ -475,11 +475,6 @@ def plan_e2e_run(
     settings = settings.with_overrides(**(overrides or {})).require_set()
     if processes is None:
         processes = launched_processes()
-    if processes > 1 and settings.rounds_per_epoch > 1:
-        raise SettingsError(
-            f"rounds_per_epoch={settings.rounds_per_epoch} plans its rounds for one process; "
-            f"run it with one process, or set rounds_per_epoch=1 for {processes} processes"
-        )
     try:
         per_process(settings.train, settings.batch_scope, processes)
     except ValueError as err:
@@ -496,25 +491,30 @@ def fit_rounds(
     and the run's ``processes`` (the batch each one takes: :func:`lorabook.train.per_process`):
     as they are with one round an epoch; with ``rounds_per_epoch`` > 1, one ``fit`` epoch per
     round (:func:`lorabook.train.round_order`: the rounds of a pass cover every training row
-    once, each takes the same number of batches, so the schedule planned for ``planned_rounds``
-    rounds is exact). ``group_by_length``: batches of similar length
-    (:func:`lorabook.train.group_by_length`, in chunks of ``LENGTH_GROUP_BATCHES`` batches).
+    once, each takes the same number of optimizer steps, so the schedule planned for
+    ``planned_rounds`` rounds is exact). ``group_by_length``: steps of similar length
+    (:func:`lorabook.train.group_by_length`, in chunks of ``LENGTH_GROUP_BATCHES`` steps).
+
+    Both cut the order into *steps*, the examples of one optimizer step over every process
+    (``fit`` deals each step's examples out to the processes, a process batch each), so N
+    processes see, step by step, the examples one process with the same global batch sees,
+    and a round takes as many steps on any number of processes.
 
     Raises:
-        SettingsError: the training rows cannot be cut into rounds of equal batches.
+        SettingsError: the training rows cannot be cut into rounds of equal steps.
     """
     train = per_process(settings.train, settings.batch_scope, processes)
-    batch, seed = train.batch_size, train.seed
+    step, seed = train.batch_size * processes, train.seed
     grouped = lengths if settings.group_by_length else None
     if settings.rounds_per_epoch == 1:
         if grouped is None:
             return train, None
         return train, functools.partial(
-            length_grouped_order, grouped, batch, seed, chunk_batches=LENGTH_GROUP_BATCHES
+            length_grouped_order, grouped, step, seed, chunk_batches=LENGTH_GROUP_BATCHES
         )
     try:
         order, per_round = round_order(
-            len(lengths), batch, settings.rounds_per_epoch, seed, grouped, LENGTH_GROUP_BATCHES
+            len(lengths), step, settings.rounds_per_epoch, seed, grouped, LENGTH_GROUP_BATCHES
         )
     except ValueError as err:
         raise SettingsError(f"{err} (set train_examples)") from None
