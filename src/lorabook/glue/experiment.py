@@ -388,12 +388,11 @@ def run_glue(
     collate = DataCollatorWithPadding(tokenizer, padding=settings.padding, max_length=pad_to)
     train = per_process(settings.train, settings.batch_scope, state.num_processes)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
+    step = train.batch_size * state.num_processes  # fit deals a step's examples to the processes
 
     def order(epoch: int) -> list[int]:
-        if settings.group_by_length:
-            return length_grouped_order(
-                lengths, train.batch_size, train.seed, epoch, LENGTH_GROUP_BATCHES
-            )
+        if settings.group_by_length:  # steps of similar length: one process's steps on N
+            return length_grouped_order(lengths, step, train.seed, epoch, LENGTH_GROUP_BATCHES)
         return epoch_order(len(lengths), train.seed, epoch)
 
     set_seed(seed)  # the new head and LoRA's A are initialised here, before fit() runs
