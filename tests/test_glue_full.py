@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import glue_command_plan
 
+from lorabook.campaign import plan_totals
 from lorabook.glue import full_campaign as fc
 from lorabook.glue import presets
 from lorabook.glue.full_campaign import (
@@ -383,6 +384,12 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
         assert f"== {stage}: " in out
     assert "picked: cls" in out and "three seeds in every Table 6 cell" in out
     assert f"  {len(fc.ORDER)}. seeds:    the larger adapters" in out
+    order = fc.order_rows(tmp_path)
+    assert [(r["stage"], r["runs"]) for r in order] == [(s, label) for s, label, _ in fc.ORDER]
+    assert order[0]["finished"] == order[0]["jobs"] == 20 and order[0]["hours left"] == 0
+    assert order[-1]["total left"] == pytest.approx(sum(r["hours left"] for r in order))
+    everything = plan_totals([r for stage in fc.STAGES for r in rows[stage][0]])
+    assert order[-1]["total left"] == pytest.approx(everything["left"])
     assert "done  head: sst2-" in out and "(spent 0.1 h)" in out
     assert "measured by finished records: lora tokens/s, cola epoch tokens" in out
     assert "whole campaign ~" in out and "finished: 21 runs" in out

@@ -521,7 +521,23 @@ def plan_rows(
     """Per stage, its jobs as plan rows and a note. What waits for an earlier stage's
     outcome is estimated as if it were known: [CLS] for the read-out, the starting epochs for
     an undecided budget (shown as ``wait``); doublings not asked for yet are not counted (the
-    long stage's note says what they could add)."""
+    long stage's note says what they could add). The note ``_order``: ``all``'s steps
+    (:func:`order_rows`)."""
+    return _plan(results_dir, model)[0]
+
+
+def order_rows(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[dict]:
+    """``all``'s steps (:data:`ORDER`) as the plan sees them: ``step``, ``stage``, ``runs``
+    (which of the stage's), ``jobs``, ``finished``, ``hours left`` and ``total left`` (the
+    hours left of this step and every step before it), estimated as :func:`plan_rows` does."""
+    stages, jobs = _plan(results_dir, model)
+    return _order_rows(jobs, stages)
+
+
+def _plan(
+    results_dir: str | Path, model: str
+) -> tuple[dict[str, tuple[list[PlanRow], str]], dict[str, list[Job]]]:
+    """:func:`plan_rows`, and each stage's jobs in the order of its rows."""
     records = find_records(results_dir, "glue", preset=PRESET, model=model)
     speeds = measured_speeds(records)
     picked = pick_pooling(results_dir, model).get("pooling")
@@ -567,30 +583,36 @@ def plan_rows(
     note += f"{len(extra)} runs more, +{_hours(extra, speeds):.1f} h"
     stages["section7"] = (rows(section7), note)
     jobs = {"head": head, "long": long, "seeds": seeds, "section7": section7}
-    stages["_order"] = ([], _order_note(jobs, stages))
-    basis = ", ".join(speeds.measured) or "none"
-    stages["_speeds"] = ([], f"measured by finished records: {basis}; the rest: stated defaults")
-    return stages
-
-
-def _order_note(
-    jobs: Mapping[str, Sequence[Job]], stages: Mapping[str, tuple[Sequence[PlanRow], str]]
-) -> str:
-    """``all``'s steps (:data:`ORDER`): runs, worker-hours left, and the running total."""
     lines = [
         f"`all` runs these steps in turn (the issues' aims: ~{GLUE_AIM_HOURS} + "
         f"~{SECTION7_AIM_HOURS} worker-hours; waiting runs at the starting epochs)"
     ]
-    total = 0.0
+    lines += [
+        f"  {r['step']}. {r['stage'] + ':':<9} {r['runs']:<42} {r['jobs']:>3} runs, "
+        f"~{r['hours left']:4.1f} h left (total ~{r['total left']:.1f})"
+        for r in _order_rows(jobs, stages)
+    ]
+    stages["_order"] = ([], "\n".join(lines))
+    basis = ", ".join(speeds.measured) or "none"
+    stages["_speeds"] = ([], f"measured by finished records: {basis}; the rest: stated defaults")
+    return stages, jobs
+
+
+def _order_rows(
+    jobs: Mapping[str, Sequence[Job]], stages: Mapping[str, tuple[Sequence[PlanRow], str]]
+) -> list[dict]:
+    """:func:`order_rows` from each stage's jobs and their plan rows (in the same order)."""
+    out, total = [], 0.0
     for i, (stage, label, keep) in enumerate(ORDER, 1):
         rows = [row for job, row in zip(jobs[stage], stages[stage][0], strict=True) if keep(job)]
         left = shared.plan_totals(rows)["left"]
         total += left
-        lines.append(
-            f"  {i}. {stage + ':':<9} {label:<42} {len(rows):>3} runs, ~{left:4.1f} h left"
-            f" (total ~{total:.1f})"
+        finished = sum(row.spent is not None for row in rows)
+        out.append(
+            {"step": i, "stage": stage, "runs": label, "jobs": len(rows), "finished": finished}
+            | {"hours left": left, "total left": total}
         )
-    return "\n".join(lines)
+    return out
 
 
 # --------------------------------------------------------------------------- running
