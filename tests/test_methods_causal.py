@@ -152,6 +152,17 @@ def test_prefix_count_is_two_layers_kv_width_length(arch):
     assert report.total == sum(p.numel() for p in base.parameters()) + report.trainable
 
 
+def test_prefix_tuning_raises_no_library_warning():
+    """peft's wrapper reads transformers' deprecated ``is_gradient_checkpointing``: the
+    FutureWarning, with the library's path, stays out of the run's log and the book."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared("llama", "prefix")
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], caught
+
+
 @pytest.mark.parametrize("arch", CAUSAL)
 def test_prefix_is_used_by_batched_left_padded_beam_search(arch):
     """peft's generate with left padding, attention mask and beams: one prompt at a time and

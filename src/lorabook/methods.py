@@ -130,6 +130,7 @@ from lorabook.inject import (
     model_type_default,
     name_matches,
 )
+from lorabook.quiet import quiet
 
 # prepare_model's methods: the GLUE baselines of Table 2 (and FT-Top2), changed in place
 METHODS: tuple[str, ...] = ("ft", "ft_top2", "bitfit", "adapter_h", "adapter_p", "lora")
@@ -657,7 +658,8 @@ def _apply_prefix(model: nn.Module, prefix_length: int) -> nn.Module:
     config = PrefixTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=prefix_length, prefix_projection=False
     )
-    return get_peft_model(model, config)
+    with quiet():  # peft reads transformers' deprecated `is_gradient_checkpointing`
+        return get_peft_model(model, config)
 
 
 def prepare_causal_lm(
