@@ -62,3 +62,30 @@ def test_the_line_format():
     assert book.line(ok) == "01_theory               12.3 s  ok"
     bad = {**ok, "ok": False, "error": "cell 3: KeyError: 'x'"}
     assert book.line(bad).endswith("failed: cell 3: KeyError: 'x'")
+
+
+def test_each_kernel_computes_on_its_share_of_the_cores_unless_the_user_said(monkeypatch):
+    monkeypatch.setattr(book.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert [book.kernel_threads(jobs) for jobs in (1, 2, 3)] == [2, 1, 1]
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = book.kernel_env(jobs=2)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert book.kernel_env(jobs=1)["OMP_NUM_THREADS"] == "2"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice stands
+    assert book.kernel_env(jobs=2)["OMP_NUM_THREADS"] == "3"
+
+
+def test_a_chapter_runs_with_the_threads_it_was_given(tmp_path):
+    write_chapter(tmp_path, "01_threads", "__import__('torch').get_num_threads()")
+    env = {k: v for k, v in book.os.environ.items() if k != "OMP_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lorabook.book", "--jobs", "64"],  # more jobs than cores: 1 each
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    executed = tmp_path / "book" / "_executed" / "01_threads.ipynb"
+    assert "quick 1" in executed.read_text()

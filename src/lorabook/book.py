@@ -43,18 +43,34 @@ def chapters(root: Path, only: Sequence[str] = ()) -> list[str]:
     return [name for name in found if not only or name in only]
 
 
-def kernel_env(data_dir: str | Path | None = None) -> dict[str, str]:
+def kernel_env(data_dir: str | Path | None = None, jobs: int = 1) -> dict[str, str]:
     """The environment ``make book`` gives the kernels: this venv's kernelspec first, the
     venv named for the chapters' check, the data folder (``$LORABOOK_DATA``, else
-    ``../shared/data`` beside the book)."""
+    ``../shared/data`` beside the book), and the threads each of ``jobs`` kernels computes
+    with (:func:`kernel_threads`)."""
     venv = Path(sys.prefix)
     data = data_dir or os.environ.get("LORABOOK_DATA") or Path("..") / "shared" / "data"
+    threads = {}
+    if "OMP_NUM_THREADS" not in os.environ:
+        n = str(kernel_threads(jobs))
+        threads = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
     return {
         **os.environ,
         "JUPYTER_PATH": str(venv / "share" / "jupyter"),
         "LORABOOK_VENV": str(venv),
         "LORABOOK_DATA": str(Path(data).resolve()),
+        **threads,
     }
+
+
+def kernel_threads(jobs: int) -> int:
+    """The cores this process may use, shared out among ``jobs`` kernels (at least one each).
+
+    torch computes on every core by default, so two chapters at a time on two cores would
+    run four threads on two cores, and a thread that waits for its siblings waits for their
+    turn on a core. A user's ``OMP_NUM_THREADS`` is left as it is (:func:`kernel_env`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, jobs))
 
 
 def execute_one(root: Path, name: str, mode: str) -> dict:
@@ -118,7 +134,7 @@ def run_book(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     root = Path(root).resolve()
     names = chapters(root, only)
-    env = kernel_env(data_dir)
+    env = kernel_env(data_dir, jobs)
 
     def one(name: str) -> dict:
         command = [sys.executable, "-m", "lorabook.book", "--one", name, "--mode", mode]
