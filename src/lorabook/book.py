@@ -48,18 +48,16 @@ def kernel_env(data_dir: str | Path | None = None, jobs: int = 1) -> dict[str, s
     venv named for the chapters' check, the data folder (``$LORABOOK_DATA``, else
     ``../shared/data`` beside the book), and the threads each of ``jobs`` kernels computes
     with (:func:`kernel_threads`)."""
+    from lorabook.campaign import worker_env
+
     venv = Path(sys.prefix)
     data = data_dir or os.environ.get("LORABOOK_DATA") or Path("..") / "shared" / "data"
-    threads = {}
-    if "OMP_NUM_THREADS" not in os.environ:
-        n = str(kernel_threads(jobs))
-        threads = {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    base = dict(os.environ) if "OMP_NUM_THREADS" in os.environ else worker_env(kernel_threads(jobs))
     return {
-        **os.environ,
+        **base,
         "JUPYTER_PATH": str(venv / "share" / "jupyter"),
         "LORABOOK_VENV": str(venv),
         "LORABOOK_DATA": str(Path(data).resolve()),
-        **threads,
     }
 
 
@@ -69,8 +67,9 @@ def kernel_threads(jobs: int) -> int:
     torch computes on every core by default, so two chapters at a time on two cores would
     run four threads on two cores, and a thread that waits for its siblings waits for their
     turn on a core. A user's ``OMP_NUM_THREADS`` is left as it is (:func:`kernel_env`)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, jobs))
+    from lorabook.campaign import available_cores
+
+    return max(1, available_cores() // max(1, jobs))
 
 
 def execute_one(root: Path, name: str, mode: str) -> dict:

@@ -425,6 +425,15 @@ def per_process(config: TrainConfig, scope: str, processes: int) -> TrainConfig:
     return replace(config, batch_size=config.batch_size // processes)
 
 
+def step_examples(config: TrainConfig, processes: int) -> int:
+    """The examples of one step of ``fit`` over every process, for the TrainConfig one
+    process trains with (:func:`per_process`): ``fit`` deals each step's examples out to the
+    processes, a process batch each, so an order grouped in steps of this size (length
+    grouping, rounds) gives N processes the steps one process with the same global batch
+    takes."""
+    return config.batch_size * processes
+
+
 def effective_batch(config: TrainConfig, processes: int) -> dict[str, int]:
     """The examples behind one optimizer step: ``per_process × processes × grad_accum``, for
     the TrainConfig one process trains with (:func:`per_process`). The experiments put the
@@ -540,7 +549,7 @@ def fit(
         compute_loss = _model_loss
     accelerator = _accelerator(config)
     processes = accelerator.num_processes
-    step_examples = config.batch_size * processes  # one step's examples over all processes
+    step_size = step_examples(config, processes)  # one step's examples over all processes
     if not accelerator.is_main_process:
         log = _silent  # one log line per epoch, from the main process
     set_seed(config.seed)
@@ -548,14 +557,14 @@ def fit(
         optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
     else:
         optimizer = make_optimizer(model, config)
-    batches = math.ceil(len(train_dataset) / step_examples)
+    batches = math.ceil(len(train_dataset) / step_size)
     if config.max_steps_per_epoch:
         batches = min(batches, config.max_steps_per_epoch)
     total_steps = config.epochs * math.ceil(batches / config.grad_accum)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup(total_steps), total_steps)
     # The scheduler is stepped here, once per optimizer step: Accelerate's wrapper would step
     # it once per process (it plans in one process's steps), and this schedule is planned in
-    # steps of ``step_examples`` examples.
+    # steps of ``step_size`` examples.
     model, optimizer = accelerator.prepare(model, optimizer)
 
     result = FitResult(select=select)
@@ -675,11 +684,11 @@ def fit(
             rng = in_epoch["rng"] if in_epoch else None
             in_epoch = None
             indices = order(epoch) if order else epoch_order(len(train_dataset), config.seed, epoch)
-            indices = indices[: batches * step_examples]
-            epoch_batches = math.ceil(len(indices) / step_examples)
+            indices = indices[: batches * step_size]
+            epoch_batches = math.ceil(len(indices) / step_size)
             loader = accelerator.prepare(  # several processes: each gets its shard of a step
                 DataLoader(
-                    Subset(train_dataset, indices[done * step_examples :]),
+                    Subset(train_dataset, indices[done * step_size :]),
                     batch_size=config.batch_size,
                     collate_fn=collate_fn,
                 )

@@ -85,6 +85,7 @@ from lorabook.train import (
     per_process,
     process_state,
     round_order,
+    step_examples,
 )
 
 # bytes: keep trained tensors with the record below this (LoRA, the adapters, prefixes: about
@@ -495,16 +496,15 @@ def fit_rounds(
     ``planned_rounds`` rounds is exact). ``group_by_length``: steps of similar length
     (:func:`lorabook.train.group_by_length`, in chunks of ``LENGTH_GROUP_BATCHES`` steps).
 
-    Both cut the order into *steps*, the examples of one optimizer step over every process
-    (``fit`` deals each step's examples out to the processes, a process batch each), so N
-    processes see, step by step, the examples one process with the same global batch sees,
-    and a round takes as many steps on any number of processes.
+    Both cut the order into *steps* (:func:`lorabook.train.step_examples`), so N processes
+    see, step by step, the examples one process with the same global batch sees, and a round
+    takes as many steps on any number of processes.
 
     Raises:
         SettingsError: the training rows cannot be cut into rounds of equal steps.
     """
     train = per_process(settings.train, settings.batch_scope, processes)
-    step, seed = train.batch_size * processes, train.seed
+    step, seed = step_examples(train, processes), train.seed
     grouped = lengths if settings.group_by_length else None
     if settings.rounds_per_epoch == 1:
         if grouped is None:

@@ -84,6 +84,7 @@ from lorabook.train import (
     length_grouped_order,
     per_process,
     process_state,
+    step_examples,
 )
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -388,7 +389,7 @@ def run_glue(
     collate = DataCollatorWithPadding(tokenizer, padding=settings.padding, max_length=pad_to)
     train = per_process(settings.train, settings.batch_scope, state.num_processes)
     lengths = [len(ids) for ids in train_ds["input_ids"]]
-    step = train.batch_size * state.num_processes  # fit deals a step's examples to the processes
+    step = step_examples(train, state.num_processes)
 
     def order(epoch: int) -> list[int]:
         if settings.group_by_length:  # steps of similar length: one process's steps on N
