@@ -160,8 +160,8 @@ def test_the_budget_is_the_longer_pilot_and_a_pilot_at_the_budget_is_seed_0(tmp_
         ("adapter_l", 0),
         ("prefix", 0),
         ("lora", 1),
-        ("ft", 1),
         ("lora", 2),
+        ("ft", 1),
         ("ft", 2),
     ]
     assert jobs[1] == ft  # FT's pilot trained the budget: it is FT's seed 0

@@ -57,7 +57,8 @@ same training.
 Table 3's small size: the budget has no room for the 11M one) and PreLayer (prefix, l_p = 8)
 with seed 0; each at the budget, decoding the test set with the weights of its lowest dev
 loss. Seed 0 of LoRA or FT is its pilot's record when the pilot trained exactly the budget
-with the same settings; otherwise a run of its own. Seed 0 of every method runs first.
+with the same settings; otherwise a run of its own. Seed 0 of every method runs first, then
+LoRA's seeds, then FT's (:func:`run_order`).
 
 **Continuing.** A round is trained once: every sweep run keeps its final checkpoint, the
 pilot at the picked rate starts from it (the sweep's round is the pilot's first round, and a
@@ -306,11 +307,13 @@ def _training_settings(settings: dict) -> dict:
 
 
 def run_order() -> list[tuple[str, int]]:
-    """(method, seed) of the runs in the order they run: every method's seed 0 first."""
-    rounds = max(len(seeds) for seeds in RUN_SEEDS.values())
-    return [
-        (m, seeds[i]) for i in range(rounds) for m, seeds in RUN_SEEDS.items() if i < len(seeds)
-    ]
+    """(method, seed) of the runs in the order they run: every method's seed 0 first, then
+    the other seeds method by method, LoRA's before FT's. A LoRA run's checkpoint is a few
+    megabytes, which ``stash`` carries in git to the next machine; FT's (the whole model and
+    its Adam moments, 1.6 GB) stays on the machine that wrote it, so LoRA's seeds run first
+    and a machine lost between sessions costs the least."""
+    first = [(m, seeds[0]) for m, seeds in RUN_SEEDS.items()]
+    return first + [(m, s) for m, seeds in RUN_SEEDS.items() for s in seeds[1:]]
 
 
 def runs_jobs(
