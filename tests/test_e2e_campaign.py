@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -265,12 +266,16 @@ def tensors(results: Path, record: dict) -> dict[str, torch.Tensor]:
     return load_file(str(folder / record["trainable_tensors"]))
 
 
+@pytest.mark.parametrize("machine", ["same", "new"])
 def test_a_worker_killed_mid_run_resumes_to_the_record_of_an_uninterrupted_run(
-    model_folder, small_data, tmp_path
+    model_folder, small_data, tmp_path, machine, capsys
 ):
     """The pilot's job on a tiny model, the worker killed (SIGKILL) once its first checkpoint
     exists; the campaign run again finishes it: the same record, outputs and weights as the
-    same run never interrupted."""
+    same run never interrupted. On a ``new`` machine the scratch folder is gone and the
+    checkpoint comes from the stash (what git carried); once finished, stash drops it."""
+    from lorabook import campaign as shared
+
     job = Job("pilot", "lora", 0, lr=1e-3, stop_flat=FLAT)
     model = str(model_folder)
     straight = experiment.run_e2e(
@@ -306,7 +311,11 @@ def test_a_worker_killed_mid_run_resumes_to_the_record_of_an_uninterrupted_run(
     finally:
         worker.wait()
     assert run.paths.finished() is None
+    if machine == "new":
+        assert shared.stash([(job, run.paths)])["stashed"] == [job]
+        shutil.rmtree(run.paths.scratch)
     assert run_jobs([job], 1, results, model, small_data, score=False, cores=1) == [(job, 0)]
+    assert ("checkpoint restored from" in capsys.readouterr().out) == (machine == "new")
     resumed = run.paths.finished()
     assert resumed["data"]["resumed_from_epoch"] + resumed["data"]["resumed_from_batch"] > 0
     assert untimed(resumed) == untimed(straight)
@@ -315,6 +324,32 @@ def test_a_worker_killed_mid_run_resumes_to_the_record_of_an_uninterrupted_run(
     outputs = [next(r.rglob("outputs.txt")).read_text() for r in (tmp_path / "straight", results)]
     assert outputs[0] == outputs[1]
     assert run_jobs([job], 1, results, model, small_data, score=False, cores=1) == []  # done
+    assert shared.stash([(job, run.paths)])["dropped"] == [job] * (machine == "new")
+    assert not run.paths.stash.exists()
+
+
+def test_stash_copies_only_small_unfinished_checkpoints_and_plan_reads_the_copy(tmp_path, picked):
+    from lorabook import campaign as shared
+
+    lora = Job("runs", "lora", 1)
+    paths = lora.plan(tmp_path).paths
+    assert paths.stash == tmp_path / "_resume" / paths.scratch.name
+    assert shared.stash([(lora, paths)]) == {"stashed": [], "dropped": [], "too big": []}
+    ckpt = paths.scratch / "ckpt"
+    ckpt.mkdir(parents=True)
+    (ckpt / "last.pt").write_bytes(b"x" * 1000)
+    (ckpt / "progress.json").write_text(json.dumps({"epochs_done": 1.0, "elapsed_seconds": 9.0}))
+    assert shared.stash([(lora, paths)], limit=999)["too big"] == [lora]
+    assert not paths.stash.exists()
+    assert shared.stash([(lora, paths)], limit=2000)["stashed"] == [lora]
+    assert (paths.stash / "ckpt" / "last.pt").read_bytes() == b"x" * 1000
+    shutil.rmtree(paths.scratch)  # a new machine: the plan reads the stashed progress
+    row = shared.plan_row(str(lora), paths, 3600.0, lambda record: None, start=0, end=4)
+    assert (row.state, row.done) == ("part", 0.25)
+    assert paths.restore_scratch() and (ckpt / "last.pt").read_bytes() == b"x" * 1000
+    (ckpt / "last.pt").write_bytes(b"newer")
+    assert not paths.restore_scratch()  # a checkpoint here is never overwritten
+    assert (ckpt / "last.pt").read_bytes() == b"newer"
 
 
 def test_a_run_stopped_after_training_decodes_the_selected_weights_when_rerun(

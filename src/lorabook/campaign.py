@@ -10,6 +10,8 @@ and its estimates; this module runs the jobs and prints the plan:
   workers train 12–16% more tokens a second than one run on both cores); a finished job (its
   record exists) is skipped, one another live campaign holds (a lock file) too, and an
   interrupted one resumes when it is run again (the experiments checkpoint themselves).
+* :func:`stash`: a copy of the small checkpoints (LoRA's) of the unfinished jobs, for git to
+  carry to a new machine, where :func:`run_jobs` puts them back before it resumes the job.
 * :func:`override_flags`: a job's settings as command-line flags.
 * :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`, :func:`print_plan`: per job, its
   estimated time and, once finished, what it took; in all, the hours left and estimated
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lorabook.runs import RunPaths, read_progress
+from lorabook.runs import STASH_LIMIT, RunPaths, folder_bytes, read_progress
 
 Job = TypeVar("Job")
 
@@ -111,6 +113,7 @@ def run_jobs(
     ``cores`` being all this process may use unless given (``cores=1, workers=1`` leaves the
     other cores to other work). A job runs as ``[*command, *argv(job)]``; its output goes to
     ``<results>/_logs/<record name>.log``. A failed job is reported and the others go on.
+    A job whose checkpoint is not on this machine but in git (``stash``) resumes from that.
     """
     plans = [(job, paths(job)) for job in jobs]
     todo = [(job, run) for job, run in plans if run.finished() is None]
@@ -142,6 +145,8 @@ def run_jobs(
                 lock_file.unlink(missing_ok=True)
                 print(f"[worker {worker}] skip {job}: finished meanwhile", flush=True)
                 continue
+            if run.restore_scratch():
+                print(f"[worker {worker}] {job}: checkpoint restored from {run.stash}", flush=True)
             print(f"[worker {worker}] start {job} → {log}", flush=True)
             try:
                 with open(log, "a", encoding="utf-8") as out:
@@ -222,9 +227,32 @@ def plan_row(
     epochs or rounds ``start`` to ``end``), else ``todo``."""
     if (record := paths.finished()) is not None:
         return PlanRow(job, "done", estimate, spent(record))
-    if paths.scratch.exists():
-        return PlanRow(job, "part", estimate, done=part_done(paths.scratch, start, end))
+    for folder in (paths.scratch, paths.stash):
+        if folder.exists():
+            return PlanRow(job, "part", estimate, done=part_done(folder, start, end))
     return PlanRow(job, "todo", estimate)
+
+
+def stash(runs: Sequence[tuple[object, RunPaths]], limit: int = STASH_LIMIT) -> dict[str, list]:
+    """``stash``: copy the checkpoints of every unfinished run of ``runs`` ((job, paths)
+    pairs) that are at most ``limit`` bytes into ``<results>/_resume`` for git to carry to
+    the next machine, and drop the copies of finished runs (:meth:`RunPaths.stash_scratch`).
+    Prints and returns the jobs by outcome (``stashed``, ``dropped``, ``too big``)."""
+    outcomes: dict[str, list] = {"stashed": [], "dropped": [], "too big": []}
+    for job, paths in runs:
+        outcome = paths.stash_scratch(limit)
+        if outcome in outcomes:
+            outcomes[outcome].append(job)
+            size = folder_bytes(paths.stash if outcome == "stashed" else paths.scratch)
+            print(f"{outcome:<8} {job}" + (f" ({size / 2**20:.1f} MiB)" if size else ""))
+    if outcomes["too big"]:
+        print(
+            f"over {limit / 2**20:.0f} MiB, left on this machine only: "
+            + ", ".join(map(str, outcomes["too big"]))
+        )
+    if outcomes["stashed"] or outcomes["dropped"]:
+        print(f"commit {runs[0][1].stash.parent}/: git carries it to the next machine")
+    return outcomes
 
 
 def plan_totals(rows: Sequence[PlanRow]) -> dict[str, float]:
@@ -339,6 +367,15 @@ def add_location_options(subcommands: Any, results_dir: Path | str, model: str) 
     for p in subcommands.choices.values():
         p.add_argument("--results-dir", default=str(results_dir))
         p.add_argument("--model", default=model, help=f"{model}, or a folder (tests)")
+
+
+def add_stash_command(subcommands: Any) -> argparse.ArgumentParser:
+    """The ``stash`` subcommand: carry small checkpoints to the next machine in git."""
+    return subcommands.add_parser(
+        "stash",
+        help="copy the small checkpoints of unfinished runs into <results>/_resume (commit "
+        "it: a run resumes from it on a new machine); drop those of finished runs",
+    )
 
 
 def add_run_command(subcommands: Any, name: str, purpose: str) -> argparse.ArgumentParser:

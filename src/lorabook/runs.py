@@ -7,6 +7,13 @@ dict, and :func:`run_paths` derives the file name from a short hash of that dict
     results/<kind>/<preset>/<model>/<stem>-<hash>.json      the record (JSON)
     results/<kind>/<preset>/<model>/<stem>-<hash>/          its large outputs (optional)
     results/_scratch/<kind>-<preset>-<model>-<stem>-<hash>/  checkpoints while it runs
+    results/_resume/<kind>-<preset>-<model>-<stem>-<hash>/   a copy of them, carried in git
+
+``_scratch`` stays on the machine that wrote it (git ignores it). A campaign's ``stash``
+copies the scratch folder of every unfinished run whose checkpoints are small (LoRA's: a few
+megabytes) into ``_resume``, to be committed, and a campaign on a new machine puts it back
+before running the job (:meth:`RunPaths.stash_scratch`, :meth:`RunPaths.restore_scratch`):
+a run then resumes where the last session stopped it even on another machine.
 
 So changing any setting (epochs, examples, learning rate, ...) gives a new record instead of
 silently returning an old one, and an interrupted run resumes only into the same settings.
@@ -23,6 +30,7 @@ from pathlib import Path
 
 DEFAULT_RESULTS = Path("results")
 HASH_CHARS = 8
+STASH_LIMIT = 32 * 2**20  # bytes: a scratch folder larger than this is not carried in git
 
 
 def model_slug(model: str) -> str:
@@ -51,6 +59,44 @@ class RunPaths:
             return json.loads(self.record.read_text())
         return None
 
+    @property
+    def stash(self) -> Path:
+        """Where :meth:`stash_scratch` copies the scratch folder: ``<results>/_resume/<name>``."""
+        return self.scratch.parent.parent / "_resume" / self.scratch.name
+
+    def stash_scratch(self, limit: int = STASH_LIMIT) -> str:
+        """Copy the scratch folder into :attr:`stash` (replacing an older copy; the new one is
+        written beside it first, so a failure leaves the old one whole), or drop the copy once
+        the run has finished. Returns what it did: ``stashed``, ``dropped``, ``too big`` (the
+        folder is over ``limit`` bytes: FT's whole model and its Adam moments) or
+        ``nothing`` (no finished run's copy, no checkpoint to copy)."""
+        if self.record.exists():
+            if not self.stash.exists():
+                return "nothing"
+            shutil.rmtree(self.stash)
+            return "dropped"
+        if not _holds_checkpoint(self.scratch):
+            return "nothing"
+        if folder_bytes(self.scratch) > limit:
+            return "too big"
+        fresh = self.stash.with_name(self.stash.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.copytree(self.scratch, fresh)
+        shutil.rmtree(self.stash, ignore_errors=True)
+        fresh.rename(self.stash)
+        return "stashed"
+
+    def restore_scratch(self) -> bool:
+        """Put the stashed copy back when the scratch folder holds no checkpoint (a machine
+        that did not run this job before) and the run has not finished; True if it did."""
+        if self.record.exists() or _holds_checkpoint(self.scratch):
+            return False
+        if not _holds_checkpoint(self.stash):
+            return False
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        shutil.copytree(self.stash, self.scratch)
+        return True
+
     def drop_scratch(self, keep: Sequence[str] = ()) -> None:
         """Remove the scratch folder (checkpoints) once the record is safely written, all but
         the entries named in ``keep`` (e.g. ``"ckpt"``, for a run that continues this one)."""
@@ -64,6 +110,18 @@ class RunPaths:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under ``folder`` (0 if it does not exist)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _holds_checkpoint(folder: Path) -> bool:
+    """Whether ``folder`` (a scratch folder or its stash) holds a training checkpoint:
+    ``ckpt/`` + :data:`CHECKPOINT`, where the experiments have :func:`lorabook.train.fit`
+    write it."""
+    return (folder / "ckpt" / CHECKPOINT).exists()
 
 
 def run_paths(
@@ -109,6 +167,7 @@ def find_records(results_dir: str | Path, kind: str, **fields: object) -> list[d
     return out
 
 
+CHECKPOINT = "last.pt"  # lorabook.train.fit's checkpoint file in its checkpoint_dir
 PROGRESS = "progress.json"  # beside a checkpoint: how far it got (lorabook.train.fit writes it)
 
 

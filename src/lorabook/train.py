@@ -61,10 +61,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from lorabook.energy import energy_meter
 from lorabook.io import torch_save, write_json
-from lorabook.runs import PROGRESS
+from lorabook.runs import CHECKPOINT, PROGRESS
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-CHECKPOINT = "last.pt"
 BEST = "best-{epoch}.pt"  # keep_best: the trainable weights of the best epoch so far
 # Optimizer steps between checkpoints inside an epoch: on this project's 2-core CPU about
 # 5 minutes of SmolLM2 LoRA training (bf16, ~1.4 s a step) and 1-2 of MiniLM's; a checkpoint

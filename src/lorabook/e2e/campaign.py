@@ -6,6 +6,7 @@
     python -m lorabook.e2e.campaign pilot --workers 2   # LoRA and FT until flat (after the pick)
     python -m lorabook.e2e.campaign runs --workers 2    # Table 3's runs at the pilot's budget
     python -m lorabook.e2e.campaign pilot --then-runs   # the last two, one unattended command
+    python -m lorabook.e2e.campaign stash               # small checkpoints into git (see below)
 
 The rules below were written before any of these ran. Nothing is chosen on the test set:
 every choice reads the dev set (a fixed 500-row subset for the loss, a fixed 100-MR subset
@@ -73,7 +74,11 @@ rates kept (:func:`unpicked_checkpoints`).
 two at a time, each pinned to its own core with one thread (:mod:`lorabook.campaign`).
 Finished runs are skipped; an interrupted one resumes from its last checkpoint (every 200
 optimizer steps, about 15 minutes, and on SIGTERM) and an interrupted decoding from its last
-batch, so the same command picks up where it stopped, whatever stopped it.
+batch, so the same command picks up where it stopped, whatever stopped it. Checkpoints live on the
+machine that wrote them; ``stash`` copies those of LoRA-sized runs into ``results/_resume``
+for git to carry to a new machine, where the campaign puts them back before resuming
+(:meth:`lorabook.runs.RunPaths.stash_scratch`). FT's (1.6 GB) cannot travel: an FT run
+resumes only on the machine that wrote its checkpoint.
 """
 
 from __future__ import annotations
@@ -544,9 +549,21 @@ def _stage_jobs(stage: str, results_dir: str | Path, model: str) -> list[Job]:
     return runs_jobs(results_dir, model)
 
 
+def known_jobs(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[Job]:
+    """Every job the stages can name now (a stage that waits for an earlier one names none)."""
+    jobs: list[Job] = []
+    for stage in ("sweep", "pilot", "runs"):
+        try:
+            jobs += [j for j in _stage_jobs(stage, results_dir, model) if j not in jobs]
+        except SettingsError:
+            break
+    return jobs
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser, sub = shared.campaign_parser("python -m lorabook.e2e.campaign", __doc__)
     shared.add_plan_command(sub)
+    shared.add_stash_command(sub)
     pick_command = sub.add_parser("pick", help="apply the sweep rule to the sweep's records")
     pick_command.add_argument(
         "--drop-unpicked",
@@ -574,6 +591,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
     if args.command == "plan":
         print_plan(args.results_dir, args.model, args.workers)
+        return 0
+    if args.command == "stash":
+        jobs = known_jobs(args.results_dir, args.model)
+        shared.stash([(job, job.plan(args.results_dir, args.model).paths) for job in jobs])
         return 0
     if args.command == "pick":
         for method, result in pick(args.results_dir, args.model).items():

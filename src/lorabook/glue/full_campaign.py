@@ -8,6 +8,7 @@
     python -m lorabook.glue.full_campaign seeds --workers 2     # seeds 1, 2; larger adapters
     python -m lorabook.glue.full_campaign section7 --workers 2  # Tables 5 and 6 on MiniLM
     python -m lorabook.glue.full_campaign all --workers 2       # all of it, in ORDER, unattended
+    python -m lorabook.glue.full_campaign stash                 # small checkpoints into git
 
 The rules below were written before any of these ran. Every choice reads the dev sets (the
 GLUE test labels are not public), each run at its best epoch, as Table 2 reports.
@@ -670,9 +671,21 @@ def _print_budgets(results_dir: str | Path, model: str) -> None:
     print(f"presets.FULL_EPOCHS = {decided}")
 
 
+def known_jobs(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[Job]:
+    """Every job the stages can name now (a stage that waits for the head's pick names none)."""
+    jobs: list[Job] = []
+    for stage in STAGES:
+        try:
+            jobs += [j for j in stage_jobs(stage, results_dir, model) if j not in jobs]
+        except SettingsError:
+            break
+    return jobs
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser, sub = shared.campaign_parser("python -m lorabook.glue.full_campaign", __doc__)
     shared.add_plan_command(sub)
+    shared.add_stash_command(sub)
     sub.add_parser("pick-pooling", help="apply the head rule to the head stage's records")
     sub.add_parser("budget", help="apply the budget rule to the long stage's records")
     for name in STAGES:
@@ -685,6 +698,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "plan":
         stages = plan_rows(args.results_dir, args.model)
         shared.print_plan(stages, args.workers, "training and evaluations")
+        return 0
+    if args.command == "stash":
+        jobs = known_jobs(args.results_dir, args.model)
+        shared.stash([(job, job.plan(args.results_dir, args.model).paths) for job in jobs])
         return 0
     if args.command == "pick-pooling":
         _print_pick(args.results_dir, args.model)
