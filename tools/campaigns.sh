@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The full campaigns, unattended beside a working session, from a worktree of their own so
+# that the records name a clean commit while the session edits the checkout.
+#
+#   bash tools/campaigns.sh start     worktree ../camp at this HEAD; E2E (2 workers), then GLUE
+#   bash tools/campaigns.sh collect   copy finished records and the stash into this checkout
+#   bash tools/campaigns.sh stop      SIGTERM the workers (each writes a checkpoint), stash the
+#                                     small checkpoints, collect; then commit results/
+#
+# The runs resume where `stop` left them: on this machine from results/_scratch, on a new one
+# from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
+# CAMP (the worktree), LOGS and LORABOOK_DATA may be set; the venv is this checkout's.
+set -euo pipefail
+repo=$(git rev-parse --show-toplevel)
+camp=${CAMP:-$(dirname "$repo")/camp}
+logs=${LOGS:-$(dirname "$repo")/logs}
+data=${LORABOOK_DATA:-$(dirname "$repo")/shared/data}
+py=$repo/.venv/bin/python
+mkdir -p "$logs"
+
+in_camp() {  # the campaign's own code, not this checkout's (the venv installs this one)
+    (cd "$camp" && PYTHONPATH="$camp/src" LORABOOK_DATA="$data" "$py" -m "$@")
+}
+
+case "${1:-}" in
+start)
+    if pgrep -f "lorabook.(e2e|glue).*campaign" >/dev/null; then
+        echo "a campaign is running already: $(pgrep -af 'lorabook.(e2e|glue).*campaign')"
+        exit 1
+    fi
+    [ -z "$(git -C "$repo" status --porcelain -uno)" ] || { echo "commit first: records must name a clean commit"; exit 1; }
+    if [ -d "$camp" ]; then
+        git -C "$camp" checkout -q -f --detach "$(git -C "$repo" rev-parse HEAD)"
+    else
+        git -C "$repo" worktree prune
+        git -C "$repo" worktree add -q --detach "$camp" HEAD
+    fi
+    echo "campaign worktree $camp at $(git -C "$camp" log --oneline -1)"
+    nohup setsid bash -c "
+        cd '$camp' && export PYTHONPATH='$camp/src' LORABOOK_DATA='$data'
+        '$py' -m lorabook.e2e.campaign pilot --then-runs --workers 2
+        '$py' -m lorabook.glue.full_campaign all --workers 2
+    " >>"$logs/campaigns.log" 2>&1 &
+    sleep 1
+    echo -10 >"/proc/$!/autogroup" 2>/dev/null || true  # the session's own jobs yield to it
+    echo "started (log: $logs/campaigns.log; workers' logs: $camp/results/_logs/)"
+    ;;
+collect)
+    for kind in e2e glue; do  # records and their outputs (no file over 10 MB: no weights)
+        [ -d "$camp/results/$kind" ] && rsync -a --max-size=10m "$camp/results/$kind/" "$repo/results/$kind/"
+    done
+    mkdir -p "$camp/results/_resume"  # the stash as it is now: dropped copies go here too
+    rsync -a --delete "$camp/results/_resume/" "$repo/results/_resume/"
+    grep -rl -- '-dirty' "$repo/results" --include='*.json' || true
+    git -C "$repo" status --short -- results
+    ;;
+stop)
+    pkill -9 -f "lorabook.e2e.campaign|lorabook.glue.full_campaign" || true  # no new jobs
+    pkill -TERM -f "lorabook.e2e --method|lorabook.glue --task" || true  # each checkpoints
+    while pgrep -f "lorabook.e2e --method|lorabook.glue --task" >/dev/null; do sleep 2; done
+    in_camp lorabook.e2e.campaign stash
+    in_camp lorabook.glue.full_campaign stash
+    "$0" collect
+    ;;
+*)
+    sed -n '2,13p' "$0"
+    exit 2
+    ;;
+esac
