@@ -36,3 +36,17 @@ def test_finished_drop_scratch_and_find_records(tmp_path):
     assert [r["_path"] for r in found] == [str(paths.record)]
     assert find_records(tmp_path, "glue", task="rte") == []
     assert model_slug("org/model") == "org--model"
+
+
+def test_a_record_names_the_processor_and_its_bf16_units(tmp_path):
+    from lorabook.records import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n"
+    )
+    assert cpu_model(info) == "AMD EPYC (avx512_bf16)"
+    info.write_text("model name\t: Intel Xeon\nflags\t\t: fpu avx2 avx512f\n")
+    assert cpu_model(info) == "Intel Xeon"
+    assert cpu_model(tmp_path / "missing")  # elsewhere: what platform says
