@@ -558,9 +558,9 @@ if {"lora", "ft"} <= set(scored):
 #   with other work, a different load for each run, so "s/step" and "decode s/MR" above are
 #   upper bounds and their ratios say little about the methods; chapter 5 measures speed
 #   properly.
-# - **Still to run here**: FT-Top2, AdapterL and PreLayer, more seeds, and the whole
-#   training set, with the official recipe where this machine allows it: the campaign of
-#   section 4.9, which also says how far from a flat dev loss its runs stopped.
+# - **Not in these runs**: FT-Top2, AdapterL and PreLayer, more seeds, the whole training
+#   set and the official recipe. Those are the campaign of section 4.9, which also says how
+#   far from a flat dev loss its runs stopped.
 
 # %% [markdown]
 # ## 4.9 The whole training set: the campaign, as it stands
