@@ -9,7 +9,9 @@
 #
 # The runs resume where `stop` left them: on this machine from results/_scratch, on a new one
 # from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
-# CAMP (the worktree), LOGS and LORABOOK_DATA may be set; the venv is this checkout's.
+# CAMP (the worktree), LOGS, LORABOOK_DATA and E2E_WORKERS may be set; the venv is this
+# checkout's. E2E_WORKERS=1 runs one E2E job on both cores: an FT run (whose checkpoint is too
+# big to stash) then fits in one session, where two one-core FT runs would not.
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 camp=${CAMP:-$(dirname "$repo")/camp}
@@ -38,7 +40,7 @@ start)
     echo "campaign worktree $camp at $(git -C "$camp" log --oneline -1)"
     nohup setsid bash -c "
         cd '$camp' && export PYTHONPATH='$camp/src' LORABOOK_DATA='$data'
-        '$py' -m lorabook.e2e.campaign pilot --then-runs --workers 2
+        '$py' -m lorabook.e2e.campaign pilot --then-runs --workers ${E2E_WORKERS:-2}
         '$py' -m lorabook.glue.full_campaign all --workers 2
     " >>"$logs/campaigns.log" 2>&1 &
     sleep 1
