@@ -10,7 +10,7 @@ import pytest
 
 from lorabook import paths
 from lorabook.e2e import metrics
-from lorabook.e2e.compare import paired_bootstrap_bleu
+from lorabook.e2e.compare import paired_bootstrap_bleu, paired_bootstrap_mean
 
 try:
     E2E = paths.data_dir() / "e2e"
@@ -80,3 +80,33 @@ def test_outputs_of_other_mrs_are_refused():
         paired_bootstrap_bleu(GOOD, WORSE[:3], REFS)
     with pytest.raises(ValueError):
         paired_bootstrap_bleu(GOOD[:3], WORSE[:3], REFS)
+
+
+# ------------------------------------------------------------------- per-MR metrics (ROUGE-L, CIDEr)
+
+
+def test_per_mr_scores_average_to_the_corpus_rouge_l_and_cider():
+    per_mr = metrics.per_mr_scores(GOOD * 3, REFS * 3, tokenize=False)
+    assert per_mr["ROUGE_L"].shape == per_mr["CIDEr"].shape == (12,)
+    rouge, cider = (f(GOOD * 3, REFS * 3, tokenize=False) for f in (metrics.rouge_l, metrics.cider))
+    assert per_mr["ROUGE_L"].mean() == pytest.approx(rouge)
+    assert per_mr["CIDEr"].mean() == pytest.approx(cider)
+    assert per_mr["ROUGE_L"][0] == 1.0 and per_mr["ROUGE_L"][1] < 1.0  # a reference; a stub
+
+
+def test_the_mean_bootstrap_is_exact_on_constant_gaps_and_brackets_a_noisy_one():
+    a = np.linspace(0.2, 0.9, 50)
+    same = paired_bootstrap_mean(a, a, samples=200)
+    assert same["difference"] == same["low"] == same["high"] == 0.0
+    shifted = paired_bootstrap_mean(a + 0.1, a, samples=200, scale=100)
+    assert shifted["difference"] == shifted["low"] == pytest.approx(10.0)
+    assert shifted["high"] == pytest.approx(10.0) and shifted["share_above_zero"] == 1.0
+    assert shifted["a"] - shifted["b"] == pytest.approx(shifted["difference"])
+    noise = np.random.default_rng(0).normal(0.0, 0.3, 50)
+    noisy = paired_bootstrap_mean(a + noise, a, samples=4000)
+    assert noisy["difference"] == pytest.approx(noise.mean())
+    assert noisy["low"] < noisy["difference"] < noisy["high"]
+    standard_error = noise.std() / np.sqrt(50)  # the interval: about ±1.96 of them
+    assert noisy["high"] - noisy["low"] == pytest.approx(2 * 1.96 * standard_error, rel=0.15)
+    with pytest.raises(ValueError, match="not the same MRs"):
+        paired_bootstrap_mean(a, a[:49])

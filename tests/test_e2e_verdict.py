@@ -98,6 +98,22 @@ def test_bleu_is_judged_seed_by_seed_with_the_bootstrap(tmp_path):
     assert {r["metric"] for r in rows} == set(verdict.METRICS)
 
 
+def test_rouge_l_and_cider_are_resampled_per_mr_seed_by_seed_as_a_supplement(tmp_path):
+    lora = [record(tmp_path, "lora", s, GOOD, 0.9) for s in range(2)]
+    ft = [record(tmp_path, "ft", s, WORSE, 0.5) for s in range(2)]
+    same = [record(tmp_path, "adapter_l", 0, GOOD, 0.9)]
+    found = {"lora": lora, "ft": ft, "adapter_l": same}
+    rows = {(r["versus"], r["metric"]): r for r in verdict.resampled(found, tmp_path, samples=300)}
+    assert set(rows) == {(m, k) for m in ("ft", "adapter_l") for k in ("ROUGE_L", "CIDEr")}
+    assert [p["seeds"] for p in rows["ft", "CIDEr"]["pairs"]] == [(0, 0), (1, 1)]
+    assert rows["ft", "ROUGE_L"]["verdict"] == rows["ft", "CIDEr"]["verdict"] == "above"
+    assert 0 < rows["ft", "ROUGE_L"]["difference"] <= 100  # Table 3's units: points
+    assert rows["adapter_l", "ROUGE_L"]["verdict"] == "not separable"  # the same outputs
+    assert rows["adapter_l", "CIDEr"]["difference"] == 0.0
+    flipped = verdict.resampled({"lora": ft, "ft": lora}, tmp_path, samples=300)
+    assert {r["verdict"] for r in flipped} == {"below"}
+
+
 def test_no_runs_to_read_before_the_pick_and_the_campaigns_records_after(tmp_path, monkeypatch):
     assert verdict.runs_records(tmp_path) == {}  # no sweep pick yet
     jobs = [Job("runs", "lora", 0), Job("runs", "lora", 1), Job("runs", "ft", 0)]

@@ -719,6 +719,30 @@ def _coco_score(
     return float(score)
 
 
+PER_MR = {"ROUGE_L": ("rouge.rouge", "Rouge"), "CIDEr": ("cider.cider", "Cider")}
+
+
+def per_mr_scores(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool = True
+) -> dict[str, np.ndarray]:
+    """Each MR's ROUGE-L and CIDEr, as :func:`rouge_l` and :func:`cider` compute them: their
+    corpus scores are these arrays' means (CIDEr's document frequencies come from all the
+    references, whatever the outputs). What a paired bootstrap over MRs resamples
+    (:func:`lorabook.e2e.compare.paired_bootstrap_mean`).
+
+    Returns:
+        ``{"ROUGE_L": ..., "CIDEr": ...}``, one float per MR, as fractions (ROUGE-L) and as
+        CIDEr is (up to about 10).
+    """
+    hyps, refs = _tokenized(hypotheses, references, tokenize)
+    gts, res = _coco_dicts(hyps, refs)
+    out = {}
+    for metric, (module, scorer) in PER_MR.items():
+        _, scores = getattr(_pycocoevalcap(module), scorer)().compute_score(gts, res)
+        out[metric] = np.asarray(scores, dtype=float)
+    return out
+
+
 def meteor(
     hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: bool = True
 ) -> float:

@@ -18,6 +18,10 @@ seeds of the paper's scoring (``scores_paper``: ``measure_scores.py -p``, Table 
   standard deviations over seeds. ``above`` / ``below`` if the difference exceeds it, else
   ``within the spread``; with one seed on both sides there is no spread: ``one seed each``.
 
+Beside the rule, not part of it (added once seed 0 of every method was scored): ROUGE-L and
+CIDEr are means of per-MR scores, so :func:`resampled` judges them as BLEU is judged, seed
+pair by seed pair, for a reader who wants more than "one seed each" on those two metrics.
+
 ``not separable``, ``within the spread`` and ``one seed each`` are "on par". How a method's
 comparisons become the verdict on Table 3's claim is :func:`lorabook.verdict.judge_above`.
 
@@ -131,22 +135,31 @@ def judge_by_spread(ours: Sequence[float], theirs: Sequence[float]) -> dict:
     }
 
 
+def seed_pairs(ours: Sequence[Mapping], theirs: Sequence[Mapping]) -> list[tuple[Mapping, Mapping]]:
+    """The records compared run by run: seed with seed; a one-seed side with every seed of
+    the other."""
+    if len(theirs) == 1 or len(ours) == 1:
+        return [(a, b) for a in ours for b in theirs]
+    by_seed = {r["seed"]: r for r in theirs}
+    return [(a, by_seed[a["seed"]]) for a in ours if a["seed"] in by_seed]
+
+
+def _references(record: Mapping, root: str | Path) -> list[list[str]]:
+    from lorabook.e2e.metrics import read_reference_blocks
+
+    return read_reference_blocks(Path(root, record["_path"]).with_suffix("") / "references.txt")
+
+
 def bleu_pairs(
     ours: Sequence[Mapping], theirs: Sequence[Mapping], root: str | Path, **bootstrap: object
 ) -> list[dict]:
-    """The paired bootstrap of BLEU for each seed pair (a one-seed side pairs with every
-    seed of the other), ours minus theirs."""
+    """The paired bootstrap of BLEU for each seed pair (:func:`seed_pairs`), ours minus
+    theirs."""
     from lorabook.e2e.compare import paired_bootstrap_bleu
-    from lorabook.e2e.metrics import read_reference_blocks
 
-    if len(theirs) == 1 or len(ours) == 1:
-        pairs = [(a, b) for a in ours for b in theirs]
-    else:
-        by_seed = {r["seed"]: r for r in theirs}
-        pairs = [(a, by_seed[a["seed"]]) for a in ours if a["seed"] in by_seed]
     out = []
-    for a, b in pairs:
-        refs = read_reference_blocks(Path(root, a["_path"]).with_suffix("") / "references.txt")
+    for a, b in seed_pairs(ours, theirs):
+        refs = _references(a, root)
         result = paired_bootstrap_bleu(outputs_of(a, root), outputs_of(b, root), refs, **bootstrap)
         out.append({"seeds": (a["seed"], b["seed"]), **result})
     return out
@@ -183,6 +196,56 @@ def verdicts(
                 row["verdict"] = judge_bleu(pairs)
                 row["pairs"] = pairs
             rows.append(row)
+    return rows
+
+
+RESAMPLED = {"ROUGE_L": 100.0, "CIDEr": 1.0}  # per-MR metrics, and the scale to Table 3's units
+
+
+def resampled(
+    found: Mapping[str, Sequence[Mapping]],
+    root: str | Path,
+    ours: str = "lora",
+    **bootstrap: object,
+) -> list[dict]:
+    """A supplement to :func:`verdicts` (not the committed rule): ROUGE-L and CIDEr judged as
+    BLEU is, by a paired bootstrap over the test MRs for each seed pair
+    (:func:`lorabook.e2e.compare.paired_bootstrap_mean` on
+    :func:`lorabook.e2e.metrics.per_mr_scores`), with :func:`judge_bleu`'s rule. Rows:
+    ``versus``, ``metric``, ``difference`` (mean over pairs), ``verdict`` and ``pairs``."""
+    from lorabook.e2e.compare import paired_bootstrap_mean
+    from lorabook.e2e.metrics import per_mr_scores
+
+    scored: dict[str, dict] = {}  # per record: its per-MR scores, computed once
+
+    def per_mr(record: Mapping) -> dict:
+        if record["_path"] not in scored:
+            outputs = outputs_of(record, root)
+            scored[record["_path"]] = per_mr_scores(outputs, _references(record, root))
+        return scored[record["_path"]]
+
+    rows = []
+    for method, records in found.items():
+        if method == ours or ours not in found:
+            continue
+        pairs = seed_pairs(found[ours], records)
+        for metric, scale in RESAMPLED.items():
+            judged = [
+                {"seeds": (a["seed"], b["seed"])}
+                | paired_bootstrap_mean(
+                    per_mr(a)[metric], per_mr(b)[metric], scale=scale, **bootstrap
+                )
+                for a, b in pairs
+            ]
+            rows.append(
+                {
+                    "versus": method,
+                    "metric": metric,
+                    "difference": statistics.mean(p["difference"] for p in judged),
+                    "verdict": judge_bleu(judged),
+                    "pairs": judged,
+                }
+            )
     return rows
 
 
