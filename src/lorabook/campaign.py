@@ -243,8 +243,9 @@ def stash(runs: Sequence[tuple[object, RunPaths]], limit: int = STASH_LIMIT) -> 
         outcome = paths.stash_scratch(limit)
         if outcome in outcomes:
             outcomes[outcome].append(job)
-            size = folder_bytes(paths.stash if outcome == "stashed" else paths.scratch)
-            print(f"{outcome:<8} {job}" + (f" ({size / 2**20:.1f} MiB)" if size else ""))
+            folder = {"stashed": paths.stash, "too big": paths.scratch}.get(outcome)
+            mib = f" ({folder_bytes(folder) / 2**20:.1f} MiB)" if folder else ""
+            print(f"{outcome:<8} {job}{mib}")
     if outcomes["too big"]:
         print(
             f"over {limit / 2**20:.0f} MiB, left on this machine only: "

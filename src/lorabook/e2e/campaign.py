@@ -99,7 +99,7 @@ from lorabook.e2e import presets
 from lorabook.e2e.data import EXPECTED_ROWS
 from lorabook.e2e.experiment import E2ERun, plan_e2e_run
 from lorabook.e2e.presets import FULL_SWEEP, e2e_preset
-from lorabook.runs import DEFAULT_RESULTS, find_records
+from lorabook.runs import DEFAULT_RESULTS, find_records, folder_bytes
 from lorabook.train import CHECKPOINT, CHECKPOINT_EVERY, round_sizes
 
 PRESET = "full"
@@ -605,7 +605,7 @@ def _main(argv: Sequence[str] | None) -> int:
             end = " (at an end of the grid)" if result["at_grid_end"] else ""
             print(f"{method:<6} lr {result['lr']:g}{end}; dev loss after one round: {tried}")
         unpicked = unpicked_checkpoints(args.results_dir, args.model)
-        size = sum(f.stat().st_size for d in unpicked for f in d.rglob("*") if f.is_file())
+        size = sum(folder_bytes(folder) for folder in unpicked)
         if unpicked and args.drop_unpicked:
             for folder in unpicked:
                 shutil.rmtree(folder)
