@@ -49,7 +49,9 @@ start)
     ;;
 collect)
     for kind in e2e glue; do  # records and their outputs (no file over 10 MB: no weights)
-        [ -d "$camp/results/$kind" ] && rsync -a --max-size=10m "$camp/results/$kind/" "$repo/results/$kind/"
+        if [ -d "$camp/results/$kind" ]; then
+            rsync -a --max-size=10m "$camp/results/$kind/" "$repo/results/$kind/"
+        fi
     done
     mkdir -p "$camp/results/_resume"  # the stash as it is now: dropped copies go here too
     rsync -a --delete "$camp/results/_resume/" "$repo/results/_resume/"
@@ -62,7 +64,7 @@ stop)
     while pgrep -f "lorabook.e2e --method|lorabook.glue --task" >/dev/null; do sleep 2; done
     in_camp lorabook.e2e.campaign stash
     in_camp lorabook.glue.full_campaign stash
-    "$0" collect
+    bash "$0" collect
     ;;
 *)
     sed -n '2,13p' "$0"
