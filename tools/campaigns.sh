@@ -49,13 +49,16 @@ start)
     ;;
 collect)
     for kind in e2e glue; do  # records and their outputs (no file over 10 MB: no weights)
-        if [ -d "$camp/results/$kind" ]; then
-            rsync -a --max-size=10m "$camp/results/$kind/" "$repo/results/$kind/"
+        if [ -d "$camp/results/$kind" ]; then  # (cp and find: a new machine may lack rsync)
+            (cd "$camp/results" && find "$kind" -type f -size -10485760c -print0 |
+                xargs -0 -r cp -p --parents -t "$repo/results/")
         fi
     done
-    mkdir -p "$camp/results/_resume"  # the stash as it is now: dropped copies go here too
-    rsync -a --delete "$camp/results/_resume/" "$repo/results/_resume/"
-    grep -rl -- '-dirty' "$repo/results" --include='*.json' || true
+    rm -rf "$repo/results/_resume"  # the stash as it is now: dropped copies go here too
+    if [ -d "$camp/results/_resume" ]; then
+        cp -a "$camp/results/_resume" "$repo/results/_resume"
+    fi
+    grep -rl --include='*.json' -e '-dirty' "$repo/results" || true
     git -C "$repo" status --short -- results
     ;;
 stop)
