@@ -173,6 +173,28 @@ def test_the_budget_is_the_longer_pilot_and_a_pilot_at_the_budget_is_seed_0(tmp_
     assert three[3].plan(tmp_path).settings.adapter_size == 6
 
 
+def test_only_runs_the_named_jobs_and_refuses_a_name_that_matches_none(
+    tmp_path, picked, monkeypatch, capsys
+):
+    """``--only ft-seed1``: a session that can finish one FT run (its checkpoint cannot be
+    stashed) runs that one and no other; ``ft`` does not pick up FT-Top2's ``ft_top2``."""
+    lora, ft = pilot_jobs()
+    write_record(lora, tmp_path, [2.0, 1.5, 1.4, 1.39])
+    write_record(ft, tmp_path, [2.0, 1.5, 1.4, 1.39])
+    ran: list[Job] = []
+    monkeypatch.setattr(campaign, "run_jobs", lambda jobs, workers, **kw: ran.extend(jobs) or [])
+    common = ["--results-dir", str(tmp_path), "--workers", "1"]
+    assert campaign.main(["runs", *common, "--only", "ft-seed1"]) == 0
+    assert ran == [Job("runs", "ft", 1)]
+    ran.clear()
+    assert campaign.main(["pilot", "--then-runs", *common, "--only", "seed2", "ft_*-seed0"]) == 0
+    assert [(j.method, j.seed) for j in ran] == [("ft_top2", 0), ("lora", 2), ("ft", 2)]
+    ran.clear()
+    assert campaign.main(["runs", *common, "--only", "ft-seed9"]) == 2
+    error = capsys.readouterr().err
+    assert "--only ft-seed9 names no job" in error and "runs: ft-seed1" in error and not ran
+
+
 def keep_checkpoint(job: Job, results: Path) -> None:
     """A stand-in for the final checkpoint ``job`` kept (``--keep-checkpoint``)."""
     ckpt = job.plan(results).paths.scratch / "ckpt"

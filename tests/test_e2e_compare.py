@@ -82,7 +82,7 @@ def test_outputs_of_other_mrs_are_refused():
         paired_bootstrap_bleu(GOOD[:3], WORSE[:3], REFS)
 
 
-# ------------------------------------------------------------------- per-MR metrics (ROUGE-L, CIDEr)
+# --------------------------------------------------------------- per-MR metrics (ROUGE-L, CIDEr)
 
 
 def test_per_mr_scores_average_to_the_corpus_rouge_l_and_cider():

@@ -345,6 +345,23 @@ def test_all_steps_split_every_stage_and_put_ft_and_lora_first(tmp_path, monkeyp
 # --------------------------------------------------------------------------- the plan
 
 
+def test_only_keeps_the_named_jobs_of_a_stage(tmp_path, monkeypatch, capsys):
+    """``head --only sst2-lora``: the stage's jobs whose names contain it, and no other."""
+    ran: list[Job] = []
+
+    def record(jobs, workers, results_dir, model, cores=None):
+        ran.extend(jobs)
+        return []
+
+    monkeypatch.setattr(fc, "run_jobs", record)
+    common = ["--results-dir", str(tmp_path), "--workers", "1"]
+    assert fc.main(["head", *common, "--only", "sst2-lora"]) == 0
+    assert len(ran) == 2 and all(j.task == "sst2" and j.method == "lora" for j in ran)
+    assert {j.pooling for j in ran} == {"cls", "mean"}
+    assert fc.main(["head", *common, "--only", "qnli"]) == 2
+    assert "--only qnli names no job" in capsys.readouterr().err
+
+
 def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     empty = fc.plan_rows(tmp_path)
     assert [s for s in empty if not s.startswith("_")] == list(fc.STAGES)

@@ -9,9 +9,11 @@
 #
 # The runs resume where `stop` left them: on this machine from results/_scratch, on a new one
 # from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
-# CAMP (the worktree), LOGS, LORABOOK_DATA and E2E_WORKERS may be set; the venv is this
-# checkout's. E2E_WORKERS=1 runs one E2E job on both cores: an FT run (whose checkpoint is too
-# big to stash) then fits in one session, where two one-core FT runs would not.
+# CAMP (the worktree), LOGS, LORABOOK_DATA, E2E_WORKERS, E2E_ONLY and GLUE_ONLY may be set; the
+# venv is this checkout's. E2E_WORKERS=1 runs one E2E job on both cores: an FT run (whose
+# checkpoint is too big to stash) then fits in one session, where two one-core FT runs would
+# not. E2E_ONLY / GLUE_ONLY: the jobs to run (`--only`, names as `plan` prints them), e.g.
+# E2E_WORKERS=1 E2E_ONLY=ft-seed1, or E2E_ONLY=lora-seed when no FT run fits before the end.
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 camp=${CAMP:-$(dirname "$repo")/camp}
@@ -40,8 +42,8 @@ start)
     echo "campaign worktree $camp at $(git -C "$camp" log --oneline -1)"
     nohup setsid bash -c "
         cd '$camp' && export PYTHONPATH='$camp/src' LORABOOK_DATA='$data'
-        '$py' -m lorabook.e2e.campaign pilot --then-runs --workers ${E2E_WORKERS:-2}
-        '$py' -m lorabook.glue.full_campaign all --workers 2
+        '$py' -m lorabook.e2e.campaign pilot --then-runs --workers ${E2E_WORKERS:-2} ${E2E_ONLY:+--only $E2E_ONLY}
+        '$py' -m lorabook.glue.full_campaign all --workers 2 ${GLUE_ONLY:+--only $GLUE_ONLY}
     " >>"$logs/campaigns.log" 2>&1 &
     sleep 1
     echo -10 >"/proc/$!/autogroup" 2>/dev/null || true  # the session's own jobs yield to it
@@ -70,7 +72,7 @@ stop)
     bash "$0" collect
     ;;
 *)
-    sed -n '2,13p' "$0"
+    sed -n '2,15p' "$0"
     exit 2
     ;;
 esac

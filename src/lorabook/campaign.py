@@ -13,6 +13,8 @@ and its estimates; this module runs the jobs and prints the plan:
 * :func:`stash`: a copy of the small checkpoints (LoRA's) of the unfinished jobs, for git to
   carry to a new machine, where :func:`run_jobs` puts them back before it resumes the job.
 * :func:`override_flags`: a job's settings as command-line flags.
+* :func:`only`, :func:`check_only`: ``--only``, the jobs a session chooses to run (an FT run
+  whose checkpoint cannot travel, when it fits in one session; the small ones otherwise).
 * :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`, :func:`print_plan`: per job, its
   estimated time and, once finished, what it took; in all, the hours left and estimated
   against spent, stage by stage.
@@ -21,6 +23,7 @@ and its estimates; this module runs the jobs and prints the plan:
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import subprocess
 import sys
@@ -380,11 +383,40 @@ def add_stash_command(subcommands: Any) -> argparse.ArgumentParser:
 
 
 def add_run_command(subcommands: Any, name: str, purpose: str) -> argparse.ArgumentParser:
-    """A subcommand that runs jobs, with ``--workers`` (runs at a time) and ``--cores``."""
+    """A subcommand that runs jobs, with ``--workers`` (runs at a time), ``--cores`` and
+    ``--only`` (:func:`only`)."""
     p = subcommands.add_parser(name, help=purpose)
     p.add_argument("--workers", type=int, default=2, help="runs at a time")
     p.add_argument("--cores", type=int, default=None, help="cores to use (default: all)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="run only the jobs whose name (as `plan` prints it) contains one of these "
+        "(shell wildcards allowed), e.g. --only ft-seed1",
+    )
     return p
+
+
+def only(jobs: Sequence[Job], patterns: Sequence[str] | None) -> list[Job]:
+    """The ``jobs`` whose name (``str(job)``, as ``plan`` prints it) contains one of
+    ``patterns`` (shell wildcards allowed: ``ft-seed1``, ``sst2-*-seed0``); every job when
+    ``patterns`` is empty or ``None``."""
+    if not patterns:
+        return list(jobs)
+    return [j for j in jobs if any(fnmatch.fnmatchcase(str(j), f"*{p}*") for p in patterns)]
+
+
+def check_only(patterns: Sequence[str] | None, known: Sequence[object]) -> None:
+    """Refuse an ``--only`` pattern that names none of the ``known`` jobs (a typo would else
+    run nothing, silently), listing the names it could take."""
+    from lorabook.cli import SettingsError
+
+    missing = [p for p in patterns or () if not only(known, [p])]
+    if missing:
+        names = "; ".join(map(str, known)) or "none yet (an earlier stage decides them)"
+        raise SettingsError(f"--only {' '.join(missing)} names no job; the jobs are: {names}")
 
 
 def python_module(module: str) -> tuple[str, ...]:

@@ -621,6 +621,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    shared.check_only(args.only, known_jobs(args.results_dir, args.model))
     kw = dict(
         results_dir=args.results_dir,
         model=args.model,
@@ -629,9 +630,10 @@ def _main(argv: Sequence[str] | None) -> int:
         score=not args.no_score,
         checkpoint_every=args.checkpoint_every,
     )
-    ran = run_jobs(_stage_jobs(args.command, args.results_dir, args.model), args.workers, **kw)
+    jobs = shared.only(_stage_jobs(args.command, args.results_dir, args.model), args.only)
+    ran = run_jobs(jobs, args.workers, **kw)
     if getattr(args, "then_runs", False) and not any(code for _, code in ran):
-        more = runs_jobs(args.results_dir, args.model)
+        more = shared.only(runs_jobs(args.results_dir, args.model), args.only)
         print(f"the runs, at {budget_rounds(args.results_dir, args.model)} rounds", flush=True)
         ran += run_jobs(more, args.workers, **kw)
     return shared.exit_status(ran)

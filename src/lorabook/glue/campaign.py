@@ -356,16 +356,18 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    shared.check_only(args.only, jobs)
+    jobs = shared.only(jobs, args.only)
     ran = run_jobs(jobs, args.workers, args.results_dir, cores=args.cores)
     while which == "sweep" and not any(code for _, code in ran):
-        more = [j for j in _jobs(which, args.results_dir) if j not in jobs]
+        more = [j for j in shared.only(_jobs(which, args.results_dir), args.only) if j not in jobs]
         if not more:  # no grid was extended by the runs just finished
             break
         print(f"the best rate was at an end of the grid: {', '.join(map(str, more))}")
         jobs += more
         ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
     if getattr(args, "then_follow_ups", False) and not any(code for _, code in ran):
-        more = follow_up_jobs(args.results_dir)
+        more = shared.only(follow_up_jobs(args.results_dir), args.only)
         print(f"follow-ups the runs call for: {', '.join(map(str, more)) or 'none'}", flush=True)
         ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
     return shared.exit_status(ran)

@@ -87,6 +87,7 @@ defaults (:func:`default_speeds`).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -643,6 +644,10 @@ def run_stage(
         seen += jobs
 
 
+def _kept_and_chosen(keep: Callable[[Job], bool], patterns: Sequence[str] | None, job: Job) -> bool:
+    return keep(job) and bool(shared.only([job], patterns))
+
+
 def _print_pick(results_dir: str | Path, model: str) -> None:
     picked = pick_pooling(results_dir, model)
     if "missing" in picked:
@@ -711,13 +716,15 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    shared.check_only(args.only, known_jobs(args.results_dir, args.model))
     ran: list[tuple[Job, int]] = []
     steps = ORDER if args.command == "all" else ((args.command, "every run", _every),)
     for stage, label, keep in steps:
         if any(code for _, code in ran):
             break
         print(f"== {stage}: {label}", flush=True)
-        ran += run_stage(stage, args.workers, args.results_dir, args.model, args.cores, keep)
+        chosen = functools.partial(_kept_and_chosen, keep, args.only) if args.only else keep
+        ran += run_stage(stage, args.workers, args.results_dir, args.model, args.cores, chosen)
     return shared.exit_status(ran)
 
 
