@@ -23,6 +23,7 @@ from lorabook.e2e.campaign import (
     budget_rounds,
     pick,
     pilot_jobs,
+    ranks_jobs,
     run_jobs,
     runs_jobs,
     sweep_jobs,
@@ -82,7 +83,8 @@ def test_a_job_command_line_plans_the_same_run_as_the_job(monkeypatch, tmp_path)
         return {"params": {"trainable": 1}, "scores": None}
 
     monkeypatch.setattr(experiment, "run_e2e", run)
-    for job in [*sweep_jobs(), Job("pilot", "lora", 0, lr=1e-3, stop_flat=FLAT)]:
+    jobs = [*sweep_jobs(), Job("pilot", "lora", 0, lr=1e-3, stop_flat=FLAT)]
+    for job in [*jobs, Job("ranks", "lora", 0, lr=1e-3, rounds=1, lora_r=16)]:
         assert main(job.argv(tmp_path, score=False)) == 0
         assert planned[-1].paths.record == job.plan(tmp_path).paths.record
 
@@ -195,6 +197,28 @@ def test_only_runs_the_named_jobs_and_refuses_a_name_that_matches_none(
     assert "--only ft-seed9 names no job" in error and "runs: ft-seed1" in error and not ran
 
 
+def test_rank_rows_read_the_scored_ranks_in_table_18s_units_bleu_times_100(tmp_path, picked):
+    from lorabook.e2e.report import rank_rows
+
+    assert rank_rows(tmp_path) == []
+    scores = {"BLEU": 0.68, "NIST": 8.7, "METEOR": 0.46, "ROUGE_L": 0.71, "CIDEr": 2.4}
+    one, _, four, *_ = ranks_jobs()
+    write_record(one, tmp_path, [1.4], params={"trainable": 57_600}, scores_paper=scores)
+    write_record(four, tmp_path, [1.3])  # decoded but not scored: left out
+    assert rank_rows(tmp_path) == [
+        {
+            "r": 1,
+            "trainable": 57_600,
+            "dev loss": 1.4,
+            "BLEU": pytest.approx(68.0),
+            "NIST": 8.7,
+            "METEOR": 0.46,
+            "ROUGE_L": 0.71,
+            "CIDEr": 2.4,
+        }
+    ]
+
+
 def keep_checkpoint(job: Job, results: Path) -> None:
     """A stand-in for the final checkpoint ``job`` kept (``--keep-checkpoint``)."""
     ckpt = job.plan(results).paths.scratch / "ckpt"
@@ -239,6 +263,7 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys, picked):
     assert {r.state for r in sweep[1:]} == {"todo"}
     assert [r.state for r in rows["pilot"][0]] == ["todo", "todo"]
     assert {r.state for r in rows["runs"][0]} == {"wait"} and len(rows["runs"][0]) == 7
+    assert {r.state for r in rows["ranks"][0]} == {"todo"} and len(rows["ranks"][0]) == 7
     assert campaign.main(["plan", "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "done  sweep: lora-seed0 lr 0.0002 rounds 1" in out and "(spent 2.0 h)" in out
@@ -415,7 +440,32 @@ def test_the_committed_full_records_are_the_campaigns_jobs():
             }
         except SettingsError:
             pass
+        planned |= {j.plan(ROOT / "results").paths.record.name for j in ranks_jobs()}
     assert names <= planned, sorted(names - planned)
+
+
+def test_the_ranks_are_lora_at_seven_ranks_for_one_round_each_decoding_the_test_set(
+    tmp_path, picked, monkeypatch
+):
+    """Table 18's analogue: LoRA's pick, α = 32 at every rank, the first round of the
+    campaign's schedule; r = 4 is the sweep's run at the picked rate but for decoding."""
+    jobs = ranks_jobs()
+    settings = [j.plan(tmp_path).settings for j in jobs]
+    assert [s.lora_r for s in settings] == [1, 2, 4, 8, 16, 32, 64]
+    for s in settings:
+        assert (s.train.lr, s.lora_alpha, s.trained_rounds, s.decode_test) == (5e-4, 32, 1, True)
+        assert s.planned_rounds == CAP
+    assert len({j.plan(tmp_path).paths.key for j in jobs}) == 7
+    assert str(jobs[-1]) == "ranks: lora-seed0 rounds 1 lora-r 64"
+    swept = next(j for j in sweep_jobs() if j.method == "lora" and j.lr == 5e-4)
+    r4 = settings[2].to_dict()
+    assert {k: v for k, v in swept.plan(tmp_path).settings.to_dict().items() if r4.get(k) != v} == {
+        "decode_test": False
+    }
+    monkeypatch.setattr(presets, "FULL_CHOSEN", {"ft": 5e-5})
+    with pytest.raises(SettingsError, match=r"no sweep pick for \['lora'\]"):
+        ranks_jobs()
+    assert {r.state for r in campaign.plan_rows(tmp_path)["ranks"][0]} == {"wait"}
 
 
 def test_the_report_reads_full_records_and_names_them_from_todays_preset(tmp_path, picked):

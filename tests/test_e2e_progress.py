@@ -59,7 +59,8 @@ def test_stage_progress_counts_finished_runs_and_spent_hours(tmp_path, monkeypat
     monkeypatch.setattr(presets, "FULL_CHOSEN", {})  # the sweep under way: nothing picked
     full_record(sweep_jobs()[0], tmp_path, [1.4])
     rows = {r["stage"]: r for r in progress.stage_progress(tmp_path)}
-    assert list(rows) == ["sweep", "pilot", "runs"]
+    assert list(rows) == ["sweep", "pilot", "runs", "ranks"]
+    assert rows["ranks"]["finished"] == 0 and rows["ranks"]["note"].endswith("wait: LoRA's pick")
     assert rows["sweep"]["finished"] == 1 and rows["sweep"]["runs"] == len(sweep_jobs())
     assert rows["sweep"]["spent h"] == pytest.approx(1.0)
     assert rows["sweep"]["left h"] < rows["sweep"]["estimated h"]

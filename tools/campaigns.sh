@@ -2,7 +2,7 @@
 # The full campaigns, unattended beside a working session, from a worktree of their own so
 # that the records name a clean commit while the session edits the checkout.
 #
-#   bash tools/campaigns.sh start     worktree ../camp at this HEAD; E2E (2 workers), then GLUE
+#   bash tools/campaigns.sh start     worktree ../camp at this HEAD; E2E (2 workers), GLUE, E2E ranks
 #   bash tools/campaigns.sh collect   copy finished records and the stash into this checkout
 #   bash tools/campaigns.sh stop      SIGTERM the workers (each writes a checkpoint), stash the
 #                                     small checkpoints, collect; then commit results/
@@ -44,6 +44,7 @@ start)
         cd '$camp' && export PYTHONPATH='$camp/src' LORABOOK_DATA='$data'
         '$py' -m lorabook.e2e.campaign pilot --then-runs --workers ${E2E_WORKERS:-2} ${E2E_ONLY:+--only $E2E_ONLY}
         '$py' -m lorabook.glue.full_campaign all --workers 2 ${GLUE_ONLY:+--only $GLUE_ONLY}
+        '$py' -m lorabook.e2e.campaign ranks --workers 2 ${E2E_ONLY:+--only $E2E_ONLY}
     " >>"$logs/campaigns.log" 2>&1 &
     sleep 1
     echo -10 >"/proc/$!/autogroup" 2>/dev/null || true  # the session's own jobs yield to it

@@ -6,6 +6,7 @@
     python -m lorabook.e2e.campaign pilot --workers 2   # LoRA and FT until flat (after the pick)
     python -m lorabook.e2e.campaign runs --workers 2    # Table 3's runs at the pilot's budget
     python -m lorabook.e2e.campaign pilot --then-runs   # the last two, one unattended command
+    python -m lorabook.e2e.campaign ranks --workers 2   # Table 18: LoRA's rank, one round each
     python -m lorabook.e2e.campaign stash               # small checkpoints into git (see below)
 
 The rules below were written before any of these ran. Nothing is chosen on the test set:
@@ -61,6 +62,15 @@ loss. Seed 0 of LoRA or FT is its pilot's record when the pilot trained exactly 
 with the same settings; otherwise a run of its own. Seed 0 of every method runs first, then
 LoRA's seeds, then FT's (:func:`run_order`).
 
+**Ranks** (:func:`ranks_jobs`, issue 19: Table 18's analogue; written before it ran): LoRA
+at r ∈ :data:`RANKS` = {1, 2, 4, 8, 16, 32, 64} on W_q and W_v, seed 0, LoRA's picked rate,
+α = 32 at every rank (the official GPT-2 recipe's value; the paper sets α once and does not
+tune it, Section 4.1, so α/r falls as r grows), :data:`RANKS_ROUNDS` = 1 round each (the
+issue's "reduced budget": seven runs of the whole epoch would cost as much as the runs
+stage), decoding the test set. Each is the first round of the campaign's schedule, so r = 4
+is the sweep's run at the picked rate, trained again here because that one decoded no test
+set. The stage runs after the runs; chapter 6 reads it.
+
 **Continuing.** A round is trained once: every sweep run keeps its final checkpoint, the
 pilot at the picked rate starts from it (the sweep's round is the pilot's first round, and a
 continued run ends bit for bit where one trained from the start ends; the record says so in
@@ -107,6 +117,8 @@ MODEL = "smollm2"
 PILOT_METHODS = ("lora", "ft")
 FLAT = 0.01  # the pilot stops once the dev loss improved < 1% over flat_window (2) rounds
 SWEEP_ROUNDS = 1
+RANKS = (1, 2, 4, 8, 16, 32, 64)  # Table 18's analogue: issue 19's ranks (the paper's go higher)
+RANKS_ROUNDS = 1
 RUN_SEEDS: dict[str, tuple[int, ...]] = {
     "lora": (0, 1, 2),
     "ft": (0, 1, 2),
@@ -132,19 +144,21 @@ DECODE_SECONDS = 2400.0  # beam-10 decoding of the 630 test MRs, bf16, one threa
 class Job:
     """One run of the campaign: its stage, method, seed and the settings it sets itself."""
 
-    stage: str  # sweep, pilot or runs
+    stage: str  # sweep, pilot, runs or ranks
     method: str
     seed: int = 0
     lr: float | None = None
     rounds: int | None = None
     stop_flat: float | None = None
     decode_test: bool | None = None
+    lora_r: int | None = None
     keep_checkpoint: bool = False  # for a longer run to continue this one
     continue_from: str | None = None  # a shorter run's record, whose checkpoint this starts from
 
     def overrides(self) -> dict:
-        """The preset settings this job sets (the sweep's lr, rounds; the pilot's rule)."""
-        fields = ("lr", "rounds", "stop_flat", "decode_test")
+        """The preset settings this job sets (the sweep's lr, rounds; the pilot's rule; the
+        rank of the ranks stage)."""
+        fields = ("lr", "rounds", "stop_flat", "decode_test", "lora_r")
         return {k: getattr(self, k) for k in fields if getattr(self, k) is not None}
 
     def argv(
@@ -176,7 +190,9 @@ class Job:
 
     def __str__(self) -> str:
         extra = "".join(
-            f" {k.replace('_', '-')} {v:g}" if isinstance(v, float) else f" {k} {v}"
+            f" {k.replace('_', '-')} {v:g}"
+            if isinstance(v, float)
+            else f" {k.replace('_', '-')} {v}"
             for k, v in self.overrides().items()
             if k != "decode_test"
         )
@@ -353,6 +369,17 @@ def runs_jobs(
     return jobs
 
 
+def ranks_jobs() -> list[Job]:
+    """Table 18's analogue: LoRA at each rank of :data:`RANKS`, seed 0, :data:`RANKS_ROUNDS`
+    round(s), decoding the test set (module docstring).
+
+    Raises:
+        SettingsError: LoRA's rate is not picked yet.
+    """
+    _require_picks(("lora",))
+    return [Job("ranks", "lora", 0, rounds=RANKS_ROUNDS, lora_r=r) for r in RANKS]
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -503,6 +530,17 @@ def plan_rows(
             else _row(job, results_dir, model, estimate)
         )
     stages["runs"] = (rows, note)
+    waiting = "lora" not in presets.FULL_CHOSEN
+    jobs = [Job("ranks", "lora", 0, rounds=RANKS_ROUNDS, lora_r=r) for r in RANKS]
+    rows = [
+        PlanRow(str(job), "wait", estimate_seconds(job, speeds))
+        if waiting
+        else _row(job, results_dir, model, estimate_seconds(job, speeds))
+        for job in jobs
+    ]
+    note = f"Table 18's analogue (chapter 6): LoRA at r = {', '.join(map(str, RANKS))}, "
+    note += f"{RANKS_ROUNDS} round each" + ("; wait: LoRA's pick" if waiting else "")
+    stages["ranks"] = (rows, note)
     basis = ", ".join(speeds.measured) or "none"
     stages["_speeds"] = ([], f"measured by finished records: {basis}; the rest: stated defaults")
     return stages
@@ -546,17 +584,19 @@ def _stage_jobs(stage: str, results_dir: str | Path, model: str) -> list[Job]:
         return sweep_jobs()
     if stage == "pilot":
         return pilot_jobs(results_dir, model)
+    if stage == "ranks":
+        return ranks_jobs()
     return runs_jobs(results_dir, model)
 
 
 def known_jobs(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[Job]:
     """Every job the stages can name now (a stage that waits for an earlier one names none)."""
     jobs: list[Job] = []
-    for stage in ("sweep", "pilot", "runs"):
+    for stage in ("sweep", "pilot", "runs", "ranks"):
         try:
             jobs += [j for j in _stage_jobs(stage, results_dir, model) if j not in jobs]
         except SettingsError:
-            break
+            continue  # the ranks wait for the pick only, not for the pilots
     return jobs
 
 
@@ -570,7 +610,7 @@ def _main(argv: Sequence[str] | None) -> int:
         action="store_true",
         help="delete the kept checkpoints of the rates FULL_CHOSEN did not pick",
     )
-    for name in ("sweep", "pilot", "runs"):
+    for name in ("sweep", "pilot", "runs", "ranks"):
         p = shared.add_run_command(sub, name, f"run the {name} (resumable)")
         p.add_argument("--data-dir", default=None, help="default: $LORABOOK_DATA")
         p.add_argument("--no-score", action="store_true", help="decode only, no metrics")
@@ -640,7 +680,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lorabook.e2e.campaign``: plan, sweep, pick, pilot, runs."""
+    """``python -m lorabook.e2e.campaign``: plan, sweep, pick, pilot, runs, ranks, stash."""
     return cli_main(_main, argv)
 
 

@@ -149,6 +149,37 @@ def as_table3(scores: dict) -> dict:
     return {m: 100 * v if m in ("BLEU", "METEOR", "ROUGE_L") else v for m, v in scores.items()}
 
 
+def rank_rows(results_dir: str | Path, model: str = "smollm2") -> list[dict]:
+    """Table 18's analogue from the campaign's ranks stage
+    (:func:`lorabook.e2e.campaign.ranks_jobs`): per finished and scored rank, ``r``, the
+    trainable parameters, the dev loss after its round (Table 18's "val loss") and the five
+    test metrics of the paper's scoring in Table 18's units (BLEU ×100, the others as the
+    script prints them; Table 3 prints METEOR and ROUGE-L ×100 too). Ranks still to run are
+    left out; before LoRA's rate is picked there are none."""
+    from lorabook.cli import SettingsError
+    from lorabook.e2e import campaign
+
+    try:
+        jobs = campaign.ranks_jobs()
+    except SettingsError:
+        return []
+    rows = []
+    for job in jobs:
+        record = job.plan(results_dir, model).paths.finished()
+        if record is None or not record.get("scores_paper"):
+            continue
+        rows.append(
+            {
+                "r": job.lora_r,
+                "trainable": record["params"]["trainable"],
+                "dev loss": record["epochs"][-1]["dev_loss"],
+                **record["scores_paper"],
+                "BLEU": 100 * record["scores_paper"]["BLEU"],
+            }
+        )
+    return rows
+
+
 def outputs_of(record: dict, root: str | Path) -> list[str]:
     """The decoded outputs a record kept (one per test MR, in the MRs' order)."""
     from lorabook.e2e.metrics import read_outputs
