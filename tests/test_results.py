@@ -47,6 +47,7 @@ def test_today_s_code_plans_every_committed_glue_record_under_its_own_name():
         for name in ("lora_r", "lora_alpha", "adapter_size", "lora_targets", "pooling"):
             if settings.get(name) is not None:
                 overrides[name] = settings[name]
+        overrides.setdefault("pooling", "cls")  # the only head before pooling was a setting
         run = plan_glue_run(
             record["task"],
             record["method"],

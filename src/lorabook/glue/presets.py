@@ -184,7 +184,7 @@ FULL_START_EPOCHS = {"ft": 10, "lora": 20, "bitfit": 20, "adapter_h": 20, "adapt
 # (task, method) -> epochs the budget rule gave (python -m lorabook.glue.full_campaign budget)
 FULL_EPOCHS: dict[tuple[str, str], int] = {}
 FULL_ADAPTER_SIZE = {"adapter_h": 8, "adapter_p": 16}  # LoRA's size on MiniLM (docstring)
-FULL_POOLING = "cls"  # the head stage's pick (python -m lorabook.glue.full_campaign pick-pooling)
+FULL_POOLING = "mean"  # the head stage's pick (python -m lorabook.glue.full_campaign pick-pooling)
 
 
 @dataclass(frozen=True)
