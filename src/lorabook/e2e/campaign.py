@@ -190,9 +190,7 @@ class Job:
 
     def __str__(self) -> str:
         extra = "".join(
-            f" {k.replace('_', '-')} {v:g}"
-            if isinstance(v, float)
-            else f" {k.replace('_', '-')} {v}"
+            f" {k.replace('_', '-')} {format(v, 'g') if isinstance(v, float) else v}"
             for k, v in self.overrides().items()
             if k != "decode_test"
         )
@@ -377,6 +375,10 @@ def ranks_jobs() -> list[Job]:
         SettingsError: LoRA's rate is not picked yet.
     """
     _require_picks(("lora",))
+    return _rank_jobs()
+
+
+def _rank_jobs() -> list[Job]:
     return [Job("ranks", "lora", 0, rounds=RANKS_ROUNDS, lora_r=r) for r in RANKS]
 
 
@@ -531,7 +533,7 @@ def plan_rows(
         )
     stages["runs"] = (rows, note)
     waiting = "lora" not in presets.FULL_CHOSEN
-    jobs = [Job("ranks", "lora", 0, rounds=RANKS_ROUNDS, lora_r=r) for r in RANKS]
+    jobs = _rank_jobs()  # named before the pick too, to be estimated
     rows = [
         PlanRow(str(job), "wait", estimate_seconds(job, speeds))
         if waiting
