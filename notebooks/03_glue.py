@@ -765,9 +765,10 @@ display(pd.DataFrame(stage_rows).set_index("stage").drop(columns="note").round(1
 display(Markdown(shared.progress_markdown(stage_rows)))
 
 # %% [markdown]
-# The stages do not run one after the other. Planned from measured speeds, the campaign is
-# well over the budget this project set for it (about 20 worker-hours for this chapter's
-# runs and 15 for chapter 6's; the line below the table gives both), so it runs what decides
+# The stages do not run one after the other. Planned from measured speeds (those of the
+# machine the campaign last ran on, where it has run a method), the campaign is over the
+# budget this project set for it (about 20 worker-hours for this chapter's runs and 15 for
+# chapter 6's; the line below the table gives both), so it runs what decides
 # a claim first, in the order that
 # budget's fallbacks give: FT and LoRA, every seed, first (the first claim); then one seed of
 # every Section 7 cell (chapter 6 has no record until then); then BitFit and the adapters at
@@ -781,7 +782,7 @@ display(pd.DataFrame(full_campaign.order_rows(results_dir)).set_index("step").ro
 aims = full_campaign.GLUE_AIM_HOURS + full_campaign.SECTION7_AIM_HOURS
 planned = sum(r["estimated h"] for r in stage_rows)
 print(f"the whole campaign: ~{planned:.0f} worker-hours planned; the budget set: ~{aims}")
-assert planned >= 1.5 * aims, planned  # "well over the budget": else rewrite the prose
+assert planned > aims, planned  # "over the budget": else rewrite the prose
 
 # %% [markdown]
 # The read-out comes first. all-MiniLM-L6-v2 was trained to be read by the mean of its token

@@ -599,7 +599,8 @@ else:
 # %% [markdown]
 # The campaign takes days of this machine's two cores, so the book shows it as the records
 # have it. Where each stage stands (worker-hours: one core for an hour; "estimated" uses the
-# speeds the finished runs measured):
+# speeds the finished runs measured, on the machine the campaign last ran on where it has
+# run the method: the project's machines differ up to twice in speed):
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lorabook import campaign as shared
 from lorabook.cli import SettingsError
 from lorabook.e2e import campaign, experiment, presets
 from lorabook.e2e.campaign import (
@@ -274,6 +275,25 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys, picked):
     speeds = campaign.measured_speeds([record])
     assert speeds.tokens_per_second["lora"] == pytest.approx(200.0)
     assert speeds.measured == ("lora tokens/s",) and speeds.epoch_tokens == 2_400_000
+    # where the machine of the latest record has run the method, its clock alone says what
+    # the next run costs
+    latest = {**record, "environment": {"device": "cpu: B, 2 cores"}, "finished_at": "2026-12"}
+    latest["data"] = {"train_tokens": 2_400_000, "train_seconds": 1000.0}
+    earlier = {**record, "environment": {"device": "cpu: A, 2 cores"}, "finished_at": "2026-11"}
+    assert campaign.measured_speeds([earlier, latest]).tokens_per_second["lora"] == 600.0
+    assert campaign.measured_speeds([earlier]).tokens_per_second["lora"] == 200.0
+
+
+def test_plans_read_the_clocks_of_the_machine_the_campaign_last_ran_on():
+    def made(device: str | None, when: str) -> dict:
+        return {"environment": {"device": device} if device else {}, "finished_at": when}
+
+    a, b, unnamed = made("cpu: A", "2026-11-30"), made("cpu: B", "2026-12-01"), made(None, "2027")
+    assert shared.latest_device([a, b, unnamed]) == "cpu: B"
+    assert shared.latest_device([unnamed]) is None and shared.latest_device([]) is None
+    assert shared.on_device([a, b, unnamed], "cpu: B") == [b]
+    assert shared.on_device([a, unnamed], "cpu: B") == [a, unnamed]  # none there: all
+    assert shared.on_device([a, b], None) == [a, b]
 
 
 def test_spent_counts_every_session_of_a_run_and_not_the_run_it_continued():

@@ -395,6 +395,15 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     speeds = fc.measured_speeds([json.loads(lora.plan(tmp_path).paths.record.read_text())])
     assert speeds.tokens_per_second["lora"] == pytest.approx(20 * 100_000 / (20 * 60.0))
     assert speeds.epoch_tokens["cola"] == 100_000 and speeds.eval_share == pytest.approx(0.05)
+    done = json.loads(lora.plan(tmp_path).paths.record.read_text())
+    earlier = {**done, "environment": {"device": "cpu: A, 2 cores"}, "finished_at": "2026-11"}
+    latest = {**done, "environment": {"device": "cpu: B, 2 cores"}, "finished_at": "2026-12"}
+    latest["epochs"] = [
+        {**e, "train_seconds": 30.0, "elapsed_seconds": 33.0 * e["epoch"]} for e in done["epochs"]
+    ]
+    speeds = fc.measured_speeds([latest, earlier])  # the last machine's clock where it has one
+    assert speeds.tokens_per_second["lora"] == pytest.approx(20 * 100_000 / (20 * 30.0))
+    assert speeds.eval_share == pytest.approx(0.1)
     assert fc.main(["plan", "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for stage in fc.STAGES:

@@ -17,7 +17,8 @@ and its estimates; this module runs the jobs and prints the plan:
   whose checkpoint cannot travel, when it fits in one session; the small ones otherwise).
 * :class:`PlanRow`, :func:`plan_line`, :func:`plan_totals`, :func:`print_plan`: per job, its
   estimated time and, once finished, what it took; in all, the hours left and estimated
-  against spent, stage by stage.
+  against spent, stage by stage. :func:`latest_device`, :func:`on_device`: the records whose
+  clocks an estimate reads (those of the machine the campaign last ran on, where it has any).
 """
 
 from __future__ import annotations
@@ -194,6 +195,27 @@ class PlanRow:
 
 
 UNITS = {"min": (60, "5.0f"), "h": (3600, "5.1f")}
+
+
+def latest_device(records: Sequence[dict]) -> str | None:
+    """The device (as records name it) of the record that finished last; ``None`` if none
+    names one."""
+    named = [r for r in records if r.get("environment", {}).get("device")]
+    if not named:
+        return None
+    return max(named, key=lambda r: r.get("finished_at", ""))["environment"]["device"]
+
+
+def on_device(records: Sequence[dict], device: str | None) -> list[dict]:
+    """The records made on ``device``, if any are; else all of them.
+
+    A plan estimates from the speeds its records measured, and this project's machines
+    differ twice over (:func:`lorabook.records.cpu_model`). The campaigns read their clocks
+    on :func:`latest_device`, the machine they last ran on, where it has run a kind of job:
+    the best guess of the next session's machine that the records alone give, so the plan
+    (and the book's page of it) is the same on every machine that reads them."""
+    mine = [r for r in records if r.get("environment", {}).get("device") == device]
+    return mine or list(records)
 
 
 def plan_line(row: PlanRow, unit: str = "min", spent_label: str = "trained") -> str:

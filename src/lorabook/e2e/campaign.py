@@ -412,20 +412,23 @@ def default_speeds() -> Speeds:
 def measured_speeds(records: Sequence[dict]) -> Speeds:
     """:func:`default_speeds` with what the finished ``full`` records measured instead:
     per method the training tokens a second over its records, the mean evaluation and
-    decoding times, and the training set's tokens."""
+    decoding times, and the training set's tokens; each from the records of the machine the
+    campaign last ran on where it has any (:func:`lorabook.campaign.on_device`)."""
     speeds = default_speeds()
+    device = shared.latest_device(records)
     trained = [r for r in records if r.get("data", {}).get("train_seconds")]
     rates, measured = dict(speeds.tokens_per_second), []
     for method in {r["method"] for r in trained}:
-        mine = [r for r in trained if r["method"] == method]
+        mine = shared.on_device([r for r in trained if r["method"] == method], device)
         tokens = sum(
             r["data"]["train_tokens"] * len(r["epochs"]) / r["settings"].get("rounds_per_epoch", 1)
             for r in mine
         )
         rates[method] = tokens / sum(r["data"]["train_seconds"] for r in mine)
         measured.append(f"{method} tokens/s")
-    evals = [e["eval_seconds"] for r in trained for e in r["epochs"] if "eval_seconds" in e]
-    decodes = [r["decode"]["seconds"] for r in records if r.get("decode")]
+    here = shared.on_device(trained, device)
+    evals = [e["eval_seconds"] for r in here for e in r["epochs"] if "eval_seconds" in e]
+    decodes = [r["decode"]["seconds"] for r in shared.on_device(records, device) if r.get("decode")]
     epoch_tokens = [r["data"]["train_tokens"] for r in trained]
     measured += ["evaluation"] * bool(evals) + ["decoding"] * bool(decodes)
     return Speeds(

@@ -223,18 +223,22 @@ def _spent(record: dict) -> float:
 def measured_speeds(records: Sequence[dict]) -> Speeds:
     """:func:`default_speeds` with what finished ``full`` records measured instead: per
     method the real training tokens a second, per task the tokens of an epoch, and the share
-    of evaluation (the runs' clocks against their training seconds)."""
+    of evaluation (the runs' clocks against their training seconds); the clocks from the
+    records of the machine the campaign last ran on where it has any
+    (:func:`lorabook.campaign.on_device`)."""
     speeds = default_speeds()
     timed = [r for r in records if r.get("train_tokens") and r.get("epochs")]
     if not timed:
         return speeds
     rates, tokens = dict(speeds.tokens_per_second), dict(speeds.epoch_tokens)
+    device = shared.latest_device(timed)
     for method in sorted({r["method"] for r in timed}):
-        mine = [r for r in timed if r["method"] == method]
+        mine = shared.on_device([r for r in timed if r["method"] == method], device)
         rates[method] = sum(r["train_tokens"]["real"] for r in mine) / sum(map(_trained, mine))
     for record in timed:
         tokens[record["task"]] = record["train_tokens"]["real"] / len(record["epochs"])
-    share = sum(map(_spent, timed)) / sum(map(_trained, timed)) - 1
+    here = shared.on_device(timed, device)
+    share = sum(map(_spent, here)) / sum(map(_trained, here)) - 1
     measured = [f"{m} tokens/s" for m in sorted({r["method"] for r in timed})]
     measured += [f"{t} epoch tokens" for t in sorted({r["task"] for r in timed})]
     return Speeds(rates, tokens, share, (*measured, "evaluation share"))
