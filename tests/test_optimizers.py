@@ -173,3 +173,28 @@ def test_fit_trains_with_the_optimizer_it_is_given_and_resumes_its_state(tmp_pat
     quiet_fit(resumed, data, accuracy_on(data), CFG, make_optimizer=make, checkpoint_dir=tmp_path)
     for name, value in trainable(straight).items():
         assert torch.equal(trainable(resumed)[name], value), name
+
+
+def test_fits_default_adamw_is_the_fused_kernel_and_the_for_loop_update_to_rounding():
+    from lorabook.train import adamw, param_groups
+
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5))
+    twin = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.LayerNorm(5))
+    twin.load_state_dict(net.state_dict())
+    fused = adamw(net, TrainConfig(lr=1e-2, weight_decay=0.1))
+    loop = torch.optim.AdamW(param_groups(twin, 0.1), lr=1e-2, foreach=False)
+    assert [g["fused"] for g in fused.param_groups] == [True, True]
+    assert [g["weight_decay"] for g in fused.param_groups] == [0.1, 0.0]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+            a.grad = torch.randn(a.shape, generator=g)
+            b.grad = a.grad.clone()
+        fused.step()
+        loop.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # a run resumed from a checkpoint keeps the implementation it started with
+    resumed = adamw(twin, TrainConfig(lr=1e-2, weight_decay=0.1))
+    resumed.load_state_dict(loop.state_dict())
+    assert not any(group["fused"] for group in resumed.param_groups)

@@ -146,6 +146,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """``fit``'s default optimizer: ``torch.optim.AdamW`` over :func:`param_groups` at
+    ``config.lr``, through PyTorch's fused kernel: one pass over each tensor where the
+    for-loop implementation makes about ten, which on a CPU took a large share of a full
+    fine-tuning step (MiniLM, one thread beside a campaign: 0.72 s of 1.63, fused 0.11 s).
+    The same update, equal to the for-loop one to rounding (a unit in the last place), as
+    runs on two processors are. A resumed run keeps the implementation it started with: the
+    checkpoint's optimizer state names it."""
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, fused=True)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The shuffled example order of one epoch: a function of (seed, epoch) only, so resumable."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -512,8 +523,8 @@ def fit(
             that dies in between redoes the epoch, and calls it again).
         make_optimizer: ``make_optimizer(model, config) -> optimizer`` over the model's
             trainable parameters (e.g. :func:`lorabook.optimizers.official_adamw`); default
-            ``torch.optim.AdamW`` with :func:`param_groups`. Not part of ``config``: a
-            caller that offers a choice records it in its own settings.
+            :func:`adamw` (``torch.optim.AdamW`` with :func:`param_groups`). Not part of
+            ``config``: a caller that offers a choice records it in its own settings.
         stop_early: ``stop_early(history) -> bool``, asked before each epoch once one has
             been evaluated (after a resume too): ``True`` ends the run there. The learning
             rate schedule stays planned for ``config.epochs``.
@@ -553,9 +564,8 @@ def fit(
         log = _silent  # one log line per epoch, from the main process
     set_seed(config.seed)
     if make_optimizer is None:
-        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
-    else:
-        optimizer = make_optimizer(model, config)
+        make_optimizer = adamw
+    optimizer = make_optimizer(model, config)
     batches = math.ceil(len(train_dataset) / step_size)
     if config.max_steps_per_epoch:
         batches = min(batches, config.max_steps_per_epoch)
