@@ -57,6 +57,29 @@ def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, deci
     assert by[("W_q", 1)]["median"] == pytest.approx((50.3 + 50.5) / 2)
     assert ("W_q", 8) not in by  # not run
     assert section7.score_table(found, "Table 5") == []  # none of its cells has run
+    [sep] = [r for r in section7.separation(found, "Table 6") if r["task"] == task]
+    cells = section7.score_table(found, "Table 6")
+    medians = [r["median"] for r in cells if r["task"] == task]
+    assert sep["gap"] == pytest.approx(max(medians) - min(medians))
+    widest = max(r["max"] - r["min"] for r in cells if r["task"] == task and len(r["seeds"]) > 1)
+    assert sep["seed range"] == pytest.approx(widest)
+    assert sep["separates"] == (sep["gap"] > widest)
+
+
+def test_separation_says_whether_cells_differ_by_more_than_seeds_do():
+    def cell(targets, r, *scores):
+        records = [{"seed": i, "best": {"accuracy": s / 100}} for i, s in enumerate(scores)]
+        return ("Table 6", "sst2", targets, r), [{**rec, "metric": "accuracy"} for rec in records]
+
+    found = dict([cell(("q",), 1, 90.0, 90.4), cell(("q",), 8, 91.0)])
+    [row] = section7.separation(found, "Table 6")
+    assert row["gap"] == pytest.approx(0.8) and row["seed range"] == pytest.approx(0.4)
+    assert row["separates"] is True and row["cells"] == 2
+    found = dict([cell(("q",), 1, 89.0, 90.4), cell(("q",), 8, 91.0)])
+    assert section7.separation(found, "Table 6")[0]["separates"] is False  # 1.3 < 1.4
+    found = dict([cell(("q",), 1, 90.0), cell(("q",), 8, 91.0)])
+    assert section7.separation(found, "Table 6")[0]["separates"] is None  # one seed each
+    assert section7.separation(found, "Table 5") == []
 
 
 def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided):

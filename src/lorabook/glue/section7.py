@@ -73,6 +73,34 @@ def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
     return rows
 
 
+def separation(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
+    """Per task of ``table``: how far apart its cells are against how far one cell's seeds
+    are. ``gap``: the best cell's median minus the worst's; ``seed range``: the widest range
+    (max − min) over the seeds of any cell with two or more; ``separates``: the gap exceeds
+    that range (``None`` while no cell has two seeds).
+
+    SST-2 and STS-B separate methods least of the five tasks (which is why they train
+    stably), so "a low rank suffices" is easy to pass there: a reader needs to see whether
+    the table's cells differ by more than its seeds do before reading an order into them."""
+    out = []
+    rows = score_table(found, table)
+    for task in sorted({r["task"] for r in rows}):
+        mine = [r for r in rows if r["task"] == task]
+        ranges = [r["max"] - r["min"] for r in mine if len(r["seeds"]) > 1]
+        gap = max(r["median"] for r in mine) - min(r["median"] for r in mine)
+        widest = max(ranges) if ranges else None
+        out.append(
+            {
+                "task": task,
+                "cells": len(mine),
+                "gap": gap,
+                "seed range": widest,
+                "separates": None if widest is None else gap > widest,
+            }
+        )
+    return out
+
+
 def records_at(
     found: Mapping[Cell, Sequence[dict]], r: int, targets: tuple[str, ...] = ("q", "v")
 ) -> dict[tuple[str, int], dict]:
