@@ -15,6 +15,7 @@ made since in bf16 does not take their place.
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 from lorabook.e2e.presets import LEGACY_DECODE, e2e_preset
@@ -256,6 +257,20 @@ def _corpora(
     return corpora
 
 
+@lru_cache(maxsize=8)
+def _frames_of(mrs: tuple[str, ...], texts: tuple[str, ...]) -> Counter[str]:
+    """:func:`lorabook.e2e.errors.frame_counts` of one corpus, counted once a process
+    (chapter 4.9's two tables both read the 42,061 training references)."""
+    from lorabook.e2e.errors import frame_counts
+
+    return frame_counts(list(mrs), list(texts))
+
+
+def _frames(corpus: tuple[list[str], list[str]]) -> Counter[str]:
+    """:func:`_frames_of` of a (MRs, texts) corpus, a copy the caller may change."""
+    return Counter(_frames_of(tuple(corpus[0]), tuple(corpus[1])))
+
+
 def _table_of(counts: dict[str, Counter[str]]) -> dict[str, dict]:
     """:func:`frame_table`'s rows from each corpus's opening counts."""
     table = {}
@@ -279,10 +294,8 @@ def frame_table(
     pairs) the training references: the most frequent delexicalised first sentence
     (:func:`lorabook.e2e.errors.frame_counts`), how many texts open with it and their
     share (%)."""
-    from lorabook.e2e.errors import frame_counts
-
     corpora = _corpora(mrs, references, outputs, training)
-    return _table_of({name: frame_counts(*corpus) for name, corpus in corpora.items()})
+    return _table_of({name: _frames(corpus) for name, corpus in corpora.items()})
 
 
 def generations(
@@ -384,7 +397,7 @@ def most_uniform(
     references (``in_training`` of ``training_texts``) do, the ``slot`` it drops most
     (``dropped`` outputs) and how many of those open with the frame
     (``dropped_when_opening``)."""
-    from lorabook.e2e.errors import delexicalise, first_sentence, frame_counts, output_errors
+    from lorabook.e2e.errors import delexicalise, first_sentence, output_errors
 
     corpora = _corpora(mrs, references, outputs, training)
     openings = {  # each system's opening, output by output
@@ -392,8 +405,8 @@ def most_uniform(
         for name, texts in outputs.items()
     }
     counts = {name: Counter(found) for name, found in openings.items()}
-    counts["human references"] = frame_counts(*corpora["human references"])
-    counts["training references"] = frame_counts(*corpora["training references"])
+    counts["human references"] = _frames(corpora["human references"])
+    counts["training references"] = _frames(corpora["training references"])
     frames = _table_of(counts)
     system = max(outputs, key=lambda name: frames[name]["share %"])
     frame, texts = frames[system]["most frequent opening"], outputs[system]
