@@ -328,18 +328,95 @@ def test_all_steps_split_every_stage_and_put_ft_and_lora_first(tmp_path, monkeyp
     assert names[-1].startswith("seeds: the larger adapters")
     assert {j.method for j in jobs["seeds"] if fc.ORDER[2][2](j)} == set(fc.CLAIM_METHODS)
 
-    called = []
 
-    def run_stage(stage, *args):
-        called.append((stage, args[-1]))
+def _step(job: Job) -> int:
+    return next(
+        i for i, (stage, _, keep) in enumerate(fc.ORDER) if stage == job.stage and keep(job)
+    )
+
+
+def test_all_offers_one_queue_over_the_steps_with_what_can_run_now(tmp_path, monkeypatch):
+    """``all`` gives its workers the jobs that can run now, in ``ORDER``'s steps (so a worker
+    free at the tail of a step takes the next step's job): nothing past the head stage until
+    its pick, and the seeds of a (task, method) as soon as a record decides its budget."""
+    assert fc.runnable(fc.ORDER, tmp_path) == head_jobs()
+    for job in head_jobs():
+        write_record(job, tmp_path, best=1)
+    now = fc.runnable(fc.ORDER, tmp_path)
+    assert [_step(j) for j in now] == sorted(_step(j) for j in now)
+    assert {j.stage for j in now} == {"head", "long"} and len(now) == len(head_jobs()) + len(PAIRS)
+    cola_ft = next(j for j in now if j.stage == "long" and (j.task, j.method) == ("cola", "ft"))
+    write_record(cola_ft, tmp_path, best=2)  # peaked: its budget is decided
+    now = fc.runnable(fc.ORDER, tmp_path)
+    seeds = [j for j in now if j.stage == "seeds"]
+    assert [(j.task, j.method, j.seed, j.epochs) for j in seeds] == [
+        ("cola", "ft", 1, cola_ft.epochs),
+        ("cola", "ft", 2, cola_ft.epochs),
+    ]
+    assert [_step(j) for j in now] == sorted(_step(j) for j in now)
+    baselines = [now.index(j) for j in now if j.stage == "long" and fc._baselines(j)]
+    assert now.index(seeds[-1]) < min(baselines)  # before the baselines' long runs
+
+    handed = {}
+
+    def run_jobs(jobs, workers, results_dir, model, cores=None, more=None):
+        handed.update(jobs=jobs, more=more())
         return []
 
-    monkeypatch.setattr(fc, "run_stage", run_stage)
+    monkeypatch.setattr(fc, "run_jobs", run_jobs)
     assert fc.main(["all", "--results-dir", str(tmp_path)]) == 0
-    assert called == [(stage, keep) for stage, _, keep in fc.ORDER]
-    called.clear()
-    assert fc.main(["seeds", "--results-dir", str(tmp_path)]) == 0
-    assert [stage for stage, _ in called] == ["seeds"] and called[0][1](jobs["seeds"][-1])
+    assert handed == {"jobs": [], "more": now}
+    assert fc.main(["seeds", "--results-dir", str(tmp_path), "--only", "cola"]) == 0
+    assert handed["more"] == seeds
+
+
+def _timed_fake(tmp_path: Path, code: int = 0) -> Path:
+    """A stand-in for the interpreter: logs when it starts and ends, sleeps, exits ``code``."""
+    fake = tmp_path / "fake_python.py"
+    fake.write_text(
+        "import sys, time\n"
+        "print('start', time.time(), flush=True)\n"
+        "time.sleep(0.6)\n"
+        "print('end', time.time(), flush=True)\n"
+        f"sys.exit({code})\n"
+    )
+    return fake
+
+
+def _times(job: Job, results: Path) -> tuple[float, float]:
+    log = (results / "_logs" / f"{job.plan(results).paths.record.stem}.log").read_text()
+    stamps = dict(line.split() for line in log.splitlines() if line.startswith(("start", "end")))
+    return float(stamps["start"]), float(stamps["end"])
+
+
+def test_a_worker_with_nothing_to_take_waits_for_the_jobs_a_running_one_calls_for(tmp_path):
+    """``more``: a job's end can call for more (a doubling, a budget's seeds); the worker that
+    found nothing to take must still be there to run them, beside the other worker."""
+    first, *called = section7_jobs(START, "mean")[:3]
+
+    log = tmp_path / "_logs" / f"{first.plan(tmp_path).paths.record.stem}.log"
+
+    def more():
+        ended = log.exists() and "end" in log.read_text()
+        return [first, *called] if ended else [first]
+
+    fake = _timed_fake(tmp_path)
+    ran = fc.run_jobs([], 2, tmp_path, command=[sys.executable, fake], cores=2, more=more)
+    assert sorted(map(str, (j for j, _ in ran))) == sorted(map(str, [first, *called]))
+    assert {code for _, code in ran} == {0}
+    (a_start, a_end), (b_start, b_end) = (_times(j, tmp_path) for j in called)
+    assert min(a_start, b_start) >= _times(first, tmp_path)[1]  # called for by its end
+    assert a_start < b_end and b_start < a_end  # and run side by side, by both workers
+
+
+def test_after_a_failed_job_no_more_are_taken(tmp_path, capsys):
+    first, second = section7_jobs(START, "mean")[:2]
+    fake = _timed_fake(tmp_path, code=3)
+    ran = fc.run_jobs(
+        [], 1, tmp_path, command=[sys.executable, fake], cores=1, more=lambda: [first, second]
+    )
+    assert ran == [(first, 3)]
+    assert "FAILED (exit 3" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- the plan
@@ -349,8 +426,8 @@ def test_only_keeps_the_named_jobs_of_a_stage(tmp_path, monkeypatch, capsys):
     """``head --only sst2-lora``: the stage's jobs whose names contain it, and no other."""
     ran: list[Job] = []
 
-    def record(jobs, workers, results_dir, model, cores=None):
-        ran.extend(jobs)
+    def record(jobs, workers, results_dir, model, cores=None, more=None):
+        ran.extend([*jobs, *more()])
         return []
 
     monkeypatch.setattr(fc, "run_jobs", record)
@@ -500,12 +577,16 @@ def test_the_command_line_runs_every_stage_on_a_tiny_bert(
     monkeypatch.setitem(presets.CPU_CHOSEN, "lora", (1e-3, 3))  # head: not a long run
     ran: list[Job] = []
 
-    def in_process(jobs, workers, results_dir, model, cores=None):
-        out = []
-        for job in jobs:
-            if job.plan(results_dir, model).paths.finished() is None:
-                ran.append(job)
-                out.append((job, glue_main(job.argv(results_dir, model))))
+    def in_process(jobs, workers, results_dir, model, cores=None, more=None):
+        """The runner, one worker in this process: the first job not taken and unfinished."""
+        out: list = []
+        while not any(code for _, code in out):
+            todo = [j for j in [*jobs, *more()] if j not in ran]
+            todo = [j for j in todo if j.plan(results_dir, model).paths.finished() is None]
+            if not todo:
+                break
+            ran.append(todo[0])
+            out.append((todo[0], glue_main(todo[0].argv(results_dir, model))))
         return out
 
     monkeypatch.setattr(fc, "run_jobs", in_process)

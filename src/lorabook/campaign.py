@@ -9,7 +9,9 @@ and its estimates; this module runs the jobs and prints the plan:
   to its own cores with that many threads (on this project's 2-core machine two one-thread
   workers train 12–16% more tokens a second than one run on both cores); a finished job (its
   record exists) is skipped, one another live campaign holds (a lock file) too, and an
-  interrupted one resumes when it is run again (the experiments checkpoint themselves).
+  interrupted one resumes when it is run again (the experiments checkpoint themselves). Given
+  ``more``, a free worker asks the campaign for what can run now, so that jobs called for by
+  a run's outcome (a budget, a doubling) start as soon as a worker is free.
 * :func:`stash`: a copy of the small checkpoints (LoRA's) of the unfinished jobs, for git to
   carry to a new machine, where :func:`run_jobs` puts them back before it resumes the job.
 * :func:`override_flags`: a job's settings as command-line flags.
@@ -109,6 +111,7 @@ def run_jobs(
     paths: Callable[[Job], RunPaths],
     cores: int | None = None,
     pin: Callable[[int, int], Callable[[], None] | None] = pin_to_cores,
+    more: Callable[[], Sequence[Job]] | None = None,
 ) -> list[tuple[Job, int]]:
     """Run the unfinished ``jobs`` in ``workers`` processes at a time; return (job, exit code).
 
@@ -118,11 +121,19 @@ def run_jobs(
     other cores to other work). A job runs as ``[*command, *argv(job)]``; its output goes to
     ``<results>/_logs/<record name>.log``. A failed job is reported and the others go on.
     A job whose checkpoint is not on this machine but in git (``stash``) resumes from that.
+
+    ``more``: the jobs that can run now, first things first (a campaign whose next jobs
+    depend on the outcome of those running: a budget, a doubling). When ``jobs`` are all
+    taken, a free worker asks it again and takes the first job it has not taken yet that is
+    unfinished; while nothing is left it waits for a running job to end (whose outcome may
+    call for more) and stops once none runs. So no worker sits idle at the tail of one step
+    while the next step has work. After a failed job nothing more is asked for.
     """
     plans = [(job, paths(job)) for job in jobs]
     todo = [(job, run) for job, run in plans if run.finished() is None]
-    print(f"{len(plans) - len(todo)} of {len(plans)} finished; {len(todo)} to run", flush=True)
-    if not todo:
+    if plans or more is None:
+        print(f"{len(plans) - len(todo)} of {len(plans)} finished; {len(todo)} to run", flush=True)
+    if not todo and more is None:
         return []
     if cores is None:
         cores = available_cores()
@@ -130,48 +141,81 @@ def run_jobs(
     env = worker_env(threads)
     logs = Path(results_dir) / "_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    queue, lock, results = list(todo), threading.Lock(), []
+    queue, results = list(todo), []
+    taken = {run.record for _, run in todo}
+    ended = threading.Condition()
+    running = 0
     started = time.monotonic()
 
+    def asked() -> tuple[Job, RunPaths] | None:
+        """The first job ``more`` names that is neither taken nor finished (under the lock)."""
+        if more is None or any(code for _, code in results):
+            return None
+        for job in more():
+            run = paths(job)
+            if run.record not in taken and run.finished() is None:
+                taken.add(run.record)
+                return job, run
+        return None
+
+    def take() -> tuple[Job, RunPaths] | None:
+        nonlocal running
+        with ended:
+            while True:
+                found = queue.pop(0) if queue else asked()
+                if found is not None:
+                    running += 1
+                    return found
+                if running == 0 or more is None:
+                    return None
+                ended.wait()  # a job under way may call for more when it ends
+
     def work(worker: int) -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                job, run = queue.pop(0)
-            log = logs / f"{run.record.stem}.log"
-            lock_file = logs / f"{run.record.stem}.lock"
-            owner = claim(lock_file)
-            if owner is not None:
-                print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
-                continue
-            if run.finished() is not None:  # another campaign finished it meanwhile
-                lock_file.unlink(missing_ok=True)
-                print(f"[worker {worker}] skip {job}: finished meanwhile", flush=True)
-                continue
-            if run.restore_scratch():
-                print(f"[worker {worker}] {job}: checkpoint restored from {run.stash}", flush=True)
-            print(f"[worker {worker}] start {job} → {log}", flush=True)
-            try:
-                with open(log, "a", encoding="utf-8") as out:
-                    code = subprocess.call(
-                        [*command, *argv(job)],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        preexec_fn=pin(worker, threads),
-                    )
-            finally:
-                lock_file.unlink(missing_ok=True)
-            with lock:
+        nonlocal running
+        while (found := take()) is not None:
+            job, run = found
+            code = run_one(worker, job, run)
+            with ended:
+                running -= 1
+                ended.notify_all()
+                if code is None:  # skipped: not run by this campaign
+                    continue
                 results.append((job, code))
                 minutes = (time.monotonic() - started) / 60
+                log = logs / f"{run.record.stem}.log"
                 state = "done" if code == 0 else f"FAILED (exit {code}; see {log})"
                 print(
-                    f"[worker {worker}] {state}: {job} | {len(results)}/{len(todo)} "
+                    f"[worker {worker}] {state}: {job} | {len(results)}/{len(taken)} "
                     f"after {minutes:.0f} min",
                     flush=True,
                 )
+
+    def run_one(worker: int, job: Job, run: RunPaths) -> int | None:
+        """The job's exit code; None when it was skipped (another process has it, or done)."""
+        log = logs / f"{run.record.stem}.log"
+        lock_file = logs / f"{run.record.stem}.lock"
+        owner = claim(lock_file)
+        if owner is not None:
+            print(f"[worker {worker}] skip {job}: running in process {owner}", flush=True)
+            return None
+        if run.finished() is not None:  # another campaign finished it meanwhile
+            lock_file.unlink(missing_ok=True)
+            print(f"[worker {worker}] skip {job}: finished meanwhile", flush=True)
+            return None
+        if run.restore_scratch():
+            print(f"[worker {worker}] {job}: checkpoint restored from {run.stash}", flush=True)
+        print(f"[worker {worker}] start {job} → {log}", flush=True)
+        try:
+            with open(log, "a", encoding="utf-8") as out:
+                return subprocess.call(
+                    [*command, *argv(job)],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    preexec_fn=pin(worker, threads),
+                )
+        finally:
+            lock_file.unlink(missing_ok=True)
 
     pool = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
     for thread in pool:

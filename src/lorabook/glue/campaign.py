@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os  # noqa: F401  (the shared pinning reads os; tests reach it as campaign.os)
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,6 +275,7 @@ def run_jobs(
     model: str = MODEL,
     command: Sequence[str] = (sys.executable, "-m", "lorabook.glue"),
     cores: int | None = None,
+    more: Callable[[], Sequence[Job]] | None = None,
 ) -> list[tuple[Job, int]]:
     """Run the unfinished ``jobs`` in ``workers`` processes at a time; return (job, exit code).
 
@@ -282,7 +283,8 @@ def run_jobs(
     (and those cores, on Linux), ``cores`` being all this process may use unless given
     (``cores=1, workers=1`` leaves the other cores to other work). A job's output goes to
     ``<results>/_logs/<record name>.log``. A failed job is reported and the others go on.
-    ``command`` runs one job given its :meth:`Job.argv` (see :func:`lorabook.campaign.run_jobs`).
+    ``command`` runs one job given its :meth:`Job.argv`; ``more``, the jobs that can run now
+    once ``jobs`` are taken (see :func:`lorabook.campaign.run_jobs`).
     """
     return shared.run_jobs(
         jobs,
@@ -293,6 +295,7 @@ def run_jobs(
         paths=lambda job: job.plan(results_dir, model).paths,
         cores=cores,
         pin=pin_to_cores,
+        more=more,
     )
 
 

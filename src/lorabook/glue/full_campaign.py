@@ -77,7 +77,11 @@ every cell (its four studies, once each) before the baselines' long runs, becaus
 has no record at all until then while Table 2's second claim already has the ``cpu``
 campaign's; Section 7's seeds 1 and 2 after the baselines' seeds. ``plan`` shows the steps
 with their hours. Within a step, seed 0 of everything first, task by task (the cheapest
-epoch first), each task's cheaper runs first. Each job is ``python -m lorabook.glue ...
+epoch first), each task's cheaper runs first. The steps are an order, not a wait: whenever a
+worker is free it takes the first job that can run now (:func:`runnable`), so a worker
+free at the tail of a step starts the next step's job instead of waiting for the step's
+last run, and a run whose end decides a budget or calls for a doubling has its follow-ups
+taken at once, ahead of later steps. Each job is ``python -m lorabook.glue ...
 --preset full`` in its own process, ``--workers 2`` of them pinned to a core each with one
 thread (:func:`lorabook.glue.campaign.run_jobs`); finished runs are skipped and an
 interrupted one resumes, so the same command picks up where the last one stopped. ``plan``
@@ -443,10 +447,10 @@ def section7_jobs(
 
 
 def stage_jobs(
-    stage: str, results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL
+    stage: str, results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL, quiet: bool = False
 ) -> list[Job]:
     """The jobs of ``stage`` that can run now (seeds, section7: those whose budget is known;
-    the pairs still waiting for theirs are printed).
+    the pairs still waiting for theirs are printed unless ``quiet``).
 
     Raises:
         SettingsError: ``stage`` waits for the head stage's pick.
@@ -461,7 +465,7 @@ def stage_jobs(
     if stage == "section7":
         needs = [(t, "lora") for t in SECTION7_TASKS]
     waiting = [f"{t} {m}" for t, m in needs if (t, m) not in decided]
-    if waiting:
+    if waiting and not quiet:
         print(f"waiting for the budget (the long stage) of: {', '.join(waiting)}", flush=True)
     if stage == "seeds":
         return seeds_jobs(decided, pooling)
@@ -502,8 +506,9 @@ ORDER: tuple[tuple[str, str, Callable[[Job], bool]], ...] = (
     ("section7", "seeds 1 and 2", _later_seeds),
     ("seeds", f"the larger adapters (m = {LARGER_ADAPTER_SIZE}, seed 0)", _larger_adapters),
 )
-"""The steps ``all`` runs, in turn: (stage, which of its jobs, the test a job passes). Each
-stage's steps split its jobs: every job is in one step (module docstring: why this order)."""
+"""The steps of ``all``, first things first: (stage, which of its jobs, the test a job
+passes). Each stage's steps split its jobs: every job is in one step (module docstring: why
+this order, and how a free worker takes the next job)."""
 
 
 # --------------------------------------------------------------------------- the plan
@@ -624,28 +629,25 @@ def _order_rows(
 # --------------------------------------------------------------------------- running
 
 
-def run_stage(
-    stage: str,
-    workers: int,
+def runnable(
+    steps: Sequence[tuple[str, str, Callable[[Job], bool]]],
     results_dir: str | Path = DEFAULT_RESULTS,
     model: str = MODEL,
-    cores: int | None = None,
-    keep: Callable[[Job], bool] = _every,
-) -> list[tuple[Job, int]]:
-    """Run ``stage``'s jobs that ``keep`` passes, then those its finished runs called for
-    (the long stage's doublings; budgets decided meanwhile), until no new job appears or one
-    fails."""
-    ran: list[tuple[Job, int]] = []
-    seen: list[Job] = []
-    while True:
-        found = stage_jobs(stage, results_dir, model)
-        jobs = [j for j in found if keep(j) and j not in seen]
-        if not jobs or any(code for _, code in ran):
-            return ran
-        if seen:
-            print(f"called for by the runs just finished: {', '.join(map(str, jobs))}")
-        ran += run_jobs(jobs, workers, results_dir, model, cores=cores)
-        seen += jobs
+    patterns: Sequence[str] | None = None,
+) -> list[Job]:
+    """The jobs that can run now, step by step (``steps`` as :data:`ORDER`'s), each once,
+    those ``--only`` ``patterns`` name if given; finished ones are in it (the runner skips
+    them). Nothing but the head stage's while its pick waits (a later stage needs it)."""
+    found: dict[str, list[Job]] = {}
+    jobs: list[Job] = []
+    for stage, _, keep in steps:
+        if stage not in found:
+            try:
+                found[stage] = stage_jobs(stage, results_dir, model, quiet=True)
+            except SettingsError:
+                found[stage] = []
+        jobs += [j for j in found[stage] if _kept_and_chosen(keep, patterns, j) and j not in jobs]
+    return jobs
 
 
 def _kept_and_chosen(keep: Callable[[Job], bool], patterns: Sequence[str] | None, job: Job) -> bool:
@@ -682,13 +684,7 @@ def _print_budgets(results_dir: str | Path, model: str) -> None:
 
 def known_jobs(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[Job]:
     """Every job the stages can name now (a stage that waits for the head's pick names none)."""
-    jobs: list[Job] = []
-    for stage in STAGES:
-        try:
-            jobs += [j for j in stage_jobs(stage, results_dir, model) if j not in jobs]
-        except SettingsError:
-            break
-    return jobs
+    return runnable([(stage, "every run", _every) for stage in STAGES], results_dir, model)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -720,15 +716,23 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
-    shared.check_only(args.only, known_jobs(args.results_dir, args.model))
-    ran: list[tuple[Job, int]] = []
+    known = known_jobs(args.results_dir, args.model)
+    shared.check_only(args.only, known)
+    for job in known:  # every job's settings checked before any starts
+        job.plan(args.results_dir, args.model)
     steps = ORDER if args.command == "all" else ((args.command, "every run", _every),)
-    for stage, label, keep in steps:
-        if any(code for _, code in ran):
+    named = (f"{i}. {stage}: {label}" for i, (stage, label, _) in enumerate(steps, 1))
+    print("== first things first: " + "; ".join(named), flush=True)
+    for stage in dict.fromkeys(stage for stage, _, _ in steps):  # say once what waits (the
+        try:  # runner asks for the jobs again, quietly, whenever a worker is free)
+            stage_jobs(stage, args.results_dir, args.model)
+        except SettingsError as waits:  # a stage that needs the head's pick
+            if args.command != "all":
+                raise
+            print(waits, flush=True)
             break
-        print(f"== {stage}: {label}", flush=True)
-        chosen = functools.partial(_kept_and_chosen, keep, args.only) if args.only else keep
-        ran += run_stage(stage, args.workers, args.results_dir, args.model, args.cores, chosen)
+    more = functools.partial(runnable, steps, args.results_dir, args.model, args.only)
+    ran = run_jobs([], args.workers, args.results_dir, args.model, cores=args.cores, more=more)
     return shared.exit_status(ran)
 
 
