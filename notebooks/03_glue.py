@@ -773,7 +773,9 @@ display(Markdown(shared.progress_markdown(stage_rows)))
 # budget's fallbacks give: FT and LoRA, every seed, first (the first claim); then one seed of
 # every Section 7 cell (chapter 6 has no record until then); then BitFit and the adapters at
 # LoRA's size (the second claim, which the `cpu` runs above already speak to); Section 7's
-# other seeds; the larger adapters last.
+# other seeds; the larger adapters last. The order is a priority, not a wait: a worker that
+# comes free takes the first job that can run now, so it does not sit idle while the other
+# finishes a step's last run.
 # Each step, its hours left (runs still waiting for a budget counted at the starting epochs)
 # and the running total:
 

@@ -595,7 +595,7 @@ def _plan(
     stages["section7"] = (rows(section7), note)
     jobs = {"head": head, "long": long, "seeds": seeds, "section7": section7}
     lines = [
-        f"`all` runs these steps in turn (the issues' aims: ~{GLUE_AIM_HOURS} + "
+        f"`all` takes its jobs in these steps' order (the issues' aims: ~{GLUE_AIM_HOURS} + "
         f"~{SECTION7_AIM_HOURS} worker-hours; waiting runs at the starting epochs)"
     ]
     lines += [
