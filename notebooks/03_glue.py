@@ -770,12 +770,12 @@ display(Markdown(shared.progress_markdown(stage_rows)))
 # budget this project set for it (about 20 worker-hours for this chapter's runs and 15 for
 # chapter 6's; the line below the table gives both), so it runs what decides
 # a claim first, in the order that
-# budget's fallbacks give: FT and LoRA, every seed, first (the first claim); then one seed of
-# every Section 7 cell (chapter 6 has no record until then); then BitFit and the adapters at
-# LoRA's size (the second claim, which the `cpu` runs above already speak to); Section 7's
-# other seeds; the larger adapters last. The order is a priority, not a wait: a worker that
-# comes free takes the first job that can run now, so it does not sit idle while the other
-# finishes a step's last run.
+# budget's fallbacks give: FT and LoRA, every seed, first (the first claim); then BitFit and
+# the adapters at LoRA's size, every seed (the second claim); the larger adapters, one seed;
+# then chapter 6's Section 7 runs, one seed of every cell before the other seeds, so that this
+# chapter's evidence is whole before chapter 6's begins. The order is a priority, not a
+# wait: a worker that comes free takes the first job that can run now, so it does not sit
+# idle while the other finishes a step's last run.
 # Each step, its hours left (runs still waiting for a budget counted at the starting epochs)
 # and the running total:
 

@@ -289,7 +289,9 @@ say(
 # matrices at a fixed budget, ranks 1 to 64, and pairs of $r = 8$ and $r = 64$ runs of the same
 # seed. They are the `section7` stage of the GLUE campaign (`python -m
 # lorabook.glue.full_campaign section7`, on two tasks, at per-task budgets that its `long`
-# stage decides first), read by `lorabook.glue.section7`. Where that stage stands:
+# stage decides first), read by `lorabook.glue.section7`. The campaign runs them after
+# chapter 3's Table 2 runs (every seed, every method), so that one chapter's evidence is whole
+# before the other's begins. Where that stage stands:
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared

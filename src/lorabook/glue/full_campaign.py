@@ -71,11 +71,14 @@ speeds, the whole campaign is several times the issues' aims of ~20 (GLUE) and ~
 7) worker-hours (``plan`` prints both), so it takes many sessions, and the order is what
 each issue's fallback says goes first: issue 20's "FT and LoRA × 3 seeds at per-task budgets
 first, then the size-matched adapters and BitFit × 3 seeds; today's larger adapters keep
-their one seed" (the larger ones go last); issue 19's three seeds where they matter most
-(the Table 5 rows, Table 6's {W_q, W_v}). Between the two issues: Section 7's seed 0 of
-every cell (its four studies, once each) before the baselines' long runs, because chapter 6
-has no record at all until then while Table 2's second claim already has the ``cpu``
-campaign's; Section 7's seeds 1 and 2 after the baselines' seeds. ``plan`` shows the steps
+their one seed" (the larger ones after the rest of it); issue 19's three seeds where they
+matter most (the Table 5 rows, Table 6's {W_q, W_v}). Between the two issues, every run of
+issue 20 (Table 2: both claims, every seed, the larger adapters) before Section 7's: so that
+one issue's evidence is whole as early as possible, instead of two issues' being partial
+until the campaign's last hours (an earlier order ran Section 7's seed 0 of every cell before
+the baselines, so that chapter 6 would have some record sooner; no run had reached that step
+when it changed). Section 7's seed 0 of every cell (its four studies, once each) before its
+seeds 1 and 2. ``plan`` shows the steps
 with their hours. Within a step, seed 0 of everything first, task by task (the cheapest
 epoch first), each task's cheaper runs first. The steps are an order, not a wait: whenever a
 worker is free it takes the first job that can run now (:func:`runnable`), so a worker
@@ -500,11 +503,11 @@ ORDER: tuple[tuple[str, str, Callable[[Job], bool]], ...] = (
     ("head", "every run", _every),
     ("long", "FT and LoRA", _claim_methods),
     ("seeds", "FT and LoRA", _claim_methods),
-    ("section7", "seed 0 of every cell", _seed0),
     ("long", "BitFit and the adapters at LoRA's size", _baselines),
     ("seeds", "BitFit and the adapters at LoRA's size", _baselines),
-    ("section7", "seeds 1 and 2", _later_seeds),
     ("seeds", f"the larger adapters (m = {LARGER_ADAPTER_SIZE}, seed 0)", _larger_adapters),
+    ("section7", "seed 0 of every cell", _seed0),
+    ("section7", "seeds 1 and 2", _later_seeds),
 )
 """The steps of ``all``, first things first: (stage, which of its jobs, the test a job
 passes). Each stage's steps split its jobs: every job is in one step (module docstring: why
