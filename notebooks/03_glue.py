@@ -853,20 +853,23 @@ else:
     print("Median best-epoch score minus median last-epoch score (points):")
     display(full_table.pivot(index="method", columns="task", values="best − last").round(2))
     judged = full_report.verdicts(found_full)
-    judged_shown = pd.DataFrame(judged).drop(columns=["pairs"])
-    judged_shown["versus"] = judged_shown["versus"].map(FULL_NAMES)
-    display(judged_shown.set_index(["task", "versus"]).round(2))
-    claims_full = full_report.claims(judged)
-    display(
-        pd.DataFrame(
-            {
-                "LoRA on par with FT (claim 1)": claims_full["on par with FT"],
-                "LoRA against BitFit and the adapters (claim 2)": claims_full[
-                    "against the baselines"
-                ],
-            }
-        ).rename_axis("task")
-    )
+    if not judged:  # a method has its seeds on a task where LoRA does not yet, or the reverse
+        print("No task has LoRA's three seeds beside another method's yet: no verdict so far.")
+    else:
+        judged_shown = pd.DataFrame(judged).drop(columns=["pairs"])
+        judged_shown["versus"] = judged_shown["versus"].map(FULL_NAMES)
+        display(judged_shown.set_index(["task", "versus"]).round(2))
+        claims_full = full_report.claims(judged)
+        display(
+            pd.DataFrame(
+                {
+                    "LoRA on par with FT (claim 1)": claims_full["on par with FT"],
+                    "LoRA against BitFit and the adapters (claim 2)": claims_full[
+                        "against the baselines"
+                    ],
+                }
+            ).rename_axis("task")
+        )
 
 # %% [markdown]
 # Three things this design does not equalise, for a reader to weigh when the table fills:
