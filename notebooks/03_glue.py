@@ -405,10 +405,10 @@ if len(summary):
 # These runs test the explanation; the table above keeps the rule's settings.
 
 # %% tags=["hide-input"]
-print(campaign.follow_up_jobs.__doc__.split("\n\n")[0])
+print(report.follow_up_jobs.__doc__.split("\n\n")[0])
 paper_epochs = {task: glue_preset("paper", task, "lora").train.epochs for task in tasks}
 print("paper, Table 9, RoBERTa-base LoRA epochs:", paper_epochs)
-follow_ups = campaign.follow_up_jobs(results_dir)
+follow_ups = report.follow_up_jobs(results_dir)
 followed = report.campaign_records(results_dir, follow_ups)
 if not follow_ups:
     print(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import glue_command_plan
 
-from lorabook.glue import campaign, presets
+from lorabook.glue import campaign, presets, report
 from lorabook.glue.campaign import Job, campaign_jobs, pick, run_jobs, sweep_jobs
 from lorabook.glue.experiment import plan_glue_run
 from lorabook.glue.presets import SettingsError, glue_preset
@@ -289,8 +289,6 @@ def test_bench_refuses_zero_workers(capsys):
 
 
 def test_follow_ups_train_lora_longer_only_where_it_falls_more_than_a_point_behind(monkeypatch):
-    from lorabook.glue import report
-
     SEEDS = campaign.SEEDS["lora"]
     assert SEEDS == campaign.SEEDS["ft"]
     monkeypatch.setitem(presets.CPU_CHOSEN, "lora", (1e-3, 5))
@@ -301,9 +299,9 @@ def test_follow_ups_train_lora_longer_only_where_it_falls_more_than_a_point_behi
     found |= {Job("stsb", "lora", seed): fake_record(0.70) for seed in SEEDS[:2]}  # seed to go
     found[Job("cola", "lora", 0)] = fake_record(0.30)  # no FT run yet: no verdict
     monkeypatch.setattr(report, "campaign_records", lambda results_dir: found)
-    assert campaign.follow_up_jobs("unused") == [Job("rte", "lora", 0, 1e-3, campaign.LONGER * 5)]
+    assert report.follow_up_jobs("unused") == [Job("rte", "lora", 0, 1e-3, campaign.LONGER * 5)]
     monkeypatch.delitem(presets.CPU_CHOSEN, "lora")
-    assert campaign.follow_up_jobs("unused") == []
+    assert report.follow_up_jobs("unused") == []
 
 
 def test_a_job_another_campaign_finished_meanwhile_is_not_started_again(tmp_path, capsys):
@@ -434,7 +432,7 @@ def test_runs_then_follow_ups_runs_the_follow_ups_only_after_runs_that_all_succe
         return [(jobs[0], 1 if runs_fail else 0)] if len(calls) == 1 else [(longer, 0)]
 
     monkeypatch.setattr(campaign, "run_jobs", fake_run_jobs)
-    monkeypatch.setattr(campaign, "follow_up_jobs", lambda results_dir: [longer])
+    monkeypatch.setattr(report, "follow_up_jobs", lambda results_dir: [longer])
     code = campaign.main(["runs", "--then-follow-ups", "--results-dir", "unused"])
     assert calls[0] == campaign_jobs()
     if runs_fail:

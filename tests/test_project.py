@@ -137,3 +137,83 @@ def test_notebook_has_a_mode_parameter_and_compiles(notebook: Path):
     # the parameters cell, documented: a comment line on what each mode does, then the value
     assert re.search(r'# %% tags=\["parameters"\]\n# .*"quick".*\nmode = "quick"\n', text)
     compile(text, str(notebook), "exec")
+
+
+# --------------------------------------------------------------------------- the package's shape
+
+COMMAND_LINES = {"_main", "main"}  # a module's command line sits above every module it runs
+
+
+def package_imports(source: str, module: str, modules: set[str]) -> set[str]:
+    """The package's modules that ``source`` (the module ``module``) imports, at its top or in
+    any function but its command line (:data:`COMMAND_LINES`)."""
+    import ast
+
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and (
+                child.name in COMMAND_LINES
+            ):
+                continue
+            if isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                for alias in child.names:  # `from lorabook.glue import report`: the module
+                    full = f"{child.module}.{alias.name}"
+                    found.add(full if full in modules else child.module)
+            elif isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            visit(child)
+
+    visit(ast.parse(source))
+    return (found & modules) - {module}
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The circles of an import graph: its strongly connected parts of more than one module."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in order:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], order[other])
+        if low[module] == order[module]:
+            part = stack[stack.index(module) :]
+            del stack[stack.index(module) :]
+            if len(part) > 1:
+                circles.append(sorted(part))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return circles
+
+
+def test_import_circles_are_found():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_circles(graph) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+    source = "from p import b\ndef f():\n    from p.c import g\ndef _main():\n    import p.d\n"
+    assert package_imports(source, "p.a", {"p.a", "p.b", "p.c", "p.d"}) == {"p.b", "p.c"}
+
+
+def test_the_package_imports_top_down_with_no_circle():
+    """ARCHITECTURE.md: no import runs back up. Imports inside functions count (a lazy import
+    is still a dependency); a command line may reach up, nothing imports it."""
+    package = ROOT / "src" / "lorabook"
+    files = {}
+    for path in package.rglob("*.py"):
+        parts = ("lorabook", *path.relative_to(package).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    modules = set(files)
+    graph = {m: package_imports(p.read_text(), m, modules) for m, p in files.items()}
+    assert "lorabook.glue.campaign" in graph["lorabook.glue.report"]  # the reader sees imports
+    assert import_circles(graph) == []

@@ -97,14 +97,14 @@ def test_issue_17_lost_no_cpu_record_the_code_finds():
     preset's default no longer names any of them: without the pins they would be lost."""
     from lorabook import precision
     from lorabook.e2e import report as e2e_report
-    from lorabook.glue import campaign
+    from lorabook.glue import campaign, report
     from lorabook.glue.experiment import plan_glue_run
     from lorabook.runs import find_records
 
     results = ROOT / "results"
     glue = find_records(results, "glue", preset="cpu", model="minilm")
     fp32 = {Path(r["_path"]) for r in glue if r["settings"]["train"]["mixed_precision"] == "no"}
-    jobs = campaign.sweep_jobs(glue) + campaign.campaign_jobs() + campaign.follow_up_jobs(results)
+    jobs = campaign.sweep_jobs(glue) + campaign.campaign_jobs() + report.follow_up_jobs(results)
     planned = {job: job.plan(results).paths.record for job in jobs}
     assert [str(job) for job, path in planned.items() if not path.exists()] == []
     assert set(planned.values()) == fp32 and len(fp32) >= 63  # 15 sweep, 45 runs, 3 follow-ups
@@ -125,7 +125,7 @@ def test_issue_17_lost_no_cpu_record_the_code_finds():
 def test_the_cpu_campaign_is_committed_whole_with_its_follow_ups():
     from lorabook.glue import campaign, report
 
-    planned = campaign.campaign_jobs() + campaign.follow_up_jobs(ROOT / "results")
+    planned = campaign.campaign_jobs() + report.follow_up_jobs(ROOT / "results")
     found = report.campaign_records(ROOT / "results", planned)
     assert [str(j) for j in planned if j not in found] == []
 

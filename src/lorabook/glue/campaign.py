@@ -31,8 +31,10 @@ record ``results/bench/glue-mrpc-minilm-cpu.json``). Finished runs are skipped
 picks up where the last session stopped (the workers, skipping and resuming are
 :mod:`lorabook.campaign`'s, shared with the E2E campaign).
 
-**The follow-ups** (:func:`follow_up_jobs`): where LoRA's median ends more than a point below
-FT's, one more LoRA run with four times the epochs tests whether it was under-trained.
+**The follow-ups** (:func:`lorabook.glue.report.follow_up_jobs`): where LoRA's median ends more
+than a point below FT's, one more LoRA run with :data:`LONGER` times the epochs tests whether
+it was under-trained. They are read off the records by the report, which sits above this
+module: only the command line (``_main``) reaches up to it.
 
 **The arithmetic.** Every job, sweep, runs and follow-ups alike, trains in fp32
 (:data:`RECORDED_IN`, ``--mixed-precision no``): the campaign ran before issue 17 made bf16
@@ -209,29 +211,6 @@ def campaign_jobs(methods: Sequence[str] | None = None) -> list[Job]:
     ]
 
 
-def follow_up_jobs(results_dir: str | Path = DEFAULT_RESULTS) -> list[Job]:
-    """Where the claim fails on the finished runs, LoRA once more, trained longer.
-
-    For each task on which LoRA's median is more than a point below FT's
-    (:func:`lorabook.glue.report.lora_minus_ft`), once every seed of both has finished,
-    seed 0 of LoRA at the picked learning rate and :data:`LONGER` times the picked epochs.
-    It tests one explanation, under-training: the paper trains LoRA on RoBERTa-base for 30
-    to 80 epochs (Table 9), the sweep's rule picked far fewer. These runs are not part of
-    the table, which keeps the rule's settings.
-    """
-    from lorabook.glue import report
-
-    if "lora" not in presets.CPU_CHOSEN:
-        return []
-    lr, epochs = presets.CPU_CHOSEN["lora"]
-    rows = report.summary(report.campaign_records(results_dir))
-    complete = (len(SEEDS["ft"]), len(SEEDS["lora"]))
-    failing = [
-        d["task"] for d in report.lora_minus_ft(rows) if d["seeds"] == complete and not d["holds"]
-    ]
-    return [Job(task, "lora", 0, lr, LONGER * epochs) for task in failing]
-
-
 def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
     """Apply the sweep rule to sweep records (see the module docstring), per method.
 
@@ -300,8 +279,6 @@ def run_jobs(
 
 
 def _jobs(which: str, results_dir: str | Path = DEFAULT_RESULTS) -> list[Job]:
-    if which == "follow-ups":
-        return follow_up_jobs(results_dir)
     if which == "sweep":
         from lorabook.runs import find_records
 
@@ -313,6 +290,7 @@ def _jobs(which: str, results_dir: str | Path = DEFAULT_RESULTS) -> list[Job]:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from lorabook.glue import report  # the command line sits above the report it reads
     from lorabook.runs import find_records
 
     parser, sub = shared.campaign_parser("python -m lorabook.glue.campaign", __doc__)
@@ -344,7 +322,10 @@ def _main(argv: Sequence[str] | None) -> int:
             )
         return 0
     which = args.command if args.command != "plan" else args.which
-    jobs = _jobs(which, args.results_dir)
+    if which == "follow-ups":
+        jobs = report.follow_up_jobs(args.results_dir)
+    else:
+        jobs = _jobs(which, args.results_dir)
     if args.command == "plan":
         rows = []
         for job in jobs:
@@ -370,7 +351,7 @@ def _main(argv: Sequence[str] | None) -> int:
         jobs += more
         ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
     if getattr(args, "then_follow_ups", False) and not any(code for _, code in ran):
-        more = shared.only(follow_up_jobs(args.results_dir), args.only)
+        more = shared.only(report.follow_up_jobs(args.results_dir), args.only)
         print(f"follow-ups the runs call for: {', '.join(map(str, more)) or 'none'}", flush=True)
         ran += run_jobs(more, args.workers, args.results_dir, cores=args.cores)
     return shared.exit_status(ran)
