@@ -234,6 +234,33 @@ def test_memory_accounts_for_full_fine_tuning_and_lora():
     assert lora["memory_accounts"]["gradients"] == 4 * n == lora["checkpoint_bytes"]
     assert lora["tokens_per_second"] > 0 and lora["energy"]["measurable"] is False
     assert set(lora["phases_seconds"]) == {"forward", "backward", "optimizer"}
+    assert ft["optimizer"] == lora["optimizer"] == P.OPTIMIZER
+
+
+def test_the_bench_steps_with_the_optimizer_the_runs_train_with():
+    """The bench's optimizer phase is the training loop's, not PyTorch's default AdamW (a
+    for-loop on a CPU, which made FT's phase several times the runs')"""
+    from lorabook.train import TrainConfig, adamw
+
+    model, optimizer, _, _ = P._prepared("tiny-roberta", "ft", torch.device("cpu"))
+    expected = adamw(model, TrainConfig(lr=1e-5, weight_decay=0.01))
+    assert optimizer.defaults == expected.defaults and optimizer.defaults["fused"] is True
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+
+
+def test_speedup_split_separates_the_optimizer_phase():
+    def row(method, forward, backward, optimizer):
+        phases = {"forward": forward, "backward": backward, "optimizer": optimizer}
+        return {"model": "m", "batch": 2, "length": 8, "method": method, "phases_seconds": phases}
+
+    old = [row("ft", 1.0, 2.0, 1.0), row("lora", 1.0, 1.0, 0.0), row("bitfit", 1.0, 1.5, 0.1)]
+    (split,) = P.speedup_split(old)
+    assert split["whole step"] == pytest.approx(2.0) and split["forward + backward"] == 1.5
+    assert split["FT optimizer share"] == pytest.approx(0.25)
+    assert split["optimizer"] == P.OPTIMIZER_BEFORE  # a row that does not say: the old default
+    new = [{**r, "optimizer": P.OPTIMIZER} for r in old]
+    assert P.speedup_split(new)[0]["optimizer"] == P.OPTIMIZER
+    assert P.speedup_split(old[:1]) == []  # no LoRA row: nothing to compare
 
 
 def test_peft_peer_has_the_same_trainable_count():

@@ -75,6 +75,7 @@ def test_bench_claims_change_with_their_records(tmp_path):
     throughput = verdict.throughput(results)
     assert throughput.verdict == "not testable here"  # GPT-3 on GPUs, like the memory row
     assert "(4 of 4 at or above 1.25×)" in throughput.evidence
+    assert "; forward and backward alone: roberta-base 1.4" in throughput.evidence
     adapters = verdict.adapter_latency(results)
     assert adapters.verdict == "partly" and "at 5 of 6 (model, shape, adapter)" in adapters.evidence
     assert verdict.inference_latency(results).sources[0]["model"] == "gpt2-medium, smollm2"

@@ -43,7 +43,7 @@ from lorabook.inject import lora_layers, merge_lora
 from lorabook.methods import prepare_model
 from lorabook.precision import autocast
 from lorabook.records import peak_memory
-from lorabook.train import param_groups
+from lorabook.train import TrainConfig, adamw
 
 # Table 1: batch × sequence length and the adapters' trainable parameters at that shape (the
 # benchmark needs them without the transcription; tests/test_profile.py reads them there).
@@ -568,7 +568,7 @@ def _prepared(
         model, method, lora_r=r, lora_alpha=alpha, adapter_size=adapter_size
     )
     model.to(device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-5)
+    optimizer = adamw(model, TrainConfig(lr=1e-5, weight_decay=0.01))  # as the runs train
     vocab = model.config.vocab_size
 
     def make_batch(g: torch.Generator, batch: int, length: int) -> dict:
@@ -667,6 +667,7 @@ def measure_training(
         "checkpoint_bytes": checkpoint_bytes(model),
         "energy": meter.report(steps),
         "threads": torch.get_num_threads(),
+        "optimizer": OPTIMIZER,
     }
 
 
@@ -739,6 +740,40 @@ def in_fresh_process(args: Sequence[str], timeout: float | None = None) -> dict:
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# The optimizer every bench step takes: the training loop's (:func:`lorabook.train.adamw`). Rows
+# without an ``optimizer`` field were measured before it was: PyTorch's AdamW as constructed
+# by default, which on a CPU is the for-loop implementation (about ten passes over each
+# tensor; the fused kernel makes one).
+OPTIMIZER = "AdamW, fused (lorabook.train.adamw)"
+OPTIMIZER_BEFORE = "AdamW, for-loop (PyTorch's default on a CPU)"
+
+
+def speedup_split(rows: Sequence[dict], ours: str = "lora", base: str = "ft") -> list[dict]:
+    """LoRA / FT training throughput per (model, shape), whole and in part, from the training
+    bench's rows (:func:`measure_training`): ``whole step`` (the tokens/s ratio), ``forward +
+    backward`` (the same ratio without the optimizer's phase: what skipping the frozen
+    weights' gradients buys, the part Section 4.2 names), FT's ``optimizer share`` of its
+    step, and the ``optimizer`` the rows were measured with."""
+    out = []
+    by_key = {(r["model"], r["batch"], r["length"], r["method"]): r for r in rows}
+    for (model, batch, length, method), a in by_key.items():
+        b = by_key.get((model, batch, length, base))
+        if method != ours or b is None:
+            continue
+        pa, pb = a["phases_seconds"], b["phases_seconds"]
+        passes_a, passes_b = pa["forward"] + pa["backward"], pb["forward"] + pb["backward"]
+        out.append(
+            {
+                "model": model,
+                "whole step": (passes_b + pb["optimizer"]) / (passes_a + pa["optimizer"]),
+                "forward + backward": passes_b / passes_a,
+                "FT optimizer share": pb["optimizer"] / (passes_b + pb["optimizer"]),
+                "optimizer": b.get("optimizer", OPTIMIZER_BEFORE),
+            }
+        )
+    return out
 
 
 def peer_ratios(rows: Sequence[dict], ours: str = "lora", peer: str = "peft_lora") -> list[dict]:
