@@ -868,7 +868,10 @@ else:
                         "against the baselines"
                     ],
                 }
-            ).rename_axis("task")
+            )
+            .rename_axis("task")
+            .astype(object)  # (a column of booleans, or strings, with NaN where no row is)
+            .fillna("no seeds yet")  # a task judged against FT only, or the baselines only
         )
 
 # %% [markdown]
