@@ -751,9 +751,10 @@ display(
 # 10,000-example part), a read-out ([CLS] or mean pooling) chosen on two tasks for every
 # method alike, bf16, and three seeds of every method. A difference is judged by the rule in
 # `lorabook.glue.full_report`: the medians' difference against the seeds' ranges and, seed
-# by seed, a paired bootstrap over the dev examples; "on par with FT" also asks LoRA's
-# median to be within a point of FT's, so that a wide spread alone cannot make a large gap
-# "on par". It shares this machine's two cores with the E2E campaign (on a core the E2E
+# by seed, a paired bootstrap over the dev examples (a verdict of "not separated": neither
+# method is above the other by that rule); "on par with FT" also asks LoRA's median to be
+# within a point of FT's, so that a wide spread alone cannot make a large gap "on par". It
+# shares this machine's two cores with the E2E campaign (on a core the E2E
 # campaign leaves idle, and after it); where it stands:
 
 # %% tags=["hide-input"]
@@ -858,6 +859,7 @@ else:
     else:
         judged_shown = pd.DataFrame(judged).drop(columns=["pairs"])
         judged_shown["versus"] = judged_shown["versus"].map(FULL_NAMES)
+        judged_shown["verdict"] = judged_shown["verdict"].map(full_report.READINGS)
         display(judged_shown.set_index(["task", "versus"]).round(2))
         claims_full = full_report.claims(judged)
         display(

@@ -159,3 +159,10 @@ def test_the_head_stage_is_shown_as_it_lands_and_says_what_the_rule_picked(tmp_p
         sentence.startswith("The rule picks mean pooling")
         and "against 50.20 with [CLS]" in sentence
     )
+
+
+def test_every_verdict_has_a_reading_and_on_par_is_not_called_on_par():
+    """Chapter 3.10's table names the verdicts: the rule's "on par" (not separated) must not
+    read as claim 1's "on par with FT", which also asks for the medians within a point."""
+    assert set(fr.READINGS) == {fr.ABOVE, fr.BELOW, fr.ON_PAR}
+    assert "on par" not in fr.READINGS[fr.ON_PAR]

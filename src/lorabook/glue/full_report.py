@@ -36,6 +36,9 @@ from lorabook.glue import full_campaign as fc
 from lorabook.glue.report import bootstrap_records, score
 
 ABOVE, BELOW, ON_PAR = "above", "below", "on par"
+# how a table names :func:`judge`'s verdict: its "on par" says only that neither method is
+# separated from the other, which claim 1's "on par with FT" asks more of (ON_PAR_MARGIN)
+READINGS = {ABOVE: "LoRA above", BELOW: "LoRA below", ON_PAR: "not separated"}
 ON_PAR_MARGIN = 1.0  # points: how far LoRA's median may trail FT's and still be "on par"
 BASELINES = ("bitfit", "adapter_h", "adapter_p")
 
