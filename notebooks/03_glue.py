@@ -751,8 +751,9 @@ display(
 # 10,000-example part), a read-out ([CLS] or mean pooling) chosen on two tasks for every
 # method alike, bf16, and three seeds of every method. A difference is judged by the rule in
 # `lorabook.glue.full_report`: the medians' difference against the seeds' ranges and, seed
-# by seed, a paired bootstrap over the dev examples (a verdict of "not separated": neither
-# method is above the other by that rule); "on par with FT" also asks LoRA's median to be
+# by seed, a paired bootstrap over the dev examples (the table counts the seeds whose 95%
+# interval lies above or below zero; "not separated": neither method is above the other by
+# that rule); "on par with FT" also asks LoRA's median to be
 # within a point of FT's, so that a wide spread alone cannot make a large gap "on par". It
 # shares this machine's two cores with the E2E campaign (on a core the E2E
 # campaign leaves idle, and after it); where it stands:
@@ -857,9 +858,8 @@ else:
     if not judged:  # a method has its seeds on a task where LoRA does not yet, or the reverse
         print("No task has LoRA's three seeds beside another method's yet: no verdict so far.")
     else:
-        judged_shown = pd.DataFrame(judged).drop(columns=["pairs"])
+        judged_shown = pd.DataFrame(full_report.verdict_table(judged))
         judged_shown["versus"] = judged_shown["versus"].map(FULL_NAMES)
-        judged_shown["verdict"] = judged_shown["verdict"].map(full_report.READINGS)
         display(judged_shown.set_index(["task", "versus"]).round(2))
         claims_full = full_report.claims(judged)
         display(

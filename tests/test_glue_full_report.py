@@ -87,6 +87,13 @@ def test_the_rule_needs_both_the_seed_range_and_every_bootstrap(campaign, lora, 
     assert row["versus"] == "ft" and row["verdict"] == expected
     assert row["difference"] == pytest.approx((sorted(lora)[1] - sorted(ft)[1]) / 4)
     assert [p["seed"] for p in row["pairs"]] == [0, 1, 2]
+    (shown,) = fr.verdict_table(rows)
+    assert shown["reading"] == fr.READINGS[expected] and shown["seeds"] == 3
+    assert shown["above 0"] == sum(p["low"] > 0 for p in row["pairs"])
+    assert shown["below 0"] == sum(p["high"] < 0 for p in row["pairs"])
+    if expected != fr.ON_PAR:  # separated: every seed's interval on the same side
+        assert shown["above 0" if expected == fr.ABOVE else "below 0"] == 3
+    assert "pairs" not in shown and fr.verdict_table([]) == []  # chapter 3.10: "no verdict"
     claims = fr.claims(rows)
     within = row["difference"] >= -fr.ON_PAR_MARGIN  # not "on par" 3 points behind
     assert claims["on par with FT"] == {TASK: expected != fr.BELOW and within}

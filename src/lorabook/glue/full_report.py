@@ -125,6 +125,26 @@ def verdicts(found: Mapping[tuple[str, str], Sequence[dict]], **bootstrap: objec
     return rows
 
 
+def verdict_table(rows: Sequence[dict]) -> list[dict]:
+    """:func:`verdicts`' rows as chapter 3.10 shows them: ``task``, ``versus``, the medians'
+    ``difference`` and the seeds' ``spread`` (points), the seeds whose bootstrap interval lies
+    ``above 0`` and ``below 0`` (of ``seeds`` paired), and the rule's ``reading``
+    (:data:`READINGS`). No rows (no task has LoRA's seeds beside another method's): none."""
+    return [
+        {
+            "task": row["task"],
+            "versus": row["versus"],
+            "difference": row["difference"],
+            "spread": row["spread"],
+            "above 0": sum(p["low"] > 0 for p in row["pairs"]),
+            "below 0": sum(p["high"] < 0 for p in row["pairs"]),
+            "seeds": len(row["pairs"]),
+            "reading": READINGS[row["verdict"]],
+        }
+        for row in rows
+    ]
+
+
 def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
     """The two claims per task from :func:`verdicts`' rows: ``"on par with FT"`` (task ->
     whether LoRA is not below FT and trails its median by at most :data:`ON_PAR_MARGIN`) and
