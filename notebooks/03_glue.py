@@ -854,6 +854,8 @@ else:
     full_table["best − last"] = full_table["median"] - last_table["median"]
     print("Median best-epoch score minus median last-epoch score (points):")
     display(full_table.pivot(index="method", columns="task", values="best − last").round(2))
+    print("Median training loss at each run's last epoch (how closely it fits the training set):")
+    display(full_table.pivot(index="method", columns="task", values="last train loss").round(3))
     judged = full_report.verdicts(found_full)
     if not judged:  # a method has its seeds on a task where LoRA does not yet, or the reverse
         print("No task has LoRA's three seeds beside another method's yet: no verdict so far.")

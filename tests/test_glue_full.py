@@ -55,6 +55,7 @@ def write_record(job: Job, results: Path, best: int, model: str = fc.MODEL, **ex
         "best": {metric: curve[best - 1]},
         "epochs": [
             {"epoch": i + 1, metric: v, "train_seconds": 60.0, "elapsed_seconds": 63.0 * (i + 1)}
+            | {"train_loss": 1 / (i + 1)}
             for i, v in enumerate(curve)
         ],
         **extra,

@@ -56,6 +56,12 @@ def test_table2_waits_for_the_head_and_for_all_three_seeds(tmp_path, campaign):
     (row,) = fr.table2(found)
     assert row["median"] == pytest.approx(77.5) and (row["min"], row["max"]) == (75.0, 80.0)
     assert row["epochs"] == fc.presets.FULL_START_EPOCHS["lora"]
+    assert row["last train loss"] == pytest.approx(1 / row["epochs"])  # the stand-ins' curve
+    without = {
+        k: [{**r, "epochs": [{"epoch": 1, r["metric"]: 0.5}]} for r in rs]
+        for k, rs in found.items()
+    }
+    assert fr.table2(without, epoch="last")[0]["last train loss"] is None  # older records
     # the last-epoch reading: the stand-in curves peak at epoch 2, then fall 0.2 a epoch
     (last,) = fr.table2(found, epoch="last")
     n = row["epochs"]

@@ -71,10 +71,13 @@ def seed_records(
 def table2(found: Mapping[tuple[str, str], Sequence[dict]], epoch: str = "best") -> list[dict]:
     """One row per (method, task): the median, min and max of the seeds' best dev scores
     (×100; ``epoch="last"``: their last epoch's, see :func:`~lorabook.glue.report.score`),
-    the seeds, the budget in epochs and the trainable parameters."""
+    the seeds, the budget in epochs, the trainable parameters, and the median of the seeds'
+    ``last train loss`` (their last epoch's mean training loss: how far a method fits the
+    training set by the end of its budget; ``None`` where a record lacks it)."""
     rows = []
     for (task, method), records in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         scores = [score(r, epoch) for r in records]
+        losses = [r["epochs"][-1].get("train_loss") for r in records]
         rows.append(
             {
                 "method": method,
@@ -85,6 +88,7 @@ def table2(found: Mapping[tuple[str, str], Sequence[dict]], epoch: str = "best")
                 "seeds": [r["seed"] for r in records],
                 "epochs": records[0]["settings"]["train"]["epochs"],
                 "trainable": records[0]["params"]["trainable"],
+                "last train loss": None if None in losses else statistics.median(losses),
             }
         )
     return rows
