@@ -103,6 +103,14 @@ def test_the_rule_needs_both_the_seed_range_and_every_bootstrap(campaign, lora, 
     claims = fr.claims(rows)
     within = row["difference"] >= -fr.ON_PAR_MARGIN  # not "on par" 3 points behind
     assert claims["on par with FT"] == {TASK: expected != fr.BELOW and within}
+    assert fr.outcomes(fr.seed_records(results), rows) == {
+        "LoRA on par with FT": claims["on par with FT"],
+        "LoRA below FT by the rule": {TASK: expected == fr.BELOW},
+        # the stand-ins' loss is 1 / epochs: LoRA's longer budget ends lower
+        "LoRA ends with a higher training loss": {
+            TASK: fc.presets.FULL_START_EPOCHS["lora"] < fc.presets.FULL_START_EPOCHS["ft"]
+        },
+    }
 
 
 def test_the_baselines_claim_reads_every_baseline(campaign):

@@ -175,6 +175,26 @@ def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
     return {"on par with FT": on_par, "against the baselines": against}
 
 
+def outcomes(
+    found: Mapping[tuple[str, str], Sequence[dict]], judged: Sequence[dict] | None = None
+) -> dict[str, dict[str, bool]]:
+    """The yes/no findings chapter 3.10's reading of LoRA against FT is written for, per task
+    with both methods' seeds: ``"LoRA on par with FT"`` (claim 1, :func:`claims`), ``"LoRA
+    below FT by the rule"`` (:func:`judge`'s verdict) and ``"LoRA ends with a higher training
+    loss"`` (the medians of :func:`table2`'s ``last train loss``). ``judged``: :func:`verdicts`'
+    rows, if already computed (they draw the bootstrap)."""
+    judged = verdicts(found) if judged is None else judged
+    versus_ft = {row["task"]: row for row in judged if row["versus"] == "ft"}
+    loss = {(r["task"], r["method"]): r["last train loss"] for r in table2(found)}
+    return {
+        "LoRA on par with FT": claims(judged)["on par with FT"],
+        "LoRA below FT by the rule": {t: r["verdict"] == BELOW for t, r in versus_ft.items()},
+        "LoRA ends with a higher training loss": {
+            t: loss[(t, "lora")] > loss[(t, "ft")] for t in versus_ft
+        },
+    }
+
+
 def head_rows(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
     """The head stage as it stands: per (task, method) the best dev score (×100) with each
     read-out (``None`` until its run has finished), mean minus [CLS], and the epoch each
