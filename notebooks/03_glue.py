@@ -840,6 +840,7 @@ else:
     plt.show()
 
 found_full = full_report.seed_records(results_dir)
+judged = full_report.verdicts(found_full)  # none while no task has LoRA's seeds and another's
 if not found_full:
     print("No (task, method) has its three seeds at its budget yet.")
 else:
@@ -856,7 +857,6 @@ else:
     display(full_table.pivot(index="method", columns="task", values="best − last").round(2))
     print("Median training loss at each run's last epoch (how closely it fits the training set):")
     display(full_table.pivot(index="method", columns="task", values="last train loss").round(3))
-    judged = full_report.verdicts(found_full)
     if not judged:  # a method has its seeds on a task where LoRA does not yet, or the reverse
         print("No task has LoRA's three seeds beside another method's yet: no verdict so far.")
     else:
@@ -877,6 +877,102 @@ else:
             .astype(object)  # (a column of booleans, or strings, with NaN where no row is)
             .fillna("no seeds yet")  # a task judged against FT only, or the baselines only
         )
+
+# %% [markdown]
+# ### Reading it: LoRA against FT at per-task budgets
+#
+# As in 3.9, the prose below was written for findings this cell computes from the records;
+# a re-run that changes one stops the book's build (and a test fails on the committed
+# records), so that the text is rewritten rather than contradicting the tables.
+
+# %% tags=["hide-input"]
+full_written_for = {
+    "LoRA on par with FT": {
+        "cola": False,
+        "sst2": False,
+        "stsb": False,
+        "rte": False,
+        "mrpc": True,
+    },
+    "LoRA below FT by the rule": {
+        "cola": False,
+        "sst2": False,
+        "stsb": True,
+        "rte": False,
+        "mrpc": False,
+    },
+    "LoRA ends with a higher training loss": {
+        "cola": True,
+        "sst2": True,
+        "stsb": True,
+        "rte": True,
+        "mrpc": True,
+    },
+}
+full_findings = full_report.outcomes(found_full, judged)
+both = [t for t in tasks if (t, "ft") in found_full and (t, "lora") in found_full]
+if len(both) < len(tasks):
+    print(
+        f"FT and LoRA have their three seeds on {len(both)} of {len(tasks)} tasks: the reading "
+        "below is ahead of the records"
+    )
+elif full_findings != full_written_for:
+    raise AssertionError(
+        f"the records now say {full_findings}; the prose below was written for "
+        f"{full_written_for}: rewrite it, then update full_written_for"
+    )
+else:
+    by = {(r["task"], r["method"]): r for r in full_report.table2(found_full)}
+    gaps = {t: by[(t, "lora")]["median"] - by[(t, "ft")]["median"] for t in tasks}
+    fits = {t: by[(t, "lora")]["last train loss"] / by[(t, "ft")]["last train loss"] for t in tasks}
+    print("LoRA − FT, medians (points):", ", ".join(f"{t} {g:+.2f}" for t, g in gaps.items()))
+    print("LoRA's last training loss / FT's:", ", ".join(f"{t} {f:.1f}×" for t, f in fits.items()))
+    peaks = {t: [r["best_epoch"] for r in found_full[(t, "lora")]] for t in tasks}
+    print(
+        "LoRA's best epochs by seed (of its budget):",
+        ", ".join(f"{t} {p} (of {by[(t, 'lora')]['epochs']})" for t, p in peaks.items()),
+    )
+    paper_t2 = {r["method"]: r for r in report.paper_rows()}
+    paper_gaps = {t: paper_t2["LoRA"][t] - paper_t2["FT*"][t] for t in tasks}
+    print(
+        "the paper, Table 2, RoBERTa-base, LoRA − FT:",
+        ", ".join(f"{t} {g:+.1f}" for t, g in paper_gaps.items()),
+    )
+    # what the prose's words say of these numbers
+    assert all(g >= -full_report.ON_PAR_MARGIN for g in paper_gaps.values())
+    assert gaps["mrpc"] > 0 and gaps["cola"] < -3, gaps  # "a little above", "several points"
+    assert all(-2 <= gaps[t] < -1 for t in ("sst2", "stsb", "rte")), gaps  # "one to two"
+    assert min(fits.values()) > 3, fits  # "several times FT's on every task"
+    early = [p <= 0.8 * by[(t, "lora")]["epochs"] for t, ps in peaks.items() for p in ps]
+    assert sum(early) > len(early) / 2, peaks  # "most seeds peak well before its end"
+
+# %% [markdown]
+# **Claim 1 holds on MRPC only.** There LoRA's median is a little above FT's. On the other
+# four tasks it trails FT's by more than the one point that "on par" allows here: by several
+# points on CoLA, by one to two on SST-2, STS-B and RTE (the differences printed above). Only
+# STS-B's gap is separated by the rule: both methods' seeds lie close together and every
+# seed's bootstrap interval is below zero. On the other three the seeds' spread, or the dev
+# set's size (RTE's 277 pairs), leaves the order open, but a gap that size is not what
+# "on par" claims, and the margin was set before any of these runs.
+#
+# **Not under-training.** The explanation 3.9 tested does not apply here: every budget was set
+# by a long run that had peaked by 3.10's rule, and most LoRA seeds at that budget peak well
+# before its end (their best epochs are printed above). What differs is how closely each
+# method fits its training set: at the end of its budget LoRA's training loss is several times
+# FT's on every task (the ratios above). With $r = 8$ on $W_q$ and $W_v$, LoRA trains 0.3% of
+# MiniLM's weights, and on these tasks that fits less than FT does. What this campaign does
+# not vary is the rank, the targets and LoRA's learning rate (swept on MRPC in the `cpu`
+# configuration: the first of the three points below); chapter 6's Section 7 runs vary the
+# rank and the targets on SST-2 and STS-B.
+#
+# **RTE** depends on its seed, as in 3.9: one LoRA seed stays near chance for most of its
+# budget and ends well below the other two, and the paper starts its RTE runs from an
+# MNLI-adapted model, which we cannot.
+#
+# **Against the paper.** Table 2 has LoRA on RoBERTa-base within a point of FT or above it on
+# all five tasks (printed above); on MiniLM-L6 at per-task budgets, the first claim holds on
+# one of five. That is a result about the method on a 22M encoder with 3 seeds at these
+# budgets, not a reproduction of Table 2's numbers; chapter 7 reads it as its GLUE row.
 
 # %% [markdown]
 # Three things this design does not equalise, for a reader to weigh when the table fills:
@@ -903,16 +999,17 @@ else:
 # **The paper** (Section 5.2, Table 2): LoRA on RoBERTa-base (0.3M trainable parameters) is
 # on par with full fine-tuning (125M) on GLUE, and better than BitFit and adapters.
 #
-# **Here**, on MiniLM-L6 (22.7M) and five GLUE tasks, each method's learning rate and epochs
-# picked by one sweep on MRPC, FT and LoRA over three seeds, the verdicts computed in 3.9
-# (the `cpu` runs; the `full` campaign of 3.10, still running, decides chapter 7's rows
-# once it has every task):
+# **Here**, on MiniLM-L6 (22.7M) and five GLUE tasks, each method's learning rate picked by
+# one sweep on MRPC; the `cpu` runs of 3.9 at the sweep's epochs, and the `full` campaign of
+# 3.10 at per-task budgets, three seeds of every method, which decides chapter 7's rows once
+# it has every task (its baselines are still running):
 #
 # - *On par with FT* (our per-task test, stricter than the paper's, which its own Table 2
-#   fails on QQP): holds on MRPC and STS-B; does not hold at the picked epochs on RTE, CoLA
-#   and SST-2. Four times the epochs (one seed) closes the gap on CoLA and SST-2, not on
-#   RTE, where its dev score was still rising at the end, and where the paper starts FT and
-#   LoRA alike from MNLI-adapted models, which we cannot.
+#   fails on QQP): in the `full` campaign it holds on MRPC only; LoRA trails FT by more than
+#   a point on the other four, though every run had peaked, and ends its budget with several
+#   times FT's training loss (3.10). In the `cpu` runs it held on MRPC and STS-B, and four
+#   times the epochs (one seed) closed the gap on CoLA and SST-2, not on RTE, where the
+#   paper starts FT and LoRA alike from MNLI-adapted models, which we cannot.
 # - *Better than BitFit and the adapters*: not seen on any task (the paper's own Table 2 has
 #   BitFit above LoRA on MRPC, so the paper's claim is its average over tasks, which chapter 7
 #   judges, as computed at the end of 3.9). Here the adapters train four to eight times
