@@ -48,6 +48,22 @@ def test_the_rows_sum_to_the_corpus_bleu_of_any_set_of_mrs():
     assert rows.shape == (2,) and rows[0] == pytest.approx(again, abs=1e-12)
 
 
+def test_the_kept_rows_answer_only_the_same_outputs_and_cannot_be_changed():
+    stats = metrics.pymteval_bleu_statistics(GOOD, REFS)
+    assert metrics.pymteval_bleu_statistics(list(GOOD), [list(r) for r in REFS]) is stats
+    with pytest.raises(ValueError, match="read-only"):
+        stats[0, 0] = 99.0
+    other = metrics.pymteval_bleu_statistics(WORSE, REFS)  # the same references, kept
+    assert other is not stats and other[:, :4].sum() < stats[:, :4].sum()
+    one_by_one = [
+        metrics._pymteval_bleu_counts(
+            metrics.pymteval_tokenize(h), [metrics.pymteval_tokenize(r) for r in refs]
+        )
+        for h, refs in zip(WORSE, REFS, strict=True)
+    ]
+    np.testing.assert_array_equal(other, np.stack(one_by_one))
+
+
 @needs_data
 def test_the_test_vectors_rows_give_its_official_bleu():
     _, refs = metrics.load_references(E2E / "testset_w_refs.csv")
@@ -110,3 +126,12 @@ def test_the_mean_bootstrap_is_exact_on_constant_gaps_and_brackets_a_noisy_one()
     assert noisy["high"] - noisy["low"] == pytest.approx(2 * 1.96 * standard_error, rel=0.15)
     with pytest.raises(ValueError, match="not the same MRs"):
         paired_bootstrap_mean(a, a[:49])
+
+
+def test_times_drawn_counts_each_example_in_each_resample():
+    from lorabook.bootstrap import times_drawn
+
+    idx = np.array([[0, 0, 3, 2], [1, 1, 1, 1]])
+    np.testing.assert_array_equal(times_drawn(idx, 4), [[2, 0, 1, 1], [0, 4, 0, 0]])
+    per_example = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(times_drawn(idx, 4) @ per_example, per_example[idx].sum(axis=1))

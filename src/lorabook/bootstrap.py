@@ -61,3 +61,13 @@ def paired_differences(
         "seed": seed,
         "examples": examples,
     }
+
+
+def times_drawn(idx: np.ndarray, examples: int) -> np.ndarray:
+    """How many times each example is in each resample: ``(k, examples)`` counts for index
+    rows ``idx`` of shape ``(k, m)``. A score that sums per-example counts over a resample is
+    then ``times_drawn(idx, n) @ per_example`` (exact for integer counts, and without the
+    ``(k, m, columns)`` array that ``per_example[idx].sum(axis=1)`` builds)."""
+    k = idx.shape[0]
+    flat = (idx + examples * np.arange(k)[:, None]).ravel()
+    return np.bincount(flat, minlength=k * examples).reshape(k, examples).astype(np.float64)

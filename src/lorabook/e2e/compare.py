@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lorabook.bootstrap import SAMPLES, paired_differences
+from lorabook.bootstrap import SAMPLES, paired_differences, times_drawn
 from lorabook.e2e.metrics import pymteval_bleu, pymteval_bleu_statistics
 
 
@@ -54,8 +54,9 @@ def paired_bootstrap_bleu(
     stats_a = pymteval_bleu_statistics(a, references)
     stats_b = pymteval_bleu_statistics(b, references)
 
-    def difference(idx):
-        return pymteval_bleu(stats_a[idx].sum(axis=1)) - pymteval_bleu(stats_b[idx].sum(axis=1))
+    def difference(idx):  # the rows are counts, so summing a resample's rows is a product
+        drawn = times_drawn(idx, len(a))
+        return pymteval_bleu(drawn @ stats_a) - pymteval_bleu(drawn @ stats_b)
 
     result = paired_differences(
         difference, len(a), samples=samples, seed=seed, level=level, scale=100

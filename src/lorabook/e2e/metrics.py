@@ -24,6 +24,7 @@ BLEU, METEOR and ROUGE-L are fractions (0.6616, not 66.16), as the official scri
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import math
 import re
@@ -424,7 +425,13 @@ def _clipped_hits(
     hyp: Sequence[str], refs: Sequence[Sequence[str]], n: int
 ) -> dict[tuple[str, ...], int]:
     """The output's n-grams that match, each with ``min(count in output, most in one ref)``."""
-    most_in_a_ref = _most_in_one(refs, n)
+    return _clip(hyp, _most_in_one(refs, n), n)
+
+
+def _clip(
+    hyp: Sequence[str], most_in_a_ref: dict[tuple[str, ...], int], n: int
+) -> dict[tuple[str, ...], int]:
+    """:func:`_clipped_hits` against the references' n-gram maxima (:func:`_most_in_one`)."""
     hits = {}
     for ngram, count in _most_in_one([hyp], n).items():
         matched = min(count, most_in_a_ref.get(ngram, 0))
@@ -433,14 +440,50 @@ def _clipped_hits(
     return hits
 
 
-def _pymteval_bleu_counts(hyp: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
+_ReferenceSide = tuple[list[int], list[dict[tuple[str, ...], int]]]
+
+
+def _reference_side(refs: Sequence[Sequence[str]]) -> _ReferenceSide:
+    """What BLEU needs of one MR's tokenised references: their lengths, and for n = 1 to 4 each
+    n-gram's most in one reference."""
+    return [len(ref) for ref in refs], [_most_in_one(refs, n) for n in range(1, BLEU_MAX_N + 1)]
+
+
+def _bleu_counts_against(hyp: Sequence[str], side: _ReferenceSide) -> np.ndarray:
     """One MR's share of pymteval's ``BLEUScore`` counters: clipped hits of 1- to 4-grams,
     the output's n-gram counts ``L - n + 1`` (negative kept, as pymteval does), and the
     length of the reference closest in length (ties: the shorter)."""
-    hits = [sum(_clipped_hits(hyp, refs, n).values()) for n in range(1, BLEU_MAX_N + 1)]
+    ref_lengths, most = side
+    hits = [sum(_clip(hyp, most[n - 1], n).values()) for n in range(1, BLEU_MAX_N + 1)]
     lengths = [len(hyp) - i for i in range(BLEU_MAX_N)]
-    closest = min(refs, key=lambda ref: (abs(len(ref) - len(hyp)), len(ref)))
-    return np.array([*hits, *lengths, len(closest)], dtype=np.float64)
+    closest = min(ref_lengths, key=lambda length: (abs(length - len(hyp)), length))
+    return np.array([*hits, *lengths, closest], dtype=np.float64)
+
+
+def _pymteval_bleu_counts(hyp: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
+    """:func:`_bleu_counts_against` one MR's tokenised references."""
+    return _bleu_counts_against(hyp, _reference_side(refs))
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_sides(references: tuple[tuple[str, ...], ...]) -> tuple[_ReferenceSide, ...]:
+    """:func:`_reference_side` of every MR, kept for the next system scored against the same
+    references (a bootstrap over several seeds' outputs scores each against the test set)."""
+    return tuple(_reference_side([pymteval_tokenize(r) for r in refs]) for refs in references)
+
+
+@functools.lru_cache(maxsize=32)
+def _bleu_statistics(
+    hypotheses: tuple[str, ...], references: tuple[tuple[str, ...], ...]
+) -> np.ndarray:
+    sides = _reference_sides(references)
+    rows = [
+        _bleu_counts_against(pymteval_tokenize(h), side)
+        for h, side in zip(hypotheses, sides, strict=True)
+    ]
+    statistics = np.stack(rows)
+    statistics.flags.writeable = False  # one array for every caller: nobody may change it
+    return statistics
 
 
 def pymteval_bleu_statistics(
@@ -450,16 +493,15 @@ def pymteval_bleu_statistics(
     set of MRs gives that set's corpus BLEU through :func:`pymteval_bleu` (so a bootstrap
     over MRs sums rows instead of scoring again; :mod:`lorabook.e2e.compare`).
 
+    The answer is kept for the same outputs and references (read-only; copy it to change it),
+    and the references' side of the counts for the same references: the verdict pairs each
+    seed's outputs with several others'.
+
     Raises:
         ValueError: the lengths differ or an MR has no reference.
     """
     _check_inputs(hypotheses, references)
-    return np.stack(
-        [
-            _pymteval_bleu_counts(pymteval_tokenize(h), [pymteval_tokenize(r) for r in refs])
-            for h, refs in zip(hypotheses, references, strict=True)
-        ]
-    )
+    return _bleu_statistics(tuple(hypotheses), tuple(tuple(rs) for rs in references))
 
 
 def pymteval_bleu(counts: np.ndarray) -> np.ndarray:
