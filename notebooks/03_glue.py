@@ -844,7 +844,8 @@ judged = full_report.verdicts(found_full)  # none while no task has LoRA's seeds
 if not found_full:
     print("No (task, method) has its three seeds at its budget yet.")
 else:
-    full_table = pd.DataFrame(full_report.table2(found_full))
+    full_rows = full_report.table2(found_full)
+    full_table = pd.DataFrame(full_rows)
     full_table["method"] = full_table["method"].map(FULL_NAMES)
     full_table["median [range]"] = [
         f"{r['median']:.1f} [{r['min']:.1f}, {r['max']:.1f}]" for _, r in full_table.iterrows()
@@ -922,7 +923,7 @@ elif full_findings != full_written_for:
         f"{full_written_for}: rewrite it, then update full_written_for"
     )
 else:
-    by = {(r["task"], r["method"]): r for r in full_report.table2(found_full)}
+    by = {(r["task"], r["method"]): r for r in full_rows}
     gaps = {t: by[(t, "lora")]["median"] - by[(t, "ft")]["median"] for t in tasks}
     fits = {t: by[(t, "lora")]["last train loss"] / by[(t, "ft")]["last train loss"] for t in tasks}
     print("LoRA − FT, medians (points):", ", ".join(f"{t} {g:+.2f}" for t, g in gaps.items()))

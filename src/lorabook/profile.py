@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -750,6 +750,18 @@ OPTIMIZER = "AdamW, fused (lorabook.train.adamw)"
 OPTIMIZER_BEFORE = "AdamW, for-loop (PyTorch's default on a CPU)"
 
 
+def _paired(
+    rows: Sequence[dict], ours: str, other: str
+) -> Iterator[tuple[str, int, int, dict, dict]]:
+    """``(model, batch, length, our row, the other's row)`` for each shape a bench measured
+    both methods at, in the rows' order."""
+    by_key = {(r["model"], r["batch"], r["length"], r["method"]): r for r in rows if "method" in r}
+    for (model, batch, length, method), a in by_key.items():
+        b = by_key.get((model, batch, length, other))
+        if method == ours and b is not None:
+            yield model, batch, length, a, b
+
+
 def speedup_split(rows: Sequence[dict], ours: str = "lora", base: str = "ft") -> list[dict]:
     """LoRA / FT training throughput per (model, shape), whole and in part, from the training
     bench's rows (:func:`measure_training`): ``whole step`` (the tokens/s ratio), ``forward +
@@ -757,11 +769,7 @@ def speedup_split(rows: Sequence[dict], ours: str = "lora", base: str = "ft") ->
     weights' gradients buys, the part Section 4.2 names), FT's ``optimizer share`` of its
     step, and the ``optimizer`` the rows were measured with."""
     out = []
-    by_key = {(r["model"], r["batch"], r["length"], r["method"]): r for r in rows}
-    for (model, batch, length, method), a in by_key.items():
-        b = by_key.get((model, batch, length, base))
-        if method != ours or b is None:
-            continue
+    for model, _, _, a, b in _paired(rows, ours, base):
         pa, pb = a["phases_seconds"], b["phases_seconds"]
         passes_a, passes_b = pa["forward"] + pa["backward"], pb["forward"] + pb["backward"]
         out.append(
@@ -780,11 +788,7 @@ def peer_ratios(rows: Sequence[dict], ours: str = "lora", peer: str = "peft_lora
     """Ours / peft per (model, shape): step time (with one standard deviation of the ratio)
     and peak memory (and peak RSS above the process's start on a CPU)."""
     out = []
-    by_key = {(r["model"], r["batch"], r["length"], r["method"]): r for r in rows if "method" in r}
-    for (model, batch, length, method), a in by_key.items():
-        b = by_key.get((model, batch, length, peer))
-        if method != ours or b is None:
-            continue
+    for model, batch, length, a, b in _paired(rows, ours, peer):
         sa, sb = a["seconds_per_step"], b["seconds_per_step"]
         ratio = sa["mean"] / sb["mean"]
         rel = math.sqrt(
