@@ -14,6 +14,9 @@
 # checkpoint is too big to stash) then fits in one session, where two one-core FT runs would
 # not. E2E_ONLY / GLUE_ONLY: the jobs to run (`--only`, names as `plan` prints them), e.g.
 # E2E_WORKERS=1 E2E_ONLY=ft-seed1, or E2E_ONLY=lora-seed when no FT run fits before the end.
+# E2E_BESIDE=1: the E2E jobs one at a time on core 0, beside GLUE on the other cores (one
+# worker a core), then E2E ranks: an FT run that spans sessions on a machine kept between them
+# (E2E_BESIDE=1 E2E_ONLY="ft-seed1 ft-seed2") while GLUE goes on.
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 camp=${CAMP:-$(dirname "$repo")/camp}
@@ -40,10 +43,17 @@ start)
         git -C "$repo" worktree add -q --detach "$camp" HEAD
     fi
     echo "campaign worktree $camp at $(git -C "$camp" log --oneline -1)"
+    e2e="'$py' -m lorabook.e2e.campaign pilot --then-runs ${E2E_ONLY:+--only $E2E_ONLY}"
+    glue="'$py' -m lorabook.glue.full_campaign all ${GLUE_ONLY:+--only $GLUE_ONLY}"
+    if [ -n "${E2E_BESIDE:-}" ]; then  # each pinned to its cores: run_jobs counts what it may use
+        rest=1-$(($(nproc) - 1))
+        first="taskset -c 0 $e2e --workers 1 & taskset -c $rest $glue --workers $(($(nproc) - 1)); wait"
+    else
+        first="$e2e --workers ${E2E_WORKERS:-2}; $glue --workers 2"
+    fi
     nohup setsid bash -c "
         cd '$camp' && export PYTHONPATH='$camp/src' LORABOOK_DATA='$data'
-        '$py' -m lorabook.e2e.campaign pilot --then-runs --workers ${E2E_WORKERS:-2} ${E2E_ONLY:+--only $E2E_ONLY}
-        '$py' -m lorabook.glue.full_campaign all --workers 2 ${GLUE_ONLY:+--only $GLUE_ONLY}
+        $first
         '$py' -m lorabook.e2e.campaign ranks --workers 2 ${E2E_ONLY:+--only $E2E_ONLY}
     " >>"$logs/campaigns.log" 2>&1 &
     sleep 1
