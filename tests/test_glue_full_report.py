@@ -121,9 +121,26 @@ def test_the_baselines_claim_reads_every_baseline(campaign):
     rows = fr.verdicts(fr.seed_records(results), samples=500)
     assert [(r["versus"], r["verdict"]) for r in rows] == [("ft", fr.ON_PAR), ("bitfit", fr.ABOVE)]
     assert fr.claims(rows)["against the baselines"] == {TASK: "above all"}
+    assert fr.baseline_outcomes(fr.seed_records(results), rows) == {
+        "LoRA's median higher": {"bitfit": {TASK: True}},
+        "LoRA above by the rule": {"bitfit": {TASK: True}},
+        "LoRA below by the rule": {"bitfit": {TASK: False}},
+    }
     set_scores("bitfit", [380, 381, 382])
     rows = fr.verdicts(fr.seed_records(results), samples=500)
     assert fr.claims(rows)["against the baselines"] == {TASK: "below one"}
+    assert fr.baseline_outcomes(fr.seed_records(results), rows) == {
+        "LoRA's median higher": {"bitfit": {TASK: False}},
+        "LoRA above by the rule": {"bitfit": {TASK: False}},
+        "LoRA below by the rule": {"bitfit": {TASK: True}},
+    }
+    set_scores("bitfit", [338, 343, 348])  # a median just above LoRA's, inside the ranges
+    rows = fr.verdicts(fr.seed_records(results), samples=500)
+    assert fr.baseline_outcomes(fr.seed_records(results), rows) == {
+        "LoRA's median higher": {"bitfit": {TASK: False}},
+        "LoRA above by the rule": {"bitfit": {TASK: False}},
+        "LoRA below by the rule": {"bitfit": {TASK: False}},
+    }
 
 
 def test_long_curves_show_each_run_and_the_budget(campaign):

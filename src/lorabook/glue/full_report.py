@@ -195,6 +195,28 @@ def outcomes(
     }
 
 
+def baseline_outcomes(
+    found: Mapping[tuple[str, str], Sequence[dict]], judged: Sequence[dict] | None = None
+) -> dict[str, dict[str, dict[str, bool]]]:
+    """The yes/no findings a reading of claim 2 is written for, per baseline and task where
+    LoRA and the baseline have their seeds: ``"LoRA's median higher"``, ``"LoRA above by the
+    rule"`` and ``"LoRA below by the rule"`` (:func:`judge`). Plain nested dicts (baseline ->
+    task -> bool), so that a chapter can keep what its prose was written for as a literal.
+    ``judged``: :func:`verdicts`' rows, if already computed."""
+    judged = verdicts(found) if judged is None else judged
+    findings = {
+        "LoRA's median higher": lambda row: row["difference"] > 0,
+        "LoRA above by the rule": lambda row: row["verdict"] == ABOVE,
+        "LoRA below by the rule": lambda row: row["verdict"] == BELOW,
+    }
+    out: dict[str, dict[str, dict[str, bool]]] = {name: {} for name in findings}
+    for row in judged:
+        if row["versus"] in BASELINES:
+            for name, holds in findings.items():
+                out[name].setdefault(row["versus"], {})[row["task"]] = holds(row)
+    return out
+
+
 def head_rows(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
     """The head stage as it stands: per (task, method) the best dev score (×100) with each
     read-out (``None`` until its run has finished), mean minus [CLS], and the epoch each
