@@ -14,9 +14,10 @@
 # checkpoint is too big to stash) then fits in one session, where two one-core FT runs would
 # not. E2E_ONLY / GLUE_ONLY: the jobs to run (`--only`, names as `plan` prints them), e.g.
 # E2E_WORKERS=1 E2E_ONLY=ft-seed1, or E2E_ONLY=lora-seed when no FT run fits before the end.
-# E2E_BESIDE=1: the E2E jobs one at a time on core 0, beside GLUE on the other cores (one
-# worker a core), then E2E ranks: an FT run that spans sessions on a machine kept between them
-# (E2E_BESIDE=1 E2E_ONLY="ft-seed1 ft-seed2") while GLUE goes on.
+# E2E_BESIDE=1: the E2E jobs one at a time on core 0 (the runs, then the ranks stage), beside
+# GLUE on the other cores (one worker a core): an FT run that spans sessions on a machine kept
+# between them while GLUE goes on (E2E_BESIDE=1 E2E_ONLY="ft-seed1 ft-seed2 lora-r": FT's seeds,
+# then Table 18's ranks). Once both are done, start again without it: GLUE gets both cores.
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 camp=${CAMP:-$(dirname "$repo")/camp}
@@ -47,7 +48,9 @@ start)
     glue="'$py' -m lorabook.glue.full_campaign all ${GLUE_ONLY:+--only $GLUE_ONLY}"
     if [ -n "${E2E_BESIDE:-}" ]; then  # each pinned to its cores: run_jobs counts what it may use
         rest=1-$(($(nproc) - 1))
-        first="taskset -c 0 $e2e --workers 1 & taskset -c $rest $glue --workers $(($(nproc) - 1)); wait"
+        ranks="'$py' -m lorabook.e2e.campaign ranks ${E2E_ONLY:+--only $E2E_ONLY}"
+        first="(taskset -c 0 $e2e --workers 1; taskset -c 0 $ranks --workers 1) &
+               taskset -c $rest $glue --workers $(($(nproc) - 1)); wait"
     else
         first="$e2e --workers ${E2E_WORKERS:-2}; $glue --workers 2"
     fi
