@@ -217,3 +217,15 @@ def test_the_package_imports_top_down_with_no_circle():
     graph = {m: package_imports(p.read_text(), m, modules) for m, p in files.items()}
     assert "lorabook.glue.campaign" in graph["lorabook.glue.report"]  # the reader sees imports
     assert import_circles(graph) == []
+
+
+def test_the_campaign_script_parses_and_says_how_to_use_it():
+    import subprocess
+
+    script = ROOT / "tools" / "campaigns.sh"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 2  # no command: the usage, and a failure
+    for documented in ("start", "collect", "stop", "E2E_ONLY", "GLUE_ONLY", "E2E_BESIDE"):
+        assert documented in done.stdout, documented
+    assert "set -euo" not in done.stdout  # the comment only

@@ -86,7 +86,7 @@ stop)
     bash "$0" collect
     ;;
 *)
-    sed -n '2,15p' "$0"
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"  # the comment above
     exit 2
     ;;
 esac
