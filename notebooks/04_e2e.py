@@ -675,8 +675,9 @@ plt.show()
 # ### The pilots: how long is long enough
 #
 # Dev loss and dev-subset BLEU by round for LoRA's and FT's pilots, the round each run's test
-# decoding uses (the lowest dev loss, circled), and why each stopped. These curves are the
-# evidence that "trained to convergence" is true, or how far from it the cap left the runs.
+# decoding uses (the lowest dev loss, circled), and why each stopped. These curves show how
+# near to a flat dev loss each run came (the pilot's rule, in 4.9's plan), or how far from it
+# the cap left the runs.
 
 
 # %% tags=["hide-input"]

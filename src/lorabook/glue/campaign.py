@@ -7,7 +7,8 @@
     python -m lorabook.glue.campaign follow-ups        # LoRA longer where it falls behind FT
     python -m lorabook.glue.campaign runs --then-follow-ups  # both, one after the other
 
-**The sweep.** The paper tunes each method (Appendix D); so do we, on a budget: every method
+**The sweep.** The paper sweeps LoRA's settings (Appendix D.1) and quotes its RoBERTa-base
+baselines from earlier papers; we tune every method, on a budget: every method
 of :data:`~lorabook.glue.presets.CPU_SWEEP` is trained on MRPC (seed 0) at each of its
 learning rates for a fixed number of epochs, evaluating the dev set after every epoch.
 

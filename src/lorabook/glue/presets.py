@@ -42,8 +42,9 @@ in total on this project's 2-core CI machine).
 ``cpu``: MiniLM on this project's 2-core CPU, sized to *converge* rather than to be quick:
 the whole training sets of MRPC, RTE, STS-B and CoLA and a seeded 10,000-example part of
 SST-2's 67,349 (the budget: see :mod:`lorabook.glue.campaign`), max length 128, batch 16,
-length-grouped batches, the paper's warm-up ratio and weight decay. The learning rate and the
-number of epochs of each method are not guessed: a small sweep on MRPC's dev set picks them
+length-grouped batches, the paper's warm-up ratio (Table 9) and the official scripts' weight
+decay (0.1). The learning rate and the number of epochs of each method are not guessed: a
+small sweep on MRPC's dev set picks them
 (:data:`CPU_SWEEP`, the rule in :func:`lorabook.glue.campaign.pick`), and :data:`CPU_CHOSEN`
 holds what it picked. Until a method's pick is filled in, the preset asks for ``--lr`` and
 ``--epochs`` (which is how the sweep runs it).
