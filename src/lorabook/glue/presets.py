@@ -374,7 +374,9 @@ def glue_preset(preset: str, task: str, method: str, seed: int = 0) -> GluePrese
         lr = BASELINE_LR[method]
         notes.append(f"{method}: LoRA's schedule with lr {lr:g}, lorabook's choice")
     if task in ("mrpc", "rte", "stsb") and method == "lora":
-        notes.append("the official scripts start from MNLI-trained LoRA weights; we do not")
+        notes.append(
+            "the paper (App. D.1) and its scripts start from MNLI-trained LoRA weights; we do not"
+        )
     train = TrainConfig(
         epochs=epochs,
         lr=lr,
