@@ -288,10 +288,18 @@ say(
 # Tables 5 and 6 and Figure 3 need LoRA runs that chapter 3 does not have: other target
 # matrices at a fixed budget, ranks 1 to 64, and pairs of $r = 8$ and $r = 64$ runs of the same
 # seed. They are the `section7` stage of the GLUE campaign (`python -m
-# lorabook.glue.full_campaign section7`, on two tasks, at per-task budgets that its `long`
-# stage decides first), read by `lorabook.glue.section7`. The campaign runs them after
-# chapter 3's Table 2 runs (every seed, every method), so that one chapter's evidence is whole
-# before the other's begins. Where that stage stands:
+# lorabook.glue.full_campaign section7`, on SST-2 and STS-B), read by
+# `lorabook.glue.section7`. **How long each run trains** is a rule written after chapter 3's
+# three LoRA seeds on those tasks had finished and before any Section 7 run began
+# (`full_campaign.section7_epochs`): twice the latest epoch at which one of those three runs
+# came within half a point of its best, at most LoRA's budget. Those six runs of 20 epochs were
+# all within half a point of their best by epoch 6, so 20 epochs for every Section 7 cell
+# would spend most of its hours after LoRA had stopped gaining. The doubling is a margin for
+# cells that may learn slower (a single matrix, $r = 1$), and it is checked: a cell whose
+# seed 0 has not peaked by the budget rule's test runs again, every seed, at twice the epochs
+# (`full_campaign.section7_longer`). The campaign runs them after chapter 3's Table 2 runs
+# (every seed, every method), so that one chapter's evidence is whole before the other's
+# begins. Where that stage stands:
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared

@@ -32,6 +32,7 @@ from lorabook.precision import cpu_precision
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [(t, m) for t in fc.TASKS for m in fc.METHODS]
 START = {(t, m): presets.FULL_START_EPOCHS[m] for t, m in PAIRS}
+S7 = {(t, "lora"): 10 for t in fc.SECTION7_TASKS}  # Section 7's epochs, as if decided
 
 
 def write_record(job: Job, results: Path, best: int, model: str = fc.MODEL, **extra) -> dict:
@@ -256,7 +257,8 @@ def test_seeds_stage_is_seeds_1_and_2_at_the_budget_and_the_larger_adapters():
 
 def test_section7_cells_share_runs_with_each_other_and_the_campaigns_lora():
     decided = {**START, ("stsb", "lora"): 40}
-    cells = section7_cells(decided, "mean")
+    at_budget = {(t, "lora"): decided[t, "lora"] for t in fc.SECTION7_TASKS}
+    cells = section7_cells(at_budget, "mean")
     per_task = 7 * 3 + (5 * 3 + 5 + 5)  # Table 5; Table 6: {q, v} with 3 seeds, others one
     assert len(cells) == 2 * per_task
     for _, job in cells:
@@ -265,11 +267,12 @@ def test_section7_cells_share_runs_with_each_other_and_the_campaigns_lora():
         assert job.epochs == decided[job.task, "lora"] and settings["pooling"] == "mean"
     table5 = {(j.lora_targets, j.lora_r) for t, j in cells if t == "Table 5"}
     assert all(len(targets) * r == 8 for targets, r in table5)
-    jobs = section7_jobs(decided, "mean")
+    jobs = section7_jobs(decided, at_budget, "mean")
     assert len(jobs) == 2 * (per_task - 3 - 1 - 3 - 1) == 76  # shared cells run once
     keys = {j.key() for j in jobs}
     assert len(keys) == len(jobs)
-    # Table 6's {q, v} at r = 8 is the campaign's LoRA: seed 0 from long, 1 and 2 from seeds
+    # at LoRA's budget, Table 6's {q, v} r = 8 is the campaign's LoRA: seed 0 from long, 1
+    # and 2 from seeds
     shared = [j for _, j in cells if j.lora_targets == ("q", "v") and j.lora_r == 8]
     lora = {
         j.seed: j for j in seeds_jobs(decided, "mean") if (j.task, j.method) == ("stsb", "lora")
@@ -278,20 +281,50 @@ def test_section7_cells_share_runs_with_each_other_and_the_campaigns_lora():
     for job in (j for j in shared if j.task == "stsb"):
         assert job.plan("r").paths.record == lora[job.seed].plan("r").paths.record
         assert job.key() not in keys
-    more = section7_jobs(decided, "mean", every_seed=True)
+    more = section7_jobs(decided, at_budget, "mean", every_seed=True)
     assert len(more) - len(jobs) == 2 * 2 * (4 + 4)  # seeds 1, 2 of the other cells
+    # at fewer epochs than LoRA's budget (Section 7's rule), that cell is run too
+    assert len(section7_jobs(decided, S7, "mean")) == 76 + 2 * 3
 
 
-def test_section7_waits_for_loras_budget_on_its_tasks():
-    decided = {("sst2", "lora"): 20}
-    assert {j.task for j in section7_jobs(decided, "cls")} == {"sst2"}
-    assert section7_jobs({}, "cls") == []
+def test_section7_epochs_wait_for_loras_three_seeds_and_follow_the_rule(tmp_path):
+    """Twice the latest epoch at which one of LoRA's seeds came within half a point of its
+    best, at most LoRA's budget; a cell whose seed 0 has not peaked runs at twice them."""
+    decided = {("sst2", "lora"): 20, ("stsb", "lora"): 20}
+    assert section7_jobs({}, {}, "cls") == []
+    assert fc.section7_setup(decided, "cls", tmp_path) == ({}, frozenset())
+    # write_record's curve climbs 0.001 an epoch to its best: within 0.005 from best - 5 on
+    for seed, best in enumerate((9, 12, 7)):
+        write_record(Job("seeds", "sst2", "lora", seed, 20, "cls"), tmp_path, best)
+    for seed, best in enumerate((16, 18)):
+        write_record(Job("seeds", "stsb", "lora", seed, 20, "cls"), tmp_path, best)
+    epochs, longer = fc.section7_setup(decided, "cls", tmp_path)
+    assert epochs == {("sst2", "lora"): 2 * (12 - 5)} and longer == frozenset()  # stsb: 2 seeds
+    write_record(Job("seeds", "stsb", "lora", 2, 20, "cls"), tmp_path, 3)
+    epochs, _ = fc.section7_setup(decided, "cls", tmp_path)
+    assert epochs == {("sst2", "lora"): 14, ("stsb", "lora"): 20}  # 2 × 13, at most 20
+    assert {j.epochs for j in section7_jobs(decided, epochs, "cls")} == {14, 20}
+
+    slow = Job("section7", "sst2", "lora", 0, 14, "cls", lora_r=1, lora_targets=("q",))
+    write_record(slow, tmp_path, 12)  # best at epoch 12 of 14: not peaked
+    write_record(
+        Job("section7", "sst2", "lora", 0, 14, "cls", lora_r=2, lora_targets=("q",)), tmp_path, 11
+    )
+    epochs, longer = fc.section7_setup(decided, "cls", tmp_path)
+    assert longer == frozenset({("sst2", ("q",), 1)})
+    jobs = section7_jobs(decided, epochs, "cls", longer=longer)
+    assert slow in jobs  # the run that asked for the doubling stays in the stage (spent)
+    assert Job("section7", "sst2", "lora", 0, 28, "cls", lora_r=1, lora_targets=("q",)) in jobs
+    assert [j for j in jobs if j.lora_r == 1 and j.lora_targets == ("q",) and j.task == "sst2"] == [
+        slow,
+        Job("section7", "sst2", "lora", 0, 28, "cls", lora_r=1, lora_targets=("q",)),
+    ]
 
 
 def test_a_jobs_command_line_plans_the_same_run_as_the_job(tmp_path):
     decided = dict(START)
     jobs = [head_jobs()[1], *long_jobs("mean", tmp_path)[:1], *seeds_jobs(decided, "mean")[:1]]
-    jobs += section7_jobs(decided, "mean")[:8]
+    jobs += section7_jobs(decided, S7, "mean")[:8]
     assert any(j.lora_targets == ("q", "k", "v", "o") for j in jobs)
     for job in jobs:
         planned = glue_command_plan(job.argv(tmp_path))
@@ -301,7 +334,7 @@ def test_a_jobs_command_line_plans_the_same_run_as_the_job(tmp_path):
 def test_jobs_run_in_pinned_workers_through_the_glue_command(tmp_path):
     fake = tmp_path / "fake_python.py"  # stands in for the interpreter: prints its arguments
     fake.write_text("import os, sys; print('threads', os.environ['OMP_NUM_THREADS'], sys.argv)\n")
-    job = section7_jobs(START, "mean")[6]
+    job = section7_jobs(START, S7, "mean")[6]
     ran = fc.run_jobs([job], 1, tmp_path, command=[sys.executable, fake], cores=1)
     assert ran == [(job, 0)]
     log = (tmp_path / "_logs" / f"{job.plan(tmp_path).paths.record.stem}.log").read_text()
@@ -316,7 +349,7 @@ def test_all_steps_split_every_stage_and_put_ft_and_lora_first(tmp_path, monkeyp
         "head": head_jobs(),
         "long": [j for t, m in PAIRS for j in fc.chain(t, m, "cls")],
         "seeds": seeds_jobs(START, "cls"),
-        "section7": section7_jobs(START, "cls"),
+        "section7": section7_jobs(START, S7, "cls"),
     }
     for stage, found in jobs.items():
         steps = [keep for name, _, keep in fc.ORDER if name == stage]
@@ -395,7 +428,7 @@ def _times(job: Job, results: Path) -> tuple[float, float]:
 def test_a_worker_with_nothing_to_take_waits_for_the_jobs_a_running_one_calls_for(tmp_path):
     """``more``: a job's end can call for more (a doubling, a budget's seeds); the worker that
     found nothing to take must still be there to run them, beside the other worker."""
-    first, *called = section7_jobs(START, "mean")[:3]
+    first, *called = section7_jobs(START, S7, "mean")[:3]
 
     log = tmp_path / "_logs" / f"{first.plan(tmp_path).paths.record.stem}.log"
 
@@ -413,7 +446,7 @@ def test_a_worker_with_nothing_to_take_waits_for_the_jobs_a_running_one_calls_fo
 
 
 def test_after_a_failed_job_no_more_are_taken(tmp_path, capsys):
-    first, second = section7_jobs(START, "mean")[:2]
+    first, second = section7_jobs(START, S7, "mean")[:2]
     fake = _timed_fake(tmp_path, code=3)
     ran = fc.run_jobs(
         [], 1, tmp_path, command=[sys.executable, fake], cores=1, more=lambda: [first, second]
@@ -614,8 +647,11 @@ def test_the_command_line_runs_every_stage_on_a_tiny_bert(
     before = len(ran)
     assert fc.main(["all", *common]) == 0 and len(ran) == before  # nothing left to run
     section7 = [j for j in ran if j.stage == "section7"]
-    assert [(j.lora_targets, j.seed) for j in section7] == [(("q",), 0), (("q",), 1)]  # the rest
-    for job in section7:  # are the same runs as other cells' or the campaign's LoRA
+    epochs, longer = fc.section7_setup(budgets(pooling, results, model), pooling, results, model)
+    assert 1 <= epochs["stsb", "lora"] <= found["epochs"]
+    assert set(section7) == set(fc.stage_jobs("section7", results, model, quiet=True))
+    assert {(j.lora_targets, j.seed) for j in section7} >= {(("q",), 0), (("q",), 1)}
+    for job in section7:
         record = job.plan(results, model).paths.finished()
         assert record["settings"]["lora_alpha"] == 8.0
         assert (job.plan(results, model).paths.outputs / "trainable.safetensors").is_file()

@@ -28,19 +28,22 @@ def factors(r: int, shared: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
+EPOCHS = 10  # Section 7's epochs from the fixture's LoRA runs: 2 × (10 - 5)
+
+
 @pytest.fixture
 def decided(tmp_path):
-    """The head stage done ([CLS]), LoRA's budget set on the Section 7 tasks."""
+    """The head stage done ([CLS]), LoRA's budget and Section 7's epochs set on its tasks."""
     for job in fc.head_jobs():
         write_record(job, tmp_path, 2)
     for task in fc.SECTION7_TASKS:
-        write_record(fc.chain(task, "lora", "cls")[0], tmp_path, 2)  # peaked: the budget
+        for seed in fc.SEEDS:  # best at epoch 10 of 20 (peaked), within half a point from 5
+            write_record(Job("seeds", task, "lora", seed, 20, "cls"), tmp_path, 10)
     return tmp_path
 
 
 def cell_job(task: str, r: int, seed: int = 0, targets=("q", "v")) -> Job:
-    epochs = fc.presets.FULL_START_EPOCHS["lora"]
-    return Job("section7", task, "lora", seed, epochs, "cls", lora_r=r, lora_targets=targets)
+    return Job("section7", task, "lora", seed, EPOCHS, "cls", lora_r=r, lora_targets=targets)
 
 
 def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, decided):
@@ -49,8 +52,7 @@ def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, deci
     for seed, best in ((0, 3), (1, 5)):
         write_record(cell_job(task, 1, seed, ("q",)), decided, best)
     found = section7.cell_records(decided)
-    # Table 6's {W_q, W_v} r = 8, seed 0 is the long run that set LoRA's budget
-    assert [r["seed"] for r in found[("Table 6", task, ("q", "v"), 8)]] == [0]
+    assert ("Table 6", task, ("q", "v"), 8) not in found  # not LoRA's runs: fewer epochs
     rows = section7.score_table(found, "Table 6")
     by = {(r["targets"], r["r"]): r for r in rows if r["task"] == task}
     assert by[("W_q", 1)]["seeds"] == [0, 1]
@@ -106,9 +108,8 @@ def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
     from lorabook import verdict
 
     assert verdict.section7_tables(decided).verdict == "pending"
-    epochs = fc.presets.FULL_START_EPOCHS["lora"]
     cells = fc.section7_cells(
-        {(t, "lora"): epochs for t in fc.SECTION7_TASKS}, "cls", every_seed=True
+        {(t, "lora"): EPOCHS for t in fc.SECTION7_TASKS}, "cls", every_seed=True
     )
 
     def write_all(single_best: int) -> None:
@@ -120,6 +121,6 @@ def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
     found = verdict.section7_tables(decided)
     assert found.verdict == "reproduced", found.evidence
     assert "(4 of 4 parts hold)" in found.evidence
-    write_all(single_best=9)  # a single matrix now scores 50.9, above 50.5
+    write_all(single_best=8)  # a single matrix now scores 50.8, above 50.5 (and peaked)
     found = verdict.section7_tables(decided)
     assert found.verdict == "partly" and "(2 of 4 parts hold)" in found.evidence

@@ -45,16 +45,25 @@ larger adapters, AdapterH and AdapterP at m = 64 (the ``cpu`` preset's size), se
 budget of the same adapter at LoRA's size on that task.
 
 **Section 7** (:func:`section7_cells`, issue 19): on the head's two tasks
-(:data:`SECTION7_TASKS`, for the same reason), LoRA at its budget on the task, α = 8 at every
-rank (the paper sets α to the first r it tries and does not tune it, Section 4.1: α/r halves
-when r doubles). Table 5's analogue, a fixed budget of r × matrices = 8 (36,864 parameters on
-MiniLM): W_q, W_k, W_v, W_o at r = 8, {W_q, W_k} and {W_q, W_v} at r = 4, all four at r = 2;
-three seeds each. Table 6's analogue: r ∈ {1, 2, 4, 8, 64} × {W_q}, {W_q, W_v}, {W_q, W_k, W_v,
-W_o}; three seeds for {W_q, W_v}, one for the other cells (the issue's fallback: ``plan``
-says what three everywhere would add). A cell with another run's settings is that run, the
-same record (a run's name is the hash of its settings), run once: Table 6's {W_q, W_v} r = 8
-is the campaign's LoRA (seed 0 from ``long``, 1 and 2 from ``seeds``), its W_q r = 8,
-{W_q, W_v} r = 4 and all four at r = 2 are Table 5's.
+(:data:`SECTION7_TASKS`, for the same reason), LoRA at Section 7's epochs on the task, α = 8 at
+every rank (the paper sets α to the first r it tries and does not tune it, Section 4.1: α/r
+halves when r doubles). Table 5's analogue, a fixed budget of r × matrices = 8 (36,864
+parameters on MiniLM): W_q, W_k, W_v, W_o at r = 8, {W_q, W_k} and {W_q, W_v} at r = 4, all
+four at r = 2; three seeds each. Table 6's analogue: r ∈ {1, 2, 4, 8, 64} × {W_q}, {W_q, W_v},
+{W_q, W_k, W_v, W_o}; three seeds for {W_q, W_v}, one for the other cells (the issue's
+fallback: ``plan`` says what three everywhere would add). A cell with another run's settings is
+that run, the same record (a run's name is the hash of its settings), run once: Table 6's W_q r
+= 8, {W_q, W_v} r = 4 and all four at r = 2 are Table 5's (and its {W_q, W_v} r = 8 would be
+the campaign's LoRA if Section 7's epochs were LoRA's budget). **Section 7's epochs**
+(:func:`section7_epochs`; written after LoRA's three seeds at its budget had finished and
+before any Section 7 run began): on each task, twice the latest epoch at which one of those
+three runs came within half a point of its best (:func:`near_best_epoch`), at most LoRA's
+budget. At 20 epochs, every one of the six runs on SST-2 and STS-B was within half a point of
+its best by epoch 6: at LoRA's budget, more than half of Section 7's ~35 worker-hours would go
+to epochs after LoRA's own runs had stopped gaining; the doubling is the margin for cells that
+learn slower than LoRA's (one matrix, r = 1). What checks the margin (:func:`section7_longer`):
+a cell whose seed 0 has not :func:`peaked` (the budget rule's test) runs, every seed, at twice
+the epochs.
 
 **Outcomes from records.** The campaign reads the read-out and the budgets from the records
 of the stages that decide them, so that a stage starts as soon as what it needs is known
@@ -97,7 +106,7 @@ from __future__ import annotations
 import functools
 import statistics
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -125,6 +134,7 @@ SEEDS = (0, 1, 2)
 STAGES = ("head", "long", "seeds", "section7")
 PEAKED = Fraction(4, 5)  # a run has peaked when best_epoch <= PEAKED × epochs (exact)
 MAX_DOUBLINGS = 2
+NEAR_BEST = 0.005  # half a point of a score (scores are fractions): Section 7's epochs rule
 LARGER_ADAPTER_SIZE = 64  # the cpu preset's adapters, beside those at LoRA's size
 # Table 5's analogue: (targets, r) with r × matrices = 8; Table 6's: ranks × targets
 TABLE5 = ((("q",), 8), (("k",), 8), (("v",), 8), (("o",), 8))
@@ -412,12 +422,51 @@ def seeds_jobs(decided: Mapping[tuple[str, str], int], pooling: str) -> list[Job
     return in_order(jobs)
 
 
+def near_best_epoch(record: dict) -> int:
+    """The first epoch (from 1) whose dev score is within :data:`NEAR_BEST` (half a point) of
+    the run's best."""
+    scores = [e[record["metric"]] for e in record["epochs"]]
+    return next(i for i, s in enumerate(scores, 1) if s >= max(scores) - NEAR_BEST - 1e-12)
+
+
+def section7_epochs(
+    decided: Mapping[tuple[str, str], int],
+    pooling: str,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    model: str = MODEL,
+) -> dict[tuple[str, str], int]:
+    """(task, "lora") -> Section 7's epochs on each of the :data:`SECTION7_TASKS` whose LoRA
+    runs at the budget have finished, all three seeds: twice the latest of their
+    :func:`near_best_epoch`, at most LoRA's budget (module docstring)."""
+    out = {}
+    for task in SECTION7_TASKS:
+        epochs = decided.get((task, "lora"))
+        if epochs is None:
+            continue
+        jobs = (Job("seeds", task, "lora", s, epochs=epochs, pooling=pooling) for s in SEEDS)
+        records = [_finished(job, results_dir, model) for job in jobs]
+        if all(records):
+            out[task, "lora"] = min(epochs, 2 * max(map(near_best_epoch, records)))
+    return out
+
+
+Cell = tuple[str, tuple[str, ...], int]  # (task, targets, r)
+
+
+def _cell(job: Job) -> Cell:
+    return (job.task, job.lora_targets or (), job.lora_r or 0)
+
+
 def section7_cells(
-    decided: Mapping[tuple[str, str], int], pooling: str, every_seed: bool = False
+    epochs: Mapping[tuple[str, str], int],
+    pooling: str,
+    every_seed: bool = False,
+    longer: Collection[Cell] = (),
 ) -> list[tuple[str, Job]]:
     """("Table 5" or "Table 6", job) of every cell and seed on the :data:`SECTION7_TASKS`
-    whose LoRA budget is in ``decided``; ``every_seed``: all three seeds in every Table 6
-    cell (what the plan compares with the one-seed fallback)."""
+    whose Section 7 epochs are in ``epochs`` (:func:`section7_epochs`), at twice those for
+    the cells in ``longer`` (:func:`section7_longer`); ``every_seed``: all three seeds in
+    every Table 6 cell (what the plan compares with the one-seed fallback)."""
     cells = [("Table 5", t, r, s) for t, r in TABLE5 for s in SEEDS]
     cells += [
         ("Table 6", t, r, s)
@@ -426,25 +475,62 @@ def section7_cells(
         for s in (SEEDS if every_seed or t in TABLE6_SEEDED else SEEDS[:1])
     ]
     return [
-        (table, Job("section7", task, "lora", s, epochs, pooling, lora_r=r, lora_targets=t))
+        (table, Job("section7", task, "lora", s, n, pooling, lora_r=r, lora_targets=t))
         for task in SECTION7_TASKS
-        if (epochs := decided.get((task, "lora"))) is not None
+        if (base := epochs.get((task, "lora"))) is not None
         for table, t, r, s in cells
+        for n in [2 * base if (task, t, r) in longer else base]
     ]
 
 
+def section7_longer(
+    epochs: Mapping[tuple[str, str], int],
+    pooling: str,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    model: str = MODEL,
+) -> frozenset[Cell]:
+    """The cells (task, targets, r) whose seed 0 at Section 7's epochs finished without
+    having :func:`peaked`: every seed of theirs runs at twice the epochs (once)."""
+    return frozenset(
+        _cell(job)
+        for _, job in section7_cells(epochs, pooling)
+        if job.seed == 0
+        and (record := _finished(job, results_dir, model)) is not None
+        and not peaked(record)
+    )
+
+
+def section7_setup(
+    decided: Mapping[tuple[str, str], int],
+    pooling: str,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    model: str = MODEL,
+) -> tuple[dict[tuple[str, str], int], frozenset[Cell]]:
+    """What the records have decided for Section 7: its epochs per task and the cells that
+    run longer (the arguments of :func:`section7_cells` and :func:`section7_jobs`)."""
+    epochs = section7_epochs(decided, pooling, results_dir, model)
+    return epochs, section7_longer(epochs, pooling, results_dir, model)
+
+
 def section7_jobs(
-    decided: Mapping[tuple[str, str], int], pooling: str, every_seed: bool = False
+    decided: Mapping[tuple[str, str], int],
+    epochs: Mapping[tuple[str, str], int],
+    pooling: str,
+    every_seed: bool = False,
+    longer: Collection[Cell] = (),
 ) -> list[Job]:
-    """The runs of :func:`section7_cells`, each once, less those that are a run of the long
-    or the seeds stage (the same settings: the same record)."""
+    """The runs of :func:`section7_cells` (``epochs``, ``longer``), each once, and the seed 0
+    runs that sent a cell to ``longer``, less those that are a run of the long or the seeds
+    stage at the budgets ``decided`` (the same settings: the same record)."""
     elsewhere = {j.key() for j in seeds_jobs(decided, pooling)}
     elsewhere |= {
-        Job("long", task, method, 0, epochs=epochs, pooling=pooling).key()
-        for (task, method), epochs in decided.items()
+        Job("long", task, method, 0, epochs=n, pooling=pooling).key()
+        for (task, method), n in decided.items()
     }
+    jobs = [job for _, job in section7_cells(epochs, pooling, every_seed, longer)]
+    jobs += [j for _, j in section7_cells(epochs, pooling) if j.seed == 0 and _cell(j) in longer]
     unique: dict[str, Job] = {}
-    for _, job in section7_cells(decided, pooling, every_seed):
+    for job in jobs:
         unique.setdefault(job.key(), job)
     return in_order(job for key, job in unique.items() if key not in elsewhere)
 
@@ -472,7 +558,11 @@ def stage_jobs(
         print(f"waiting for the budget (the long stage) of: {', '.join(waiting)}", flush=True)
     if stage == "seeds":
         return seeds_jobs(decided, pooling)
-    return section7_jobs(decided, pooling)
+    epochs, longer = section7_setup(decided, pooling, results_dir, model)
+    waiting = [t for t, _ in needs if (t, "lora") in decided and (t, "lora") not in epochs]
+    if waiting and not quiet:
+        print(f"waiting for LoRA's seeds 1 and 2 (Section 7's epochs) on: {', '.join(waiting)}")
+    return section7_jobs(decided, epochs, pooling, longer=longer)
 
 
 def _every(job: Job) -> bool:
@@ -560,10 +650,12 @@ def _plan(
     start = {(t, m): presets.FULL_START_EPOCHS[m] for t in TASKS for m in METHODS}
     assumed = {**start, **decided}
 
-    def rows(jobs: Sequence[Job], waits: bool | None = None) -> list[PlanRow]:
+    def rows(
+        jobs: Sequence[Job], waits: bool | None = None, known: Mapping = decided
+    ) -> list[PlanRow]:
         out = []
         for job in jobs:
-            wait = waits if waits is not None else (job.task, job.method) not in decided
+            wait = waits if waits is not None else (job.task, job.method) not in known
             estimate = estimate_seconds(job, speeds)
             out.append(
                 PlanRow(str(job), "wait", estimate)
@@ -589,13 +681,18 @@ def _plan(
     note += f"budget; AdapterH, AdapterP at m = {LARGER_ADAPTER_SIZE} seed 0 (undecided budgets: "
     note += "the starting epochs)"
     stages["seeds"] = (rows(seeds), note)
-    section7 = section7_jobs(assumed, pooling)
-    extra = [j for j in section7_jobs(assumed, pooling, every_seed=True) if j not in section7]
+    known, longer = section7_setup(decided, pooling, results_dir, model) if picked else ({}, ())
+    epochs7 = {**{(t, "lora"): assumed[t, "lora"] for t in SECTION7_TASKS}, **known}
+    section7 = section7_jobs(assumed, epochs7, pooling, longer=longer)
+    every = section7_jobs(assumed, epochs7, pooling, every_seed=True, longer=longer)
+    extra = [j for j in every if j not in section7]
+    said = ", ".join(f"{t} {n}" for (t, _), n in known.items()) or "none decided yet"
     note = f"{len(section7)} runs, ~{_hours(section7, speeds):.1f} worker-hours (issue 19's aim: "
-    note += f"~{SECTION7_AIM_HOURS}; cells that are another stage's runs counted there); three "
-    note += "seeds in every Table 6 cell: "
-    note += f"{len(extra)} runs more, +{_hours(extra, speeds):.1f} h"
-    stages["section7"] = (rows(section7), note)
+    note += f"~{SECTION7_AIM_HOURS}; cells that are another stage's runs counted there) at "
+    note += f"Section 7's epochs ({said}; undecided: LoRA's budget), {len(longer)} cells "
+    note += f"doubled; three seeds in every Table 6 cell: {len(extra)} runs more, "
+    note += f"+{_hours(extra, speeds):.1f} h"
+    stages["section7"] = (rows(section7, known=known), note)
     jobs = {"head": head, "long": long, "seeds": seeds, "section7": section7}
     lines = [
         f"`all` takes its jobs in these steps' order (the issues' aims: ~{GLUE_AIM_HOURS} + "
@@ -683,6 +780,11 @@ def _print_budgets(results_dir: str | Path, model: str) -> None:
             print(f"{task:<5} {method:<10} {found['epochs']} epochs ({tried}{capped})")
             decided[task, method] = found["epochs"]
     print(f"presets.FULL_EPOCHS = {decided}")
+    epochs, longer = section7_setup(decided, pooling, results_dir, model)
+    for (task, _), n in epochs.items():
+        print(f"section7 {task}: {n} epochs (twice the latest near-best epoch of LoRA's seeds)")
+    for task, targets, r in sorted(longer):
+        print(f"section7 {task} {''.join(targets)} r{r}: not peaked, its seeds at twice the epochs")
 
 
 def known_jobs(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) -> list[Job]:

@@ -2,9 +2,10 @@
 Tables 5 and 6 over seeds, Figure 3's pairs (one seed at r = 8 and at r = 64), and Table 7's
 two ranks.
 
-The runs are the ``section7`` stage's (:func:`lorabook.glue.full_campaign.section7_cells`);
-a cell that is another stage's run (Table 6's {W_q, W_v} at r = 8 is the campaign's LoRA) is
-the same record. Scores are each run's best dev epoch ×100, as in Table 2; a cell shows the
+The runs are the ``section7`` stage's (:func:`lorabook.glue.full_campaign.section7_cells`),
+at Section 7's epochs on each task (:func:`lorabook.glue.full_campaign.section7_epochs`), a
+cell that had not peaked at twice them; a cell of one table that is a cell of the other is the
+same record. Scores are each run's best dev epoch ×100, as in Table 2; a cell shows the
 median and range over the seeds that have finished.
 """
 
@@ -28,7 +29,8 @@ def cell_records(
     results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
 ) -> dict[Cell, list[dict]]:
     """(table, task, targets, r) -> the finished records of that cell (every seed that has
-    one), each with ``_path``; empty while the read-out or LoRA's budgets are undecided."""
+    one, at the cell's epochs), each with ``_path``; empty while the read-out or Section 7's
+    epochs are undecided."""
     from lorabook.cli import SettingsError
 
     try:
@@ -36,8 +38,9 @@ def cell_records(
     except SettingsError:
         return {}
     decided = fc.budgets(pooling, results_dir, model)
+    epochs, longer = fc.section7_setup(decided, pooling, results_dir, model)
     out: dict[Cell, list[dict]] = {}
-    for table, job in fc.section7_cells(decided, pooling, every_seed=True):
+    for table, job in fc.section7_cells(epochs, pooling, every_seed=True, longer=longer):
         paths = job.plan(results_dir, model).paths
         record = paths.finished()
         if record is not None:
