@@ -6,6 +6,8 @@
 #   bash tools/campaigns.sh collect   copy finished records and the stash into this checkout
 #   bash tools/campaigns.sh stop      SIGTERM the workers (each writes a checkpoint), stash the
 #                                     small checkpoints, collect; then commit results/
+#   bash tools/campaigns.sh plan      both campaigns' plans as the worktree sees them (runs under
+#                                     way shown as part done, which this checkout's plan cannot)
 #
 # The runs resume where `stop` left them: on this machine from results/_scratch, on a new one
 # from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
@@ -84,6 +86,11 @@ stop)
     in_camp lorabook.e2e.campaign stash
     in_camp lorabook.glue.full_campaign stash
     bash "$0" collect
+    ;;
+plan)  # what is under way and the totals (each job's row: `python -m ... plan` in $camp)
+    for kind in lorabook.e2e.campaign lorabook.glue.full_campaign; do
+        OMP_NUM_THREADS=1 in_camp $kind plan | grep -v -E "^(done|todo|wait) "
+    done
     ;;
 *)
     awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"  # the comment above
