@@ -55,7 +55,7 @@ def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, deci
     assert ("Table 6", task, ("q", "v"), 8) not in found  # not LoRA's runs: fewer epochs
     rows = section7.score_table(found, "Table 6")
     by = {(r["targets"], r["r"]): r for r in rows if r["task"] == task}
-    assert by[("W_q", 1)]["seeds"] == [0, 1]
+    assert by[("W_q", 1)]["seeds"] == [0, 1] and by[("W_q", 1)]["epochs"] == EPOCHS
     assert by[("W_q", 1)]["median"] == pytest.approx((50.3 + 50.5) / 2)
     assert ("W_q", 8) not in by  # not run
     assert section7.score_table(found, "Table 5") == []  # none of its cells has run
@@ -68,9 +68,25 @@ def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, deci
     assert sep["separates"] == (sep["gap"] > widest)
 
 
+def test_a_cell_that_had_not_peaked_is_read_at_twice_the_epochs(decided):
+    task = fc.SECTION7_TASKS[0]
+    write_record(cell_job(task, 2, 0, ("q",)), decided, 9)  # best in the last fifth
+    assert ("Table 6", task, ("q",), 2) not in section7.cell_records(decided)
+    longer = Job("section7", task, "lora", 0, 2 * EPOCHS, "cls", lora_r=2, lora_targets=("q",))
+    write_record(longer, decided, 9)
+    found = section7.cell_records(decided)
+    [record] = found[("Table 6", task, ("q",), 2)]
+    assert record["settings"]["train"]["epochs"] == 2 * EPOCHS
+    [row] = section7.score_table(found, "Table 6")
+    assert row["epochs"] == 2 * EPOCHS and row["median"] == pytest.approx(50.9)
+
+
 def test_separation_says_whether_cells_differ_by_more_than_seeds_do():
     def cell(targets, r, *scores):
-        records = [{"seed": i, "best": {"accuracy": s / 100}} for i, s in enumerate(scores)]
+        records = [
+            {"seed": i, "best": {"accuracy": s / 100}, "settings": {"train": {"epochs": 10}}}
+            for i, s in enumerate(scores)
+        ]
         return ("Table 6", "sst2", targets, r), [{**rec, "metric": "accuracy"} for rec in records]
 
     found = dict([cell(("q",), 1, 90.0, 90.4), cell(("q",), 8, 91.0)])

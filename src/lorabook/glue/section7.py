@@ -56,7 +56,8 @@ def targets_label(targets: Sequence[str]) -> str:
 
 def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
     """``table``'s cells ("Table 5" or "Table 6"): task, targets, r, the median, min and max
-    best dev score over the finished seeds, and the seeds."""
+    best dev score over the finished seeds, the seeds, and the epochs they trained (Section 7's
+    on the task, twice them for a cell that had not peaked)."""
     rows = []
     for (which, task, targets, r), records in found.items():
         if which != table:
@@ -71,6 +72,7 @@ def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
                 "min": min(scores),
                 "max": max(scores),
                 "seeds": sorted(rec["seed"] for rec in records),
+                "epochs": records[0]["settings"]["train"]["epochs"],
             }
         )
     return rows
