@@ -762,7 +762,8 @@ display(
 from lorabook import campaign as shared
 from lorabook.glue import full_campaign, full_report
 
-stage_rows = shared.stage_progress(full_campaign.plan_rows(results_dir))
+full_stages, full_order = full_campaign.plan_and_order(results_dir)
+stage_rows = shared.stage_progress(full_stages)
 display(pd.DataFrame(stage_rows).set_index("stage").drop(columns="note").round(1))
 display(Markdown(shared.progress_markdown(stage_rows)))
 
@@ -782,7 +783,7 @@ display(Markdown(shared.progress_markdown(stage_rows)))
 # and the running total:
 
 # %% tags=["hide-input"]
-display(pd.DataFrame(full_campaign.order_rows(results_dir)).set_index("step").round(1))
+display(pd.DataFrame(full_order).set_index("step").round(1))
 aims = full_campaign.GLUE_AIM_HOURS + full_campaign.SECTION7_AIM_HOURS
 planned = sum(r["estimated h"] for r in stage_rows)
 print(f"the whole campaign: ~{planned:.0f} worker-hours planned; the budget set: ~{aims}")

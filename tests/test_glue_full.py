@@ -524,6 +524,8 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     assert "picked: cls" in out and "three seeds in every Table 6 cell" in out
     assert "  6. seeds:    the larger adapters" in out
     order = fc.order_rows(tmp_path)
+    both = fc.plan_and_order(tmp_path)
+    assert both[1] == order and both[0]["section7"] == fc.plan_rows(tmp_path)["section7"]
     assert [(r["stage"], r["runs"]) for r in order] == [(s, label) for s, label, _ in fc.ORDER]
     assert order[0]["finished"] == order[0]["jobs"] == 20 and order[0]["hours left"] == 0
     assert order[-1]["total left"] == pytest.approx(sum(r["hours left"] for r in order))

@@ -638,6 +638,15 @@ def order_rows(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) ->
     return _order_rows(jobs, stages)
 
 
+def plan_and_order(
+    results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL
+) -> tuple[dict[str, tuple[list[PlanRow], str]], list[dict]]:
+    """:func:`plan_rows` and :func:`order_rows` from one reading of the records (each reads
+    them all: a chapter that shows both reads them once)."""
+    stages, jobs = _plan(results_dir, model)
+    return stages, _order_rows(jobs, stages)
+
+
 def _plan(
     results_dir: str | Path, model: str
 ) -> tuple[dict[str, tuple[list[PlanRow], str]], dict[str, list[Job]]]:
