@@ -12,9 +12,11 @@
 # The runs resume where `stop` left them: on this machine from results/_scratch, on a new one
 # from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
 # CAMP (the worktree), LOGS, LORABOOK_DATA, E2E_WORKERS, E2E_ONLY and GLUE_ONLY may be set; the
-# venv is this checkout's. E2E_WORKERS=1 runs one E2E job on both cores: an FT run (whose
-# checkpoint is too big to stash) then fits in one session, where two one-core FT runs would
-# not. E2E_ONLY / GLUE_ONLY: the jobs to run (`--only`, names as `plan` prints them), e.g.
+# venv is this checkout's. E2E_WORKERS=1 runs one E2E job on both cores. Measured on the 2-core
+# machine (2026-12-01): an FT batch takes 2.9 s on two threads and 4.1 s on one beside GLUE,
+# 1.4×, so it buys FT less than the core GLUE loses; an FT run (5,260 batches, then ~21 min of
+# test decoding on two threads: its checkpoint is too big to stash) spans sessions either way.
+# E2E_ONLY / GLUE_ONLY: the jobs to run (`--only`, names as `plan` prints them), e.g.
 # E2E_WORKERS=1 E2E_ONLY=ft-seed1, or E2E_ONLY=lora-seed when no FT run fits before the end.
 # E2E_BESIDE=1: the E2E jobs one at a time on core 0 (the runs, then the ranks stage), beside
 # GLUE on the other cores (one worker a core): an FT run that spans sessions on a machine kept
