@@ -331,7 +331,8 @@ display(cells.groupby(["table", "targets"]).r.apply(lambda r: ", ".join(map(str,
 # %% [markdown]
 # As their records land: Table 5's and Table 6's analogues (each cell's median [range] of the
 # best dev score over its finished seeds, beside the paper's GPT-3 rows), Figure 3's heat map
-# ($A$ at $r = 8$ against $A$ at $r = 64$ of the same seed, block 3), and Table 7's two ranks.
+# ($A$ at $r = 8$ against $A$ at $r = 64$ of the same seed, block 3), Table 7's two ranks, and
+# Figure 4's question at the paper's rank (6.2's measures on two seeds at $r = 64$).
 # SST-2 and STS-B are the tasks on which methods differ least, so under each table a line per
 # task says how far apart its best and worst cells are against how far the seeds of one cell
 # are (`section7.separation`): where the cells differ by less than seeds do, the table's order
@@ -401,6 +402,20 @@ if all(ranks7.values()):
             ],
             ["r", "matrix", "task"],
         )
+    )
+# Figure 4 at the paper's rank: seeds 0 and 1 of Table 6's {W_q, W_v} cell at r = 64, as 6.2
+overlap64 = pd.DataFrame(analysis.seed_overlap(section7.lora_at(found7, 64)))
+if len(overlap64):
+    print(
+        "Figure 4's question at r = 64 (seeds 0 and 1; medians over the blocks, as 6.2's table; "
+        "'shared A' counts directions beyond the random pairs' 99th percentile, of 64):"
+    )
+    display(
+        overlap64.pivot_table(
+            index="task", columns="matrix", values=["A", "B", "shared A"], aggfunc="median"
+        )
+        .round(3)
+        .rename_axis(columns=["measure", "matrix (median over blocks)"])
     )
 
 # %% [markdown]

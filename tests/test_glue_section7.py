@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from test_glue_full import write_record
 
+from lorabook import analysis
 from lorabook.glue import full_campaign as fc
 from lorabook.glue import section7
 from lorabook.glue.full_campaign import Job
@@ -100,7 +103,7 @@ def test_separation_says_whether_cells_differ_by_more_than_seeds_do():
     assert section7.separation(found, "Table 5") == []
 
 
-def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided):
+def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided, monkeypatch):
     task = fc.SECTION7_TASKS[0]
     shared = torch.zeros(D)
     shared[3] = 1.0
@@ -118,6 +121,18 @@ def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided):
     assert bool((grid <= 1 + 1e-9).all()) and bool((grid >= 0).all())
     runs = section7.lora_at(found, 64)
     assert list(runs) == [(task, 0)] and runs[(task, 0)].r == 64
+    # Figure 4 at r = 64 (chapter 6.4): two seeds of the cell, the planted direction in both
+    job = cell_job(task, 64, seed=1)
+    write_record(job, decided, 2)
+    folder = job.plan(decided).paths.record.with_suffix("")
+    write_tensors(folder / "trainable.safetensors", factors(64, shared, 99))
+    fewer = functools.partial(analysis.random_top_cosine, draws=100)  # its threshold, cheaper
+    monkeypatch.setattr(analysis, "random_top_cosine", fewer)
+    rows = analysis.seed_overlap(section7.lora_at(section7.cell_records(decided), 64))
+    assert {(r["matrix"], r["block"]) for r in rows} == {
+        (m, b) for m in ("query", "value") for b in (0, 1)
+    }
+    assert all(r["A"] == pytest.approx(1.0, abs=1e-3) for r in rows)  # the shared direction
 
 
 def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
