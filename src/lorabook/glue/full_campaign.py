@@ -561,7 +561,7 @@ def stage_jobs(
     epochs, longer = section7_setup(decided, pooling, results_dir, model)
     waiting = [t for t, _ in needs if (t, "lora") in decided and (t, "lora") not in epochs]
     if waiting and not quiet:
-        print(f"waiting for LoRA's seeds 1 and 2 (Section 7's epochs) on: {', '.join(waiting)}")
+        print(f"waiting for LoRA's seeds (Section 7's epochs) on: {', '.join(waiting)}", flush=True)
     return section7_jobs(decided, epochs, pooling, longer=longer)
 
 
