@@ -331,7 +331,8 @@ display(cells.groupby(["table", "targets"]).r.apply(lambda r: ", ".join(map(str,
 # %% [markdown]
 # As their records land: Table 5's and Table 6's analogues (each cell's median [range] of the
 # best dev score over its finished seeds, beside the paper's GPT-3 rows), Figure 3's heat map
-# ($A$ at $r = 8$ against $A$ at $r = 64$ of the same seed, block 3), Table 7's two ranks, and
+# ($A$ at $r = 8$ against $A$ at $r = 64$ of the same seed, block 3, beside two random $A$'s of
+# those shapes, whose $\phi$ averages $\max(i, j)/k$), Table 7's two ranks, and
 # Figure 4's question at the paper's rank (6.2's measures on two seeds at $r = 64$).
 # SST-2 and STS-B are the tasks on which methods differ least, so under each table a line per
 # task says how far apart its best and worst cells are against how far the seeds of one cell
@@ -374,9 +375,15 @@ if found7:
 pairs = section7.rank_pairs(found7)
 if pairs:
     (task_seed, pair), *_ = pairs.items()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
-    for ax, matrix in zip(axes, ("q", "v"), strict=True):
-        grid = section7.rank_grid(pair, matrix, block=middle)
+    grids = {
+        f"$W_{m}$: A at r = 8 (i) against r = 64 (j)": section7.rank_grid(pair, m, block=middle)
+        for m in ("q", "v")
+    }
+    grids["random A's of the same shapes"] = analysis.subspace_similarity_grid(
+        torch.randn(8, k, generator=generator), torch.randn(64, k, generator=generator)
+    )
+    fig, axes = plt.subplots(1, len(grids), figsize=(15, 2.8))
+    for ax, (title, grid) in zip(axes, grids.items(), strict=True):
         rows_i, cols_j = grid.shape  # cell [0, 0] is i = j = 1
         image = ax.imshow(
             grid.numpy(),
@@ -386,7 +393,7 @@ if pairs:
             aspect="auto",
             extent=(0.5, cols_j + 0.5, rows_i + 0.5, 0.5),
         )
-        ax.set(title=f"$W_{matrix}$: A at r = 8 (i) against r = 64 (j)", xlabel="j", ylabel="i")
+        ax.set(title=title, xlabel="j", ylabel="i")
     fig.colorbar(image, ax=axes, shrink=0.8, label="φ")
     fig.suptitle(f"{task_seed[0]}, seed {task_seed[1]}, block {middle}", y=1.04)
     plt.show()
