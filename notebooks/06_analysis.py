@@ -349,15 +349,12 @@ for table_name in ("Table 5", "Table 6"):
     rows = section7.score_table(found7, table_name)
     if rows:
         shown7 = pd.DataFrame(rows)
-        shown7["median [range]"] = [
-            f"{r['median']:.1f} [{r['min']:.1f}, {r['max']:.1f}] "
-            f"({len(r['seeds'])} seed{'s' * (len(r['seeds']) != 1)}, {r['epochs']} ep)"
-            for _, r in shown7.iterrows()
-        ]
+        shown7["median [range]"] = [section7.cell_label(r) for r in rows]
         print(
             f"{table_name}, ours (MiniLM; a Table 6 cell shared with Table 5 has Table 5's "
             "seeds, the others as the budget allowed; ep: the epochs its runs trained, twice "
-            "the task's where seed 0 had not peaked):"
+            "the task's where seed 0 had not peaked; 'not peaked': seeds still gaining at "
+            "their end):"
         )
         display(
             shown7.pivot_table(

@@ -82,12 +82,20 @@ def test_a_cell_that_had_not_peaked_is_read_at_twice_the_epochs(decided):
     assert record["settings"]["train"]["epochs"] == 2 * EPOCHS
     [row] = section7.score_table(found, "Table 6")
     assert row["epochs"] == 2 * EPOCHS and row["median"] == pytest.approx(50.9)
+    assert row["peaked"] == 1  # best at 9 of 20
+    write_record(longer, decided, 19)  # still gaining at its end: doubled once only, and said
+    [row] = section7.score_table(section7.cell_records(decided), "Table 6")
+    assert row["epochs"] == 2 * EPOCHS and row["peaked"] == 0
+    assert section7.cell_label(row) == "51.9 [51.9, 51.9] (1 seed, 20 ep, 1 not peaked)"
+    row = {**row, "seeds": [0, 1, 2], "peaked": 3, "min": 51.0}
+    assert section7.cell_label(row) == "51.9 [51.0, 51.9] (3 seeds, 20 ep)"
 
 
 def test_separation_says_whether_cells_differ_by_more_than_seeds_do():
     def cell(targets, r, *scores):
         records = [
             {"seed": i, "best": {"accuracy": s / 100}, "settings": {"train": {"epochs": 10}}}
+            | {"best_epoch": 2}
             for i, s in enumerate(scores)
         ]
         return ("Table 6", "sst2", targets, r), [{**rec, "metric": "accuracy"} for rec in records]

@@ -56,8 +56,9 @@ def targets_label(targets: Sequence[str]) -> str:
 
 def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
     """``table``'s cells ("Table 5" or "Table 6"): task, targets, r, the median, min and max
-    best dev score over the finished seeds, the seeds, and the epochs they trained (Section 7's
-    on the task, twice them for a cell that had not peaked)."""
+    best dev score over the finished seeds, the seeds, the epochs they trained (Section 7's
+    on the task, twice them for a cell that had not peaked), and how many of the seeds' runs
+    :func:`~lorabook.glue.full_campaign.peaked` (the others were still gaining at their end)."""
     rows = []
     for (which, task, targets, r), records in found.items():
         if which != table:
@@ -73,9 +74,22 @@ def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
                 "max": max(scores),
                 "seeds": sorted(rec["seed"] for rec in records),
                 "epochs": records[0]["settings"]["train"]["epochs"],
+                "peaked": sum(fc.peaked(rec) for rec in records),
             }
         )
     return rows
+
+
+def cell_label(row: Mapping) -> str:
+    """A :func:`score_table` row as chapter 6 shows it: ``"86.1 [85.8, 86.4] (3 seeds, 10 ep)"``,
+    with ``", 1 not peaked"`` before the bracket's end when seeds were still gaining."""
+    n = len(row["seeds"])
+    still = n - row["peaked"]
+    more = f", {still} not peaked" if still else ""
+    return (
+        f"{row['median']:.1f} [{row['min']:.1f}, {row['max']:.1f}] "
+        f"({n} seed{'s' * (n != 1)}, {row['epochs']} ep{more})"
+    )
 
 
 def separation(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
