@@ -372,12 +372,15 @@ if found7:
 pairs = section7.rank_pairs(found7)
 if pairs:
     (task_seed, pair), *_ = pairs.items()
+    low_r, high_r = (lora.r for lora in pair)
     grids = {
-        f"$W_{m}$: A at r = 8 (i) against r = 64 (j)": section7.rank_grid(pair, m, block=middle)
+        f"$W_{m}$: A at r = {low_r} (i) against r = {high_r} (j)": section7.rank_grid(
+            pair, m, block=middle
+        )
         for m in ("q", "v")
     }
     grids["random A's of the same shapes"] = analysis.subspace_similarity_grid(
-        torch.randn(8, k, generator=generator), torch.randn(64, k, generator=generator)
+        torch.randn(low_r, k, generator=generator), torch.randn(high_r, k, generator=generator)
     )
     fig, axes = plt.subplots(1, len(grids), figsize=(15, 2.8))
     for ax, (title, grid) in zip(axes, grids.items(), strict=True):

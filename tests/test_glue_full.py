@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -319,6 +320,36 @@ def test_section7_epochs_wait_for_loras_three_seeds_and_follow_the_rule(tmp_path
         slow,
         Job("section7", "sst2", "lora", 0, 28, "cls", lora_r=1, lora_targets=("q",)),
     ]
+
+
+def test_a_cells_later_seeds_wait_for_its_seed_0(tmp_path, monkeypatch):
+    """A Section 7 cell's seeds 1 and 2 are offered once its seed 0 has finished: its end
+    decides their epochs (twice the task's if it had not peaked), so a free worker must not
+    start them at the task's epochs first."""
+    q = {"lora_targets": ("q", "v")}
+    slow0, slow1 = (Job("section7", "sst2", "lora", s, 14, "cls", lora_r=1, **q) for s in (0, 1))
+    fast0, fast1 = (Job("section7", "sst2", "lora", s, 14, "cls", lora_r=2, **q) for s in (0, 1))
+    none: frozenset = frozenset()
+    assert fc.seed0_decided(slow0, none, tmp_path, fc.MODEL)
+    assert not fc.seed0_decided(slow1, none, tmp_path, fc.MODEL)  # its seed 0 still runs
+    write_record(slow0, tmp_path, 12)  # best at epoch 12 of 14: not peaked
+    write_record(fast0, tmp_path, 5)  # peaked
+    epochs = {("sst2", "lora"): 14}
+    longer = fc.section7_longer(epochs, "cls", tmp_path)
+    assert longer == frozenset({("sst2", ("q", "v"), 1)})
+    assert fc.seed0_decided(fast1, longer, tmp_path, fc.MODEL)
+    assert fc.seed0_decided(replace(slow1, epochs=28), longer, tmp_path, fc.MODEL)
+
+    decided = {("sst2", "lora"): 20}
+    monkeypatch.setattr(fc, "_pooling", lambda *a: "cls")
+    monkeypatch.setattr(fc, "budgets", lambda *a: decided)
+    monkeypatch.setattr(fc, "section7_setup", lambda *a: (epochs, longer))
+    offered = fc.stage_jobs("section7", tmp_path, quiet=True)
+    every = section7_jobs(decided, epochs, "cls", longer=longer)
+    held = [j for j in every if j not in offered]
+    assert held and all(j.seed > 0 for j in held)
+    assert fast1 in offered and replace(slow1, epochs=28) in offered and slow1 not in every
+    assert {fc._cell(j) for j in held}.isdisjoint({fc._cell(fast0), fc._cell(slow0)})
 
 
 def test_a_jobs_command_line_plans_the_same_run_as_the_job(tmp_path):

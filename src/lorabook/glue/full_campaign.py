@@ -63,7 +63,8 @@ its best by epoch 6: at LoRA's budget, more than half of Section 7's ~35 worker-
 to epochs after LoRA's own runs had stopped gaining; the doubling is the margin for cells that
 learn slower than LoRA's (one matrix, r = 1). What checks the margin (:func:`section7_longer`):
 a cell whose seed 0 has not :func:`peaked` (the budget rule's test) runs, every seed, at twice
-the epochs.
+the epochs. So a cell's seeds 1 and 2 wait for its seed 0 (:func:`seed0_decided`): a worker
+free at the tail of one step does not start a run that the seed 0 still running may make moot.
 
 **Outcomes from records.** The campaign reads the read-out and the budgets from the records
 of the stages that decide them, so that a stage starts as soon as what it needs is known
@@ -107,7 +108,7 @@ import functools
 import statistics
 import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -512,6 +513,15 @@ def section7_setup(
     return epochs, section7_longer(epochs, pooling, results_dir, model)
 
 
+def seed0_decided(job: Job, longer: Collection[Cell], results_dir: str | Path, model: str) -> bool:
+    """Whether ``job``'s epochs are settled: it is a seed 0 run, or its cell runs longer, or
+    its cell's seed 0 at the same epochs has finished (and so peaked, else it would be in
+    ``longer``)."""
+    if job.seed == 0 or _cell(job) in longer:
+        return True
+    return _finished(replace(job, seed=0), results_dir, model) is not None
+
+
 def section7_jobs(
     decided: Mapping[tuple[str, str], int],
     epochs: Mapping[tuple[str, str], int],
@@ -562,7 +572,8 @@ def stage_jobs(
     waiting = [t for t, _ in needs if (t, "lora") in decided and (t, "lora") not in epochs]
     if waiting and not quiet:
         print(f"waiting for LoRA's seeds (Section 7's epochs) on: {', '.join(waiting)}", flush=True)
-    return section7_jobs(decided, epochs, pooling, longer=longer)
+    jobs = section7_jobs(decided, epochs, pooling, longer=longer)
+    return [job for job in jobs if seed0_decided(job, longer, results_dir, model)]
 
 
 def _every(job: Job) -> bool:
