@@ -770,7 +770,7 @@ else:
     owed = ", ".join(verdict.seeds_owed({m: len(found_runs.get(m, [])) for m in RUN_SEEDS}))
     if judged:
         print(
-            "LoRA against each method, so far (seeds still to come: " + owed + ")"
+            "LoRA against each method, so far (seeds scored, not all yet: " + owed + ")"
             if owed
             else "LoRA against each method, every planned seed scored:"
         )

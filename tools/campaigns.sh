@@ -13,9 +13,10 @@
 # from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
 # CAMP (the worktree), LOGS, LORABOOK_DATA, E2E_WORKERS, E2E_ONLY and GLUE_ONLY may be set; the
 # venv is this checkout's. E2E_WORKERS=1 runs one E2E job on both cores. Measured on the 2-core
-# machine (2026-12-01): an FT batch takes 2.9 s on two threads and 4.1 s on one beside GLUE,
-# 1.4×, so it buys FT less than the core GLUE loses; an FT run (5,260 batches, then ~21 min of
-# test decoding on two threads: its checkpoint is too big to stash) spans sessions either way.
+# machine (2026-12-01/02): an FT batch takes 2.75 s on two threads with nothing beside it and
+# 4.1-5.2 s on one beside GLUE, 1.5-1.9×, so the second core buys FT more than half a core; an
+# FT run (5,260 batches, then ~15 min of test decoding on two threads: its 1.6 GB checkpoint is
+# too big to stash) spans two sessions on both cores, about three beside GLUE.
 # E2E_ONLY / GLUE_ONLY: the jobs to run (`--only`, names as `plan` prints them), e.g.
 # E2E_WORKERS=1 E2E_ONLY=ft-seed1, or E2E_ONLY=lora-seed when no FT run fits before the end.
 # E2E_BESIDE=1: the E2E jobs one at a time on core 0 (the runs, then the ranks stage), beside
