@@ -239,6 +239,7 @@ table7.round(2)
 
 # %%
 print(inspect.getsource(analysis.amplification))
+print(inspect.getsource(analysis.weight_terms))
 print(inspect.getsource(analysis.random_projection_norms))
 
 # %% tags=["hide-input"]

@@ -383,15 +383,20 @@ def test_shared_directions_count_a_planted_common_subspace():
 def test_amplification_rows_are_the_layers_amplification(tiny_record):
     record, model, _ = tiny_record
     trained = read_lora_record(record)
-    rows = amplification_rows({("rte", 0): trained}, model, block=1)
+    # two runs of one base: the second reads W's terms from the first's (computed once)
+    rows = amplification_rows({("rte", 0): trained, ("rte", 1): trained}, model, block=1)
     assert [(r["task"], r["matrix"], r["seed"]) for r in rows] == [
         ("rte", "query", 0),
         ("rte", "value", 0),
+        ("rte", "query", 1),
+        ("rte", "value", 1),
     ]
     layer = "bert.encoder.layer.1.attention.self.value"
     expected = amplification(base_weight(model, layer), trained.delta(layer), trained.r)
-    assert rows[1]["factor"] == pytest.approx(expected.factor)
-    assert rows[1]["× random"] == pytest.approx(expected.of_delta / expected.of_random)
+    for row in rows[1], rows[3]:
+        assert row["factor"] == pytest.approx(expected.factor)
+        assert row["× random"] == pytest.approx(expected.of_delta / expected.of_random)
+        assert row["of_weight"] == pytest.approx(expected.of_weight)
 
 
 def test_the_random_baseline_is_the_pairwise_function_on_each_draw():

@@ -250,28 +250,43 @@ def random_projection_norms(
     return torch.linalg.matrix_norm(u.transpose(1, 2) @ w @ v)
 
 
+def weight_terms(weight: torch.Tensor, r: int, seed: int = 0, draws: int = 256) -> dict[str, float]:
+    """What Table 7 reads of W alone at rank ``r``: ‖W‖_F (``weight_norm``), and ‖Uᵀ W Vᵀ‖_F
+    on W's own top-r directions (``of_weight``) and on random matrices' (``of_random``, the
+    mean over ``draws``, drawn from ``seed``: one draw varies by tens of percent from one to
+    the next). The same for every run that adapts W, so a table of runs computes it once."""
+    w = weight.detach().double()
+    return {
+        "weight_norm": float(torch.linalg.matrix_norm(w)),
+        "of_weight": projection_norm(w, *top_singular(w, r)),
+        "of_random": float(random_projection_norms(w, r, draws, seed).mean()),
+    }
+
+
 def amplification(
-    weight: torch.Tensor, delta: torch.Tensor, r: int, seed: int = 0, draws: int = 256
+    weight: torch.Tensor,
+    delta: torch.Tensor,
+    r: int,
+    seed: int = 0,
+    draws: int = 256,
+    of_w: Mapping[str, float] | None = None,
 ) -> Amplification:
     """Table 7's quantities for a pretrained W and its update ΔW, both d_out × d_in.
 
     ``r`` is the number of singular directions (the LoRA rank: (α/r) B A has rank ≤ r).
-    ``of_random`` is the mean over ``draws`` random matrices (:func:`random_projection_norms`,
-    drawn from ``seed``): one draw varies by tens of percent from one to the next.
+    W's own terms are :func:`weight_terms` (``seed``, ``draws``), or ``of_w`` where the
+    caller has them already for this W and r.
     """
     if weight.shape != delta.shape or weight.dim() != 2:
         raise ValueError(
             f"W and ΔW must be matrices of the same shape (d_out × d_in), got "
             f"{tuple(weight.shape)} and {tuple(delta.shape)}"
         )
-    w = weight.detach().double()
     return Amplification(
         r=r,
-        weight_norm=float(torch.linalg.matrix_norm(w)),
         delta_norm=float(torch.linalg.matrix_norm(delta.detach().double())),
-        of_delta=projection_norm(w, *top_singular(delta, r)),
-        of_weight=projection_norm(w, *top_singular(w, r)),
-        of_random=float(random_projection_norms(w, r, draws, seed).mean()),
+        of_delta=projection_norm(weight, *top_singular(delta, r)),
+        **(of_w or weight_terms(weight, r, seed, draws)),
     )
 
 
@@ -472,11 +487,14 @@ def amplification_rows(
     :class:`Amplification` fields and factor, and ``× random``: ‖UᵀWVᵀ‖_F on ΔW's
     directions over that on random matrices' (the paper's ratio is Table 7's "of ΔW_q" over
     its "random")."""
-    rows = []
+    rows, of_w = [], {}  # W's own terms, once per (layer, r): the runs share the base
     for (task, seed), run in sorted(runs.items()):
         for matrix in matrices:
             layer = layer_at(run, matrix, block)
-            found = amplification(base_weight(base, layer), run.delta(layer), run.r)
+            weight = base_weight(base, layer)
+            if (layer, run.r) not in of_w:
+                of_w[layer, run.r] = weight_terms(weight, run.r)
+            found = amplification(weight, run.delta(layer), run.r, of_w=of_w[layer, run.r])
             rows.append(
                 {
                     "task": task,
