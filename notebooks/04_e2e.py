@@ -451,7 +451,9 @@ display(Markdown(report.generations(mrs, references, outputs)))
 # %% [markdown]
 # The errors of each method's outputs, beside the human references counted by the same
 # rules (every reference against its own MR: the rules are lenient on paraphrase, but
-# humans also leave slots out; that row is the calibration), and how long the outputs are:
+# humans also leave slots out; that row is the calibration), how long the outputs are, and
+# the share of them that are distinct texts (a system that drops a slot writes one text for
+# MRs that differ only in it):
 
 # %% tags=["hide-input"]
 errors = pd.DataFrame(report.error_table(mrs, references, outputs)).T

@@ -147,6 +147,9 @@ def test_the_error_table_counts_each_system_and_the_references_by_one_rule():
     assert table["B"]["outputs dropping a slot"] == 2
     assert table["human references"]["outputs dropping a slot"] == 0
     assert table["A"]["mean words"] == 2.0  # 4 words and 0
+    assert table["B"]["distinct texts (%)"] == 100.0
+    same = report.error_table(mrs, references, {"C": ["Aromi.", "Aromi."]})
+    assert same["C"]["distinct texts (%)"] == 50.0  # one text for two MRs
     shown = report.generations(mrs, references, outputs, indices=(1,))
     assert shown.splitlines()[0] == "**MR 1**: `name[Bibimbap House], area[riverside]`"
     assert "- *A*: (empty)" in shown

@@ -207,12 +207,14 @@ def error_table(
     mrs: list[str], references: list[list[str]], outputs: dict[str, list[str]]
 ) -> dict[str, dict]:
     """The chapter's error table: per system (name -> its outputs, one per MR) an
-    :func:`error_row` and its mean words, and the human references counted by the same rules
-    (each reference against its own MR: the calibration row)."""
+    :func:`error_row`, its mean words and the share of its texts that are distinct (MRs that
+    differ only in a slot the system drops get one text), and the human references counted
+    by the same rules (each reference against its own MR: the calibration row)."""
     return {
         name: {
             **error_row(sources, texts),
             "mean words": sum(len(t.split()) for t in texts) / len(texts),
+            "distinct texts (%)": 100 * len(set(texts)) / len(texts),
         }
         for name, (sources, texts) in _beside_references(mrs, references, outputs).items()
     }
