@@ -482,7 +482,11 @@ def check_only(patterns: Sequence[str] | None, known: Sequence[object]) -> None:
     missing = [p for p in patterns or () if not only(known, [p])]
     if missing:
         names = "; ".join(map(str, known)) or "none yet (an earlier stage decides them)"
-        raise SettingsError(f"--only {' '.join(missing)} names no job; the jobs are: {names}")
+        raise SettingsError(
+            f"--only {' '.join(missing)} names no job; the jobs are: {names} (a job whose "
+            "settings wait for another run, a budget or its cell's seed 0, is named once that "
+            "run has finished)"
+        )
 
 
 def python_module(module: str) -> tuple[str, ...]:
