@@ -456,8 +456,9 @@ say(
     f"{pilot_losses[-1]:.4f} after {len(pilot_losses)}, "
     f"{100 * (1 - pilot_losses[-1] / pilot_losses[0]):.1f}% lower. The ranks stage: "
     f"{int(ranks_left['done'])} of {len(ranks_plan)} runs finished "
-    f"(~{ranks_left['left']:.0f} worker-hours left); it runs after chapter 4.9's runs, which "
-    "have the machine until then."
+    f"(~{ranks_left['left']:.0f} worker-hours left); it is optional (the issue's reduced "
+    "budget), so it runs after the runs that decide a claim: chapter 4.9's, then the GLUE "
+    "campaign's (chapters 3 and 6.4)."
 )
 theirs18 = pd.DataFrame(paper.table(18)).assign(source="paper: GPT-2 M, Table 18")
 if ours18:
