@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import torch
 from test_glue_full import write_record
 
-from lorabook import analysis
+from lorabook import analysis, verdict
 from lorabook.glue import full_campaign as fc
-from lorabook.glue import section7
+from lorabook.glue import report, section7
 from lorabook.glue.full_campaign import Job
 from lorabook.io import write_tensors
 
@@ -163,3 +164,117 @@ def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
     write_all(single_best=8)  # a single matrix now scores 50.8, above 50.5 (and peaked)
     found = verdict.section7_tables(decided)
     assert found.verdict == "partly" and "(2 of 4 parts hold)" in found.evidence
+
+
+# --- the verdict's Section 7 parts (Figures 3 and 4 at r = 64, Table 7's two ranks) ----------
+
+BLOCKS = range(6)  # MiniLM's: the verdict reads Table 7 in block 3
+MATRICES = ("query", "value")
+SHARED = {"query": 2, "value": 1}  # directions every seed and rank shares: more for W_q
+
+
+@functools.cache
+def minilm_svd() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(U, Vh) of MiniLM's W_q and W_v in every block."""
+    from lorabook.models import load_pretrained
+
+    base, _ = load_pretrained("minilm")
+    out = {}
+    for block in BLOCKS:
+        for matrix in MATRICES:
+            name = f"bert.encoder.layer.{block}.attention.self.{matrix}"
+            u, _, vh = torch.linalg.svd(analysis.base_weight(base, name).double())
+            out[name] = (u, vh)
+    return out
+
+
+def planted(
+    r: int, seed: int, alpha: float, scale: float, first: int = 2
+) -> dict[str, torch.Tensor]:
+    """LoRA tensors whose ΔW = (α/r)·BA lies on r of W's own singular directions, with
+    singular values ``scale`` × (1, 0.99, ...). The first :data:`SHARED` directions (W's
+    ``first``-th on: the third and fourth) are every run's; the rest are the run's own: at
+    r = 64 interleaved among W's top 200 by seed, at r = 4 and 8 further down, apart per seed
+    and rank."""
+    out = {}
+    for name, (u, vh) in minilm_svd().items():
+        shared = SHARED[name.rsplit(".", 1)[1]]
+        if r == 64:
+            own = [5 + 3 * i + seed for i in range(r - shared)]
+        else:
+            own = [200 + 24 * seed + {4: 0, 8: 8}[r] + i for i in range(r - shared)]
+        index = [first + i for i in range(shared)] + own
+        s = scale * (1 - 0.01 * torch.arange(r, dtype=torch.float64))
+        out[f"{name}.lora_A"] = (r / alpha) * s[:, None] * vh[index]
+        out[f"{name}.lora_B"] = u[:, index]
+    return out
+
+
+@pytest.fixture
+def planted_runs(decided, monkeypatch):
+    """Every seed of Table 6's {W_q, W_v} cell at r = 4, 8 and 64 on both tasks (ΔW largest
+    at r = 4), whose r = 8 runs stand in for chapter 3's; random pairs' thresholds on fewer
+    draws."""
+    fewer = functools.partial(analysis.random_top_cosine, draws=200)
+    monkeypatch.setattr(analysis, "random_top_cosine", fewer)
+    chapter3 = {}
+    for task in fc.SECTION7_TASKS:
+        for seed in fc.SEEDS:
+            for r, scale in ((4, 50.0), (8, 10.0), (64, 5.0)):
+                job = cell_job(task, r, seed)
+                write_record(job, decided, 2)
+                run = job.plan(decided)
+                folder = run.paths.record.with_suffix("")
+                alpha = float(run.config["settings"]["lora_alpha"])
+                write_tensors(folder / "trainable.safetensors", planted(r, seed, alpha, scale))
+                if r == 8:
+                    chapter3[task, seed] = analysis.read_lora_record(run.paths.record)
+    monkeypatch.setattr(report, "lora_runs", lambda results_dir: chapter3)
+    monkeypatch.setattr(verdict, "grouped_sources", lambda paths, results_dir: list(paths))
+    return decided
+
+
+def test_rank_overlap_leaves_out_block_0_and_finds_the_planted_directions(planted_runs):
+    pairs = section7.rank_pairs(section7.cell_records(planted_runs))
+    assert sorted(pairs) == [(t, s) for t in sorted(fc.SECTION7_TASKS) for s in fc.SEEDS]
+    rows = analysis.rank_overlap(pairs)
+    assert {r["block"] for r in rows} == set(BLOCKS) - {0}
+    assert len(rows) == len(pairs) * 2 * 5
+    assert all(r["A"] == pytest.approx(1.0) for r in rows)  # the top direction is shared
+    assert {r["shared A"] for r in rows if r["matrix"] == "query"} == {2}  # and only those
+    assert {r["shared A"] for r in rows if r["matrix"] == "value"} == {1}
+    assert rows[0]["seed"] == 0 and rows[0]["task"] == sorted(fc.SECTION7_TASKS)[0]
+
+
+def test_the_subspaces_verdict_adds_figure_3_and_r_64_once_every_seed_is_in(planted_runs):
+    found = verdict.subspaces(planted_runs)
+    assert found.verdict == "reproduced" and not found.pending, found.evidence
+    assert "(6 of 6 tests hold)" in found.evidence and "at r = 64:" in found.evidence
+    assert "a median of 1.5 of r = 8's 8 directions shared" in found.evidence
+    assert len(found.sources) == 2 * 3 * 2  # r = 8 and r = 64 (chapter 3's stand-ins: r = 8's)
+    # r = 64's seed 2 missing: judged on chapter 3's runs alone, the rest pending
+    job = cell_job(fc.SECTION7_TASKS[0], 64, 2)
+    job.plan(planted_runs).paths.record.unlink()
+    found = verdict.subspaces(planted_runs)
+    assert "(2 of 2 tests hold)" in found.evidence and found.pending
+
+
+def test_the_figure_3_test_fails_when_the_high_rank_learned_other_directions(planted_runs):
+    for task in fc.SECTION7_TASKS:
+        for seed in fc.SEEDS:  # r = 64's shared directions: others than r = 8's (W's 301st on)
+            run = cell_job(task, 64, seed).plan(planted_runs)
+            alpha = float(run.config["settings"]["lora_alpha"])
+            tensors = planted(64, seed, alpha, 5.0, first=300)
+            write_tensors(run.paths.record.with_suffix("") / "trainable.safetensors", tensors)
+    found = verdict.subspaces(planted_runs)
+    assert found.verdict == "partly", found.evidence
+    assert "the top direction shared beyond random in 0 of 60" in found.evidence
+
+
+def test_the_amplification_verdict_compares_r_4_with_r_64(planted_runs):
+    found = verdict.amplification(planted_runs)
+    assert found.verdict == "reproduced" and not found.pending, found.evidence
+    assert "(3 of 3 tests hold)" in found.evidence
+    assert "r = 4:" in found.evidence and "r = 64:" in found.evidence
+    factors = [float(x) for x in re.findall(r"factor ([\d.]+) \(median", found.evidence)]
+    assert factors[0] > factors[1]  # r = 4 amplifies more (a larger ΔW on fewer directions)

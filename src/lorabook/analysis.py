@@ -438,25 +438,20 @@ def base_weight(model: nn.Module, layer: str) -> torch.Tensor:
 # --- the two studies on a set of runs (chapter 6 and the verdict) ------------------------------
 
 
-def seed_overlap(
-    runs: Mapping[tuple[str, int], TrainedLoRA],
+def pair_overlap(
+    pairs: Mapping[str, tuple[TrainedLoRA, TrainedLoRA]],
     matrices: Sequence[str] = ("query", "value"),
-    seeds: tuple[int, int] = (0, 1),
     q: float = 0.99,
 ) -> list[dict]:
-    """Figure 4's questions at the runs' rank, for every task with both ``seeds``, per LoRA
-    matrix and block: φ(·, ·, 1, 1) between the two seeds' A's (right-singular vectors) and
-    B's (left-singular), the squared cosine between their top directions; and how many
-    directions the two A's spans share beyond chance (:func:`shared_directions` against the
-    ``q`` quantile of random pairs of A's shape).
+    """Figures 3 and 4's measures between the two runs of each pair (``{task: (one, two)}``,
+    two seeds or two ranks), per LoRA matrix and block: φ(·, ·, 1, 1) between their A's
+    (right-singular vectors) and B's (left-singular), the squared cosine between their top
+    directions; and how many directions the two A's spans share beyond chance
+    (:func:`shared_directions` against the ``q`` quantile of random pairs of the A's shapes).
 
-    ``runs``: ``{(task, seed): TrainedLoRA}``. Rows: task, matrix, block, A, B, shared A.
-    """
+    Rows: task, matrix, block, A, B, shared A."""
     rows, thresholds = [], {}
-    for task in sorted({task for task, _ in runs}):
-        if any((task, seed) not in runs for seed in seeds):
-            continue
-        one, two = (runs[(task, seed)] for seed in seeds)
+    for task, (one, two) in sorted(pairs.items()):
         for matrix in matrices:
             for layer in layers_of(one, matrix):
                 (a1, b1), (a2, b2) = one.factors[layer], two.factors[layer]
@@ -474,6 +469,47 @@ def seed_overlap(
                     }
                 )
     return rows
+
+
+def seed_overlap(
+    runs: Mapping[tuple[str, int], TrainedLoRA],
+    matrices: Sequence[str] = ("query", "value"),
+    seeds: tuple[int, int] = (0, 1),
+    q: float = 0.99,
+) -> list[dict]:
+    """Figure 4's questions at the runs' rank: :func:`pair_overlap` between ``seeds`` of
+    every task that has both (``runs``: ``{(task, seed): TrainedLoRA}``).
+
+    Rows: task, matrix, block, A, B, shared A."""
+    pairs = {
+        task: (runs[(task, seeds[0])], runs[(task, seeds[1])])
+        for task in {task for task, _ in runs}
+        if all((task, seed) in runs for seed in seeds)
+    }
+    return pair_overlap(pairs, matrices, q)
+
+
+def rank_overlap(
+    pairs: Mapping[tuple[str, int], tuple[TrainedLoRA, TrainedLoRA]],
+    matrices: Sequence[str] = ("query", "value"),
+    q: float = 0.99,
+    first_block: int = 1,
+) -> list[dict]:
+    """Figure 3's questions: :func:`pair_overlap` between one seed's run at a low and at a
+    high rank (``pairs``: ``{(task, seed): (low, high)}``, as
+    :func:`lorabook.glue.section7.rank_pairs` gives them), blocks from ``first_block`` on.
+
+    Block 0 is left out by default: two runs of one seed draw the first LoRA layer's A from
+    the same random stream, so A at the high rank *starts* with A at the low rank as its first
+    rows, and an overlap there would be partly the start, not training.
+
+    Rows: task, seed, matrix, block, A, B, shared A."""
+    return [
+        {"task": task, "seed": seed, **{k: v for k, v in row.items() if k != "task"}}
+        for (task, seed), pair in sorted(pairs.items())
+        for row in pair_overlap({task: pair}, matrices, q)
+        if row["block"] >= first_block
+    ]
 
 
 def amplification_rows(

@@ -808,91 +808,192 @@ def section7_tables(results_dir: Path) -> Finding:
     )
 
 
-def subspaces(results_dir: Path) -> Finding:
-    """Two seeds learn common top directions, more of them for W_q than W_v (Figure 4).
-    Rule: φ of the top directions between seeds 0 and 1 (chapter 6) above the 99th
-    percentile of random pairs in at least three quarters of the (task, matrix, block)
-    cells; and W_q's median count of shared directions (principal cosines² above random
-    pairs' largest, :func:`lorabook.analysis.shared_directions`) above W_v's.
+def _judged(tests: list[bool]) -> str:
+    """All of a claim's tests held: reproduced; none: not reproduced; else partly."""
+    held = sum(tests)
+    return "reproduced" if held == len(tests) else "not reproduced" if not held else "partly"
 
-    The second part compared the medians of φ(1, 1) until a review pointed out that this
-    measures how much the single top direction agrees, not how many directions do; the
+
+def _random_top(run, draws: int = 2000) -> float:
+    """The 99th percentile of φ(·, ·, 1, 1) between random A's of ``run``'s shape."""
+    from lorabook import analysis
+
+    d = run.factors[next(iter(run.factors))][0].shape[1]
+    return float(analysis.random_similarity(run.r, run.r, d, 1, 1, draws=draws).quantile(0.99))
+
+
+def _seed_tests(rows: list[dict], null: float, r: int) -> tuple[list[bool], str]:
+    """Figure 4's two tests on :func:`lorabook.analysis.seed_overlap` rows: A's top direction
+    above ``null`` in at least three quarters of the cells; W_q's median count of shared
+    directions above W_v's."""
+    above = sum(row["A"] > null for row in rows)
+    median, shared = (
+        {
+            m: statistics.median(row[c] for row in rows if row["matrix"] == m)
+            for m in ("query", "value")
+        }
+        for c in ("A", "shared A")
+    )
+    text = (
+        f"A's top direction shared beyond random (99th percentile {null:.3f}) in {above} of "
+        f"{len(rows)} (task, matrix, block) cells; directions shared beyond random, median "
+        f"count W_q {shared['query']:g}, W_v {shared['value']:g} of {r}; median φ(1, 1) "
+        f"W_q {median['query']:.2f}, W_v {median['value']:.2f}"
+    )
+    return [above >= 0.75 * len(rows), shared["query"] > shared["value"]], text
+
+
+def _section7_lora(results_dir: Path, ranks: tuple[int, ...]) -> dict[int, dict] | None:
+    """{r: {(task, seed): TrainedLoRA}} of Table 6's {W_q, W_v} cells at ``ranks``, once every
+    Section 7 task has every seed at each of them; else None."""
+    from lorabook.glue import full_campaign, section7
+
+    found = section7.cell_records(results_dir)
+    runs = {r: section7.lora_at(found, r) for r in ranks}
+    every = [(t, s) for t in full_campaign.SECTION7_TASKS for s in full_campaign.SEEDS]
+    return runs if all(key in at for at in runs.values() for key in every) else None
+
+
+def subspaces(results_dir: Path) -> Finding:
+    """Two seeds learn common top directions, more of them for W_q than W_v (Figure 4); the
+    top direction of a run at r = 8 is the top of the same run at r = 64 and few others are
+    shared (Figure 3). Rules, written before any Section 7 run:
+
+    - Figure 4, on chapter 3's runs (r = 8), and at the paper's r = 64 once the Section 7
+      stage has every seed of its {W_q, W_v} cell on both tasks: φ of the top directions
+      between seeds 0 and 1 above the 99th percentile of random pairs in at least three
+      quarters of the (task, matrix, block) cells; and W_q's median count of shared
+      directions (principal cosines² above random pairs' largest,
+      :func:`lorabook.analysis.shared_directions`) above W_v's.
+    - Figure 3, once that cell has every seed at r = 8 and r = 64 on both tasks: the same
+      seed's A's at the two ranks share the top direction beyond random in at least three
+      quarters of the (task, seed, matrix, block) cells, blocks 1-5 (block 0's A's start
+      alike, :func:`lorabook.analysis.rank_overlap`); and at most half of r = 8's directions
+      are shared beyond random (median over the cells): "while others do not".
+
+    Reproduced when every test holds, not reproduced when none does, else partly.
+
+    Figure 4's second test compared the medians of φ(1, 1) until a review pointed out that
+    this measures how much the single top direction agrees, not how many directions do; the
     count replaced it (both are shown)."""
     from lorabook import analysis
     from lorabook.glue.report import lora_runs
 
-    claim = "two seeds learn common top directions, more of them for W_q than for W_v (Figure 4)"
-    said = "Figure 4, GPT-3 at r = 64 (Section 7.2)"
+    claim = (
+        "two seeds learn common top directions, more of them for W_q than for W_v (Figure 4); "
+        "r = 8's top direction is r = 64's, the others are not shared (Figure 3)"
+    )
+    said = "Figures 3 and 4, GPT-3 at r = 8 and 64 (Section 7.2)"
     runs = lora_runs(results_dir)
     rows = analysis.seed_overlap(runs)
     if not rows:
         return Finding("subspaces across seeds", claim, said, "no runs", "pending", "", [])
     run = next(iter(runs.values()))
-    d = run.factors[next(iter(run.factors))][0].shape[1]
-    null = float(analysis.random_similarity(run.r, run.r, d, 1, 1, draws=2000).quantile(0.99))
-    above = sum(r["A"] > null for r in rows)
-    median, shared = (
-        {m: statistics.median(r[c] for r in rows if r["matrix"] == m) for m in ("query", "value")}
-        for c in ("A", "shared A")
-    )
-    shared_ok, q_more = above >= 0.75 * len(rows), shared["query"] > shared["value"]
-    verdict = (
-        "reproduced"
-        if shared_ok and q_more
-        else "partly"
-        if shared_ok or q_more
-        else "not reproduced"
-    )
+    tests, text = _seed_tests(rows, _random_top(run), run.r)
+    evidence, why = [text], [f"chapter 3's MiniLM runs at r = {run.r}, seeds 0 and 1 (chapter 6.2)"]
+    records = [r.record for (_, seed), r in runs.items() if seed in (0, 1)]
+    section7_runs = _section7_lora(results_dir, (8, 64))
+    pending = "r = 64 across seeds (Figure 4's rank) and r = 8 against r = 64 (Figure 3): "
+    pending += "the Section 7 stage"
+    if section7_runs is not None:
+        at64 = section7_runs[64]
+        more, text64 = _seed_tests(
+            analysis.seed_overlap(at64), _random_top(next(iter(at64.values()))), 64
+        )
+        pairs = {key: (lora, at64[key]) for key, lora in section7_runs[8].items()}
+        ranked = analysis.rank_overlap(pairs)
+        low = next(iter(pairs.values()))[0]
+        null = _random_top(low)
+        above = sum(row["A"] > null for row in ranked)
+        shared = statistics.median(row["shared A"] for row in ranked)
+        tests += more + [above >= 0.75 * len(ranked), shared <= low.r / 2]
+        evidence += [
+            f"at r = 64: {text64}",
+            f"r = {low.r} against r = 64 of one seed, blocks 1-5: the top direction shared beyond "
+            f"random in {above} of {len(ranked)} (task, seed, matrix, block) cells, a median "
+            f"of {shared:g} of r = {low.r}'s {low.r} directions shared",
+        ]
+        why.append("the Section 7 stage's {W_q, W_v} runs at r = 8 and 64 (chapter 6.4)")
+        records += [lora.record for lora in at64.values()] + [p[0].record for p in pairs.values()]
+        pending = ""
     return Finding(
         "subspaces across seeds",
         claim,
         said,
-        f"A's top direction shared beyond random (99th percentile {null:.3f}) in {above} of "
-        f"{len(rows)} (task, matrix, block) cells; directions shared beyond random, median "
-        f"count W_q {shared['query']:g}, W_v {shared['value']:g} of {run.r}; median φ(1, 1) "
-        f"W_q {median['query']:.2f}, W_v {median['value']:.2f}",
-        verdict,
-        f"chapter 3's MiniLM runs at r = {run.r}, seeds 0 and 1 (chapter 6.2)",
-        grouped_sources([r.record for (_, seed), r in runs.items() if seed in (0, 1)], results_dir),
-        "r = 8 against r = 64 of one run (Figure 3): the Section 7 stage",
+        "; ".join(evidence) + f" ({sum(tests)} of {len(tests)} tests hold)",
+        _judged(tests),
+        "; ".join(why),
+        grouped_sources(sorted(set(map(str, records))), results_dir),
+        pending,
     )
 
 
 def amplification(results_dir: Path) -> Finding:
-    """ΔW amplifies directions that W has but does not emphasise (Table 7). Rule: ΔW's
-    top-r directions hold at least twice as much of W as a random matrix's (Table 7's ratio
-    is far larger), and the amplification factor ‖ΔW‖/‖UᵀWVᵀ‖ is above 1; block 3 of
-    MiniLM, chapter 3's runs (chapter 6.3). Without the first, the factor only measures ΔW's
-    size. ΔW here is the change the weight receives, (α/r)·BA (:mod:`lorabook.analysis`)."""
+    """ΔW amplifies directions that W has but does not emphasise (Table 7), more so at a low
+    rank. Rules (block 3 of MiniLM, a middle block; ΔW here is the change the weight
+    receives, (α/r)·BA, :mod:`lorabook.analysis`):
+
+    - on chapter 3's runs (r = 8, chapter 6.3): ΔW's top-r directions hold at least twice as
+      much of W as a random matrix's (Table 7's ratio is far larger), and the amplification
+      factor ‖ΔW‖/‖UᵀWVᵀ‖ is above 1 (medians over the runs). Without the first, the factor
+      only measures ΔW's size;
+    - written before any Section 7 run, judged once its {W_q, W_v} cell has every seed at
+      r = 4 and r = 64 on both tasks (Table 7's two rows): the same test at each rank, and
+      the median factor at r = 4 above r = 64's (the paper's 21.5 against about 2).
+
+    Reproduced when every test holds, not reproduced when none does, else partly."""
     from lorabook import analysis
     from lorabook.glue.report import lora_runs
     from lorabook.models import load_pretrained
 
     rows7 = paper.table(7)
     ratio_paper = paper.value(rows7[0]["of ΔW_q"]) / paper.value(rows7[0]["random"])
-    claim = "ΔW amplifies directions that W has but does not emphasise (Table 7)"
+    claim = "ΔW amplifies directions that W has but does not emphasise, more at low r (Table 7)"
     said = f"GPT-3 W_q, r = 4: ΔW's directions hold {ratio_paper:.0f}× what random ones do of W"
     runs = lora_runs(results_dir)
     if not runs:
         return Finding("ΔW against W", claim, said, "no runs", "pending", "", [])
     base, _ = load_pretrained("minilm")
-    rows = analysis.amplification_rows(runs, base, block=3)
-    times = statistics.median(r["× random"] for r in rows)
-    factor = statistics.median(r["factor"] for r in rows)
-    correlated, amplified = times >= 2, factor > 1
-    verdict = "reproduced" if correlated and amplified else "not reproduced"
+
+    def medians(runs_r: dict) -> tuple[float, float, int]:
+        rows = analysis.amplification_rows(runs_r, base, block=3)
+        times = statistics.median(r["× random"] for r in rows)
+        return times, statistics.median(r["factor"] for r in rows), len(rows)
+
+    times, factor, cells = medians(runs)
+    tests = [times >= 2 and factor > 1]
     run = next(iter(runs.values()))
+    evidence = [
+        f"ΔW's directions hold {times:.2f}× what random ones do (median over {cells} task, "
+        f"seed, matrix cells); amplification factor median {factor:.1f}"
+    ]
+    why = f"MiniLM at r = {run.r}, block 3 (chapter 6.3)"
+    if times < 2:
+        why += ": ΔW shows no more alignment with W than random directions"
+    records = [r.record for r in runs.values()]
+    pending = "r = 4 against r = 64 (Table 7's two rows): the Section 7 stage"
+    section7_runs = _section7_lora(results_dir, (4, 64))
+    if section7_runs is not None:
+        by_rank = {r: medians(at) for r, at in section7_runs.items()}
+        tests += [all(t >= 2 and f > 1 for t, f, _ in by_rank.values())]
+        tests += [by_rank[4][1] > by_rank[64][1]]
+        evidence += [
+            f"r = {r}: {t:.2f}× random, factor {f:.1f} (median over {n})"
+            for r, (t, f, n) in by_rank.items()
+        ]
+        why += "; the Section 7 stage's {W_q, W_v} runs at r = 4 and 64 (chapter 6.4)"
+        records += [lora.record for at in section7_runs.values() for lora in at.values()]
+        pending = ""
     return Finding(
         "ΔW against W",
         claim,
         said,
-        f"ΔW's directions hold {times:.2f}× what random ones do (median over "
-        f"{len(rows)} task, seed, matrix cells); amplification factor median {factor:.1f}",
-        verdict,
-        f"MiniLM at r = {run.r}, block 3 (chapter 6.3)"
-        + ("" if correlated else ": ΔW shows no more alignment with W than random directions"),
-        grouped_sources([r.record for r in runs.values()], results_dir),
-        "r = 4 against r = 64 (Table 7's two rows): the Section 7 stage",
+        "; ".join(evidence)
+        + (f" ({sum(tests)} of {len(tests)} tests hold)" if len(tests) > 1 else ""),
+        _judged(tests),
+        why,
+        grouped_sources(sorted(set(map(str, records))), results_dir),
+        pending,
     )
 
 
