@@ -217,6 +217,7 @@ def planted_runs(decided, monkeypatch):
     draws."""
     fewer = functools.partial(analysis.random_top_cosine, draws=200)
     monkeypatch.setattr(analysis, "random_top_cosine", fewer)
+    monkeypatch.setattr(verdict, "_random_top", functools.partial(verdict._random_top, draws=200))
     chapter3 = {}
     for task in fc.SECTION7_TASKS:
         for seed in fc.SEEDS:

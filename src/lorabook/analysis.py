@@ -138,6 +138,18 @@ def _random_bases(
     return tuple(torch.linalg.svd(m, full_matrices=False).Vh for m in (a, b))
 
 
+def _random_spans(
+    r1: int, r2: int, d: int, draws: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal bases (draws × r × d) of the row spans of the same Gaussian pairs as
+    :func:`_random_bases` draws, by QR: the same spans (what principal angles read) for a
+    fraction of the SVD's time, not the same ordered directions."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(draws, r1, d, generator=generator, dtype=torch.float64)
+    b = torch.randn(draws, r2, d, generator=generator, dtype=torch.float64)
+    return tuple(torch.linalg.qr(m.transpose(1, 2)).Q.transpose(1, 2) for m in (a, b))
+
+
 def random_similarity(
     r1: int, r2: int, d: int, i: int = 1, j: int = 1, draws: int = 1000, seed: int = 0
 ) -> torch.Tensor:
@@ -177,7 +189,7 @@ def random_top_cosine(
     """The ``q`` quantile of the largest principal cosine² between the spans of two
     independent Gaussian A₁ (r1 × d), A₂ (r2 × d): a trained pair's :func:`shared_directions`
     above it counts directions that chance alone gives with probability at most 1 − q."""
-    u1, u2 = _random_bases(r1, r2, d, draws, seed)
+    u1, u2 = _random_spans(r1, r2, d, draws, seed)
     top = torch.linalg.svdvals(u1 @ u2.transpose(1, 2))[:, 0].square()
     return float(top.quantile(q))
 
