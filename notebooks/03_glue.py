@@ -816,8 +816,10 @@ display(Markdown(full_report.head_sentence(results_dir)))
 
 # %% [markdown]
 # The long runs that set each budget (dev score by epoch; the budget's run is the table's
-# seed 0), and, once a (task, method) has its three seeds, Table 2 over seeds with both
-# claims judged per task:
+# seed 0), the budgets they set (each run's length and best epoch), what they can say of the
+# learning rates (the rule: the MRPC sweep's rates stay unless a long run shows a
+# method held back by its rate), and, once a (task, method) has its three seeds, Table 2 over
+# seeds with both claims judged per task:
 
 # %% tags=["hide-input"]
 curves = full_report.long_curves(results_dir)
@@ -839,6 +841,12 @@ else:
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     plt.show()
+    # each budget as the rule set it, and what the long runs say of the learning rates
+    budgets_shown = pd.DataFrame(full_report.budget_rows(curves))
+    budgets_shown["method"] = budgets_shown["method"].map(FULL_NAMES)
+    budgets_shown["budget"] = budgets_shown["budget"].astype("Int64")  # empty while open
+    display(budgets_shown.set_index(["task", "method"]).style.format(na_rep="open"))
+    display(Markdown(full_report.rate_reading(curves, FULL_NAMES)))
 
 found_full = full_report.seed_records(results_dir)
 judged = full_report.verdicts(found_full)  # none while no task has LoRA's seeds and another's

@@ -204,3 +204,22 @@ def test_every_verdict_has_a_reading_and_on_par_is_not_called_on_par():
     read as claim 1's "on par with FT", which also asks for the medians within a point."""
     assert set(fr.READINGS) == {fr.ABOVE, fr.BELOW, fr.ON_PAR}
     assert "on par" not in fr.READINGS[fr.ON_PAR]
+
+
+def test_the_rate_reading_names_capped_and_doubled_budgets(campaign):
+    results, set_scores = campaign
+    assert "No budget is decided" in fr.rate_reading({})
+    set_scores("lora", [300, 310, 320])  # peaked at 2 of its first run
+    start = fc.presets.FULL_START_EPOCHS["bitfit"]
+    for k in range(fc.MAX_DOUBLINGS + 1):  # BitFit's best always at its last epoch: capped
+        job = Job("long", TASK, "bitfit", 0, epochs=start * 2**k, pooling="cls")
+        write_record(job, results, start * 2**k)
+    curves = fr.long_curves(results)
+    rows = {r["method"]: r for r in fr.budget_rows(curves)}
+    assert rows["lora"]["budget"] == fc.presets.FULL_START_EPOCHS["lora"]
+    assert rows["bitfit"]["capped"] and rows["bitfit"]["budget"] == start * 4
+    assert rows["bitfit"]["long runs (epochs: best epoch)"].count(":") == 3
+    reading = fr.rate_reading(curves)
+    assert "1 never peaked" in reading and f"bitfit on {TASK}" in reading
+    del curves[(TASK, "bitfit")]
+    assert "keeps the rate of the MRPC sweep" in fr.rate_reading(curves)

@@ -292,3 +292,66 @@ def long_curves(
                     "capped": decided["capped"],
                 }
     return out
+
+
+def budget_rows(curves: Mapping[tuple[str, str], dict]) -> list[dict]:
+    """Per (task, method) of :func:`long_curves`: the long runs' lengths with their best
+    epochs (``"20: 17, 40: 31"``), the budget the rule set and whether it was capped."""
+    return [
+        {
+            "task": task,
+            "method": method,
+            "long runs (epochs: best epoch)": ", ".join(
+                f"{run['epochs']}: {run['best_epoch']}" for run in found["runs"]
+            ),
+            "budget": found["budget"],
+            "capped": found["capped"],
+        }
+        for (task, method), found in curves.items()
+    ]
+
+
+def rate_reading(
+    curves: Mapping[tuple[str, str], dict], names: Mapping[str, str] | None = None
+) -> str:
+    """Issue 20's question, whether a long run shows a method held back by its learning rate,
+    read the one way the long runs can show it: a run that still has not peaked after the
+    budget rule's last doubling (``capped``), i.e. a rate too low to converge in that budget.
+
+    A rate that converges but to a lower peak than another rate would reach is invisible to
+    runs at one rate; the sentence says so rather than calling the rates right. ``names``
+    maps a method to the name the sentence gives it (default: the method's key)."""
+    decided = {pair: found for pair, found in curves.items() if found["budget"] is not None}
+    if not decided:
+        return "No budget is decided yet: nothing to say of the learning rates."
+    name = dict(names or {})
+    capped = [f"{name.get(m, m)} on {t}" for (t, m), found in decided.items() if found["capped"]]
+    doubled = [
+        f"{name.get(m, m)} on {t}" for (t, m), found in decided.items() if len(found["runs"]) > 1
+    ]
+    open_pairs = len(fc.TASKS) * len(fc.METHODS) - len(decided)
+    head = (
+        f"Of {len(decided)} decided budgets"
+        + (f" ({open_pairs} still open)" if open_pairs else "")
+        + ", "
+    )
+    if capped:
+        held = (
+            f"{len(capped)} never peaked within {fc.MAX_DOUBLINGS} doublings "
+            f"({', '.join(capped)}): those methods look held back by their learning rate, and "
+            "their numbers are read as a lower bound."
+        )
+    else:
+        held = (
+            "every one peaked within the rule's doublings, so no method shows a rate too low "
+            "to converge, and every method keeps the rate of the MRPC sweep."
+        )
+    if doubled:
+        held += f" The runs that needed a doubling: {', '.join(doubled)}."
+    return (
+        head
+        + held
+        + " What runs at one rate cannot show is a rate that converges to a lower peak than "
+        "another would; that needs a sweep in the full configuration, which the budget did not "
+        "hold."
+    )
