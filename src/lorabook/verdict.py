@@ -22,6 +22,7 @@ says which, and ``pending`` names the campaign whose runs would change it (issue
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
@@ -816,10 +817,15 @@ def _judged(tests: list[bool]) -> str:
 
 def _random_top(run, draws: int = 2000) -> float:
     """The 99th percentile of φ(·, ·, 1, 1) between random A's of ``run``'s shape."""
+    return _random_top_of(run.r, run.factors[next(iter(run.factors))][0].shape[1], draws)
+
+
+@functools.lru_cache(maxsize=8)
+def _random_top_of(r: int, d: int, draws: int) -> float:
+    """:func:`_random_top` by shape (seeded draws: the same shape, the same number)."""
     from lorabook import analysis
 
-    d = run.factors[next(iter(run.factors))][0].shape[1]
-    return float(analysis.random_similarity(run.r, run.r, d, 1, 1, draws=draws).quantile(0.99))
+    return float(analysis.random_similarity(r, r, d, 1, 1, draws=draws).quantile(0.99))
 
 
 def _seed_tests(rows: list[dict], null: float, r: int) -> tuple[list[bool], str]:
