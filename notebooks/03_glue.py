@@ -756,7 +756,9 @@ display(
 # that rule); "on par with FT" also asks LoRA's median to be
 # within a point of FT's, so that a wide spread alone cannot make a large gap "on par". It
 # shares this machine's two cores with the E2E campaign (on a core the E2E
-# campaign leaves idle, and after it); where it stands:
+# campaign leaves idle, and after it); where it stands (a finished run's estimate is the one
+# the plan made before it finished, at the speeds of the runs that finished before it, so
+# "estimated h" against "spent h" says how far off the plan was):
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared

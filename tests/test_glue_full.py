@@ -533,6 +533,10 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     assert rows["head"][0][0].spent == pytest.approx(63.0 * head_jobs()[0].epochs)
     long = {r.job: r for r in rows["long"][0]}
     assert long[str(lora)].state == "done" and {r.state for r in long.values()} == {"done", "todo"}
+    # estimated as planned before it finished (no run had: the defaults), not at its own speed
+    assert long[str(lora)].estimate == pytest.approx(estimate * (1 + fc.EVAL_SHARE))
+    own = fc.estimate_seconds(lora, fc.measured_speeds(fc.find_records(tmp_path, "glue")))
+    assert own == pytest.approx(long[str(lora)].spent) != long[str(lora)].estimate
     seeds = {r.job: r.state for r in rows["seeds"][0]}
     assert seeds["seeds: cola-lora-seed1 20 ep cls"] == "todo"
     assert seeds["seeds: cola-ft-seed1 10 ep cls"] == "wait"
@@ -548,6 +552,9 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     speeds = fc.measured_speeds([latest, earlier])  # the last machine's clock where it has one
     assert speeds.tokens_per_second["lora"] == pytest.approx(20 * 100_000 / (20 * 30.0))
     assert speeds.eval_share == pytest.approx(0.1)
+    before = fc.speeds_before(latest, [latest, earlier])  # only what finished before it
+    assert before.tokens_per_second["lora"] == pytest.approx(20 * 100_000 / (20 * 60.0))
+    assert fc.speeds_before(earlier, [latest, earlier]) == fc.default_speeds()
     assert fc.main(["plan", "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for stage in fc.STAGES:

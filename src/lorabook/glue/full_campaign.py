@@ -618,11 +618,25 @@ this order, and how a free worker takes the next job)."""
 # --------------------------------------------------------------------------- the plan
 
 
-def _row(job: Job, results_dir: str | Path, model: str, estimate: float) -> PlanRow:
+def speeds_before(record: dict, records: Sequence[dict]) -> Speeds:
+    """The speeds the plan had when ``record``'s run was still to finish: those measured by
+    the ``records`` that finished before it (the stated defaults where none had)."""
+    finished = record.get("finished_at", "")
+    return measured_speeds([r for r in records if r.get("finished_at", "") < finished])
+
+
+def _row(
+    job: Job, results_dir: str | Path, model: str, estimate: float, records: Sequence[dict]
+) -> PlanRow:
     """Its plan row from its files; a ``part`` one says how much of its epochs its
-    checkpoint holds."""
+    checkpoint holds. A finished one is estimated as the plan estimated it before it finished
+    (:func:`speeds_before`), so that its estimate against its spent hours says how far off
+    the plan was: at the speeds the finished records measure, the two would agree by
+    construction."""
     run = job.plan(results_dir, model)
     epochs = job.epochs or run.settings.train.epochs
+    if (record := run.paths.finished()) is not None:
+        estimate = estimate_seconds(job, speeds_before(record, records))
     return shared.plan_row(str(job), run.paths, estimate, _spent, 0, epochs)
 
 
@@ -680,7 +694,7 @@ def _plan(
             out.append(
                 PlanRow(str(job), "wait", estimate)
                 if wait
-                else _row(job, results_dir, model, estimate)
+                else _row(job, results_dir, model, estimate, records)
             )
         return out
 
