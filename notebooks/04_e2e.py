@@ -602,7 +602,9 @@ else:
 # The campaign takes days of this machine's two cores, so the book shows it as the records
 # have it. Where each stage stands (worker-hours: one core for an hour; "estimated" uses the
 # speeds the finished runs measured, on the machine the campaign last ran on where it has
-# run the method: the project's machines differ up to twice in speed):
+# run the method: the project's machines differ up to twice in speed; a finished run's
+# estimate is the one the plan made before it finished, from the runs finished before it, so
+# that "estimated" against "spent" says how far off the plan was):
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared

@@ -294,6 +294,9 @@ def test_plans_read_the_clocks_of_the_machine_the_campaign_last_ran_on():
     assert shared.on_device([a, b, unnamed], "cpu: B") == [b]
     assert shared.on_device([a, unnamed], "cpu: B") == [a, unnamed]  # none there: all
     assert shared.on_device([a, b], None) == [a, b]
+    # what a plan had measured while a run was still to finish: the records before it
+    assert shared.finished_before(b, [a, b, unnamed]) == [a]
+    assert shared.finished_before(a, [a, b]) == [] and shared.finished_before({}, [a]) == []
 
 
 def test_spent_counts_every_session_of_a_run_and_not_the_run_it_continued():

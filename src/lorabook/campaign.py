@@ -262,6 +262,15 @@ def on_device(records: Sequence[dict], device: str | None) -> list[dict]:
     return mine or list(records)
 
 
+def finished_before(record: dict, records: Sequence[dict]) -> list[dict]:
+    """The ``records`` that finished before ``record`` did: what a plan had measured while
+    its run was still to finish. A campaign estimates a finished run from them, so that its
+    estimate against its spent time says how far off the plan was (estimated from speeds
+    that its own record measured, the two would agree by construction)."""
+    finished = record.get("finished_at", "")
+    return [r for r in records if r.get("finished_at", "") < finished]
+
+
 def plan_line(row: PlanRow, unit: str = "min", spent_label: str = "trained") -> str:
     """``todo  <job>   ~  12 min`` or ``done  <job>   ~  12 min (trained 10 min)``."""
     scale, form = UNITS[unit]

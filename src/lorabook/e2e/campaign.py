@@ -469,15 +469,22 @@ def spent_seconds(record: dict) -> float | None:
     return seconds + (record.get("decode") or {}).get("seconds", 0.0)
 
 
-def _row(job: Job, results_dir: str | Path, model: str, estimate: float) -> PlanRow:
+def _row(
+    job: Job, results_dir: str | Path, model: str, estimate: float, records: Sequence[dict]
+) -> PlanRow:
     """Its plan row from its files; a ``part`` one says how much of its rounds (from those
-    of the run it continues to its last) its checkpoint holds."""
+    of the run it continues to its last) its checkpoint holds. A finished one is estimated
+    at the speeds of the ``records`` that finished before it
+    (:func:`lorabook.campaign.finished_before`)."""
     start = (
         len(json.loads(Path(job.continue_from).read_text())["epochs"]) if job.continue_from else 0
     )
+    paths = job.plan(results_dir, model).paths
+    if (record := paths.finished()) is not None:
+        estimate = estimate_seconds(job, measured_speeds(shared.finished_before(record, records)))
     return shared.plan_row(
         str(job),
-        job.plan(results_dir, model).paths,
+        paths,
         estimate,
         spent_seconds,
         start,
@@ -496,7 +503,7 @@ def plan_rows(
     stages: dict[str, tuple[list[PlanRow], str]] = {}
     rows = []
     for job in sweep_jobs():
-        rows.append(_row(job, results_dir, model, estimate_seconds(job, speeds)))
+        rows.append(_row(job, results_dir, model, estimate_seconds(job, speeds), records))
     stages["sweep"] = (rows, f"{len(rows)} runs of one round; rule: lowest dev loss")
     try:
         pilots, waiting = pilot_jobs(results_dir, model), False
@@ -512,7 +519,7 @@ def plan_rows(
         rows.append(
             PlanRow(str(job), "wait", estimate)
             if waiting
-            else _row(job, results_dir, model, estimate)
+            else _row(job, results_dir, model, estimate, records)
         )
     stages["pilot"] = (rows, note)
     try:
@@ -532,7 +539,7 @@ def plan_rows(
         rows.append(
             PlanRow(str(job), "wait", estimate)
             if waiting
-            else _row(job, results_dir, model, estimate)
+            else _row(job, results_dir, model, estimate, records)
         )
     stages["runs"] = (rows, note)
     waiting = "lora" not in presets.FULL_CHOSEN
@@ -540,7 +547,7 @@ def plan_rows(
     rows = [
         PlanRow(str(job), "wait", estimate_seconds(job, speeds))
         if waiting
-        else _row(job, results_dir, model, estimate_seconds(job, speeds))
+        else _row(job, results_dir, model, estimate_seconds(job, speeds), records)
         for job in jobs
     ]
     note = f"Table 18's analogue (chapter 6): LoRA at r = {', '.join(map(str, RANKS))}, "

@@ -621,8 +621,7 @@ this order, and how a free worker takes the next job)."""
 def speeds_before(record: dict, records: Sequence[dict]) -> Speeds:
     """The speeds the plan had when ``record``'s run was still to finish: those measured by
     the ``records`` that finished before it (the stated defaults where none had)."""
-    finished = record.get("finished_at", "")
-    return measured_speeds([r for r in records if r.get("finished_at", "") < finished])
+    return measured_speeds(shared.finished_before(record, records))
 
 
 def _row(
@@ -630,9 +629,7 @@ def _row(
 ) -> PlanRow:
     """Its plan row from its files; a ``part`` one says how much of its epochs its
     checkpoint holds. A finished one is estimated as the plan estimated it before it finished
-    (:func:`speeds_before`), so that its estimate against its spent hours says how far off
-    the plan was: at the speeds the finished records measure, the two would agree by
-    construction."""
+    (:func:`speeds_before`, :func:`lorabook.campaign.finished_before`)."""
     run = job.plan(results_dir, model)
     epochs = job.epochs or run.settings.train.epochs
     if (record := run.paths.finished()) is not None:
