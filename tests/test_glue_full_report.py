@@ -221,5 +221,6 @@ def test_the_rate_reading_names_capped_and_doubled_budgets(campaign):
     assert rows["bitfit"]["long runs (epochs: best epoch)"].count(":") == 3
     reading = fr.rate_reading(curves)
     assert "1 never peaked" in reading and f"bitfit on {TASK}" in reading
+    assert "lower bound" in reading and "keeps the rate" not in reading
     del curves[(TASK, "bitfit")]
     assert "keeps the rate of the MRPC sweep" in fr.rate_reading(curves)

@@ -338,8 +338,9 @@ def rate_reading(
     if capped:
         held = (
             f"{len(capped)} never peaked within {fc.MAX_DOUBLINGS} doublings "
-            f"({', '.join(capped)}): those methods look held back by their learning rate, and "
-            "their numbers are read as a lower bound."
+            f"({', '.join(capped)}): those methods look held back by their learning rate. "
+            "The campaign keeps the MRPC sweep's rate for them too (it has no budget for a "
+            "second sweep), so their numbers there are read as a lower bound."
         )
     else:
         held = (
