@@ -160,6 +160,23 @@ def test_chapter_3_10s_reading_is_written_for_what_the_committed_records_say():
     assert full_report.outcomes(found) == written_for
 
 
+def test_chapter_3_10s_reading_of_claim_2_is_written_for_what_the_committed_records_say():
+    """The same for 3.10's reading of LoRA against BitFit and the adapters at LoRA's size, once
+    each of them and LoRA have their seeds on every task."""
+    import ast
+
+    from lorabook.glue import full_report
+    from lorabook.glue.full_campaign import TASKS
+
+    source = (ROOT / "notebooks" / "03_glue.py").read_text()
+    text = source.split("\nbaseline_written_for = ", 1)[1].split("\nbaseline_findings", 1)[0]
+    found = full_report.seed_records(ROOT / "results")
+    methods = ("lora", *full_report.BASELINES)
+    if any((t, m) not in found for t in TASKS for m in methods):
+        pytest.skip("LoRA and the size-matched baselines have not their seeds on every task yet")
+    assert full_report.baseline_outcomes(found) == ast.literal_eval(text)
+
+
 @pytest.mark.parametrize(
     "path",
     sorted(
