@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import glue_command_plan
 
-from lorabook.campaign import plan_totals
+from lorabook.campaign import finished_before, plan_totals
 from lorabook.glue import full_campaign as fc
 from lorabook.glue import presets
 from lorabook.glue.full_campaign import (
@@ -552,9 +552,9 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys):
     speeds = fc.measured_speeds([latest, earlier])  # the last machine's clock where it has one
     assert speeds.tokens_per_second["lora"] == pytest.approx(20 * 100_000 / (20 * 30.0))
     assert speeds.eval_share == pytest.approx(0.1)
-    before = fc.speeds_before(latest, [latest, earlier])  # only what finished before it
+    before = fc.measured_speeds(finished_before(latest, [latest, earlier]))  # only earlier ones
     assert before.tokens_per_second["lora"] == pytest.approx(20 * 100_000 / (20 * 60.0))
-    assert fc.speeds_before(earlier, [latest, earlier]) == fc.default_speeds()
+    assert fc.measured_speeds(finished_before(earlier, [latest, earlier])) == fc.default_speeds()
     assert fc.main(["plan", "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for stage in fc.STAGES:

@@ -299,11 +299,15 @@ def plan_row(
     spent: Callable[[dict], float | None],
     start: float = 0.0,
     end: float = 1.0,
+    estimate_done: Callable[[dict], float] | None = None,
 ) -> PlanRow:
     """A job's :class:`PlanRow` from its files: ``done`` with ``spent(record)`` seconds once
-    its record exists, ``part`` while its scratch folder does (with :func:`part_done` of its
-    epochs or rounds ``start`` to ``end``), else ``todo``."""
+    its record exists (estimated by ``estimate_done(record)`` where given: see
+    :func:`finished_before`), ``part`` while its scratch folder does (with :func:`part_done`
+    of its epochs or rounds ``start`` to ``end``), else ``todo``."""
     if (record := paths.finished()) is not None:
+        if estimate_done is not None:
+            estimate = estimate_done(record)
         return PlanRow(job, "done", estimate, spent(record))
     for folder in (paths.scratch, paths.stash):
         if folder.exists():

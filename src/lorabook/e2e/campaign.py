@@ -479,16 +479,18 @@ def _row(
     start = (
         len(json.loads(Path(job.continue_from).read_text())["epochs"]) if job.continue_from else 0
     )
-    paths = job.plan(results_dir, model).paths
-    if (record := paths.finished()) is not None:
-        estimate = estimate_seconds(job, measured_speeds(shared.finished_before(record, records)))
+
+    def estimate_done(record: dict) -> float:
+        return estimate_seconds(job, measured_speeds(shared.finished_before(record, records)))
+
     return shared.plan_row(
         str(job),
-        paths,
+        job.plan(results_dir, model).paths,
         estimate,
         spent_seconds,
         start,
         job.settings().trained_rounds,
+        estimate_done,
     )
 
 

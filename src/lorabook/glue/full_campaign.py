@@ -618,23 +618,19 @@ this order, and how a free worker takes the next job)."""
 # --------------------------------------------------------------------------- the plan
 
 
-def speeds_before(record: dict, records: Sequence[dict]) -> Speeds:
-    """The speeds the plan had when ``record``'s run was still to finish: those measured by
-    the ``records`` that finished before it (the stated defaults where none had)."""
-    return measured_speeds(shared.finished_before(record, records))
-
-
 def _row(
     job: Job, results_dir: str | Path, model: str, estimate: float, records: Sequence[dict]
 ) -> PlanRow:
     """Its plan row from its files; a ``part`` one says how much of its epochs its
     checkpoint holds. A finished one is estimated as the plan estimated it before it finished
-    (:func:`speeds_before`, :func:`lorabook.campaign.finished_before`)."""
+    (:func:`lorabook.campaign.finished_before`)."""
     run = job.plan(results_dir, model)
     epochs = job.epochs or run.settings.train.epochs
-    if (record := run.paths.finished()) is not None:
-        estimate = estimate_seconds(job, speeds_before(record, records))
-    return shared.plan_row(str(job), run.paths, estimate, _spent, 0, epochs)
+
+    def estimate_done(record: dict) -> float:
+        return estimate_seconds(job, measured_speeds(shared.finished_before(record, records)))
+
+    return shared.plan_row(str(job), run.paths, estimate, _spent, 0, epochs, estimate_done)
 
 
 def _hours(jobs: Iterable[Job], speeds: Speeds) -> float:
