@@ -495,7 +495,7 @@ def seed_overlap(
     Rows: task, matrix, block, A, B, shared A."""
     pairs = {
         task: (runs[(task, seeds[0])], runs[(task, seeds[1])])
-        for task in {task for task, _ in runs}
+        for task in sorted({task for task, _ in runs})
         if all((task, seed) in runs for seed in seeds)
     }
     return pair_overlap(pairs, matrices, q)

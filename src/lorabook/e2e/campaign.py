@@ -418,7 +418,7 @@ def measured_speeds(records: Sequence[dict]) -> Speeds:
     device = shared.latest_device(records)
     trained = [r for r in records if r.get("data", {}).get("train_seconds")]
     rates, measured = dict(speeds.tokens_per_second), []
-    for method in {r["method"] for r in trained}:
+    for method in sorted({r["method"] for r in trained}):
         mine = shared.on_device([r for r in trained if r["method"] == method], device)
         tokens = sum(
             r["data"]["train_tokens"] * len(r["epochs"]) / r["settings"].get("rounds_per_epoch", 1)
