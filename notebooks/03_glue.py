@@ -820,8 +820,9 @@ display(Markdown(full_report.head_sentence(results_dir)))
 # The long runs that set each budget (dev score by epoch; the budget's run is the table's
 # seed 0), the budgets they set (each run's length and best epoch), what they can say of the
 # learning rates (the issue's rule: the MRPC sweep's rates stay unless a long run shows a
-# method held back by its rate), and, once a (task, method) has its three seeds, Table 2 over
-# seeds with both claims judged per task:
+# method held back by its rate; for a method slow to peak, we also ask the sweep whether its
+# higher rates fit the training set faster), and, once a (task, method) has its three seeds,
+# Table 2 over seeds with both claims judged per task:
 
 # %% tags=["hide-input"]
 curves = full_report.long_curves(results_dir)
@@ -849,6 +850,7 @@ else:
     budgets_shown["budget"] = budgets_shown["budget"].astype("Int64")  # empty while open
     display(budgets_shown.set_index(["task", "method"]).style.format(na_rep="open"))
     display(Markdown(full_report.rate_reading(curves, FULL_NAMES)))
+    display(Markdown(full_report.fit_reading(picks, curves, FULL_NAMES)))  # picks: 3.2's sweep
 
 found_full = full_report.seed_records(results_dir)
 judged = full_report.verdicts(found_full)  # none while no task has LoRA's seeds and another's

@@ -65,7 +65,7 @@ def test_stage_progress_counts_finished_runs_and_spent_hours(tmp_path, monkeypat
     assert rows["sweep"]["spent h"] == pytest.approx(1.0)
     assert rows["sweep"]["left h"] < rows["sweep"]["estimated h"]
     assert rows["pilot"]["finished"] == 0 and rows["pilot"]["note"].startswith("wait")
-    assert progress.missing(list(rows.values()))[0] == f"sweep (1 of {len(sweep_jobs())})"
+    assert progress.missing(list(rows.values()))[0] == f"sweep (1 of {len(sweep_jobs())} finished)"
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_progress_markdown_lists_the_notes_and_what_is_left():
     ]
     text = progress_markdown(rows)
     assert text.splitlines()[:2] == ["- **sweep**: done", "- **pilot**: until flat"]
-    assert text.endswith("Still to finish: pilot (1 of 2).")
+    assert text.endswith("Still to finish: pilot (1 of 2 finished).")
     rows[1]["finished"] = 2
     assert progress_markdown(rows).endswith("nothing: the campaign is complete.")
 

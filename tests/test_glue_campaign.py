@@ -81,11 +81,15 @@ def test_campaign_needs_every_pick_then_has_45_runs_seed0_first(monkeypatch):
 
 
 def sweep_record(job: Job, curve: list[float]) -> dict:
-    """A stand-in for the record of a finished sweep job with this dev-accuracy curve."""
+    """A stand-in for the record of a finished sweep job with this dev-accuracy curve (its
+    training loss: ``job.lr`` over the epoch)."""
     return {
         "key": job.plan("r").paths.key,
         "metric": "accuracy",
-        "epochs": [{"epoch": i + 1, "accuracy": v} for i, v in enumerate(curve)],
+        "epochs": [
+            {"epoch": i + 1, "accuracy": v, "train_loss": job.lr / (i + 1)}
+            for i, v in enumerate(curve)
+        ],
     }
 
 
@@ -102,6 +106,7 @@ def test_pick_takes_the_best_lr_and_the_first_epoch_within_half_a_point():
     assert result["lr"] == min(lora[1].lr, lora[2].lr)
     assert result["epochs"] == 2  # 0.855 >= 0.86 - 0.005
     assert result["tried"][lora[0].lr] == 0.82
+    assert result["fit"] == {j.lr: j.lr / len(curves[j.lr]) for j in lora}  # last epoch's loss
     assert pick(records, margin=0.001)["lora"]["epochs"] == 4
 
 

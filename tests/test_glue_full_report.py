@@ -224,3 +224,33 @@ def test_the_rate_reading_names_capped_and_doubled_budgets(campaign):
     assert "lower bound" in reading and "keeps the rate" not in reading
     del curves[(TASK, "bitfit")]
     assert "keeps the rate of the MRPC sweep" in fr.rate_reading(curves)
+
+
+def test_the_fit_reading_asks_whether_a_higher_swept_rate_fit_faster():
+    """Planted: BitFit's higher rate fit worse than its pick, AdapterP's fit better but
+    scored lower; LoRA peaked in its first run, so it is not read."""
+    twice, once = {"runs": [{}, {}]}, {"runs": [{}]}
+    curves = {("rte", "bitfit"): twice, ("mrpc", "bitfit"): twice, ("cola", "adapter_p"): twice}
+    curves[("rte", "lora")] = once
+    picks = {
+        "bitfit": {"lr": 3e-3, "tried": {1e-3: 0.81, 3e-3: 0.83, 6e-3: 0.80}},
+        "adapter_p": {"lr": 1e-3, "tried": {3e-4: 0.80, 1e-3: 0.814, 2e-3: 0.804}},
+        "lora": {"lr": 1e-3, "tried": {1e-3: 0.8, 2e-3: 0.7}, "fit": {1e-3: 0.3, 2e-3: 0.1}},
+    }
+    picks["bitfit"]["fit"] = {1e-3: 0.388, 3e-3: 0.370, 6e-3: 0.427}
+    picks["adapter_p"]["fit"] = {3e-4: 0.342, 1e-3: 0.121, 2e-3: 0.083}
+    reading = fr.fit_reading(picks, curves, {"bitfit": "BitFit"})
+    adapter_p, bitfit = (line for line in reading.splitlines() if line.startswith("- "))
+    assert adapter_p.startswith("- adapter_p (") and bitfit.startswith("- BitFit (")
+    assert "6e-3: 0.427" not in bitfit and "0.006: 0.427" in bitfit
+    assert "no higher rate fit" in bitfit and "not come from a rate too low" in bitfit
+    assert (
+        "0.002 fit faster than the picked 0.001" in adapter_p
+        and "80.4 on dev against 81.4" in adapter_p
+    )
+    assert "lora" not in reading
+    picks["bitfit"]["lr"] = 6e-3  # the highest rate tried: nothing higher to ask about
+    assert "picked its highest rate" in fr.fit_reading(picks, curves)
+    del picks["adapter_p"]["fit"]  # a method without its sweep's losses is left out
+    assert "adapter_p" not in fr.fit_reading(picks, curves)
+    assert "No method needed a doubling" in fr.fit_reading(picks, {("rte", "lora"): once})

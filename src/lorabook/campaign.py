@@ -377,9 +377,12 @@ def stage_progress(stages: Mapping[str, tuple[Sequence[PlanRow], str]]) -> list[
 
 
 def still_to_finish(rows: Sequence[dict]) -> list[str]:
-    """The stages of :func:`stage_progress` with runs still to finish: ``stage (k of n)``."""
+    """The stages of :func:`stage_progress` with runs still to finish: ``stage (k of n
+    finished)``."""
     return [
-        f"{r['stage']} ({r['finished']} of {r['runs']})" for r in rows if r["finished"] < r["runs"]
+        f"{r['stage']} ({r['finished']} of {r['runs']} finished)"
+        for r in rows
+        if r["finished"] < r["runs"]
     ]
 
 

@@ -152,5 +152,6 @@ def describe_stop(method: str, found: dict, flat: float = campaign.FLAT) -> str:
 
 
 def missing(rows: Sequence[dict]) -> list[str]:
-    """The stages of :func:`stage_progress` with runs still to finish, as ``stage (k of n)``."""
+    """The stages of :func:`stage_progress` with runs still to finish (``stage (k of n
+    finished)``)."""
     return shared.still_to_finish(rows)

@@ -219,7 +219,8 @@ def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
         records: GLUE records; those of the sweep's jobs are used, the rest ignored.
         margin: how close to its best a run must come to count as converged (0.005 = 0.5 point).
     Returns:
-        method -> ``{"lr", "epochs", "score", "tried": {lr: best score}, "curve": [...]}``
+        method -> ``{"lr", "epochs", "score", "tried": {lr: best score}, "fit": {lr: last
+        epoch's training loss}, "curve": [...]}``
         for each method whose sweep runs are all finished, and ``{"missing": [job, ...]}``
         for the others.
     """
@@ -243,6 +244,7 @@ def pick(records: Sequence[dict], margin: float = MARGIN) -> dict[str, dict]:
             "score": tried[best_lr],
             "metric": metric,
             "tried": tried,
+            "fit": {lr: r["epochs"][-1].get("train_loss") for lr, r in sorted(found.items())},
             "curve": curve,
         }
     return out

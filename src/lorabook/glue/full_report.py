@@ -356,3 +356,49 @@ def rate_reading(
         "another would; that needs a sweep in the full configuration, which the budget did not "
         "hold."
     )
+
+
+def fit_reading(
+    picks: Mapping[str, dict],
+    curves: Mapping[tuple[str, str], dict],
+    names: Mapping[str, str] | None = None,
+) -> str:
+    """The other sign the records hold of a rate too low, for each method whose long runs
+    needed a doubling (slow to peak): did the MRPC sweep's higher rates fit the training set
+    faster than the rate it picked? ``picks``: :func:`lorabook.glue.campaign.pick` (each
+    rate's best dev score and last training loss). If none did, the slow fitting is not a
+    rate too low, within the rates the sweep tried; if one did, it scored lower on dev there,
+    which is why the sweep did not pick it."""
+    name = dict(names or {})
+    slow = sorted({m for (_, m), found in curves.items() if len(found["runs"]) > 1})
+    lines = []
+    for method in slow:
+        pick = picks.get(method, {})
+        if None in pick.get("fit", {None: None}).values():  # not swept, or no training loss
+            continue
+        chosen, fit, tried = pick["lr"], pick["fit"], pick["tried"]
+        higher = {lr: loss for lr, loss in fit.items() if lr > chosen}
+        said = ", ".join(f"{lr:g}: {loss:.3f}" for lr, loss in fit.items())
+        head = f"{name.get(method, method)} (training loss after the sweep's last epoch, {said})"
+        if not higher:
+            lines.append(f"{head}: the sweep picked its highest rate.")
+        elif all(loss >= fit[chosen] for loss in higher.values()):
+            lines.append(
+                f"{head}: no higher rate fit MRPC's training set faster than the picked "
+                f"{chosen:g}, so its late peaks do not come from a rate too low (of the rates "
+                "tried)."
+            )
+        else:
+            faster = min(higher, key=higher.get)
+            lines.append(
+                f"{head}: {faster:g} fit faster than the picked {chosen:g} but scored "
+                f"{100 * tried[faster]:.1f} on dev against {100 * tried[chosen]:.1f}."
+            )
+    if not lines:
+        return "No method needed a doubling, or the sweep has no record of it."
+    return (
+        "Did a higher rate in the MRPC sweep fit faster? For each method that needed a "
+        "doubling:\n\n" + "\n".join(f"- {line}" for line in lines) + "\n\nThe sweep ran the "
+        "`cpu` preset (at most 8 epochs, [CLS] read-out, the adapters at m = 64 and AdapterP "
+        "as Houlsby's FFN adapter), so for the adapters it speaks of a larger, other variant."
+    )
