@@ -72,6 +72,14 @@ def test_cells_wait_for_the_budgets_then_read_every_finished_seed(tmp_path, deci
     assert sep["separates"] == (sep["gap"] > widest)
 
 
+def test_the_plan_says_which_section7_epochs_are_still_assumed(tmp_path, decided):
+    assert "; undecided: LoRA's budget" not in fc.plan_rows(decided)["section7"][1]
+    for job in fc.head_jobs():  # the read-out picked, no LoRA seed yet
+        write_record(job, tmp_path / "early", 2)
+    note = fc.plan_rows(tmp_path / "early")["section7"][1]
+    assert "(none decided yet; undecided: LoRA's budget)" in note
+
+
 def test_a_cell_that_had_not_peaked_is_read_at_twice_the_epochs(decided):
     task = fc.SECTION7_TASKS[0]
     write_record(cell_job(task, 2, 0, ("q",)), decided, 9)  # best in the last fifth

@@ -716,7 +716,8 @@ def _plan(
     said = ", ".join(f"{t} {n}" for (t, _), n in known.items()) or "none decided yet"
     note = f"{len(section7)} runs, ~{_hours(section7, speeds):.1f} worker-hours (issue 19's aim: "
     note += f"~{SECTION7_AIM_HOURS}; cells that are another stage's runs counted there) at "
-    note += f"Section 7's epochs ({said}; undecided: LoRA's budget), {len(longer)} cells "
+    undecided = "; undecided: LoRA's budget" * any((t, "lora") not in known for t in SECTION7_TASKS)
+    note += f"Section 7's epochs ({said}{undecided}), {len(longer)} cells "
     note += f"doubled; three seeds in every Table 6 cell: {len(extra)} runs more, "
     note += f"+{_hours(extra, speeds):.1f} h"
     stages["section7"] = (rows(section7, known=known), note)
