@@ -1010,7 +1010,9 @@ if owed:
 elif baseline_findings != baseline_written_for:
     raise AssertionError(
         f"the records now say {baseline_findings}; the reading of claim 2 was written for "
-        f"{baseline_written_for}: write it, then update baseline_written_for"
+        f"{baseline_written_for}: write it (and the second point of the closing 'Claims "
+        "checked in this chapter', which speaks of the cpu runs), then update "
+        "baseline_written_for"
     )
 
 # %% [markdown]
@@ -1020,7 +1022,8 @@ elif baseline_findings != baseline_written_for:
 #   128, [CLS], five to eight epochs), not in the `full` one (bf16, no truncation, longer
 #   budgets, the picked read-out). The adapters' were swept at the `cpu` preset's size
 #   (bottleneck 64), and reused at LoRA's; Pfeiffer's AdapterP, which the `cpu` runs do not
-#   have, takes the rate swept for the FFN-only adapter.
+#   have, takes the rate swept for the FFN-only adapter. What the long runs and the sweep's
+#   training losses can say of it is printed under the budgets above.
 # - **The trained head.** With [CLS], every method also trains BERT's pooler and the
 #   classifier, more parameters than LoRA itself; as in the paper, they are not counted. In
 #   Section 7's cells (chapter 6) a head that large may absorb part of the adaptation and
