@@ -243,7 +243,7 @@ def test_the_fit_reading_asks_whether_a_higher_swept_rate_fit_faster():
     adapter_p, bitfit = (line for line in reading.splitlines() if line.startswith("- "))
     assert adapter_p.startswith("- adapter_p (") and bitfit.startswith("- BitFit (")
     assert "6e-3: 0.427" not in bitfit and "0.006: 0.427" in bitfit
-    assert "no higher rate fit" in bitfit and "not come from a rate too low" in bitfit
+    assert "no higher rate fit" in bitfit and "no sign that a higher rate" in bitfit
     assert (
         "0.002 fit faster than the picked 0.001" in adapter_p
         and "80.4 on dev against 81.4" in adapter_p

@@ -366,9 +366,10 @@ def fit_reading(
     """The other sign the records hold of a rate too low, for each method whose long runs
     needed a doubling (slow to peak): did the MRPC sweep's higher rates fit the training set
     faster than the rate it picked? ``picks``: :func:`lorabook.glue.campaign.pick` (each
-    rate's best dev score and last training loss). If none did, the slow fitting is not a
-    rate too low, within the rates the sweep tried; if one did, it scored lower on dev there,
-    which is why the sweep did not pick it."""
+    rate's best dev score and last training loss). If none did, the sweep gives no sign that
+    a higher rate would have peaked sooner (it ran on MRPC only, at few epochs: a sign, not a
+    proof); if one did, it scored lower on dev there, which is why the sweep did not pick
+    it."""
     name = dict(names or {})
     slow = sorted({m for (_, m), found in curves.items() if len(found["runs"]) > 1})
     lines = []
@@ -385,8 +386,8 @@ def fit_reading(
         elif all(loss >= fit[chosen] for loss in higher.values()):
             lines.append(
                 f"{head}: no higher rate fit MRPC's training set faster than the picked "
-                f"{chosen:g}, so its late peaks do not come from a rate too low (of the rates "
-                "tried)."
+                f"{chosen:g}, so the sweep gives no sign that a higher rate would have peaked "
+                "sooner."
             )
         else:
             faster = min(higher, key=higher.get)
