@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from test_e2e_campaign import write_record
 
+from lorabook.campaign import still_to_finish
 from lorabook.e2e import presets, progress
 from lorabook.e2e.campaign import FLAT, pilot_jobs, sweep_jobs
 
@@ -65,7 +66,7 @@ def test_stage_progress_counts_finished_runs_and_spent_hours(tmp_path, monkeypat
     assert rows["sweep"]["spent h"] == pytest.approx(1.0)
     assert rows["sweep"]["left h"] < rows["sweep"]["estimated h"]
     assert rows["pilot"]["finished"] == 0 and rows["pilot"]["note"].startswith("wait")
-    assert progress.missing(list(rows.values()))[0] == f"sweep (1 of {len(sweep_jobs())} finished)"
+    assert still_to_finish(list(rows.values()))[0] == f"sweep (1 of {len(sweep_jobs())} finished)"
 
 
 @pytest.mark.parametrize(

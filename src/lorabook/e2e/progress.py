@@ -149,9 +149,3 @@ def describe_stop(method: str, found: dict, flat: float = campaign.FLAT) -> str:
         f"{reason}; {gain_text}; selected round {found['selected']} "
         f"(dev loss {found['dev_loss'][found['selected'] - 1]:.4f})."
     )
-
-
-def missing(rows: Sequence[dict]) -> list[str]:
-    """The stages of :func:`stage_progress` with runs still to finish (``stage (k of n
-    finished)``)."""
-    return shared.still_to_finish(rows)
