@@ -250,7 +250,7 @@ def test_the_fit_reading_asks_whether_a_higher_swept_rate_fit_faster():
     )
     assert "lora" not in reading
     picks["bitfit"]["lr"] = 6e-3  # the highest rate tried: nothing higher to ask about
-    assert "picked its highest rate" in fr.fit_reading(picks, curves)
+    assert "the highest rate it tried, so it cannot say" in fr.fit_reading(picks, curves)
     del picks["adapter_p"]["fit"]  # a method without its sweep's losses is left out
     assert "adapter_p" not in fr.fit_reading(picks, curves)
     assert "No method needed a doubling" in fr.fit_reading(picks, {("rte", "lora"): once})

@@ -382,7 +382,10 @@ def fit_reading(
         said = ", ".join(f"{lr:g}: {loss:.3f}" for lr, loss in fit.items())
         head = f"{name.get(method, method)} (training loss after the sweep's last epoch, {said})"
         if not higher:
-            lines.append(f"{head}: the sweep picked its highest rate.")
+            lines.append(
+                f"{head}: the sweep picked the highest rate it tried, so it cannot say whether "
+                "a higher one would fit faster."
+            )
         elif all(loss >= fit[chosen] for loss in higher.values()):
             lines.append(
                 f"{head}: no higher rate fit MRPC's training set faster than the picked "
