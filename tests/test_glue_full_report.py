@@ -134,6 +134,11 @@ def test_the_baselines_claim_reads_every_baseline(campaign):
         "LoRA above by the rule": {"bitfit": {TASK: False}},
         "LoRA below by the rule": {"bitfit": {TASK: True}},
     }
+    reading = fr.baseline_reading(fr.table2(fr.seed_records(results)), rows, {"bitfit": "BitFit"})
+    assert reading.startswith("- **BitFit** (73,728 trainable parameters, 1.00× LoRA's)")
+    assert "higher on 0 of 1 tasks" in reading and "mrpc -9.8" in reading
+    assert reading.endswith("separated by the rule: LoRA below on mrpc.")
+    assert "adapter" not in reading  # baselines without seeds are left out
     set_scores("bitfit", [338, 343, 348])  # a median just above LoRA's, inside the ranges
     rows = fr.verdicts(fr.seed_records(results), samples=500)
     assert fr.baseline_outcomes(fr.seed_records(results), rows) == {
@@ -141,6 +146,11 @@ def test_the_baselines_claim_reads_every_baseline(campaign):
         "LoRA above by the rule": {"bitfit": {TASK: False}},
         "LoRA below by the rule": {"bitfit": {TASK: False}},
     }
+    reading = fr.baseline_reading(fr.table2(fr.seed_records(results)), rows)
+    assert reading.startswith("- **bitfit** (")  # no names: the method's key
+    assert "higher on 0 of 1 tasks (LoRA − bitfit, points: mrpc -0.2)" in reading
+    assert "not separated on any task by the rule" in reading
+    assert fr.baseline_reading([], [r for r in rows if r["versus"] == "ft"]).startswith("No task")
 
 
 def test_long_curves_show_each_run_and_the_budget(campaign):

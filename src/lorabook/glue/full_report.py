@@ -217,6 +217,51 @@ def baseline_outcomes(
     return out
 
 
+def baseline_reading(
+    rows: Sequence[dict], judged: Sequence[dict], names: Mapping[str, str] | None = None
+) -> str:
+    """Claim 2 task by task, one line per baseline, computed: its trainable parameters against
+    LoRA's, LoRA's median minus the baseline's on each task where both have their seeds, and
+    the tasks where the rule (:func:`judge`) separates them. ``rows``: :func:`table2`'s;
+    ``judged``: :func:`verdicts`' rows; ``names`` maps a method to the name the text gives it.
+    The paper's claim is the average over tasks, which chapter 7 judges; this is the per-task
+    view behind it."""
+    name = dict(names or {})
+    trainable = {r["method"]: r["trainable"] for r in rows}
+    lines = []
+    for baseline in BASELINES:
+        mine = [row for row in judged if row["versus"] == baseline]
+        if not mine:
+            continue
+        gaps = ", ".join(f"{row['task']} {row['difference']:+.1f}" for row in mine)
+        above = [row["task"] for row in mine if row["verdict"] == ABOVE]
+        below = [row["task"] for row in mine if row["verdict"] == BELOW]
+        if above or below:
+            rule = "; ".join(
+                f"LoRA {side} on {', '.join(tasks)}"
+                for side, tasks in (("above", above), ("below", below))
+                if tasks
+            )
+            rest = len(mine) - len(above) - len(below)
+            rule = f"separated by the rule: {rule}" + ("; the rest not separated" if rest else "")
+        else:
+            rule = "not separated on any task by the rule"
+        higher = sum(row["difference"] > 0 for row in mine)
+        size = ""
+        if baseline in trainable and "lora" in trainable:
+            size = (
+                f" ({trainable[baseline]:,} trainable parameters, "
+                f"{trainable[baseline] / trainable['lora']:.2f}× LoRA's)"
+            )
+        lines.append(
+            f"**{name.get(baseline, baseline)}**{size}: LoRA's median is higher on {higher} of "
+            f"{len(mine)} tasks (LoRA − {name.get(baseline, baseline)}, points: {gaps}); {rule}."
+        )
+    if not lines:
+        return "No task has LoRA's three seeds beside a baseline's yet."
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def head_rows(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
     """The head stage as it stands: per (task, method) the best dev score (×100) with each
     read-out (``None`` until its run has finished), mean minus [CLS], and the epoch each
