@@ -110,6 +110,54 @@ def test_per_mr_scores_average_to_the_corpus_rouge_l_and_cider():
     assert per_mr["ROUGE_L"][0] == 1.0 and per_mr["ROUGE_L"][1] < 1.0  # a reference; a stub
 
 
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("", ""),
+        ("the eagle", ""),
+        ("a b c b d a b", "b d c a b a"),
+        ("the eagle is a pub the eagle", "eagle the pub is a the eagle near"),
+        ("x y z", "p q"),
+    ],
+)
+def test_the_bit_parallel_lcs_is_pycocoevalcaps(a: str, b: str):
+    from pycocoevalcap.rouge.rouge import my_lcs
+
+    a_tokens, b_tokens = a.split(" "), b.split(" ")
+    assert metrics.lcs_length(a_tokens, b_tokens) == my_lcs(a_tokens, b_tokens)
+    assert metrics.lcs_length(b_tokens, a_tokens) == my_lcs(a_tokens, b_tokens)
+    assert metrics.lcs_length([], b_tokens) == 0
+
+
+def test_the_bit_parallel_lcs_on_random_token_lists():
+    from pycocoevalcap.rouge.rouge import my_lcs
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # few symbols, so long common subsequences; lengths past 64 bits
+        a, b = ([f"w{i}" for i in rng.integers(0, 5, rng.integers(0, 90))] for _ in range(2))
+        assert metrics.lcs_length(a, b) == my_lcs(a, b)
+
+
+@needs_data
+def test_per_mr_scores_are_pycocoevalcaps_to_the_last_bit():
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from lorabook.e2e.data import group_references, load_e2e
+
+    _, references = group_references(load_e2e("test"))
+    outputs = metrics.read_outputs(TEST_VECTOR)
+    n = 150  # a slice: CIDEr's document frequencies are this slice's, alike on both sides
+    hyps = [o.lower() for o in outputs[:n]]
+    refs = [[r.lower() for r in rs] for rs in references[:n]]
+    ours = metrics.per_mr_scores(hyps, refs, tokenize=False)
+    gts, res = {i: rs for i, rs in enumerate(refs)}, {i: [h] for i, h in enumerate(hyps)}
+    assert np.array_equal(ours["ROUGE_L"], Rouge().compute_score(gts, res)[1])
+    assert np.array_equal(ours["CIDEr"], np.asarray(Cider().compute_score(gts, res)[1], float))
+    again = metrics.per_mr_scores(hyps[::-1], refs[::-1], tokenize=False)  # other references
+    assert np.array_equal(again["ROUGE_L"], ours["ROUGE_L"][::-1])
+
+
 def test_the_mean_bootstrap_is_exact_on_constant_gaps_and_brackets_a_noisy_one():
     a = np.linspace(0.2, 0.9, 50)
     same = paired_bootstrap_mean(a, a, samples=200)

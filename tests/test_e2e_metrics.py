@@ -242,6 +242,24 @@ def test_ptb_tokenizer_lowercases_and_drops_punctuation():
     ]
 
 
+def test_the_same_texts_start_java_once(monkeypatch):
+    texts = ["The Mill, near the river.", "A pub for families"]
+    runs = []
+    real_run = metrics.subprocess.run
+
+    def counted(*args, **kwargs):
+        runs.append(args)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(metrics.subprocess, "run", counted)
+    tokens = ["the mill near the river", "a pub for families"]
+    first = metrics.ptb_tokenize(texts)
+    assert metrics.ptb_tokenize(list(texts)) == first == tokens
+    assert len(runs) <= 1  # 0 where an earlier test tokenised the same texts
+    first.append("x")  # a caller's list is its own: the kept tokens stay as they were
+    assert metrics.ptb_tokenize(texts) == tokens
+
+
 # ------------------------------------------------------------------------ the command line
 
 

@@ -671,10 +671,17 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     java = find_java()
     if not texts:
         return []
+    return list(_ptb_run(java, str(jar), tuple(texts)))
+
+
+@functools.lru_cache(maxsize=16)
+def _ptb_run(java: str, jar: str, texts: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`ptb_tokenize`'s Java run, kept for the next call with the same texts: every
+    metric tokenises the test set's references again, and a JVM start costs seconds."""
     with tempfile.TemporaryDirectory(prefix="lorabook-ptb-") as tmp:
         sentences = Path(tmp) / "sentences.txt"
         sentences.write_text("\n".join(t.replace("\n", " ") for t in texts), encoding="utf-8")
-        command = [java, "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer"]
+        command = [java, "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer"]
         command += ["-preserveLines", "-lowerCase", str(sentences)]
         done = subprocess.run(command, capture_output=True)
     if done.returncode != 0:
@@ -686,10 +693,11 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
         raise RuntimeError(
             f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} sentences"
         )
-    return [
-        " ".join(w for w in line.rstrip().split(" ") if w not in wrapper.PUNCTUATIONS)
+    punctuation = _pycocoevalcap("tokenizer.ptbtokenizer").PUNCTUATIONS
+    return tuple(
+        " ".join(w for w in line.rstrip().split(" ") if w not in punctuation)
         for line in lines[: len(texts)]
-    ]
+    )
 
 
 def _tokenized(
@@ -761,7 +769,107 @@ def _coco_score(
     return float(score)
 
 
-PER_MR = {"ROUGE_L": ("rouge.rouge", "Rouge"), "CIDEr": ("cider.cider", "Cider")}
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """The length of the longest common subsequence of two token lists, bit-parallel.
+
+    The same integer as pycocoevalcap's ``my_lcs`` (an O(len(a)·len(b)) table in Python), in
+    O(len(b)) big-integer steps (Crochemore et al. 2001): bit i of ``v`` is 0 where row i of
+    that table steps up, so the zeros among ``len(a)`` bits count the LCS.
+    """
+    matches: dict[str, int] = {}
+    for i, token in enumerate(a):
+        matches[token] = matches.get(token, 0) | 1 << i
+    ones = (1 << len(a)) - 1
+    v = ones
+    for token in b:
+        u = v & matches.get(token, 0)
+        v = ((v + u) | (v - u)) & ones
+    return len(a) - v.bit_count()
+
+
+def _rouge_l_per_mr(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
+    """pycocoevalcap's ``Rouge().compute_score`` per MR, line for line but with
+    :func:`lcs_length`: the best precision and the best recall over the references (each
+    may come from a different one), then F with beta 1.2."""
+    beta = 1.2
+    scores = []
+    for hyp, rs in zip(hyps, refs, strict=True):
+        tokens = hyp.split(" ")
+        lcs = [(lcs_length(r.split(" "), tokens), len(r.split(" "))) for r in rs]
+        prec = max(n / float(len(tokens)) for n, _ in lcs)
+        rec = max(n / float(length) for n, length in lcs)
+        if prec != 0 and rec != 0:
+            scores.append(((1 + beta**2) * prec * rec) / float(rec + beta**2 * prec))
+        else:
+            scores.append(0.0)
+    return np.array(scores)
+
+
+def _cider_counts(sentence: str, n: int = 4) -> dict[tuple[str, ...], int]:
+    """pycocoevalcap's ``precook``: the counts of a sentence's 1- to 4-grams."""
+    words = sentence.split()
+    counts: dict[tuple[str, ...], int] = {}
+    for k in range(1, n + 1):
+        for i in range(len(words) - k + 1):
+            gram = tuple(words[i : i + k])
+            counts[gram] = counts.get(gram, 0) + 1
+    return counts
+
+
+def _cider_vector(counts: dict, frequency: dict, ref_len: float, n: int = 4) -> tuple:
+    """pycocoevalcap's ``counts2vec``: tf-idf weights per n-gram order, their norms, and the
+    sentence's length (its bigram count, as there)."""
+    vec: list[dict] = [{} for _ in range(n)]
+    norm = [0.0] * n
+    length = 0
+    for ngram, term_freq in counts.items():
+        order = len(ngram) - 1
+        vec[order][ngram] = float(term_freq) * (
+            ref_len - np.log(max(1.0, frequency.get(ngram, 0.0)))
+        )
+        norm[order] += pow(vec[order][ngram], 2)
+        if order == 1:
+            length += term_freq
+    return vec, [np.sqrt(x) for x in norm], length
+
+
+@functools.lru_cache(maxsize=4)
+def _cider_references(refs: tuple[tuple[str, ...], ...]) -> tuple:
+    """What CIDEr needs of the references alone, kept for the next system scored against
+    them: n-gram document frequencies, ``log(#MRs)``, and every reference's vector."""
+    cooked = [[_cider_counts(r) for r in rs] for rs in refs]
+    frequency: dict[tuple[str, ...], float] = {}
+    for rs in cooked:
+        for ngram in {g for counts in rs for g in counts}:
+            frequency[ngram] = frequency.get(ngram, 0.0) + 1
+    ref_len = np.log(float(len(refs)))
+    vectors = [[_cider_vector(c, frequency, ref_len) for c in rs] for rs in cooked]
+    return frequency, ref_len, vectors
+
+
+def _cider_per_mr(
+    hyps: Sequence[str], refs: Sequence[Sequence[str]], sigma: float = 6.0
+) -> np.ndarray:
+    """pycocoevalcap's ``Cider().compute_score`` per MR, in its order of operations (so to
+    the last bit), with the references' half computed once (:func:`_cider_references`)."""
+    frequency, ref_len, ref_vectors = _cider_references(tuple(tuple(rs) for rs in refs))
+    scores = []
+    for hyp, vectors in zip(hyps, ref_vectors, strict=True):
+        vec, norm, length = _cider_vector(_cider_counts(hyp), frequency, ref_len)
+        score = np.array([0.0] * 4)
+        for vec_ref, norm_ref, length_ref in vectors:
+            delta = float(length - length_ref)
+            val = np.array([0.0] * 4)
+            for order in range(4):
+                for ngram in vec[order]:
+                    ref_weight = vec_ref[order].get(ngram, 0.0)
+                    val[order] += min(vec[order][ngram], ref_weight) * ref_weight
+                if norm[order] != 0 and norm_ref[order] != 0:
+                    val[order] /= norm[order] * norm_ref[order]
+                val[order] *= np.e ** (-(delta**2) / (2 * sigma**2))
+            score += val
+        scores.append(np.mean(score) / len(vectors) * 10.0)
+    return np.array(scores)
 
 
 def per_mr_scores(
@@ -772,17 +880,16 @@ def per_mr_scores(
     references, whatever the outputs). What a paired bootstrap over MRs resamples
     (:func:`lorabook.e2e.compare.paired_bootstrap_mean`).
 
+    The arrays are pycocoevalcap's ``Rouge`` and ``Cider`` per-MR scores, ported so that a
+    bootstrap over several systems does not redo the references' half each time, nor the
+    Python LCS table (the tests hold them equal to pycocoevalcap's on the reference vector).
+
     Returns:
         ``{"ROUGE_L": ..., "CIDEr": ...}``, one float per MR, as fractions (ROUGE-L) and as
         CIDEr is (up to about 10).
     """
     hyps, refs = _tokenized(hypotheses, references, tokenize)
-    gts, res = _coco_dicts(hyps, refs)
-    out = {}
-    for metric, (module, scorer) in PER_MR.items():
-        _, scores = getattr(_pycocoevalcap(module), scorer)().compute_score(gts, res)
-        out[metric] = np.asarray(scores, dtype=float)
-    return out
+    return {"ROUGE_L": _rouge_l_per_mr(hyps, refs), "CIDEr": _cider_per_mr(hyps, refs)}
 
 
 def meteor(
