@@ -91,6 +91,24 @@ def test_a_better_system_is_above_zero_and_swapping_negates():
     assert json.dumps(ab)  # plain numbers, ready for a record
 
 
+def test_the_same_pair_is_resampled_once_and_a_callers_change_stays_its_own(monkeypatch):
+    import lorabook.e2e.compare as compare
+
+    calls = []
+    real = compare.paired_differences
+    monkeypatch.setattr(
+        compare, "paired_differences", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    good, worse, refs = GOOD * 3, WORSE * 3, [list(r) for r in REFS * 3]  # lists, as callers pass
+    first = paired_bootstrap_bleu(good, worse, refs, samples=300, seed=7)
+    first["difference"] = 99.0  # the caller's copy
+    again = paired_bootstrap_bleu(list(good), list(worse), refs, samples=300, seed=7)
+    assert len(calls) == 1 and again["difference"] != 99.0
+    paired_bootstrap_bleu(good, worse, refs, samples=300, seed=8)  # another draw: computed
+    paired_bootstrap_bleu(good, worse[:-1] + [good[-1]], refs, samples=300, seed=7)  # other outputs
+    assert len(calls) == 3
+
+
 def test_outputs_of_other_mrs_are_refused():
     with pytest.raises(ValueError, match="4 and 3 outputs"):
         paired_bootstrap_bleu(GOOD, WORSE[:3], REFS)

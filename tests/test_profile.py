@@ -204,6 +204,25 @@ def test_adapter_width_meets_the_parameter_budget():
     assert abs(report["trainable"] - 5000) <= per_m / 2
 
 
+@pytest.mark.parametrize("kind", P.PAPER_ARCHITECTURES)
+def test_paper_architecture_is_its_config_on_the_meta_device(kind):
+    model = P.paper_architecture(kind)
+    config = P.paper_config(kind)
+    assert model.config.to_dict() == config.to_dict()
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    d, layers = config.hidden_size, config.num_hidden_layers
+    expected = {"roberta-base": (768, 12), "roberta-large": (1024, 24), "gpt2-medium": (1024, 24)}
+    expected |= {"gpt2-large": (1280, 36), "gpt3-175b": (12288, 96)}
+    assert (d, layers) == expected[kind]
+    # the attention and FFN weights of every layer are there: 12·d² each (bias, norms aside)
+    assert sum(p.numel() for p in model.parameters()) > 12 * d * d * layers
+
+
+def test_paper_config_names_the_known_architectures():
+    with pytest.raises(ValueError, match="known: roberta-base"):
+        P.paper_config("gpt-4")
+
+
 def test_unavailable_method_is_an_error_that_says_so():
     model, _ = P.build_model("tiny-llama")
     with pytest.raises(P.MethodUnavailable, match="bitfit"):

@@ -116,13 +116,10 @@ def roberta_base_config(**overrides: object):
 PAPER_ARCHITECTURES = ("roberta-base", "roberta-large", "gpt2-medium", "gpt2-large", "gpt3-175b")
 
 
-def paper_architecture(kind: str) -> nn.Module:
-    """One of the paper's models (:data:`PAPER_ARCHITECTURES`) with its shape, on the meta
-    device (no weights, no memory): for counting parameters. GPT-3 175B is built as a
-    GPT-2-style model with its shape (96 layers, d = 12288, 96 heads, 2048 positions: Table
-    2.1 of Brown et al., 2020)."""
-    import transformers as T
-
+def paper_config(kind: str):
+    """The configuration of one of the paper's models (:data:`PAPER_ARCHITECTURES`): its shape,
+    without building it. GPT-3 175B is a GPT-2-style configuration with its shape (96 layers,
+    d = 12288, 96 heads, 2048 positions: Table 2.1 of Brown et al., 2020)."""
     shapes = {
         "roberta-large": {
             "hidden_size": 1024,
@@ -135,10 +132,24 @@ def paper_architecture(kind: str) -> nn.Module:
     }
     if kind not in PAPER_ARCHITECTURES:
         raise ValueError(f"unknown architecture {kind!r}; known: {', '.join(PAPER_ARCHITECTURES)}")
-    with torch.device("meta"):
+    if kind.startswith("roberta"):
+        return roberta_base_config(**shapes.get(kind, {}))
+    return gpt2_medium_config(**shapes.get(kind, {}))
+
+
+def paper_architecture(kind: str) -> nn.Module:
+    """One of the paper's models (:data:`PAPER_ARCHITECTURES`, shaped by :func:`paper_config`)
+    on the meta device (no weights, no memory): for counting parameters. Its initialisation is
+    skipped (there is nothing to initialise on the meta device; GPT-3's 96 layers took seconds
+    of it)."""
+    import transformers as T
+    from transformers.initialization import no_init_weights
+
+    config = paper_config(kind)
+    with torch.device("meta"), no_init_weights():
         if kind.startswith("roberta"):
-            return T.RobertaModel(roberta_base_config(**shapes.get(kind, {})))
-        return T.GPT2Model(gpt2_medium_config(**shapes.get(kind, {})))
+            return T.RobertaModel(config)
+        return T.GPT2Model(config)
 
 
 def _tiny(arch: str) -> Callable[[], nn.Module]:

@@ -129,9 +129,9 @@ def _gpt3_lora_count(r: int | None = None) -> int:
     """W_q and W_v of every layer of GPT-3 175B's shape at rank r (default: the headline's):
     2·L̂·d·r."""
     from lorabook.inject import lora_param_count
-    from lorabook.profile import paper_architecture
+    from lorabook.profile import paper_config
 
-    config = paper_architecture("gpt3-175b").config
+    config = paper_config("gpt3-175b")
     rank = _headline_rank() if r is None else r
     return lora_param_count(2 * config.num_hidden_layers, config.hidden_size, rank)
 
@@ -165,7 +165,7 @@ def parameter_counts(results_dir: Path) -> Finding:
     model's shape, compared at the printed precision; a budget (Table 5's "18M") is not a
     count and is left out."""
     from lorabook.inject import lora_param_count
-    from lorabook.profile import paper_architecture
+    from lorabook.profile import paper_config
 
     counts = [c for c in paper.printed_lora_counts() if c["figure"] == "count"]
     unchecked = [
@@ -175,7 +175,7 @@ def parameter_counts(results_dir: Path) -> Finding:
     ]
     wrong = []
     for c in counts:
-        config = paper_architecture(c["model"]).config
+        config = paper_config(c["model"])
         formula = lora_param_count(2 * config.num_hidden_layers, config.hidden_size, c["r"])
         if not paper.rounds_to(formula, c["cell"]):
             wrong.append(f"{c['model']} r = {c['r']}: printed {c['cell']}, formula {formula:,}")

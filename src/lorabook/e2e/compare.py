@@ -19,6 +19,7 @@ CIDEr are shown beside it as a supplement, not as the rule.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,6 +52,21 @@ def paired_bootstrap_bleu(
     """
     if len(a) != len(b):
         raise ValueError(f"the two systems have {len(a)} and {len(b)} outputs: not the same MRs")
+    refs = tuple(tuple(r) for r in references)
+    return dict(_paired_bootstrap_bleu(tuple(a), tuple(b), refs, samples, seed, level))
+
+
+@functools.lru_cache(maxsize=64)
+def _paired_bootstrap_bleu(
+    a: tuple[str, ...],
+    b: tuple[str, ...],
+    references: tuple[tuple[str, ...], ...],
+    samples: int,
+    seed: int,
+    level: float,
+) -> dict:
+    """:func:`paired_bootstrap_bleu`, kept for the same inputs: chapter 7 asks for the pairs
+    chapter 4 does, twice (LoRA against FT, then against every method)."""
     stats_a = pymteval_bleu_statistics(a, references)
     stats_b = pymteval_bleu_statistics(b, references)
 
