@@ -671,11 +671,13 @@ def ptb_tokenize(texts: Sequence[str]) -> list[str]:
     java = find_java()
     if not texts:
         return []
-    return list(_ptb_run(java, str(jar), tuple(texts)))
+    return list(_ptb_run(java, str(jar), tuple(texts), frozenset(wrapper.PUNCTUATIONS)))
 
 
 @functools.lru_cache(maxsize=16)
-def _ptb_run(java: str, jar: str, texts: tuple[str, ...]) -> tuple[str, ...]:
+def _ptb_run(
+    java: str, jar: str, texts: tuple[str, ...], punctuation: frozenset[str]
+) -> tuple[str, ...]:
     """:func:`ptb_tokenize`'s Java run, kept for the next call with the same texts: every
     metric tokenises the test set's references again, and a JVM start costs seconds."""
     with tempfile.TemporaryDirectory(prefix="lorabook-ptb-") as tmp:
@@ -693,7 +695,6 @@ def _ptb_run(java: str, jar: str, texts: tuple[str, ...]) -> tuple[str, ...]:
         raise RuntimeError(
             f"the PTB tokenizer returned {len(lines)} lines for {len(texts)} sentences"
         )
-    punctuation = _pycocoevalcap("tokenizer.ptbtokenizer").PUNCTUATIONS
     return tuple(
         " ".join(w for w in line.rstrip().split(" ") if w not in punctuation)
         for line in lines[: len(texts)]
