@@ -72,6 +72,27 @@ def test_table2_waits_for_the_head_and_for_all_three_seeds(tmp_path, campaign):
     assert (TASK, "ft") not in fr.seed_records(results)
 
 
+def test_the_larger_adapter_sits_beside_its_size_matched_twin_at_the_twins_budget(campaign):
+    results, _ = campaign
+    assert fr.larger_adapters(results / "none") == []  # no head stage: nothing is decided
+    epochs = fc.presets.FULL_START_EPOCHS["adapter_h"]
+    twin = Job("long", TASK, "adapter_h", 0, epochs=epochs, pooling="cls")
+    write_record(twin, results, 2, params={"trainable": 78_432})  # peaked: the budget is set
+    assert fr.larger_adapters(results) == []  # the larger run has not finished
+    size = fc.LARGER_ADAPTER_SIZE
+    larger = Job("seeds", TASK, "adapter_h", 0, epochs, "cls", adapter_size=size)
+    write_record(larger, results, 3, params={"trainable": 600_000})
+    orphan = Job("seeds", TASK, "adapter_p", 0, epochs, "cls", adapter_size=size)
+    write_record(orphan, results, 3, params={"trainable": 600_000})  # its twin set no budget
+    (row,) = fr.larger_adapters(results)
+    assert (row["task"], row["method"], row["epochs"]) == (TASK, "adapter_h", epochs)
+    assert row["larger"] == pytest.approx(50.3) and row["matched"] == pytest.approx(50.2)
+    assert row["larger − matched"] == pytest.approx(0.1)
+    assert (row["larger epoch"], row["matched epoch"]) == (3, 2)
+    assert (row["larger trainable"], row["matched trainable"]) == (600_000, 78_432)
+    assert larger.plan(results).paths.key != twin.plan(results).paths.key
+
+
 @pytest.mark.parametrize(
     ("lora", "ft", "expected"),
     [

@@ -68,6 +68,53 @@ def seed_records(
     return out
 
 
+def larger_adapters(
+    results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
+) -> list[dict]:
+    """The adapters at the ``cpu`` preset's size (m = :data:`~fc.LARGER_ADAPTER_SIZE`), seed
+    0, beside the same adapter at LoRA's size: one row per finished larger run, in task order.
+
+    Each larger run trains at the budget its size-matched twin's long run set, with that run's
+    seed, so the two differ in the bottleneck alone (the twin is the long run whose end decided
+    the budget). Rows: ``task``, ``method``, ``epochs``, ``larger`` and ``matched`` (best dev
+    score ×100), ``larger − matched``, ``larger epoch`` and ``matched epoch`` (the best
+    epochs), ``larger trainable`` and ``matched trainable`` (parameters, the head excluded)."""
+    from lorabook.cli import SettingsError
+
+    try:
+        pooling = fc._pooling(results_dir, model)
+    except SettingsError:
+        return []
+    decided = fc.budgets(pooling, results_dir, model)
+    rows = []
+    for task in fc.TASKS:
+        for method in fc.presets.FULL_ADAPTER_SIZE:
+            if (task, method) not in decided:
+                continue
+            epochs = decided[(task, method)]
+            size = fc.LARGER_ADAPTER_SIZE
+            larger = fc.Job("seeds", task, method, 0, epochs, pooling, adapter_size=size)
+            matched = fc.Job("long", task, method, 0, epochs=epochs, pooling=pooling)
+            big, twin = (job.plan(results_dir, model).paths.finished() for job in (larger, matched))
+            if not big:
+                continue
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "epochs": epochs,
+                    "larger": score(big),
+                    "matched": score(twin),
+                    "larger − matched": score(big) - score(twin),
+                    "larger epoch": big["best_epoch"],
+                    "matched epoch": twin["best_epoch"],
+                    "larger trainable": big["params"]["trainable"],
+                    "matched trainable": twin["params"]["trainable"],
+                }
+            )
+    return rows
+
+
 def table2(found: Mapping[tuple[str, str], Sequence[dict]], epoch: str = "best") -> list[dict]:
     """One row per (method, task): the median, min and max of the seeds' best dev scores
     (×100; ``epoch="last"``: their last epoch's, see :func:`~lorabook.glue.report.score`),
