@@ -313,7 +313,7 @@ print(lora_param_count(n_matrices=24, d_model=768, r=8))
 
 
 # %%
-from lorabook.profile import paper_architecture  # the shapes, on the meta device
+from lorabook.profile import paper_architecture, paper_config  # shapes; models on meta
 
 # The paper's printed LoRA counts (the transcription's cells, e.g. "0.35M"), each with its
 # model, rank and source: lorabook.paper.printed_lora_counts
@@ -415,7 +415,7 @@ for rank, row in gpt3.iterrows():
 for kind in ("gpt2-medium", "gpt2-large"):
     printed = counts.loc[(kind, 4)]  # the paper's Table 3 cell, and its rounding
     digits = int(printed["decimals"])
-    cfg = paper_architecture(kind).config
+    cfg = paper_config(kind)
     hits = [
         (per_layer, rank)
         for per_layer in range(1, 5)

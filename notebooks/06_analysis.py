@@ -502,9 +502,9 @@ else:
 
 # %% tags=["hide-input"]
 from lorabook import verdict
-from lorabook.profile import paper_architecture
+from lorabook.profile import paper_config
 
-gpt3 = paper_architecture("gpt3-175b").config
+gpt3 = paper_config("gpt3-175b")
 say(
     f"GPT-3 175B: {gpt3.num_hidden_layers} layers of width {gpt3.hidden_size:,}; MiniLM: "
     f"{base.config.num_hidden_layers} layers of width {base.config.hidden_size}. Two random "
