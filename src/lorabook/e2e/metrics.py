@@ -860,15 +860,17 @@ def _cider_per_mr(
         score = np.array([0.0] * 4)
         for vec_ref, norm_ref, length_ref in vectors:
             delta = float(length - length_ref)
-            val = np.array([0.0] * 4)
+            penalty = np.e ** (-(delta**2) / (2 * sigma**2))
+            val = []  # in Python floats: the same IEEE doubles as its numpy array, sooner
             for order in range(4):
-                for ngram in vec[order]:
-                    ref_weight = vec_ref[order].get(ngram, 0.0)
-                    val[order] += min(vec[order][ngram], ref_weight) * ref_weight
+                ref_order, total = vec_ref[order], 0.0
+                for ngram, weight in vec[order].items():
+                    ref_weight = ref_order.get(ngram, 0.0)
+                    total += min(weight, ref_weight) * ref_weight
                 if norm[order] != 0 and norm_ref[order] != 0:
-                    val[order] /= norm[order] * norm_ref[order]
-                val[order] *= np.e ** (-(delta**2) / (2 * sigma**2))
-            score += val
+                    total /= norm[order] * norm_ref[order]
+                val.append(total * penalty)
+            score += np.array(val)
         scores.append(np.mean(score) / len(vectors) * 10.0)
     return np.array(scores)
 
