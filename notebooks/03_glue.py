@@ -850,6 +850,7 @@ else:
     budgets_shown["budget"] = budgets_shown["budget"].astype("Int64")  # empty while open
     display(budgets_shown.set_index(["task", "method"]).style.format(na_rep="open"))
     display(Markdown(full_report.rate_reading(curves, FULL_NAMES)))
+    display(Markdown(full_report.doubling_reading(curves, FULL_NAMES)))
     display(Markdown(full_report.fit_reading(picks, curves, FULL_NAMES)))  # picks: 3.2's sweep
 
 found_full = full_report.seed_records(results_dir)

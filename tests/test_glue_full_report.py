@@ -249,12 +249,53 @@ def test_the_rate_reading_names_capped_and_doubled_budgets(campaign):
     rows = {r["method"]: r for r in fr.budget_rows(curves)}
     assert rows["lora"]["budget"] == fc.presets.FULL_START_EPOCHS["lora"]
     assert rows["bitfit"]["capped"] and rows["bitfit"]["budget"] == start * 4
-    assert rows["bitfit"]["long runs (epochs: best epoch)"].count(":") == 3
+    assert rows["bitfit"]["long runs (epochs: best at epoch)"].count(":") == 3
+    first_run = f"{start}: {50 + 0.1 * start:.1f} at {start}"  # the stand-in curve's peak
+    assert rows["bitfit"]["long runs (epochs: best at epoch)"].startswith(first_run)
     reading = fr.rate_reading(curves)
     assert "1 never peaked" in reading and f"bitfit on {TASK}" in reading
     assert "lower bound" in reading and "keeps the rate" not in reading
     del curves[(TASK, "bitfit")]
     assert "keeps the rate of the MRPC sweep" in fr.rate_reading(curves)
+
+
+def test_the_doubling_reading_names_a_longer_run_that_scored_lower(campaign):
+    results, set_scores = campaign
+    assert "No long run needed a doubling" in fr.doubling_reading({})
+    set_scores("lora", [300, 310, 320])  # peaked in its first run
+    start = fc.presets.FULL_START_EPOCHS["bitfit"]
+    for k in range(2):  # best at the last epoch, then higher when doubled: no loss
+        job = Job("long", TASK, "bitfit", 0, epochs=start * 2**k, pooling="cls")
+        write_record(job, results, start * 2**k - (k * start // 2))
+    reading = fr.doubling_reading(fr.long_curves(results), {"bitfit": "BitFit"})
+    assert "1 budget needed a doubling (BitFit)" in reading and "lora" in reading
+    assert "at least as high" in reading
+    start = fc.presets.FULL_START_EPOCHS["adapter_h"]  # best at its end, then early: lower
+    write_record(Job("long", TASK, "adapter_h", 0, epochs=start, pooling="cls"), results, start)
+    write_record(Job("long", TASK, "adapter_h", 0, epochs=2 * start, pooling="cls"), results, 2)
+    reading = fr.doubling_reading(fr.long_curves(results))
+    assert "On 1 of them seed 0's run at the budget scored below a shorter one" in reading
+    shorter, longer = f"{start} epochs {50 + 0.1 * start:.1f}", f"{2 * start} epochs 50.2"
+    assert f"adapter_h on {TASK} ({shorter}, then {longer})" in reading
+    assert "bitfit on" not in reading.split("scored below")[1]
+
+
+def test_a_dip_in_the_middle_run_is_not_a_loss_when_the_budgets_run_scores_higher(campaign):
+    """MRPC's BitFit: 20 epochs 82.1, 40 epochs 81.4 (still rising at its end), 80 epochs 82.4
+    (peaked): the budget's run scored above every shorter one, so nothing is lost."""
+    results, _ = campaign
+    start = fc.presets.FULL_START_EPOCHS["bitfit"]
+    jobs = [Job("long", TASK, "bitfit", 0, epochs=start * 2**k, pooling="cls") for k in range(3)]
+    for job, best in zip(jobs, (start, 2 * start, 2 * start), strict=True):
+        write_record(job, results, best)  # last epoch, last epoch, then peaked at half
+    middle = jobs[1].plan(results).paths.record
+    record = json.loads(middle.read_text())
+    for epoch in record["epochs"]:
+        epoch[record["metric"]] -= 0.05  # the doubled run scores lower than the first
+    middle.write_text(json.dumps(record))
+    (found,) = fr.long_curves(results).values()
+    assert [run["epochs"] for run in found["runs"]] == [start, 2 * start, 4 * start]
+    assert "at least as high" in fr.doubling_reading(fr.long_curves(results))
 
 
 def test_the_fit_reading_asks_whether_a_higher_swept_rate_fit_faster():

@@ -387,20 +387,64 @@ def long_curves(
 
 
 def budget_rows(curves: Mapping[tuple[str, str], dict]) -> list[dict]:
-    """Per (task, method) of :func:`long_curves`: the long runs' lengths with their best
-    epochs (``"20: 17, 40: 31"``), the budget the rule set and whether it was capped."""
+    """Per (task, method) of :func:`long_curves`: the long runs' lengths with their best dev
+    scores and best epochs (``"20: 80.6 at 20, 40: 79.2 at 7"``), the budget the rule set and
+    whether it was capped."""
     return [
         {
             "task": task,
             "method": method,
-            "long runs (epochs: best epoch)": ", ".join(
-                f"{run['epochs']}: {run['best_epoch']}" for run in found["runs"]
+            "long runs (epochs: best at epoch)": ", ".join(
+                f"{run['epochs']}: {max(run['scores']):.1f} at {run['best_epoch']}"
+                for run in found["runs"]
             ),
             "budget": found["budget"],
             "capped": found["capped"],
         }
         for (task, method), found in curves.items()
     ]
+
+
+def doubling_reading(
+    curves: Mapping[tuple[str, str], dict], names: Mapping[str, str] | None = None
+) -> str:
+    """What the doublings did to seed 0's score: for each (task, method) whose long runs
+    needed one, whether the longer run's best dev score is below the shorter one's. The rule
+    sets the budget where a run has peaked, not where it scored best, and a doubled budget
+    stretches the learning-rate schedule rather than continuing the shorter run; where the
+    budget's run (the last) scored below an earlier, shorter one, that method's seeds (all
+    run at the budget) are read below what the shorter budget gave seed 0. ``names``: as
+    :func:`rate_reading`'s."""
+    name = dict(names or {})
+    doubled = {pair: found for pair, found in curves.items() if len(found["runs"]) > 1}
+    if not doubled:
+        return "No long run needed a doubling: every budget is a method's first run."
+    lower = []
+    for (task, method), found in doubled.items():
+        best = [max(run["scores"]) for run in found["runs"]]
+        if best[-1] < max(best[:-1]):  # the budget's run (the last) below an earlier one
+            steps = ", then ".join(
+                f"{run['epochs']} epochs {b:.1f}"
+                for run, b in zip(found["runs"], best, strict=True)
+            )
+            lower.append(f"{name.get(method, method)} on {task} ({steps})")
+    methods = sorted({name.get(m, m) for _, m in doubled})
+    first = sorted({name.get(m, m) for (_, m) in curves} - set(methods))
+    said = (
+        f"{len(doubled)} budget{'s' if len(doubled) != 1 else ''} needed a doubling "
+        f"({', '.join(methods)}); "
+        + (f"{', '.join(first)} peaked in their first runs everywhere. " if first else "")
+    )
+    if not lower:
+        return said + "Every doubled run scored at least as high as the run it doubled."
+    return (
+        said
+        + f"On {len(lower)} of them seed 0's run at the budget scored below a shorter one: "
+        + "; ".join(lower)
+        + ". The rule keeps the budget where a run peaked, not where it scored best, so these "
+        "methods' seeds are read at the longer budget; had the shorter one been kept, seed 0 "
+        "would score higher there by the difference shown."
+    )
 
 
 def rate_reading(
