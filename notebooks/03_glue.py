@@ -992,7 +992,7 @@ else:
 # FT's on every task (the ratios above). With $r = 8$ on $W_q$ and $W_v$, LoRA trains 0.3% of
 # MiniLM's weights, and on these tasks that fits less than FT does. What this campaign does
 # not vary is the rank, the targets and LoRA's learning rate (swept on MRPC in the `cpu`
-# configuration: the first of the three points below; there the higher rate fit MRPC's
+# configuration: the first of the four points below; there the higher rate fit MRPC's
 # training set faster and scored lower on dev, printed above, so a faster fit alone did not
 # buy a better score); chapter 6's Section 7 runs vary the rank and the targets on SST-2 and
 # STS-B.
