@@ -43,17 +43,29 @@ ON_PAR_MARGIN = 1.0  # points: how far LoRA's median may trail FT's and still be
 BASELINES = ("bitfit", "adapter_h", "adapter_p")
 
 
+def _picked_pooling(results_dir: str | Path, model: str) -> str | None:
+    """The head stage's pick, or ``None`` while it has runs to go."""
+    from lorabook.cli import SettingsError
+
+    try:
+        return fc._pooling(results_dir, model)
+    except SettingsError:
+        return None
+
+
+def doubled(curves: Mapping[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
+    """The (task, method) pairs of :func:`long_curves` whose long runs needed a doubling."""
+    return {pair: found for pair, found in curves.items() if len(found["runs"]) > 1}
+
+
 def seed_records(
     results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
 ) -> dict[tuple[str, str], list[dict]]:
     """(task, method) -> its records of seeds 0, 1 and 2 at its budget, for the pairs whose
     three have finished (seed 0: the long run that set the budget), each with ``_path``.
     Empty while the head stage has not picked a read-out."""
-    from lorabook.cli import SettingsError
-
-    try:
-        pooling = fc._pooling(results_dir, model)
-    except SettingsError:
+    pooling = _picked_pooling(results_dir, model)
+    if pooling is None:
         return {}
     out = {}
     for (task, method), epochs in fc.budgets(pooling, results_dir, model).items():
@@ -79,11 +91,8 @@ def larger_adapters(
     the budget). Rows: ``task``, ``method``, ``epochs``, ``larger`` and ``matched`` (best dev
     score ×100), ``larger − matched``, ``larger epoch`` and ``matched epoch`` (the best
     epochs), ``larger trainable`` and ``matched trainable`` (parameters, the head excluded)."""
-    from lorabook.cli import SettingsError
-
-    try:
-        pooling = fc._pooling(results_dir, model)
-    except SettingsError:
+    pooling = _picked_pooling(results_dir, model)
+    if pooling is None:
         return []
     decided = fc.budgets(pooling, results_dir, model)
     rows = []
@@ -355,11 +364,8 @@ def long_curves(
 ) -> dict[tuple[str, str], dict]:
     """(task, method) -> the long stage's finished runs: per run its epochs, the dev score
     by epoch (×100) and its best epoch, and the budget the rule set (``None`` while open)."""
-    from lorabook.cli import SettingsError
-
-    try:
-        pooling = fc._pooling(results_dir, model)
-    except SettingsError:
+    pooling = _picked_pooling(results_dir, model)
+    if pooling is None:
         return {}
     out = {}
     for task in fc.TASKS:
@@ -416,11 +422,11 @@ def doubling_reading(
     run at the budget) are read below what the shorter budget gave seed 0. ``names``: as
     :func:`rate_reading`'s."""
     name = dict(names or {})
-    doubled = {pair: found for pair, found in curves.items() if len(found["runs"]) > 1}
-    if not doubled:
+    twice = doubled(curves)
+    if not twice:
         return "No long run needed a doubling: every budget is a method's first run."
     lower = []
-    for (task, method), found in doubled.items():
+    for (task, method), found in twice.items():
         best = [max(run["scores"]) for run in found["runs"]]
         if best[-1] < max(best[:-1]):  # the budget's run (the last) below an earlier one
             steps = ", then ".join(
@@ -428,10 +434,10 @@ def doubling_reading(
                 for run, b in zip(found["runs"], best, strict=True)
             )
             lower.append(f"{name.get(method, method)} on {task} ({steps})")
-    methods = sorted({name.get(m, m) for _, m in doubled})
+    methods = sorted({name.get(m, m) for _, m in twice})
     first = sorted({name.get(m, m) for (_, m) in curves} - set(methods))
     said = (
-        f"{len(doubled)} budget{'s' if len(doubled) != 1 else ''} needed a doubling "
+        f"{len(twice)} budget{'s' if len(twice) != 1 else ''} needed a doubling "
         f"({', '.join(methods)}); "
         + (f"{', '.join(first)} peaked in their first runs everywhere. " if first else "")
     )
@@ -462,9 +468,7 @@ def rate_reading(
         return "No budget is decided yet: nothing to say of the learning rates."
     name = dict(names or {})
     capped = [f"{name.get(m, m)} on {t}" for (t, m), found in decided.items() if found["capped"]]
-    doubled = [
-        f"{name.get(m, m)} on {t}" for (t, m), found in decided.items() if len(found["runs"]) > 1
-    ]
+    longer = [f"{name.get(m, m)} on {t}" for t, m in doubled(decided)]
     open_pairs = len(fc.TASKS) * len(fc.METHODS) - len(decided)
     head = (
         f"Of {len(decided)} decided budgets"
@@ -483,8 +487,8 @@ def rate_reading(
             "every one peaked within the rule's doublings, so no method shows a rate too low "
             "to converge, and every method keeps the rate of the MRPC sweep."
         )
-    if doubled:
-        held += f" The runs that needed a doubling: {', '.join(doubled)}."
+    if longer:
+        held += f" The runs that needed a doubling: {', '.join(longer)}."
     return (
         head
         + held
@@ -507,7 +511,7 @@ def fit_reading(
     proof); if one did, it scored lower on dev there, which is why the sweep did not pick
     it."""
     name = dict(names or {})
-    slow = sorted({m for (_, m), found in curves.items() if len(found["runs"]) > 1})
+    slow = sorted({m for _, m in doubled(curves)})
     lines = []
     for method in slow:
         pick = picks.get(method, {})
