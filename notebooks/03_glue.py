@@ -815,6 +815,8 @@ epochs_at = ["cls epoch", "mean epoch"]
 head[epochs_at] = head[epochs_at].astype("Int64")  # the best epoch, of "epochs"
 display(head.set_index(["task", "method"]).style.format(precision=2, na_rep=""))
 display(Markdown(full_report.head_sentence(results_dir)))
+picked_head = full_campaign.pick_pooling(results_dir).get("pooling")
+assert picked_head in (None, "mean"), "3.10's prose says the head stage picked mean pooling"
 
 # %% [markdown]
 # The long runs that set each budget (dev score by epoch; the budget's run is the table's
@@ -1065,10 +1067,12 @@ else:
 #   (bottleneck 64), and reused at LoRA's; Pfeiffer's AdapterP, which the `cpu` runs do not
 #   have, takes the rate swept for the FFN-only adapter. What the long runs and the sweep's
 #   training losses can say of it is printed under the budgets above.
-# - **The trained head.** With [CLS], every method also trains BERT's pooler and the
-#   classifier, more parameters than LoRA itself; as in the paper, they are not counted. In
-#   Section 7's cells (chapter 6) a head that large may absorb part of the adaptation and
-#   flatten the differences between cells; with mean pooling the head is the classifier only.
+# - **The trained head.** Every method also trains the head that reads the encoder out, and
+#   as in the paper it is not counted. The head stage picked mean pooling, so the head is the
+#   classifier alone (one linear layer on the 384-wide mean: 385 parameters a class), small
+#   beside every method's trainable parameters, and Section 7's cells (chapter 6) read out the
+#   same way. [CLS] would have trained BERT's pooler too (a 384 × 384 layer, more parameters
+#   than LoRA itself), a head large enough to absorb part of the adaptation.
 # - **Best epoch of more evaluations.** Each seed is reported at its best dev epoch, as Table
 #   2 is, and a longer budget evaluates more epochs; the maximum of more noisy evaluations is
 #   more optimistic, which favours the methods with longer budgets (most on RTE and MRPC, the
