@@ -112,7 +112,7 @@ if mode == "paper":  # on a GPU with the hub: the paper's settings, FT and LoRA,
 # and CoLA and on a seeded 10,000-example part of SST-2's 67,349 {cite}`wang2019glue`
 # (budget: SST-2's whole set would cost more than the four others together), with sequences
 # up to 128 tokens, batches of 16 padded to their longest example and grouped by length.
-# The preset now trains in bf16 where the CPU computes it natively (issue 17); every `cpu`
+# The preset now trains in bf16 where the CPU computes it natively; every `cpu`
 # run of this chapter (3.2 to 3.9) was made before that, in fp32, and the campaign keeps it
 # so (`campaign.RECORDED_IN`: its jobs pass `--mixed-precision no`); the `full` campaign of
 # 3.10 trains in bf16.
@@ -554,7 +554,8 @@ pd.DataFrame(
 
 # %% [markdown]
 # What it cost: the plan's estimate for each part (`python -m lorabook.glue.campaign plan`,
-# from the measured tokens per second of one worker) and the training time its finished
+# from the measured tokens per second of one worker, a training process on one core; a
+# worker-hour is one such process for an hour) and the training time its finished
 # records spent, summed over epochs; evaluating the dev set after each epoch comes on top.
 
 # %% tags=["hide-input"]
@@ -821,10 +822,10 @@ assert picked_head in (None, "mean"), "3.10's prose says the head stage picked m
 # %% [markdown]
 # The long runs that set each budget (dev score by epoch; the budget's run is the table's
 # seed 0), the budgets they set (each run's length and best epoch), what they can say of the
-# learning rates (the issue's rule: the MRPC sweep's rates stay unless a long run shows a
-# method held back by its rate; for a method slow to peak, we also ask the sweep whether its
-# higher rates fit the training set faster), and, once a (task, method) has its three seeds,
-# Table 2 over seeds with both claims judged per task:
+# learning rates (the rule set before the runs: the MRPC sweep's rates stay unless a long
+# run shows a method held back by its rate; for a method slow to peak, we also ask the sweep
+# whether its higher rates fit the training set faster), and, once a (task, method) has its
+# three seeds, Table 2 over seeds with both claims judged per task:
 
 # %% tags=["hide-input"]
 curves = full_report.long_curves(results_dir)

@@ -275,7 +275,7 @@ pd.DataFrame([settings_row(p, m) for p in ("paper", "cpu") for m in ("lora", "ft
 # the book builds): for each method the newest record decoded as the preset decodes today
 # (`report.preset_records`); a missing one is named with the command that makes it. In
 # `paper` mode it runs (or reuses) GPT-2 medium's. The `cpu` runs here trained in fp32: they
-# were made before the preset's default became bf16 where the CPU has it natively (issue 17),
+# were made before the preset's default became bf16 where the CPU has it natively,
 # so the chapter reads the preset's records in fp32 (`--mixed-precision no`), and a `cpu` run
 # made since in bf16 does not take their place.
 
@@ -577,10 +577,10 @@ if {"lora", "ft"} <= set(scored):
 #    round each, seed 0; per method the rate with the lowest dev loss.
 # 2. **Pilot**: LoRA and FT at their picked rates, continuing the sweep's round, until the dev
 #    loss improves by less than 1% over two rounds (half an epoch), or the cap of one epoch.
-#    No cap fits the issue's budget of about 40 worker-hours: one epoch is the *least* at
-#    which the stop rule can apply at all (at rounds 3 and 4) and every training row is seen
-#    once (the module's docstring gives the arithmetic). With a window of two rounds and a cap
-#    of four, the rule can only stop a pilot at round 3 or 4.
+#    No cap fits the budget set for it, about 40 worker-hours (one core for an hour each):
+#    one epoch is the *least* at which the stop rule can apply at all (at rounds 3 and 4) and
+#    every training row is seen once (the module's docstring gives the arithmetic). With a
+#    window of two rounds and a cap of four, the rule can only stop a pilot at round 3 or 4.
 # 3. **Runs**: every method at the longer pilot's number of rounds, LoRA and FT with three
 #    seeds, FT-Top2, AdapterL and PreLayer with one; each decodes the test set with the
 #    weights of its lowest dev loss.

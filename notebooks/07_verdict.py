@@ -12,12 +12,15 @@
 # ---
 
 # %% [markdown]
-# # 7. Verdict: every claim, and what this book found
+# # 7. Verdict: the paper's claims, and what this book found
 #
 # The paper {cite}`hu2021lora` makes claims of three kinds: **arithmetic** on its models'
 # shapes (how many parameters LoRA trains, how large a checkpoint is), **measurements** of
 # cost (memory, throughput, latency) and **results** of training (GLUE, E2E, and the analysis
-# of Section 7). This chapter sets every one of them beside the book's evidence, in one table.
+# of Section 7). This chapter sets its headline claims and the claims of the tables this
+# book reproduces (Tables 1 to 7 and Section 7's figures) beside the book's evidence, in one
+# table. The rest of the paper (WebNLG and DART among it) is not tested here, and chapter
+# 6.5's look at Table 18 is a reading, not a verdict.
 #
 # Every row is computed by `lorabook.verdict` from the committed records when the book is
 # built: the claim with the paper's number (read from the transcription of its tables), our
@@ -29,7 +32,7 @@
 # | reproduced | our evidence meets the claim by its rule |
 # | partly | part of the claim holds (the row says which) |
 # | not reproduced | our evidence goes against the claim |
-# | not testable here | it needs what this machine does not have (GPT-3 175B, GPUs) |
+# | not testable here | beyond this machine (GPT-3 175B, GPUs), or beyond our runs' noise |
 # | pending | the runs that decide it are planned and have not finished |
 #
 # The results are those of the stand-ins (MiniLM-L6 for RoBERTa, SmolLM2-135M for GPT-2)
@@ -149,8 +152,10 @@ assert all(by_key[k] == "not testable here" for k in at_scale), by_key
 #   follow from GPT-3's shape; of the printed LoRA counts, the GPT-2 ones do not follow from
 #   the paper's own formula, as chapter 1 shows.
 # - **Claims about GPT-3 175B on GPUs are not testable here**: its memory, its throughput and
-#   its quality (Table 4). Their rows still show what the same measurements give on the
-#   stand-ins on a CPU, unjudged: a CPU's balance of compute and memory traffic is not a GPU's.
+#   its quality (Table 4). The memory and throughput rows still show what the same
+#   measurements give on the stand-ins on a CPU, unjudged: a CPU's balance of compute and
+#   memory traffic is not a GPU's. Quality at that scale has no stand-in here; the GLUE and
+#   E2E rows test the claim on the stand-ins.
 # - **Latency is measured, on a CPU**: merged LoRA against the base, and the adapters that
 #   Table 1 sets against it.
 # - **The quality claims are the ones the campaigns exist for.** Where the `full` campaigns

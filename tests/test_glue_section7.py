@@ -172,6 +172,27 @@ def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
     write_all(single_best=8)  # a single matrix now scores 50.8, above 50.5 (and peaked)
     found = verdict.section7_tables(decided)
     assert found.verdict == "partly" and "(2 of 4 parts hold)" in found.evidence
+    assert "untested" not in found.evidence
+
+
+def test_a_table_whose_cells_differ_less_than_their_seeds_decides_nothing(decided):
+    cells = fc.section7_cells(
+        {(t, "lora"): EPOCHS for t in fc.SECTION7_TASKS}, "cls", every_seed=True
+    )
+    for _, job in cells:  # every cell's median 50.5, its seeds 50.4 to 50.6
+        write_record(job, decided, {0: 4, 1: 6, 2: 5}[job.seed])
+    found = verdict.section7_tables(decided)
+    assert found.verdict == "not testable here", found.evidence
+    assert "(0 of 4 parts hold, 4 untested)" in found.evidence
+    task = fc.SECTION7_TASKS[0]  # one task's Table 6 cells now apart: W_q alone far lower
+    for _, job in cells:
+        if job.task == task and job.lora_targets == ("q",) and job.lora_r != 8:  # not Table 5's
+            write_record(job, decided, 1)  # 50.1: 0.4 below the rest, whose seeds span 0.2
+    found = verdict.section7_tables(decided)
+    apart = section7.separation(section7.cell_records(decided), "Table 6")
+    assert {r["task"]: r["separates"] for r in apart} == {t: t == task for t in fc.SECTION7_TASKS}
+    assert found.verdict == "partly", found.evidence
+    assert "(1 of 4 parts hold, 3 untested)" in found.evidence
 
 
 # --- the verdict's Section 7 parts (Figures 3 and 4 at r = 64, Table 7's two ranks) ----------

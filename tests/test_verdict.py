@@ -254,15 +254,15 @@ def test_the_e2e_others_row_names_the_methods_still_to_come(monkeypatch, tmp_pat
     rows = [{"versus": "adapter_l", "metric": "BLEU", "verdict": "above"}]
     monkeypatch.setattr(e2e_verdict, "verdicts", lambda found, root: rows)
     row = verdict.e2e_vs_others(tmp_path)
-    assert row.verdict == "pending" and "so far: vs adapter_l: above" in row.evidence
+    assert row.verdict == "pending" and "so far: vs AdapterL: above" in row.evidence
     assert "FT-Top2 0 of 1" in row.pending and "PreLayer 0 of 1" in row.pending
     assert "AdapterL" not in row.pending and "LoRA" not in row.pending
     found.update(ft_top2=[record], prefix=[record])
     for method in ("ft_top2", "prefix"):
         rows.append({"versus": method, "metric": "BLEU", "verdict": "not separable"})
     row = verdict.e2e_vs_others(tmp_path)
-    assert (row.verdict, row.pending) == ("partly", "") and "above on adapter_l" in row.why
-    assert "on par on ft_top2, prefix" in row.why
+    assert (row.verdict, row.pending) == ("partly", "") and "above on AdapterL" in row.why
+    assert "on par on FT-Top2, PreLayer" in row.why
 
 
 def test_the_readme_figure_is_drawn_from_todays_records():

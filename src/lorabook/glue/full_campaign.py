@@ -714,17 +714,19 @@ def _plan(
     every = section7_jobs(assumed, epochs7, pooling, every_seed=True, longer=longer)
     extra = [j for j in every if j not in section7]
     said = ", ".join(f"{t} {n}" for (t, _), n in known.items()) or "none decided yet"
-    note = f"{len(section7)} runs, ~{_hours(section7, speeds):.1f} worker-hours (issue 19's aim: "
-    note += f"~{SECTION7_AIM_HOURS}; cells that are another stage's runs counted there) at "
+    note = f"{len(section7)} runs, ~{_hours(section7, speeds):.1f} worker-hours (the budget "
+    note += f"set for them: ~{SECTION7_AIM_HOURS}; cells that are another stage's runs counted "
+    note += "there) at "
     undecided = "; undecided: LoRA's budget" * any((t, "lora") not in known for t in SECTION7_TASKS)
     note += f"Section 7's epochs ({said}{undecided}), {len(longer)} cells "
-    note += f"doubled; three seeds in every Table 6 cell: {len(extra)} runs more, "
-    note += f"+{_hours(extra, speeds):.1f} h"
+    note += f"doubled; three seeds in every Table 6 cell (not planned) would be {len(extra)} "
+    note += f"runs more, +{_hours(extra, speeds):.1f} h"
     stages["section7"] = (rows(section7, known=known), note)
     jobs = {"head": head, "long": long, "seeds": seeds, "section7": section7}
     lines = [
-        f"`all` takes its jobs in these steps' order (the issues' aims: ~{GLUE_AIM_HOURS} + "
-        f"~{SECTION7_AIM_HOURS} worker-hours; waiting runs at the starting epochs)"
+        f"`all` takes its jobs in these steps' order (the budgets set: ~{GLUE_AIM_HOURS} "
+        f"worker-hours for Table 2's runs + ~{SECTION7_AIM_HOURS} for Section 7's; waiting "
+        "runs at the starting epochs)"
     ]
     lines += [
         f"  {r['step']}. {r['stage'] + ':':<9} {r['runs']:<42} {r['jobs']:>3} runs, "

@@ -410,7 +410,8 @@ def bootstrap_records(a: Mapping, b: Mapping, **kwargs: object) -> dict:
             raise ValueError(
                 f"record {name} ({record.get('task')} {record.get('method')} seed "
                 f"{record.get('seed')}) keeps no per-example dev predictions (records made "
-                "before issue 20 do not): run it again with today's code to compare by bootstrap"
+                "before the full campaign's code do not): run it again with today's code to "
+                "compare by bootstrap"
             )
     if a["task"] != b["task"] or a["dev_predictions"]["labels"] != b["dev_predictions"]["labels"]:
         raise ValueError(

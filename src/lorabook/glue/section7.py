@@ -98,10 +98,11 @@ def separation(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
     (max − min) over the seeds of any cell with two or more; ``separates``: the gap exceeds
     that range (``None`` while no cell has two seeds).
 
-    SST-2 and STS-B (chosen because the runs train them stably) separate methods least of
-    the five tasks, so "a low rank suffices" is easy to pass there: a reader needs to see
-    whether the table's cells differ by more than its seeds do before reading an order into
-    them."""
+    SST-2 and STS-B were chosen because their seeds moved least in the ``cpu`` runs, but
+    their cells may differ little too, and then "a low rank suffices" passes without being
+    tested: a reader needs to see whether the table's cells differ by more than its seeds do
+    before reading an order into them (:func:`lorabook.verdict.section7_tables` counts a part
+    untested where they do not)."""
     out = []
     rows = score_table(found, table)
     for task in sorted({r["task"] for r in rows}):
