@@ -363,7 +363,8 @@ def long_curves(
     results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
 ) -> dict[tuple[str, str], dict]:
     """(task, method) -> the long stage's finished runs: per run its epochs, the dev score
-    by epoch (×100) and its best epoch, and the budget the rule set (``None`` while open)."""
+    by epoch (×100), its best score and best epoch, and the budget the rule set (``None``
+    while open)."""
     pooling = _picked_pooling(results_dir, model)
     if pooling is None:
         return {}
@@ -375,11 +376,12 @@ def long_curves(
             for job in decided["runs"]:
                 record = job.plan(results_dir, model).paths.finished()
                 if record is not None:
-                    metric = record["metric"]
+                    scores = [100 * e[record["metric"]] for e in record["epochs"]]
                     runs.append(
                         {
                             "epochs": job.epochs,
-                            "scores": [100 * e[metric] for e in record["epochs"]],
+                            "scores": scores,
+                            "best": max(scores),
                             "best_epoch": record["best_epoch"],
                         }
                     )
@@ -401,7 +403,7 @@ def budget_rows(curves: Mapping[tuple[str, str], dict]) -> list[dict]:
             "task": task,
             "method": method,
             "long runs (epochs: best at epoch)": ", ".join(
-                f"{run['epochs']}: {max(run['scores']):.1f} at {run['best_epoch']}"
+                f"{run['epochs']}: {run['best']:.1f} at {run['best_epoch']}"
                 for run in found["runs"]
             ),
             "budget": found["budget"],
@@ -427,11 +429,10 @@ def doubling_reading(
         return "No long run needed a doubling: every budget is a method's first run."
     lower = []
     for (task, method), found in twice.items():
-        best = [max(run["scores"]) for run in found["runs"]]
+        best = [run["best"] for run in found["runs"]]
         if best[-1] < max(best[:-1]):  # the budget's run (the last) below an earlier one
             steps = ", then ".join(
-                f"{run['epochs']} epochs {b:.1f}"
-                for run, b in zip(found["runs"], best, strict=True)
+                f"{run['epochs']} epochs {run['best']:.1f}" for run in found["runs"]
             )
             lower.append(f"{name.get(method, method)} on {task} ({steps})")
     methods = sorted({name.get(m, m) for _, m in twice})
