@@ -588,13 +588,25 @@ if {"lora", "ft"} <= set(scored):
 # PreLayer's prefix does not start where peft starts it, at random vectors, but at the model's
 # own keys and values of a short task text (`presets.PREFIX_INIT`), as Li & Liang start a
 # prefix they train directly. Before any training, the untrained model's dev loss with each
-# start (`benchmarks/prefix_init.py`):
+# start (`benchmarks/prefix_init.py`): none, random vectors, the keys and values of a few
+# texts, and of a word repeated (a start that carries no task, the control for "any words
+# help"); the campaign's start is marked:
 
 # %% tags=["hide-input"]
+from lorabook.e2e.presets import PREFIX_INIT
+
 prefix_bench = results_dir / "bench" / "prefix-init-cpu.json"
 if prefix_bench.exists():
     starts = json.loads(prefix_bench.read_text())["dev_loss"]
-    display(pd.Series(starts, name="dev loss").round(3).to_frame())
+    shown_starts = pd.DataFrame(
+        {
+            "start": list(starts),
+            "dev loss": [round(v, 3) for v in starts.values()],
+            "the campaign's": ["yes" if k == f"words: {PREFIX_INIT}" else "" for k in starts],
+        }
+    )
+    display(shown_starts.style.hide(axis="index").format(precision=3))
+    assert (shown_starts["the campaign's"] == "yes").sum() == 1, "the bench predates PREFIX_INIT"
 else:
     print(f"No {prefix_bench.name} yet: python benchmarks/prefix_init.py writes it.")
 
@@ -746,8 +758,11 @@ else:
 # spread"): what the abstract's "on par with or better than" allows, but not Table 3's
 # "above". Until every seed is in, the verdicts below are the comparisons *so far*.
 #
-# With one seed a side the spread rule has nothing to say ("one seed each"). ROUGE-L and
-# CIDEr are means of per-MR scores, so they can be resampled as BLEU is: the second table
+# In the table, BLEU's verdict is the paired bootstrap's (each seed pair's interval is printed
+# under it); its spread and $t$ are shown beside it, not used. Against the methods run with one
+# seed, the spread is LoRA's seeds' alone (the other method's variation over seeds is not
+# measured), so the rule reads those comparisons on BLEU only. ROUGE-L and CIDEr are means of
+# per-MR scores, so they can be resampled as BLEU is: the second table
 # (`verdict.resampled`, added after seed 0 of every method was scored, and not part of the
 # committed rule) judges them seed pair by seed pair with BLEU's rule, each pair's 95%
 # interval beside it.
@@ -778,11 +793,17 @@ else:
             if owed
             else "LoRA against each method, every planned seed scored:"
         )
-        display(
-            pd.DataFrame(judged)
-            .drop(columns=["pairs"], errors="ignore")
-            .set_index(["versus", "metric"])
-            .round(4)
+        shown_judged = pd.DataFrame(judged)
+        shown_judged["versus"] = shown_judged["versus"].map(NAMES)
+        display(shown_judged.drop(columns=["pairs"]).set_index(["versus", "metric"]).round(4))
+        print(
+            "BLEU's paired bootstrap, LoRA − the other, 95% interval per seed pair: "
+            + "; ".join(
+                f"{NAMES[row['versus']]} "
+                + ", ".join(f"[{p['low']:+.2f}, {p['high']:+.2f}]" for p in row["pairs"])
+                for row in judged
+                if row["metric"] == "BLEU"
+            )
         )
         print("Beside the rule: ROUGE-L and CIDEr resampled per MR, seed pair by seed pair")
         display(
@@ -795,6 +816,7 @@ else:
                 }
                 for row in verdict.resampled(found_runs, REPO_ROOT)
             )
+            .assign(versus=lambda table: table["versus"].map(NAMES))
             .set_index(["versus", "metric"])
             .round(3)
         )
@@ -817,8 +839,74 @@ else:
         f"{NAMES[m]} (seed {rs[0]['seed']})": report.outputs_of(rs[0], REPO_ROOT)
         for m, rs in found_runs.items()
     }
-    display(pd.DataFrame(report.error_table(mrs, references, campaign_outputs)).T.round(1))
+    errors_shown = pd.DataFrame(report.error_table(mrs, references, campaign_outputs)).T
+    display(errors_shown.infer_objects().round(1))
     display(Markdown(report.generations(mrs, references, campaign_outputs)))
+
+# %% [markdown]
+# ### Reading it: Table 3's claim on SmolLM2
+#
+# The prose below was written for the verdicts this cell computes from the records (guarded
+# as chapter 3's readings are: a record that changes one stops the build), with chapter 7's
+# two rows, the rule applied.
+
+# %% tags=["hide-input"]
+from lorabook import verdict as claims
+
+e2e_written_for = {
+    "against FT": {
+        "BLEU": "not separable",
+        "NIST": "within the spread",
+        "METEOR": "below",
+        "ROUGE_L": "below",
+        "CIDEr": "below",
+    },
+    "against the one-seed methods (BLEU)": {
+        "ft_top2": "above",
+        "adapter_l": "not separable",
+        "prefix": "above",
+    },
+}
+e2e_findings = {
+    "against FT": {r["metric"]: r["verdict"] for r in judged if r["versus"] == "ft"},
+    "against the one-seed methods (BLEU)": {
+        r["versus"]: r["verdict"] for r in judged if r["metric"] == "BLEU" and r["versus"] != "ft"
+    },
+}
+if owed:
+    print(f"Seeds still to score ({owed}): the reading below is ahead of the records.")
+elif e2e_findings != e2e_written_for:
+    raise AssertionError(
+        f"the records now say {e2e_findings}; the reading below was written for "
+        f"{e2e_written_for}: rewrite it, then update e2e_written_for"
+    )
+else:
+    for row in (claims.e2e_vs_ft(results_dir), claims.e2e_vs_others(results_dir)):
+        display(Markdown(f"**{row.key}** (chapter 7): *{row.verdict}*. {row.evidence}."))
+    bleu_ft = next(r for r in judged if r["versus"] == "ft" and r["metric"] == "BLEU")
+    below = sum(p["high"] < 0 for p in bleu_ft["pairs"])
+    print(
+        f"BLEU, LoRA − FT, mean over seeds: {bleu_ft['difference']:+.2f}; seed pairs whose "
+        f"interval lies below zero: {below} of {len(bleu_ft['pairs'])}"
+    )
+    assert -2 < bleu_ft["difference"] < 0, bleu_ft  # "about a point lower"
+    assert 0 < below < len(bleu_ft["pairs"]), bleu_ft  # "some seed pairs, not every one"
+
+# %% [markdown]
+# **Against FT, Table 3's claim is not reproduced on SmolLM2.** With three seeds a side,
+# LoRA is below FT on METEOR, ROUGE-L and CIDEr by more than the seeds' spread. On BLEU its
+# mean is about a point lower, but the bootstrap puts only some seed pairs' intervals below
+# zero (counted above), where the rule asks for every one; on NIST the two are level. The
+# rule committed before the runs reads any metric below as *not reproduced*. Three things
+# differ from the paper's comparison: LoRA's frozen weights stay on the 4-bit grid of
+# SmolLM2's release, which FT moves off (above), a handicap for LoRA alone; one epoch, where
+# the paper trains five; and learning rates picked by one round's dev loss. The last two
+# could lean either way. What the methods write (below) shows where the scores part.
+#
+# **Against FT-Top2, AdapterL and PreLayer** (one seed each, BLEU by the bootstrap): LoRA
+# is above FT-Top2 and PreLayer and not separable from AdapterL, so the claim holds only
+# partly. The other metrics point the same way against FT-Top2 and PreLayer, but with one
+# seed of each their spread is LoRA's alone, which is why the rule does not read them.
 
 # %% [markdown]
 # ### What the methods write
@@ -839,7 +927,8 @@ if found_runs:
     display(shown_drops.round(1))
     training_pairs = [(row.mr.strip(), row.ref) for row in splits["train"]]
     frames = report.frame_table(mrs, references, campaign_outputs, training_pairs)
-    display(pd.DataFrame(frames).T.astype({"texts": int, "share %": float}).round(1))
+    frames_shown = pd.DataFrame(frames).T.astype({"texts": int, "share %": float})
+    display(frames_shown.style.format(precision=1))  # a Styler: the openings shown whole
     u = report.most_uniform(mrs, references, campaign_outputs, training_pairs)
     display(
         Markdown(

@@ -700,13 +700,15 @@ def _plan(
     undecided = [(t, m) for t, m in start if (t, m) not in decided]
     more = _hours((j for t, m in undecided for j in chain(t, m, pooling) if j not in long), speeds)
     note = f"{len(long)} runs, ~{_hours(long, speeds):.1f} worker-hours: seed 0 of {len(start)} "
-    note += f"(task, method) pairs until peaked, {len(decided)} budgets decided; doublings not "
-    note += f"asked for yet not counted (all of them: +{more:.0f} h)"
+    note += f"(task, method) pairs until peaked, {len(decided)} budgets decided"
+    if undecided:
+        note += f"; doublings not asked for yet not counted (all of them: +{more:.0f} h)"
     stages["long"] = (rows(long, waits=picked is None), note)
     seeds = seeds_jobs(assumed, pooling)
     note = f"{len(seeds)} runs, ~{_hours(seeds, speeds):.1f} worker-hours: seeds 1 and 2 at the "
-    note += f"budget; AdapterH, AdapterP at m = {LARGER_ADAPTER_SIZE} seed 0 (undecided budgets: "
-    note += "the starting epochs)"
+    note += f"budget; AdapterH, AdapterP at m = {LARGER_ADAPTER_SIZE} seed 0"
+    if undecided:
+        note += " (undecided budgets: the starting epochs)"
     stages["seeds"] = (rows(seeds), note)
     known, longer = section7_setup(decided, pooling, results_dir, model) if picked else ({}, ())
     epochs7 = {**{(t, "lora"): assumed[t, "lora"] for t in SECTION7_TASKS}, **known}

@@ -21,8 +21,10 @@ Claim 1 (LoRA on par with or better than FT) holds on a task when LoRA is not ``
 below FT's: "on par" that only means "the evidence cannot tell" would let a large gap with
 wide seed ranges pass (set before any LoRA or FT run of the campaign had finished).
 Claim 2 (LoRA better than BitFit and the adapters) is shown per task and baseline here:
-``above all``, ``not below any`` or ``below one``. The verdict (chapter 7) judges the
-paper's own form of it, Table 2's average over tasks (:func:`lorabook.verdict.glue_vs_baselines`).
+LoRA ``above all n``, ``not below any of n`` or ``below k of n`` of the n baselines with
+their seeds on the task (``(n of 3 so far)`` while some lack them). The verdict (chapter 7)
+judges the paper's own form of it, Table 2's average over tasks
+(:func:`lorabook.verdict.glue_vs_baselines`).
 Both compare like with like: every method's median of three seeds at its own per-task budget.
 """
 
@@ -208,7 +210,8 @@ def verdict_table(rows: Sequence[dict]) -> list[dict]:
 def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
     """The two claims per task from :func:`verdicts`' rows: ``"on par with FT"`` (task ->
     whether LoRA is not below FT and trails its median by at most :data:`ON_PAR_MARGIN`) and
-    ``"against the baselines"`` (task -> "above all", "not below any" or "below one")."""
+    ``"against the baselines"`` (task -> "above all n", "not below any of n" or "below k of
+    n", of the n baselines with seeds there, and "(n of 3 so far)" while some have none)."""
     by_task: dict[str, dict[str, str]] = {}
     for row in rows:
         by_task.setdefault(row["task"], {})[row["versus"]] = row["verdict"]
@@ -221,13 +224,15 @@ def claims(rows: Sequence[dict]) -> dict[str, dict[str, bool | str]]:
         found = [versus[b] for b in BASELINES if b in versus]
         if not found:
             continue
-        against[task] = (
-            "below one"
-            if BELOW in found
-            else "above all"
+        n, below = len(found), found.count(BELOW)
+        said = (
+            f"below {below} of {n}"
+            if below
+            else f"above all {n}"
             if all(v == ABOVE for v in found)
-            else "not below any"
+            else f"not below any of {n}"
         )
+        against[task] = said + (f" ({n} of {len(BASELINES)} so far)" if n < len(BASELINES) else "")
     return {"on par with FT": on_par, "against the baselines": against}
 
 
