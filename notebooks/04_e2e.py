@@ -867,12 +867,7 @@ e2e_written_for = {
         "prefix": "above",
     },
 }
-e2e_findings = {
-    "against FT": {r["metric"]: r["verdict"] for r in judged if r["versus"] == "ft"},
-    "against the one-seed methods (BLEU)": {
-        r["versus"]: r["verdict"] for r in judged if r["metric"] == "BLEU" and r["versus"] != "ft"
-    },
-}
+e2e_findings = verdict.findings(judged)
 if owed:
     print(f"Seeds still to score ({owed}): the reading below is ahead of the records.")
 elif e2e_findings != e2e_written_for:

@@ -175,6 +175,20 @@ def judge_bleu(pairs: Sequence[Mapping]) -> str:
     return "not separable"
 
 
+def findings(judged: Sequence[Mapping]) -> dict[str, dict[str, str]]:
+    """What chapter 4.9's reading of Table 3's claim is written for, from :func:`verdicts`'
+    rows: LoRA against FT, metric by metric, and against each other method on BLEU (the
+    one-seed methods are read on BLEU only)."""
+    return {
+        "against FT": {r["metric"]: r["verdict"] for r in judged if r["versus"] == "ft"},
+        "against the one-seed methods (BLEU)": {
+            r["versus"]: r["verdict"]
+            for r in judged
+            if r["metric"] == "BLEU" and r["versus"] != "ft"
+        },
+    }
+
+
 def verdicts(
     found: Mapping[str, Sequence[Mapping]],
     root: str | Path,
