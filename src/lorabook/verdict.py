@@ -849,16 +849,13 @@ def section7_tables(results_dir: Path) -> Finding:
             f"{'' if separates[('Table 6', task)] else ' (cells within their seeds: untested)'}"
         )
     held, failed = outcomes.count(True), outcomes.count(False)
-    verdict = (
-        "reproduced"
-        if held == len(outcomes)
-        else "partly"
-        if held
-        else "not reproduced"
-        if failed
-        else "not testable here"
-    )
     untested = len(outcomes) - held - failed
+    if held == len(outcomes):
+        verdict = "reproduced"
+    elif held:
+        verdict = "partly"
+    else:
+        verdict = "not reproduced" if failed else "not testable here"
     return Finding(
         "Section 7: which weights, which rank",
         claim,
@@ -989,9 +986,8 @@ def subspaces(results_dir: Path) -> Finding:
         above = sum(row["A"] > null for row in ranked)
         shared = statistics.median(row["shared A"] for row in ranked)
         tests |= {f"{name} at r = 64": held for name, held in more.items()}
-        tests[f"r = {low.r}'s top direction r = 64's in ≥ ¾ of the cells"] = above >= 0.75 * len(
-            ranked
-        )
+        top_kept = above >= 0.75 * len(ranked)
+        tests[f"r = {low.r}'s top direction r = 64's in ≥ ¾ of the cells"] = top_kept
         tests[f"at most half of r = {low.r}'s directions shared"] = shared <= low.r / 2
         evidence += [
             f"at r = 64: {text64}",
