@@ -815,7 +815,7 @@ assert planned > aims, planned  # "over the budget": else rewrite the prose
 
 # %% tags=["hide-input"]
 # the full campaign's names: its adapter_p is Pfeiffer's adapter, not the cpu runs' FFN one
-FULL_NAMES = {m: report.method_name(m, glue_preset("full", "mrpc", m).resolved(m)) for m in methods}
+FULL_NAMES = {m: full_report.method_name(m) for m in methods}
 head = pd.DataFrame(full_report.head_rows(results_dir))
 head = head[["task", "method", "cls", "mean", "mean − cls", "cls epoch", "mean epoch", "epochs"]]
 head["method"] = head["method"].map(FULL_NAMES)

@@ -499,7 +499,7 @@ def glue_vs_baselines(results_dir: Path) -> Finding:
     reproduced; below any: not reproduced; else partly). The
     ``full`` campaign's records once it has LoRA, BitFit and both size-matched adapters on
     every task; until then chapter 3's ``cpu`` runs."""
-    from lorabook.glue import presets, report
+    from lorabook.glue import full_report, report
     from lorabook.glue.full_report import BASELINES
 
     claim = "better than BitFit and adapters on GLUE (Table 2)"
@@ -508,8 +508,6 @@ def glue_vs_baselines(results_dir: Path) -> Finding:
     full = _glue_full(results_dir, methods)
     scores: dict[str, dict[str, list[float]]] = {}
     if full is not None:
-        from lorabook.glue import full_report
-
         for (task, method), records in full_report.seed_records(results_dir).items():
             if method in methods:
                 scores.setdefault(method, {})[task] = [report.score(r) for r in records]
@@ -538,10 +536,7 @@ def glue_vs_baselines(results_dir: Path) -> Finding:
             "GLUE: LoRA vs others", claim, said, "no runs", "pending", "", [], _GLUE_NEXT
         )
     if full is not None:  # the full campaign's adapter_p is Pfeiffer's; the cpu runs' is not
-        judged = {
-            report.method_name(m, presets.glue_preset("full", "mrpc", m).resolved(m)): j
-            for m, j in judged.items()
-        }
+        judged = {full_report.method_name(m): j for m, j in judged.items()}
     else:
         judged = {report.method_name(m): j for m, j in judged.items()}
     verdict, rule = judge_above({m: j["verdict"] for m, j in judged.items()})

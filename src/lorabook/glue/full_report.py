@@ -47,12 +47,17 @@ BASELINES = ("bitfit", "adapter_h", "adapter_p")
 
 def _picked_pooling(results_dir: str | Path, model: str) -> str | None:
     """The head stage's pick, or ``None`` while it has runs to go."""
-    from lorabook.cli import SettingsError
+    return fc.pick_pooling(results_dir, model).get("pooling")
 
-    try:
-        return fc._pooling(results_dir, model)
-    except SettingsError:
-        return None
+
+def method_name(method: str) -> str:
+    """How the ``full`` campaign's runs of ``method`` are named (its ``adapter_p`` is
+    Pfeiffer's adapter, not the ``cpu`` runs' FFN one)."""
+    from lorabook.glue import report
+
+    return report.method_name(
+        method, fc.presets.glue_preset("full", "mrpc", method).resolved(method)
+    )
 
 
 def doubled(curves: Mapping[tuple[str, str], dict]) -> dict[tuple[str, str], dict]:
