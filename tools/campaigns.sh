@@ -4,7 +4,8 @@
 #
 #   bash tools/campaigns.sh start     worktree ../camp at this HEAD; E2E (2 workers), GLUE, E2E ranks
 #   bash tools/campaigns.sh collect   copy finished records and the stash into this checkout
-#   bash tools/campaigns.sh stop      SIGTERM the workers (each writes a checkpoint), stash the
+#   bash tools/campaigns.sh stop      SIGTERM the workers (each writes a checkpoint; only processes
+#                                     running in the worktree, not a CI's tests elsewhere), stash the
 #                                     small checkpoints, collect; then commit results/
 #   bash tools/campaigns.sh plan      both campaigns' plans as the worktree sees them (runs under
 #                                     way shown as part done, which this checkout's plan cannot)
@@ -30,6 +31,14 @@ logs=${LOGS:-$(dirname "$repo")/logs}
 data=${LORABOOK_DATA:-$(dirname "$repo")/shared/data}
 py=$repo/.venv/bin/python
 mkdir -p "$logs"
+
+camp_pids() {  # the processes matching $1 that run in the worktree (a CI's tests elsewhere do not)
+    local pid
+    for pid in $(pgrep -f "$1"); do
+        [ "$(readlink "/proc/$pid/cwd")" = "$(realpath "$camp")" ] && echo "$pid"
+    done
+    return 0
+}
 
 in_camp() {  # the campaign's own code, not this checkout's (the venv installs this one)
     (cd "$camp" && PYTHONPATH="$camp/src" LORABOOK_DATA="$data" "$py" -m "$@")
@@ -83,9 +92,9 @@ collect)
     git -C "$repo" status --short -- results
     ;;
 stop)
-    pkill -9 -f "lorabook.e2e.campaign|lorabook.glue.full_campaign" || true  # no new jobs
-    pkill -TERM -f "lorabook.e2e --method|lorabook.glue --task" || true  # each checkpoints
-    while pgrep -f "lorabook.e2e --method|lorabook.glue --task" >/dev/null; do sleep 2; done
+    camp_pids "lorabook.e2e.campaign|lorabook.glue.full_campaign" | xargs -r kill -9  # no new jobs
+    camp_pids "lorabook.e2e --method|lorabook.glue --task" | xargs -r kill -TERM  # each checkpoints
+    while [ -n "$(camp_pids "lorabook.e2e --method|lorabook.glue --task")" ]; do sleep 2; done
     in_camp lorabook.e2e.campaign stash
     in_camp lorabook.glue.full_campaign stash
     bash "$0" collect
