@@ -759,7 +759,10 @@ display(
 # seeds (the table's "spread"), **and** every seed's interval lies on that side of zero;
 # otherwise "not separated". "On par with FT" also asks LoRA's median to be
 # within a point of FT's, so that a wide spread alone cannot make a large gap "on par". It
-# ran on this machine's two cores beside the E2E campaign, then after it. Where it stands (a
+# ran on this machine's two cores beside the E2E campaign, then after it, in four stages:
+# `head` (the read-out, below), `long` (the seed-0 runs that set the budgets), `seeds` (seeds
+# 1 and 2 at those budgets, and the larger adapters' one seed) and `section7` (chapter 6's
+# cells). Where it stands (a
 # finished run's estimate is the one the plan made before it finished, at the speeds of the
 # runs that finished before it, so "estimated h" against "spent h" says how far off the plan
 # was; the lines below the table re-estimate each stage at today's speeds, so their hours
@@ -1073,7 +1076,12 @@ if owed:
     print(f"Still without three seeds ({len(owed)}): {', '.join(owed)}.")
 else:  # the paper's form of the claim: Table 2's average over tasks, as chapter 7 judges it
     on_average = verdict.glue_vs_baselines(results_dir)
-    display(Markdown(f"**Chapter 7's row**: *{on_average.verdict}*. {on_average.evidence}."))
+    display(
+        Markdown(
+            f"**Chapter 7's row**: *{on_average.verdict}* ({on_average.why.split(';')[0]}). "
+            f"{on_average.evidence}. The paper: {on_average.paper}."
+        )
+    )
     if baseline_findings != baseline_written_for:
         raise AssertionError(
             f"the records now say {baseline_findings}; the reading of claim 2 was written for "
@@ -1081,6 +1089,45 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
             "checked in this chapter', which speaks of the cpu runs), then update "
             "baseline_written_for"
         )
+    gap = {(row["versus"], row["task"]): row["difference"] for row in judged}
+    budget = {(r["task"], r["method"]): r["epochs"] for r in full_rows}
+    last = {(r["task"], r["method"]): r["median"] for r in full_report.table2(found_full, "last")}
+    last_gap = {t: last[(t, "lora")] - last[(t, "adapter_h")] for t in tasks}
+    print(
+        "LoRA − AdapterH read at the last epoch (medians, points):",
+        ", ".join(f"{t} {g:+.1f}" for t, g in last_gap.items()),
+    )
+    print(
+        "budgets (epochs), LoRA / AdapterH:",
+        ", ".join(f"{t} {budget[(t, 'lora')]}/{budget[(t, 'adapter_h')]}" for t in tasks),
+    )
+    cola_pairs = next(r["pairs"] for r in judged if (r["task"], r["versus"]) == ("cola", "bitfit"))
+    print(
+        "CoLA, LoRA − BitFit, bootstrap intervals by seed (points):",
+        "; ".join(f"seed {p['seed']} [{p['low']:+.1f}, {p['high']:+.1f}]" for p in cola_pairs),
+    )
+    # what the prose's words say of these numbers
+    assert on_average.verdict == "not reproduced", on_average
+    avg_rule = on_average.why.split(";")[0]  # judge_above's words: below on ...; above on ...
+    assert avg_rule == "below on AdapterH" and "above on" not in on_average.why, on_average.why
+    assert all(budget[(t, m)] >= budget[(t, "lora")] for t, m in budget if m != "ft"), budget
+    behind_h = {t: -gap[("adapter_h", t)] for t in tasks}
+    assert min(behind_h, key=behind_h.get) == "sst2" and round(behind_h["sst2"], 1) == 0.5
+    assert max(behind_h, key=behind_h.get) == "mrpc" and round(behind_h["mrpc"], 1) == 2.5
+    same = [t for t in tasks if budget[(t, "lora")] == budget[(t, "adapter_h")]]
+    assert set(tasks) - set(same) == {"rte"}, same  # "the same budget on every task but RTE"
+    assert budget[("rte", "adapter_h")] == 2 * budget[("rte", "lora")]  # "twice LoRA's"
+    assert {t for t, g in last_gap.items() if g < 0} == {"cola", "stsb", "mrpc"}, last_gap
+    assert last_gap["rte"] > 0 and abs(last_gap["sst2"]) < 0.05, last_gap  # "turns", "level"
+    assert gap[("bitfit", "cola")] > 5 and sum(p["low"] > 0 for p in cola_pairs) == 1
+    for model, mark in (("RoBERTa-base", ""), ("RoBERTa-large", "†")):  # "LoRA above ..."
+        rows = [r for r in report.paper_rows(model) if r["params"] <= 1e6]
+        rows = [r for r in rows if r["method"].endswith(mark)]  # large: the † rows, 0.8M
+        average = {
+            r["method"].rstrip("*†") + f" {r['params']:g}": sum(r[t] for t in tasks) for r in rows
+        }
+        lora = average.pop(next(k for k in average if k.startswith("LoRA ")))
+        assert len(average) >= 2 and all(a < lora for a in average.values()), (model, average)
 
 # %% [markdown]
 # ### The adapters at the `cpu` preset's size

@@ -612,11 +612,13 @@ else:
 
 # %% [markdown]
 # The campaign takes days of this machine's two cores, so the book shows it as the records
-# have it. Where each stage stands (worker-hours: one core for an hour; "estimated" uses the
-# speeds the finished runs measured, on the machine the campaign last ran on where it has
-# run the method: the project's machines differ up to twice in speed; a finished run's
-# estimate is the one the plan made before it finished, from the runs finished before it, so
-# that "estimated" against "spent" says how far off the plan was):
+# have it. Where each stage stands (a stage: one of the numbered steps above, by the name
+# the campaign gives it, and `ranks`, chapter 6's Table 18 runs; worker-hours: one core for
+# an hour; "estimated" uses the speeds the finished runs measured, on the machine the
+# campaign last ran on where it has run the method: the project's machines differ up to
+# twice in speed; a finished run's estimate is the one the plan made before it finished,
+# from the runs finished before it, so that "estimated" against "spent" says how far off the
+# plan was):
 
 # %% tags=["hide-input"]
 from lorabook import campaign as shared
@@ -759,7 +761,7 @@ else:
 # "above". Until every seed is in, the verdicts below are the comparisons *so far*.
 #
 # In the table, BLEU's verdict is the paired bootstrap's (each seed pair's interval is printed
-# under it); its spread and $t$ are shown beside it, not used. Against the methods run with one
+# under it), so its spread and $t$ are shown as –. Against the methods run with one
 # seed, the spread is LoRA's seeds' alone (the other method's variation over seeds is not
 # measured), so the rule reads those comparisons on BLEU only. ROUGE-L and CIDEr are means of
 # per-MR scores, so they can be resampled as BLEU is: the second table
@@ -795,7 +797,13 @@ else:
         )
         shown_judged = pd.DataFrame(judged)
         shown_judged["versus"] = shown_judged["versus"].map(NAMES)
-        display(shown_judged.drop(columns=["pairs"]).set_index(["versus", "metric"]).round(4))
+        shown_judged[["spread", "t"]] = shown_judged[["spread", "t"]].astype(float)
+        shown_judged.loc[shown_judged["metric"] == "BLEU", ["spread", "t"]] = float("nan")
+        display(
+            shown_judged.drop(columns=["pairs"])
+            .set_index(["versus", "metric"])
+            .style.format(precision=4, na_rep="–")
+        )
         print(
             "BLEU's paired bootstrap, LoRA − the other, 95% interval per seed pair: "
             + "; ".join(

@@ -125,11 +125,26 @@ provenance = pd.DataFrame(
 display(provenance.set_index("claim"))
 
 # %% [markdown]
-# ## 7.4 One rule, as the package states it
+# ## 7.4 The rules, as the package states them
 #
-# Every rule is the docstring of its claim's function; here is the one for E2E, the paper's
-# headline result. It reads the `full` campaign's runs and stays pending until every planned
-# seed is scored, then `judge_above` decides. Its outcomes (above on all, below on any, the
+# Every row's rule is the docstring of its claim's function in `lorabook.verdict`, read here
+# from the code that applies it:
+
+# %% tags=["hide-input"]
+assert len(verdict.CLAIMS) == len(found)  # findings() keeps CLAIMS' order
+display(
+    Markdown(
+        "\n".join(
+            f"- **{f.key}** (`verdict.{claim.__name__}`): {verdict.rule_markdown(claim)}"
+            for claim, f in zip(verdict.CLAIMS, found, strict=True)
+        )
+    )
+)
+
+# %% [markdown]
+# One of them in full, with its code: the E2E rule, for the paper's headline result. It reads
+# the `full` campaign's runs and stays pending until every planned seed is scored, then
+# `judge_above` decides. Its outcomes (above on all, below on any, the
 # rest) were committed before any test score of the campaign; a change made after seed 0 was
 # scored was withdrawn, as `judge_above`'s docstring says:
 

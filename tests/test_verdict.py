@@ -310,3 +310,21 @@ def test_the_figure_command_draws_from_the_records_it_is_given(tmp_path, capsys)
     assert drawn == verdict_plot.summary(verdict.findings(empty))
     assert drawn["E2E: LoRA vs FT"] == "pending"  # no records: the results wait for their runs
     assert drawn["trainable parameters"] == "reproduced"  # arithmetic needs none
+
+
+def test_every_rule_reads_as_markdown_from_its_docstring():
+    """Chapter 7.4 lists each claim's rule from its function's docstring: one paragraph, the
+    Sphinx roles and double backquotes turned into plain code spans."""
+
+    def claim(results_dir: Path) -> verdict.Finding:
+        """Above ``X``: by :func:`~lorabook.glue.full_report.judge`,
+        then :mod:`lorabook.analysis`."""
+
+    assert verdict.rule_markdown(claim) == (
+        "Above `X`: by `lorabook.glue.full_report.judge`, then `lorabook.analysis`."
+    )
+    for claim in verdict.CLAIMS:
+        text = verdict.rule_markdown(claim)
+        assert text and "\n" not in text and "``" not in text, claim.__name__
+        assert ":func:" not in text and ":mod:" not in text and ":data:" not in text, text
+        assert text.count("`") % 2 == 0, text  # every code span closed

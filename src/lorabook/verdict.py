@@ -23,6 +23,7 @@ says which, and ``pending`` names the campaign whose runs would change it (issue
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 import statistics
@@ -1016,7 +1017,7 @@ def amplification(results_dir: Path) -> Finding:
       only measures ΔW's size;
     - written before any Section 7 run, judged once its {W_q, W_v} cell has every seed at
       r = 4 and r = 64 on both tasks (Table 7's two rows): the same test at each rank, and
-      the median factor at r = 4 above r = 64's (the paper's 21.5 against about 2).
+      the median factor at r = 4 above r = 64's (as Table 7's factors are).
 
     Reproduced when every test holds, not reproduced when none does, else partly."""
     from lorabook import analysis
@@ -1115,6 +1116,15 @@ CLAIMS: tuple[Callable[[Path], Finding], ...] = (
     subspaces,
     amplification,
 )
+
+
+def rule_markdown(claim: Callable[[Path], Finding]) -> str:
+    """A claim function's docstring, the rule as the package states it, as one Markdown
+    paragraph: whitespace collapsed, Sphinx roles (``:func:`~x.y```) and double backquotes
+    made plain code spans."""
+    text = " ".join(inspect.getdoc(claim).split())
+    text = re.sub(r":(?:func|mod|data|class):`~?([^`]+)`", r"`\1`", text)
+    return text.replace("``", "`")
 
 
 def findings(results_dir: str | Path = REPO_ROOT / "results") -> list[Finding]:
