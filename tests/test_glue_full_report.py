@@ -192,8 +192,9 @@ def test_the_verdict_reads_the_full_campaign_once_every_task_has_its_seeds(tmp_p
     labels = [int(y) for y in np.random.default_rng(1).integers(0, 2, 200)]
     before = verdict.glue_on_par(tmp_path)
     assert before.verdict == "pending"  # neither campaign has runs here
+    baselines = {m: [146, 147, 148] for m in fr.BASELINES}  # 2 points below LoRA, every seed
     for task in fc.TASKS:
-        for method, rights in {"lora": [150, 151, 152], "ft": [190, 191, 192]}.items():
+        for method, rights in {"lora": [150, 151, 152], "ft": [190, 191, 192], **baselines}.items():
             if task == "rte" and method == "ft":
                 rights = [150, 151, 152]  # on par on RTE only
             epochs = fc.presets.FULL_START_EPOCHS[method]
@@ -206,6 +207,11 @@ def test_the_verdict_reads_the_full_campaign_once_every_task_has_its_seeds(tmp_p
     assert found.verdict == "partly" and "on 1 of 5 tasks (rte)" in found.evidence
     assert "full campaign" in found.why and not found.pending
     assert sum(int(s["file"].split("(")[1].split()[0]) for s in found.sources) == 30
+    others = verdict.glue_vs_baselines(tmp_path)  # Table 2's average, the full campaign's
+    assert "full campaign" in others.why and others.verdict == "reproduced", others
+    assert "LoRA 75.5" in others.evidence and "BitFit 73.5 (above)" in others.evidence
+    # chapter 3.9 reads its own runs: the cpu campaign's, of which there are none here
+    assert verdict.glue_vs_baselines(tmp_path, cpu_only=True).verdict == "pending"
 
 
 def test_the_head_stage_is_shown_as_it_lands_and_says_what_the_rule_picked(tmp_path):

@@ -492,21 +492,22 @@ def judge_on_average(scores: dict[str, dict[str, list[float]]], ours: str = "lor
     return out
 
 
-def glue_vs_baselines(results_dir: Path) -> Finding:
+def glue_vs_baselines(results_dir: Path, cpu_only: bool = False) -> Finding:
     """Above BitFit and the adapters on GLUE (Table 2). The paper's claim is its "Avg."
     column, not every task (its own MRPC has BitFit above LoRA). Rule: LoRA's average over
     the book's tasks against each baseline's, with the seeds' spread
     (:func:`judge_on_average`), judged by :func:`judge_above` (above every baseline:
     reproduced; below any: not reproduced; else partly). The
     ``full`` campaign's records once it has LoRA, BitFit and both size-matched adapters on
-    every task; until then chapter 3's ``cpu`` runs."""
+    every task; until then chapter 3's ``cpu`` runs (``cpu_only``: those, always, as chapter
+    3.9 reads them)."""
     from lorabook.glue import full_report, report
     from lorabook.glue.full_report import BASELINES
 
     claim = "better than BitFit and adapters on GLUE (Table 2)"
     said = _glue_paper_averages()
     methods = ("lora", *BASELINES)
-    full = _glue_full(results_dir, methods)
+    full = None if cpu_only else _glue_full(results_dir, methods)
     scores: dict[str, dict[str, list[float]]] = {}
     if full is not None:
         for (task, method), records in full_report.seed_records(results_dir).items():

@@ -77,30 +77,30 @@ checks them against the committed records.
 
 **Order and workers.** ``all`` does not run the stages one after the other: it runs them in
 the steps of :data:`ORDER`, so that what decides a claim comes first. Planned from measured
-speeds, the whole campaign is several times the issues' aims of ~20 (GLUE) and ~15 (Section
-7) worker-hours (``plan`` prints both), so it takes many sessions, and the order is what
-each issue's fallback says goes first: issue 20's "FT and LoRA × 3 seeds at per-task budgets
-first, then the size-matched adapters and BitFit × 3 seeds; today's larger adapters keep
-their one seed" (the larger ones after the rest of it); issue 19's three seeds where they
-matter most (the Table 5 rows, Table 6's {W_q, W_v}). Between the two issues, every run of
-issue 20 (Table 2: both claims, every seed, the larger adapters) before Section 7's: so that
-one issue's evidence is whole as early as possible, instead of two issues' being partial
-until the campaign's last hours (an earlier order ran Section 7's seed 0 of every cell before
-the baselines, so that chapter 6 would have some record sooner; no run had reached that step
-when it changed). Section 7's seed 0 of every cell (its four studies, once each) before its
-seeds 1 and 2. ``plan`` shows the steps
-with their hours. Within a step, seed 0 of everything first, task by task (the cheapest
-epoch first), each task's cheaper runs first. The steps are an order, not a wait: whenever a
-worker is free it takes the first job that can run now (:func:`runnable`), so a worker
-free at the tail of a step starts the next step's job instead of waiting for the step's
-last run, and a run whose end decides a budget or calls for a doubling has its follow-ups
-taken at once, ahead of later steps. Each job is ``python -m lorabook.glue ...
---preset full`` in its own process, ``--workers 2`` of them pinned to a core each with one
-thread (:func:`lorabook.glue.campaign.run_jobs`); finished runs are skipped and an
-interrupted one resumes, so the same command picks up where the last one stopped. ``plan``
+speeds, the whole campaign is several times the issues' aims of ~20 (GLUE) and ~15 (Section 7)
+worker-hours (``plan`` prints both), so it takes many sessions, and the order is what each
+issue's fallback says goes first: issue 20's "FT and LoRA × 3 seeds at per-task budgets first,
+then the size-matched adapters and BitFit × 3 seeds; today's larger adapters keep their one
+seed" (the larger ones last); issue 19's three seeds where they matter most (the Table 5 rows,
+Table 6's {W_q, W_v}). Between the two issues, every run of issue 20's two claims (Table 2:
+every method at every seed) before Section 7's: so that one issue's evidence is whole as early
+as possible, instead of two issues' being partial until the campaign's last hours (an earlier
+order ran Section 7's seed 0 of every cell before the baselines, so that chapter 6 would have
+some record sooner; no run had reached that step when it changed). Section 7's seed 0 of every
+cell (its four studies, once each) before its seeds 1 and 2. The larger adapters at per-task
+budgets come last: the fallback lets them keep their one ``cpu`` seed, and they decide no
+claim (they ran before Section 7 until the baselines' last seed was in, 2026-12-03, when one
+of their ten had finished). ``plan`` shows the steps with their hours. Within a step, seed 0
+of everything first, task by task (the cheapest epoch first), each task's cheaper runs first.
+The steps are an order, not a wait: whenever a worker is free it takes the first job that can
+run now (:func:`runnable`), so a worker free at the tail of a step starts the next step's job
+instead of waiting for the step's last run, and a run whose end decides a budget or calls for
+a doubling has its follow-ups taken at once, ahead of later steps. Each job is ``python -m
+lorabook.glue ... --preset full`` in its own process, ``--workers 2`` of them pinned to a core
+each with one thread (:func:`lorabook.glue.campaign.run_jobs`); finished runs are skipped and
+an interrupted one resumes, so the same command picks up where the last one stopped. ``plan``
 estimates from the tokens a second that finished records measured, else from the stated
-defaults (:func:`default_speeds`).
-"""
+defaults (:func:`default_speeds`)."""
 
 from __future__ import annotations
 
@@ -606,9 +606,9 @@ ORDER: tuple[tuple[str, str, Callable[[Job], bool]], ...] = (
     ("seeds", "FT and LoRA", _claim_methods),
     ("long", "BitFit and the adapters at LoRA's size", _baselines),
     ("seeds", "BitFit and the adapters at LoRA's size", _baselines),
-    ("seeds", f"the larger adapters (m = {LARGER_ADAPTER_SIZE}, seed 0)", _larger_adapters),
     ("section7", "seed 0 of every cell", _seed0),
     ("section7", "seeds 1 and 2", _later_seeds),
+    ("seeds", f"the larger adapters (m = {LARGER_ADAPTER_SIZE}, seed 0)", _larger_adapters),
 )
 """The steps of ``all``, first things first: (stage, which of its jobs, the test a job
 passes). Each stage's steps split its jobs: every job is in one step (module docstring: why
