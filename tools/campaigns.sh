@@ -2,7 +2,7 @@
 # The full campaigns, unattended beside a working session, from a worktree of their own so
 # that the records name a clean commit while the session edits the checkout.
 #
-#   bash tools/campaigns.sh start     worktree ../camp at this HEAD; E2E (2 workers), GLUE, E2E ranks
+#   bash tools/campaigns.sh start     worktree ../camp at this HEAD; E2E (2 workers), E2E ranks, GLUE
 #   bash tools/campaigns.sh collect   copy finished records and the stash into this checkout
 #   bash tools/campaigns.sh stop      SIGTERM the workers (each writes a checkpoint; only processes
 #                                     running in the worktree, not a CI's tests elsewhere), stash the
@@ -59,19 +59,18 @@ start)
     fi
     echo "campaign worktree $camp at $(git -C "$camp" log --oneline -1)"
     e2e="'$py' -m lorabook.e2e.campaign pilot --then-runs ${E2E_ONLY:+--only $E2E_ONLY}"
+    ranks="'$py' -m lorabook.e2e.campaign ranks ${E2E_ONLY:+--only $E2E_ONLY}"
     glue="'$py' -m lorabook.glue.full_campaign all ${GLUE_ONLY:+--only $GLUE_ONLY}"
     if [ -n "${E2E_BESIDE:-}" ]; then  # each pinned to its cores: run_jobs counts what it may use
         rest=1-$(($(nproc) - 1))
-        ranks="'$py' -m lorabook.e2e.campaign ranks ${E2E_ONLY:+--only $E2E_ONLY}"
-        first="(taskset -c 0 $e2e --workers 1; taskset -c 0 $ranks --workers 1) &
-               taskset -c $rest $glue --workers $(($(nproc) - 1)); wait"
-    else
-        first="$e2e --workers ${E2E_WORKERS:-2}; $glue --workers 2"
+        jobs="(taskset -c 0 $e2e --workers 1; taskset -c 0 $ranks --workers 1) &
+              taskset -c $rest $glue --workers $(($(nproc) - 1)); wait"
+    else  # Table 18's ranks before GLUE's Section 7 cells: both are chapter 6's evidence
+        jobs="$e2e --workers ${E2E_WORKERS:-2}; $ranks --workers 2; $glue --workers 2"
     fi
     nohup setsid bash -c "
         cd '$camp' && export PYTHONPATH='$camp/src' LORABOOK_DATA='$data'
-        $first
-        '$py' -m lorabook.e2e.campaign ranks --workers 2 ${E2E_ONLY:+--only $E2E_ONLY}
+        $jobs
     " >>"$logs/campaigns.log" 2>&1 &
     sleep 1
     echo -10 >"/proc/$!/autogroup" 2>/dev/null || true  # the session's own jobs yield to it
