@@ -731,7 +731,7 @@ else:
 # %% tags=["hide-input"]
 from lorabook import verdict
 
-on_average = verdict.glue_vs_baselines(results_dir)
+on_average = verdict.glue_vs_baselines(results_dir, cpu_only=True)
 display(
     Markdown(
         f"**Chapter 7's row, on these runs**: *{on_average.verdict}*. {on_average.evidence}. "
@@ -784,9 +784,10 @@ display(Markdown(shared.progress_markdown(stage_rows)))
 # chapter 6's; the line below the table gives both), so it runs what decides a claim first,
 # in the order of what matters most when the budget does not fit all: FT and LoRA, every
 # seed, first (the first claim); then BitFit and
-# the adapters at LoRA's size, every seed (the second claim); the larger adapters, one seed;
-# then chapter 6's Section 7 runs, one seed of every cell before the other seeds, so that this
-# chapter's evidence is whole before chapter 6's begins. The order is a priority, not a
+# the adapters at LoRA's size, every seed (the second claim); then chapter 6's Section 7
+# runs, one seed of every cell before the other seeds, so that this chapter's evidence is
+# whole before chapter 6's begins; last, the larger adapters, one seed (they decide no claim,
+# and the `cpu` runs of 3.9 have them at its budgets). The order is a priority, not a
 # wait: a worker that comes free takes the first job that can run now, so it does not sit
 # idle while the other finishes a step's last run.
 # Each step, its hours left (runs still waiting for a budget counted at the starting epochs)
@@ -1061,8 +1062,78 @@ else:
 # separates them).
 
 # %% tags=["hide-input"]
-# the findings the prose of this section is written for (None: not written yet)
-baseline_written_for = None
+# the findings the prose of this section is written for
+baseline_written_for = {
+    "LoRA's median higher": {
+        "bitfit": {
+            "cola": True,
+            "sst2": True,
+            "stsb": False,
+            "rte": True,
+            "mrpc": False,
+        },
+        "adapter_h": {
+            "cola": False,
+            "sst2": False,
+            "stsb": False,
+            "rte": False,
+            "mrpc": False,
+        },
+        "adapter_p": {
+            "cola": False,
+            "sst2": False,
+            "stsb": False,
+            "rte": True,
+            "mrpc": True,
+        },
+    },
+    "LoRA above by the rule": {
+        "bitfit": {
+            "cola": False,
+            "sst2": False,
+            "stsb": False,
+            "rte": False,
+            "mrpc": False,
+        },
+        "adapter_h": {
+            "cola": False,
+            "sst2": False,
+            "stsb": False,
+            "rte": False,
+            "mrpc": False,
+        },
+        "adapter_p": {
+            "cola": False,
+            "sst2": False,
+            "stsb": False,
+            "rte": False,
+            "mrpc": False,
+        },
+    },
+    "LoRA below by the rule": {
+        "bitfit": {
+            "cola": False,
+            "sst2": False,
+            "stsb": True,
+            "rte": False,
+            "mrpc": False,
+        },
+        "adapter_h": {
+            "cola": False,
+            "sst2": False,
+            "stsb": True,
+            "rte": False,
+            "mrpc": False,
+        },
+        "adapter_p": {
+            "cola": False,
+            "sst2": False,
+            "stsb": False,
+            "rte": False,
+            "mrpc": False,
+        },
+    },
+}
 baseline_findings = full_report.baseline_outcomes(found_full, judged)
 if judged:  # each baseline on the tasks where it and LoRA have their seeds
     display(Markdown(full_report.baseline_reading(full_rows, judged, FULL_NAMES)))
@@ -1085,12 +1156,13 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
     if baseline_findings != baseline_written_for:
         raise AssertionError(
             f"the records now say {baseline_findings}; the reading of claim 2 was written for "
-            f"{baseline_written_for}: write it (and the second point of the closing 'Claims "
-            "checked in this chapter', which speaks of the cpu runs), then update "
-            "baseline_written_for"
+            f"{baseline_written_for}: rewrite it (and the second point of the closing 'Claims "
+            "checked in this chapter'), then update baseline_written_for"
         )
     gap = {(row["versus"], row["task"]): row["difference"] for row in judged}
     budget = {(r["task"], r["method"]): r["epochs"] for r in full_rows}
+    by_method = {r["method"]: r for r in full_rows if r["task"] == "stsb"}
+    by_mrpc = {r["method"]: r["max"] - r["min"] for r in full_rows if r["task"] == "mrpc"}
     last = {(r["task"], r["method"]): r["median"] for r in full_report.table2(found_full, "last")}
     last_gap = {t: last[(t, "lora")] - last[(t, "adapter_h")] for t in tasks}
     print(
@@ -1100,6 +1172,16 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
     print(
         "budgets (epochs), LoRA / AdapterH:",
         ", ".join(f"{t} {budget[(t, 'lora')]}/{budget[(t, 'adapter_h')]}" for t in tasks),
+    )
+    seed_scores = {
+        m: {t: [report.score(r) for r in found_full[(t, m)]] for t in tasks}
+        for m in ("lora", *full_report.BASELINES)
+    }
+    versus_h = verdict.judge_on_average(seed_scores)["adapter_h"]  # chapter 7's rule
+    print(
+        f"Average over the five tasks, LoRA − AdapterH: {versus_h['difference']:+.2f} points; "
+        f"the larger standard deviation of the two methods' per-seed averages: "
+        f"{versus_h['spread']:.2f}"
     )
     cola_pairs = next(r["pairs"] for r in judged if (r["task"], r["versus"]) == ("cola", "bitfit"))
     print(
@@ -1119,7 +1201,22 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
     assert budget[("rte", "adapter_h")] == 2 * budget[("rte", "lora")]  # "twice LoRA's"
     assert {t for t, g in last_gap.items() if g < 0} == {"cola", "stsb", "mrpc"}, last_gap
     assert last_gap["rte"] > 0 and abs(last_gap["sst2"]) < 0.05, last_gap  # "turns", "level"
-    assert gap[("bitfit", "cola")] > 5 and sum(p["low"] > 0 for p in cola_pairs) == 1
+    assert versus_h["difference"] < -2 * versus_h["spread"], versus_h  # "more than twice"
+    cola_bitfit = next(r for r in judged if (r["task"], r["versus"]) == ("cola", "bitfit"))
+    assert 5.5 <= cola_bitfit["difference"] < 6.5, cola_bitfit  # "about six points"
+    assert cola_bitfit["difference"] > cola_bitfit["spread"]  # "exceeds the seeds' range"
+    assert all(p["high"] - p["low"] > 12 for p in cola_pairs), cola_pairs  # "about 14 wide"
+    assert sum(p["low"] > 0 for p in cola_pairs) == 1  # "only one of three above zero"
+    mrpc_bitfit = next(r for r in judged if (r["task"], r["versus"]) == ("mrpc", "bitfit"))
+    assert -2.5 < mrpc_bitfit["difference"] < -1.5 < 0 < mrpc_bitfit["spread"]  # "about two"
+    assert -mrpc_bitfit["difference"] < mrpc_bitfit["spread"]  # BitFit's seeds' range:
+    assert abs(mrpc_bitfit["spread"] - by_mrpc["bitfit"]) < 1e-6, by_mrpc
+    assert sum(p["high"] < 0 for p in mrpc_bitfit["pairs"]) == 1, mrpc_bitfit["pairs"]
+    assert all(0 < gap[("bitfit", t)] < 1 for t in ("sst2", "rte"))  # "by under one"
+    tight = {m: by_method[m] for m in ("lora", "bitfit", "adapter_h")}
+    assert all(r["max"] - r["min"] < 1 / 3 for r in tight.values()), tight  # "a third"
+    assert full_campaign.presets.FULL_ADAPTER_SIZE == {"adapter_h": 8, "adapter_p": 16}
+    assert full_campaign.LARGER_ADAPTER_SIZE == 64  # the size the rates were swept at
     for model, mark in (("RoBERTa-base", ""), ("RoBERTa-large", "†")):  # "LoRA above ..."
         rows = [r for r in report.paper_rows(model) if r["params"] <= 1e6]
         rows = [r for r in rows if r["method"].endswith(mark)]  # large: the † rows, 0.8M
@@ -1130,6 +1227,49 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
         assert len(average) >= 2 and all(a < lora for a in average.values()), (model, average)
 
 # %% [markdown]
+# **Claim 2 is not seen on MiniLM.** With the adapters at LoRA's size and three seeds of every
+# method, the rule separates LoRA above no baseline on any task, and on the paper's own terms,
+# the average over the tasks, Houlsby's adapter is above it by chapter 7's rule for the
+# average (the difference of the per-seed averages against the larger standard deviation
+# over seeds; no bootstrap there):
+#
+# - **AdapterH** (bottleneck 8, 1.06× LoRA's trainable parameters) has the higher median on
+#   all five tasks, by half a point (SST-2) to two and a half (MRPC). The rule separates only
+#   STS-B, where LoRA's, BitFit's and AdapterH's seeds each lie within a third of a point; on
+#   the average over the five tasks AdapterH's lead is more than twice the larger standard
+#   deviation of the two methods' per-seed averages (printed above). It trains for LoRA's
+#   budget on every task but RTE, so on those four the best of more evaluations does not
+#   explain it; read at the last epoch instead (no choice of epoch on dev), AdapterH stays
+#   ahead on CoLA, STS-B and MRPC and is level on SST-2, and on RTE, where it trained twice
+#   LoRA's epochs, the order turns (the numbers above).
+# - **AdapterP** (Pfeiffer's, bottleneck 16, 1.03×) and LoRA trade places: LoRA's median is
+#   higher on RTE and MRPC, lower on CoLA, SST-2 and STS-B; nothing is separated, on a task or
+#   on the average.
+# - **BitFit** (a third of LoRA's parameters) is the baseline LoRA's medians beat most often:
+#   on CoLA by about six points, on SST-2 and RTE by under one. None of these leads is
+#   separated. On CoLA the gap exceeds the seeds' range, but MCC over 1,043 dev sentences is
+#   a coarse measure: each seed pair's 95% bootstrap interval is about 14 points wide, and
+#   only one of the three lies above zero (printed above). BitFit is higher on STS-B,
+#   separated, and on MRPC by about two points, not separated there: BitFit's three seeds
+#   spread over more than that, and only one seed pair's interval lies below zero. On the
+#   average the two are level.
+#
+# **Against the paper.** Table 2's claim is its "Avg." column: on RoBERTa-base LoRA is above
+# BitFit and AdapterDrop (which the book does not run), and in the paper's restricted,
+# adapter-comparable RoBERTa-large setup (†) above Houlsby's and Pfeiffer's adapters at
+# LoRA's 0.8M parameters. Chapter 7's row above averages the book's five tasks, of the
+# paper's rows too. On MiniLM-L6 the order against Houlsby's adapter is reversed, and LoRA is
+# level with BitFit and Pfeiffer's adapter. What the design does not equalise (the four
+# points below) has no single direction: the adapters' learning rates were swept at a
+# bottleneck of 64 (AdapterP's on Houlsby's FFN-only adapter), a mismatch LoRA's rate does
+# not have, of unknown sign; every baseline's budget is LoRA's or longer, and the best of
+# more evaluations favours the baselines, but AdapterH, the one baseline above LoRA, has
+# LoRA's budget on four of the five tasks. It is evidence about these methods on a 22M
+# encoder, not about Table 2's numbers; the paper's other reasons to prefer LoRA (no added
+# inference latency, chapter 5; the adapters' sequential cost there) are not what this
+# table tests.
+
+# %% [markdown]
 # ### The adapters at the `cpu` preset's size
 #
 # The `cpu` runs of 3.9 set LoRA beside adapters with a bottleneck of 64, several times its
@@ -1137,11 +1277,12 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
 # the budget their size-matched twin's long run set and with its seed, so that each pair
 # differs in the bottleneck alone: does the larger adapter score higher on these tasks? With
 # one seed, a difference within the seeds' ranges in the table above is noise, not a finding.
+# They come last in the campaign's order, after chapter 6's runs, so this table fills late.
 
 # %% tags=["hide-input"]
 larger = pd.DataFrame(full_report.larger_adapters(results_dir))
 if larger.empty:
-    print("No adapter at m = 64 has finished yet: they run after the baselines' seeds.")
+    print("No adapter at m = 64 has finished yet: they run last, after chapter 6's runs.")
 else:
     larger["method"] = larger["method"].map(FULL_NAMES)
     display(larger.set_index(["task", "method"]).round(1))
@@ -1185,8 +1326,7 @@ else:
 #
 # **Here**, on MiniLM-L6 (22.7M) and five GLUE tasks, each method's learning rate picked by
 # one sweep on MRPC; the `cpu` runs of 3.9 at the sweep's epochs, and the `full` campaign of
-# 3.10 at per-task budgets, three seeds of every method, which decides chapter 7's rows once
-# it has every task (its baselines are still running):
+# 3.10 at per-task budgets, three seeds of every method, which decides chapter 7's rows:
 #
 # - *On par with FT* (our per-task test, stricter than the paper's, which its own Table 2
 #   fails on QQP): in the `full` campaign it holds on MRPC only; LoRA trails FT by more than
@@ -1195,13 +1335,14 @@ else:
 #   held on MRPC and STS-B, and four times the epochs (one seed) closed the gap on CoLA and
 #   SST-2, not on RTE, where the paper starts FT and LoRA alike from MNLI-adapted models,
 #   which we cannot.
-# - *Better than BitFit and the adapters*: in the `cpu` runs of 3.9, not seen on any task
-#   (the paper's own Table 2 has BitFit above LoRA on MRPC, so the paper's claim is its
-#   average over tasks, which chapter 7 judges, as computed at the end of 3.9); there the
-#   adapters train four to eight times LoRA's parameters, the baselines have one seed each,
-#   and all share the few epochs that held LoRA back. The `full` campaign's reading, with
-#   the adapters at LoRA's size and three seeds of every method, is written once its last
-#   baselines' seeds are in (3.10).
+# - *Better than BitFit and the adapters* (the paper's claim is its average over tasks: its
+#   own Table 2 has BitFit above LoRA on MRPC): not seen. In the `full` campaign, with the
+#   adapters at LoRA's size and three seeds of every method, Houlsby's adapter is above LoRA
+#   on the average (by more than twice the seeds' standard deviation), and its median is
+#   higher on every task; LoRA is level with Pfeiffer's adapter and with BitFit, whose medians
+#   it beats on three tasks without the rule separating any; the rule separates only STS-B,
+#   where LoRA is below BitFit and AdapterH (3.10). The `cpu` runs of 3.9 had not seen it either,
+#   with larger adapters, one seed each and the few epochs that held LoRA back.
 #
 # MiniLM is not RoBERTa: six layers, 384 wide, distilled {cite}`wang2020minilm` and then
 # trained for sentence embeddings {cite}`sbert2021allminilm`, and $r = 8$ is a larger share
