@@ -1055,11 +1055,10 @@ else:
 # %% [markdown]
 # ### Reading it: LoRA against BitFit and the adapters at LoRA's size
 #
-# The second claim's reading is written once every baseline has its three seeds on every
-# task, for the findings this cell computes (guarded as the first claim's is); until then
-# the table above shows each task's verdicts as their seeds land, and the lines below sum
-# them up per baseline (LoRA's median minus the baseline's, task by task, and where the rule
-# separates them).
+# The lines below sum up the table's verdicts per baseline (LoRA's median minus the
+# baseline's, task by task, and where the rule separates them), then chapter 7's row: the
+# paper's form of the claim, the average over the tasks. The reading after them was written
+# for the findings this cell computes, guarded as the first claim's is.
 
 # %% tags=["hide-input"]
 # the findings the prose of this section is written for
@@ -1257,8 +1256,8 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
 # **Against the paper.** Table 2's claim is its "Avg." column: on RoBERTa-base LoRA is above
 # BitFit and AdapterDrop (which the book does not run), and in the paper's restricted,
 # adapter-comparable RoBERTa-large setup (†) above Houlsby's and Pfeiffer's adapters at
-# LoRA's 0.8M parameters. Chapter 7's row above averages the book's five tasks, of the
-# paper's rows too. On MiniLM-L6 the order against Houlsby's adapter is reversed, and LoRA is
+# LoRA's 0.8M parameters. Chapter 7's row above averages the paper's rows, like ours, over
+# the book's five tasks. On MiniLM-L6 the order against Houlsby's adapter is reversed, and LoRA is
 # level with BitFit and Pfeiffer's adapter. What the design does not equalise (the four
 # points below) has no single direction: the adapters' learning rates were swept at a
 # bottleneck of 64 (AdapterP's on Houlsby's FFN-only adapter), a mismatch LoRA's rate does

@@ -209,7 +209,7 @@ def test_the_verdict_reads_the_full_campaign_once_every_task_has_its_seeds(tmp_p
     assert sum(int(s["file"].split("(")[1].split()[0]) for s in found.sources) == 30
     others = verdict.glue_vs_baselines(tmp_path)  # Table 2's average, the full campaign's
     assert "full campaign" in others.why and others.verdict == "reproduced", others
-    assert "LoRA 75.5" in others.evidence and "BitFit 73.5 (above)" in others.evidence
+    assert "LoRA 75.5" in others.evidence and "BitFit 73.5 (LoRA above)" in others.evidence
     # chapter 3.9 reads its own runs: the cpu campaign's, of which there are none here
     assert verdict.glue_vs_baselines(tmp_path, cpu_only=True).verdict == "pending"
 

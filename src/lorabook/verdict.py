@@ -543,8 +543,12 @@ def glue_vs_baselines(results_dir: Path, cpu_only: bool = False) -> Finding:
         judged = {report.method_name(m): j for m, j in judged.items()}
     verdict, rule = judge_above({m: j["verdict"] for m, j in judged.items()})
     first = next(iter(judged.values()))
+
+    def side(word: str) -> str:  # judge_by_spread's verdict is LoRA's side of the other
+        return f"LoRA {word}" if word in ("above", "below") else word
+
     evidence = f"average over {', '.join(first['tasks'])}: LoRA {first['ours']:.1f}; " + ", ".join(
-        f"{m} {j['theirs']:.1f} ({j['verdict']})" for m, j in judged.items()
+        f"{m} {j['theirs']:.1f} ({side(j['verdict'])})" for m, j in judged.items()
     )
     return Finding(
         "GLUE: LoRA vs others", claim, said, evidence, verdict, f"{rule}; {why}", sources, pending
