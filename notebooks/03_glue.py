@@ -1158,7 +1158,8 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
             f"{baseline_written_for}: rewrite it (and the second point of the closing 'Claims "
             "checked in this chapter'), then update baseline_written_for"
         )
-    gap = {(row["versus"], row["task"]): row["difference"] for row in judged}
+    versus = {(row["versus"], row["task"]): row for row in judged}
+    gap = {key: row["difference"] for key, row in versus.items()}
     budget = {(r["task"], r["method"]): r["epochs"] for r in full_rows}
     by_method = {r["method"]: r for r in full_rows if r["task"] == "stsb"}
     by_mrpc = {r["method"]: r["max"] - r["min"] for r in full_rows if r["task"] == "mrpc"}
@@ -1182,7 +1183,8 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
         f"the larger standard deviation of the two methods' per-seed averages: "
         f"{versus_h['spread']:.2f}"
     )
-    cola_pairs = next(r["pairs"] for r in judged if (r["task"], r["versus"]) == ("cola", "bitfit"))
+    cola_bitfit, mrpc_bitfit = versus[("bitfit", "cola")], versus[("bitfit", "mrpc")]
+    cola_pairs = cola_bitfit["pairs"]
     print(
         "CoLA, LoRA − BitFit, bootstrap intervals by seed (points):",
         "; ".join(f"seed {p['seed']} [{p['low']:+.1f}, {p['high']:+.1f}]" for p in cola_pairs),
@@ -1201,12 +1203,10 @@ else:  # the paper's form of the claim: Table 2's average over tasks, as chapter
     assert {t for t, g in last_gap.items() if g < 0} == {"cola", "stsb", "mrpc"}, last_gap
     assert last_gap["rte"] > 0 and abs(last_gap["sst2"]) < 0.05, last_gap  # "turns", "level"
     assert versus_h["difference"] < -2 * versus_h["spread"], versus_h  # "more than twice"
-    cola_bitfit = next(r for r in judged if (r["task"], r["versus"]) == ("cola", "bitfit"))
     assert 5.5 <= cola_bitfit["difference"] < 6.5, cola_bitfit  # "about six points"
     assert cola_bitfit["difference"] > cola_bitfit["spread"]  # "exceeds the seeds' range"
     assert all(p["high"] - p["low"] > 12 for p in cola_pairs), cola_pairs  # "about 14 wide"
     assert sum(p["low"] > 0 for p in cola_pairs) == 1  # "only one of three above zero"
-    mrpc_bitfit = next(r for r in judged if (r["task"], r["versus"]) == ("mrpc", "bitfit"))
     assert -2.5 < mrpc_bitfit["difference"] < -1.5 < 0 < mrpc_bitfit["spread"]  # "about two"
     assert -mrpc_bitfit["difference"] < mrpc_bitfit["spread"]  # BitFit's seeds' range:
     assert abs(mrpc_bitfit["spread"] - by_mrpc["bitfit"]) < 1e-6, by_mrpc
