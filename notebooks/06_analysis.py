@@ -503,9 +503,9 @@ say(
     f"{pilot_losses[-1]:.4f} after {len(pilot_losses)}, "
     f"{100 * (1 - pilot_losses[-1] / pilot_losses[0]):.1f}% lower. The ranks stage: "
     f"{int(ranks_left['done'])} of {len(ranks_plan)} runs finished "
-    f"(~{ranks_left['left']:.0f} worker-hours left); it is optional (one round a "
-    "rank), so it runs after the runs that decide a claim: chapter 4.9's, then the GLUE "
-    "campaign's (chapters 3 and 6.4)."
+    f"(~{ranks_left['left']:.0f} worker-hours left). It decides no claim (one round a "
+    "rank), so it ran after the runs that do, chapter 4.9's; it runs before the GLUE "
+    "campaign's Section 7 stage (6.4), since both are this chapter's evidence."
 )
 theirs18 = pd.DataFrame(paper.table(18)).assign(source="paper: GPT-2 M, Table 18")
 paper18 = theirs18.set_index("r").drop(columns="source").astype(float)
@@ -532,6 +532,63 @@ if ours18:
     )
 else:
     display(theirs18.set_index(["source", "r"]))
+
+# %% [markdown]
+# The same, drawn against $r$ (doubling along the axis). Our dev loss and the paper's
+# validation loss are per token of different tokenisers, so each has its own panel; BLEU is the
+# same metric on the same test set, so both sources share one. The grey points are LoRA's
+# three seeds after their first round in chapter 4.9's runs: the ranks stage's settings at
+# $r = 4$, trained from other seeds. Their spread is how far the seed alone moves a
+# one-round dev loss, the scale against which a difference between ranks is read.
+
+# %% tags=["hide-input"]
+seeds_round1 = e2e_report.first_round_losses(results_dir)
+ours_by_r = pd.DataFrame(ours18).set_index("r") if ours18 else pd.DataFrame()
+fig, (ax_ours, ax_paper, ax_bleu) = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained")
+paper_r = paper18.index.astype(int)
+if len(ours_by_r):
+    ax_ours.plot(ours_by_r.index, ours_by_r["dev loss"], "o-", label="ours: one round")
+    ax_bleu.plot(ours_by_r.index, ours_by_r["BLEU"], "o-", label="ours: SmolLM2, one round")
+ax_ours.plot(
+    [4] * len(seeds_round1),
+    list(seeds_round1.values()),
+    "o",
+    color="grey",
+    alpha=0.6,
+    label=f"seeds {', '.join(map(str, seeds_round1))} at r = 4 (4.9's runs)",
+)
+ax_paper.plot(paper_r, paper18["val loss"], "s-", color="C1")
+ax_bleu.plot(paper_r, paper18["BLEU"], "s-", color="C1", label="paper: GPT-2 M, Table 18")
+for ax, title in (
+    (ax_ours, "ours: SmolLM2's dev loss"),
+    (ax_paper, "paper: GPT-2 M's val loss (Table 18)"),
+    (ax_bleu, "BLEU on the test set"),
+):
+    ax.set_xscale("log", base=2)
+    ax.set(title=title, xlabel="r", xlim=(0.7, 1.4 * paper_r.max()))
+    ax.set_xticks(ticks := [1, 4, 16, 64, 256, 1024], labels=map(str, ticks))
+for ax in (ax_ours, ax_bleu):
+    ax.legend(fontsize="small")
+plt.show()
+if seeds_round1:
+    spread = max(seeds_round1.values()) - min(seeds_round1.values())
+    said = (
+        f"The seeds' dev losses after one round at r = 4 span {spread:.4f} "
+        f"({min(seeds_round1.values()):.4f} to {max(seeds_round1.values()):.4f})"
+    )
+    if len(ours_by_r) > 1:
+        losses = ours_by_r["dev loss"]
+        said += (
+            f"; the {len(losses)} ranks scored so far span {losses.max() - losses.min():.4f}, "
+            f"lowest at r = {losses.idxmin()} ({losses.min():.4f}), highest at "
+            f"r = {losses.idxmax()} ({losses.max():.4f})"
+        )
+    if 4 in ours_by_r.index and 0 in seeds_round1:  # the same run twice: round 1 of seed 0
+        said += (
+            f". The ranks stage's r = 4 is seed 0's first round trained again: dev loss "
+            f"{ours_by_r.loc[4, 'dev loss']:.6f} here, {seeds_round1[0]:.6f} in 4.9's run"
+        )
+    say(said + ".")
 
 # %% [markdown]
 # ## 6.6 What carries over

@@ -220,6 +220,21 @@ def test_rank_rows_read_the_scored_ranks_in_table_18s_units_bleu_times_100(tmp_p
     ]
 
 
+def test_first_round_losses_are_loras_seeds_first_round_the_scale_of_a_ranks_difference(
+    tmp_path, picked
+):
+    from lorabook.e2e.report import first_round_losses
+
+    assert first_round_losses(tmp_path) == {}  # no pilots: no runs to read
+    lora, ft = pilot_jobs()
+    write_record(lora, tmp_path, [1.33, 1.26, 1.23, 1.22])  # the budget: LoRA's seed 0
+    write_record(ft, tmp_path, [1.2, 1.1, 1.0, 0.99])
+    runs = {(j.method, j.seed): j for j in runs_jobs(tmp_path)}
+    write_record(runs["lora", 2], tmp_path, [1.32, 1.27, 1.24, 1.21])
+    write_record(runs["ft", 1], tmp_path, [1.0, 0.9, 0.8, 0.7])  # FT's: not LoRA's
+    assert first_round_losses(tmp_path) == {0: 1.33, 2: 1.32}  # seed 1 still to run
+
+
 def keep_checkpoint(job: Job, results: Path) -> None:
     """A stand-in for the final checkpoint ``job`` kept (``--keep-checkpoint``)."""
     ckpt = job.plan(results).paths.scratch / "ckpt"

@@ -46,8 +46,9 @@ in_camp() {  # the campaign's own code, not this checkout's (the venv installs t
 
 case "${1:-}" in
 start)
-    if pgrep -f "lorabook.(e2e|glue).*campaign" >/dev/null; then
-        echo "a campaign is running already: $(pgrep -af 'lorabook.(e2e|glue).*campaign')"
+    running=$([ -d "$camp" ] && camp_pids "lorabook.e2e.campaign|lorabook.glue.full_campaign" || true)
+    if [ -n "$running" ]; then  # in the worktree only, as `stop` (a CI's tests elsewhere are not one)
+        echo "a campaign is running already in $camp: $(ps -o pid=,args= -p "${running//$'\n'/,}")"
         exit 1
     fi
     [ -z "$(git -C "$repo" status --porcelain -uno)" ] || { echo "commit first: records must name a clean commit"; exit 1; }

@@ -176,7 +176,10 @@ def read_progress(checkpoint_dir: str | Path) -> dict | None:
     ``lorabook.train.fit`` writes beside it: ``epochs_done`` (finished epochs plus the
     fraction of the next one its batches make) and ``elapsed_seconds`` (training and
     evaluation, across resumes); ``None`` without one (no checkpoint yet, or one written
-    before this file existed)."""
+    before this file existed). An "epoch" is ``fit``'s: one evaluation period, which is a
+    *round* for a run that evaluates several times a pass over the data
+    (:func:`lorabook.train.round_sizes`; E2E's ``full`` preset, a quarter of a pass), so a
+    one-round run halfway through says 0.5."""
     path = Path(checkpoint_dir) / PROGRESS
     if not path.exists():
         return None

@@ -181,6 +181,27 @@ def rank_rows(results_dir: str | Path, model: str = "smollm2") -> list[dict]:
     return rows
 
 
+def first_round_losses(results_dir: str | Path, model: str = "smollm2") -> dict[int, float]:
+    """LoRA's dev loss after its first round in each seed of the campaign's runs stage, by
+    seed: the ranks stage's settings at r = 4, trained from other seeds. How far the seed
+    alone moves a one-round run is the scale a rank's dev loss in :func:`rank_rows` is read
+    against (the ranks stage trains one seed). Seeds not finished are left out; before the
+    picks and pilots there are none."""
+    from lorabook.cli import SettingsError
+    from lorabook.e2e import campaign
+
+    try:
+        jobs = campaign.runs_jobs(results_dir, model)
+    except SettingsError:
+        return {}
+    losses = {}
+    for job in jobs:
+        record = job.plan(results_dir, model).paths.finished() if job.method == "lora" else None
+        if record is not None:
+            losses[job.seed] = record["epochs"][0]["dev_loss"]
+    return losses
+
+
 def outputs_of(record: dict, root: str | Path) -> list[str]:
     """The decoded outputs a record kept (one per test MR, in the MRs' order)."""
     from lorabook.e2e.metrics import read_outputs
