@@ -395,6 +395,7 @@ def test_amplification_rows_are_the_layers_amplification(tiny_record):
     expected = amplification(base_weight(model, layer), trained.delta(layer), trained.r)
     for row in rows[1], rows[3]:
         assert row["factor"] == pytest.approx(expected.factor)
+        assert row["factor of BA"] == pytest.approx(expected.factor / trained.scaling)
         assert row["× random"] == pytest.approx(expected.of_delta / expected.of_random)
         assert row["of_weight"] == pytest.approx(expected.of_weight)
 

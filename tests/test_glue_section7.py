@@ -120,6 +120,16 @@ def test_separation_says_whether_cells_differ_by_more_than_seeds_do():
     assert section7.separation(found, "Table 5") == []
 
 
+def test_apart_reads_two_cells_against_the_wider_of_their_seed_ranges():
+    def row(median, low, high):
+        return {"median": median, "min": low, "max": high}
+
+    assert section7.apart(row(91.0, 90.9, 91.1), row(90.5, 90.4, 90.6)) == "above"  # 0.5 > 0.2
+    assert section7.apart(row(90.5, 90.4, 90.6), row(91.0, 90.9, 91.1)) == "below"
+    assert section7.apart(row(91.0, 90.0, 91.2), row(90.5, 90.4, 90.6)) == "level"  # 0.5 < 1.2
+    assert section7.apart(row(91.0, 91.0, 91.0), row(91.0, 91.0, 91.0)) == "level"
+
+
 def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided, monkeypatch):
     task = fc.SECTION7_TASKS[0]
     shared = torch.zeros(D)
@@ -155,7 +165,9 @@ def test_figure3_pairs_r8_with_r64_and_finds_the_planted_direction(decided, monk
 def test_the_verdict_waits_for_every_seed_then_applies_its_rule(decided):
     from lorabook import verdict
 
-    assert verdict.section7_tables(decided).verdict == "pending"
+    waiting = verdict.section7_tables(decided)
+    assert waiting.verdict == "pending"
+    assert "0 of 22 cells the rule reads" in waiting.evidence  # {W_q, W_v} r = 4 counted once
     cells = fc.section7_cells(
         {(t, "lora"): EPOCHS for t in fc.SECTION7_TASKS}, "cls", every_seed=True
     )
@@ -193,6 +205,24 @@ def test_a_table_whose_cells_differ_less_than_their_seeds_decides_nothing(decide
     assert {r["task"]: r["separates"] for r in apart} == {t: t == task for t in fc.SECTION7_TASKS}
     assert found.verdict == "partly", found.evidence
     assert "(1 of 4 parts hold, 3 untested)" in found.evidence
+
+
+def test_more_matrices_must_beat_the_best_single_one_by_more_than_their_seeds(decided):
+    """Table 5's part reads the two cells it compares: a table that separates because one
+    cell (W_k) is far lower does not make a level best-multi against best-single a win."""
+    cells = fc.section7_cells(
+        {(t, "lora"): EPOCHS for t in fc.SECTION7_TASKS}, "cls", every_seed=True
+    )
+    for _, job in cells:
+        several = len(job.lora_targets or ()) > 1
+        best = {0: 4, 1: 6, 2: 5} if several else {0: 3, 1: 6, 2: 4}  # 50.5 [.4, .6], 50.4 [.3, .6]
+        write_record(job, decided, 1 if job.lora_targets == ("k",) else best[job.seed])
+    found = verdict.section7_tables(decided)
+    separated = section7.separation(section7.cell_records(decided), "Table 5")
+    assert all(row["separates"] for row in separated)  # W_k's 50.1 sets the table apart
+    assert "50.5 (W_q, W_v) vs the best single 50.4 (W_q), level by their seeds" in found.evidence
+    assert found.verdict == "not reproduced", found.evidence  # Table 6's cells: all level
+    assert "(0 of 4 parts hold, 2 untested)" in found.evidence
 
 
 # --- the verdict's Section 7 parts (Figures 3 and 4 at r = 64, Table 7's two ranks) ----------
@@ -306,5 +336,8 @@ def test_the_amplification_verdict_compares_r_4_with_r_64(planted_runs):
     assert found.verdict == "reproduced" and not found.pending, found.evidence
     assert "(3 of 3 tests hold)" in found.evidence
     assert "r = 4:" in found.evidence and "r = 64:" in found.evidence
-    factors = [float(x) for x in re.findall(r"factor ([\d.]+) \(median", found.evidence)]
+    factors = [float(x) for x in re.findall(r"factor ([\d.]+) \(of B A alone", found.evidence)]
     assert factors[0] > factors[1]  # r = 4 amplifies more (a larger ΔW on fewer directions)
+    of_ba = [float(x) for x in re.findall(r"of B A alone ([\d.]+);", found.evidence)]
+    for factor, ba, r in zip(factors, of_ba, (4, 64), strict=True):  # α = 8: the scale α/r
+        assert factor == pytest.approx(8 / r * ba, rel=0.05, abs=0.05)

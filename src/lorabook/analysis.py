@@ -2,11 +2,13 @@
 
 Shapes, in ``nn.Linear``'s layout (the paper's d × k): a weight W and its update ΔW are
 d_out × d_in, LoRA's A is r × d_in, B is d_out × r. The paper's (and the book's) ΔW is B A
-(equation 3), and the weight changes by (α/r) · B A (equation 4). Section 7 does not say
-which of the two it analyses; here ΔW's studies (Table 7) use the change the weight receives,
-(α/r) · B A (:func:`lora_delta`). Where α = r (chapter 3's runs: r = α = 8) the two are one
-matrix; at other ranks only ‖ΔW‖_F and the amplification factor scale with α/r, the
-directions U, V and the projections ‖UᵀWVᵀ‖_F do not.
+(equation 3), and the weight changes by (α/r) · B A (the scaling of Section 4.1). Section 7
+does not say which of the two it analyses; here ΔW's studies (Table 7) use the change the
+weight receives, (α/r) · B A (:func:`lora_delta`). Where α = r (chapter 3's runs: r = α = 8)
+the two are one matrix; at other ranks only ‖ΔW‖_F and the amplification factor scale with
+α/r, the directions U, V and the projections ‖UᵀWVᵀ‖_F do not. With α fixed across ranks (as
+the paper sets it, Section 4.1), α/r alone makes r = 4's factor 16× r = 64's for the same B A:
+:func:`amplification_rows` gives B A's factor too, so that a reader can tell the two apart.
 
 Subspace similarity (Section 7.2). For two trained A's, of ranks r₁ and r₂ and the same d_in,
 
@@ -178,8 +180,9 @@ def shared_directions(
     above ``threshold`` (:func:`random_top_cosine` gives the random pairs' quantile).
 
     This is Figure 4's "how many common directions" (ΔW_q shares more of them across seeds
-    than ΔW_v); φ(i, i) cannot count them, since one shared top direction keeps it high for
-    every i."""
+    than ΔW_v). φ(i, i) cannot count them: it is the mean of the i squared principal cosines
+    between the two top-i spans, so one direction shared fully and several shared in part give
+    the same value."""
     return int((principal_cosines(m1, m2, side).square() > threshold).sum())
 
 
@@ -532,9 +535,10 @@ def amplification_rows(
 ) -> list[dict]:
     """Table 7's quantities for every run, in ``block`` (a middle one, as the paper's layer
     48 of 96), per LoRA matrix: task, matrix, seed, α/r (the scale in ΔW = (α/r)·BA), the
-    :class:`Amplification` fields and factor, and ``× random``: ‖UᵀWVᵀ‖_F on ΔW's
-    directions over that on random matrices' (the paper's ratio is Table 7's "of ΔW_q" over
-    its "random")."""
+    :class:`Amplification` fields and factor, ``factor of BA`` (the factor over α/r: that of
+    B A without the scale, which α/r alone makes differ between ranks at a fixed α), and
+    ``× random``: ‖UᵀWVᵀ‖_F on ΔW's directions over that on random matrices' (the paper's
+    ratio is Table 7's "of ΔW_q" over its "random")."""
     rows, of_w = [], {}  # W's own terms, once per (layer, r): the runs share the base
     for (task, seed), run in sorted(runs.items()):
         for matrix in matrices:
@@ -550,6 +554,7 @@ def amplification_rows(
                     "seed": seed,
                     "α/r": run.scaling,
                     **found.to_dict(),
+                    "factor of BA": found.factor / run.scaling,
                     "× random": found.of_delta / found.of_random,
                 }
             )

@@ -183,10 +183,10 @@ def rank_rows(results_dir: str | Path, model: str = "smollm2") -> list[dict]:
 
 def first_round_losses(results_dir: str | Path, model: str = "smollm2") -> dict[int, float]:
     """LoRA's dev loss after its first round in each seed of the campaign's runs stage, by
-    seed: the ranks stage's settings at r = 4, trained from other seeds. How far the seed
-    alone moves a one-round run is the scale a rank's dev loss in :func:`rank_rows` is read
-    against (the ranks stage trains one seed). Seeds not finished are left out; before the
-    picks and pilots there are none."""
+    seed: the ranks stage's settings at r = 4 (seed 0's first round is the ranks stage's
+    r = 4 run, trained again there). How far the seed alone moves a one-round run is the
+    scale a rank's dev loss in :func:`rank_rows` is read against (the ranks stage trains
+    one seed). Seeds not finished are left out; before the picks and pilots there are none."""
     from lorabook.cli import SettingsError
     from lorabook.e2e import campaign
 

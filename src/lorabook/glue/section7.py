@@ -122,6 +122,17 @@ def separation(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
     return out
 
 
+def apart(first: Mapping, second: Mapping) -> str:
+    """Two :func:`score_table` cells against their own seeds: ``"above"`` when the first's
+    median exceeds the second's by more than the wider of the two cells' seed ranges
+    (max − min), ``"below"`` when the second's exceeds the first's by more, ``"level"``
+    otherwise. :func:`lorabook.verdict.section7_tables` reads Table 5's claim (two or four
+    matrices beat one) on the two cells it compares this way."""
+    noise = max(first["max"] - first["min"], second["max"] - second["min"])
+    gap = first["median"] - second["median"]
+    return "above" if gap > noise else "below" if -gap > noise else "level"
+
+
 def records_at(
     found: Mapping[Cell, Sequence[dict]], r: int, targets: tuple[str, ...] = ("q", "v")
 ) -> dict[tuple[str, int], dict]:
