@@ -523,8 +523,7 @@ say(
     f"{100 * (1 - pilot_losses[-1] / pilot_losses[0]):.1f}% lower. The ranks stage: "
     f"{int(ranks_left['done'])} of {len(ranks_plan)} runs finished "
     f"(~{ranks_left['left']:.0f} worker-hours left). It decides no claim (one round a "
-    "rank), so it runs after chapter 4.9's runs, which do, and before the GLUE campaign's "
-    "Section 7 stage (6.4)."
+    "rank), so it started after chapter 4.9's runs, which do."
 )
 theirs18 = pd.DataFrame(paper.table(18)).assign(source="paper: GPT-2 M, Table 18")
 paper18 = theirs18.set_index("r").drop(columns="source").astype(float)
@@ -552,8 +551,9 @@ if ours18:
     shown18 = pd.DataFrame(ours18).assign(source="ours: SmolLM2, one round")
     shown18["r"] = shown18["r"].astype(str)
     shown18 = shown18.rename(columns={"dev loss": "val loss", "ROUGE_L": "ROUGE-L"})
+    shown18["trainable"] = shown18["trainable"].map("{:,}".format)
     display(
-        pd.concat([shown18.round(4), theirs18], ignore_index=True)
+        pd.concat([shown18.round(4).astype(str), theirs18], ignore_index=True)
         .fillna("")
         .set_index(["source", "r"])
     )

@@ -51,8 +51,10 @@ def trained_by_preset(record: dict) -> bool:
     (:func:`campaign_overrides`) and the decoding aside: not a shorter check run made with
     the same preset (e.g. :data:`BF16_CHECK`'s 800 rows and 8 test MRs)."""
     method = "lora" if record["method"] == NO_TRAINING else record["method"]
+    overrides = campaign_overrides(record)
+    del overrides["lora_r"]  # another rank (the E2E ranks stage) is not the preset's LoRA
     preset = e2e_preset(record["preset"], method).with_overrides(
-        **recorded_in(record["preset"]), **campaign_overrides(record)
+        **recorded_in(record["preset"]), **overrides
     )
     return _training(record) == {k: v for k, v in preset.to_dict().items() if k != "decode"}
 
@@ -63,15 +65,15 @@ def decoding(record: dict) -> dict:
     return {**LEGACY_DECODE, **record["settings"]["decode"]}
 
 
-CAMPAIGN_SETTINGS = ("rounds", "stop_flat", "decode_test")
+CAMPAIGN_SETTINGS = ("rounds", "stop_flat", "decode_test", "lora_r")
 
 
 def campaign_overrides(record: dict) -> dict:
     """What a campaign job set itself (:meth:`lorabook.e2e.campaign.Job.overrides`), read
-    back from its record: the learning rate, and the rounds, the pilot's rule and whether the
-    test set was decoded where the record has them. With the record's preset, this gives the
-    record's settings (the learning rate is the preset's own in records made outside a
-    campaign)."""
+    back from its record: the learning rate, and the rounds, the pilot's rule, whether the
+    test set was decoded and LoRA's rank (the ranks stage's) where the record has them. With
+    the record's preset, this gives the record's settings (the learning rate is the preset's
+    own in records made outside a campaign)."""
     settings = record["settings"]
     found = {k: settings[k] for k in CAMPAIGN_SETTINGS if k in settings}
     return {"lr": settings["train"]["lr"], **found}
