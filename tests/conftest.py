@@ -94,6 +94,16 @@ def randomize_lora(model: torch.nn.Module, seed: int = 1) -> None:
 
 
 @pytest.fixture
+def native_bf16(monkeypatch) -> None:
+    """This process as on a CPU with native bf16, where the campaigns start (their runs are
+    bf16: ``precision.require_native_bf16``); the tests that drive a campaign's command line
+    use it, so that they run on any CPU."""
+    from lorabook import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("amx_bf16",))
+
+
+@pytest.fixture
 def ids() -> torch.Tensor:
     return torch.randint(2, VOCAB, (2, SEQ), generator=torch.Generator().manual_seed(0))
 

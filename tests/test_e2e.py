@@ -552,8 +552,8 @@ class WouldTrain(Exception):
 def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
     model_folder, small_data, tmp_path, monkeypatch, flags, expected
 ):
-    """Issue 17: ``cpu`` trains and decodes in cpu_precision(), as ``full`` does; a run that
-    falls back to fp32 says so in one line, a run that asks for its arithmetic says nothing."""
+    """Issue 17: ``cpu`` trains and decodes in cpu_precision(); a run that falls back to fp32
+    says so in one line, a run that asks for its arithmetic says nothing."""
     from lorabook import precision
     from lorabook.e2e import experiment
 
@@ -579,3 +579,36 @@ def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
         fallback = [line for line in lines if "no native bf16" in line]
         assert len(fallback) == says and all("fp32" in line for line in fallback)
     assert asked == [expected, "no"]
+
+
+@pytest.mark.parametrize("flags", [("amx_bf16",), ()], ids=["native-bf16", "no-bf16"])
+def test_the_full_preset_trains_and_decodes_in_bf16_on_any_cpu(
+    model_folder, small_data, tmp_path, monkeypatch, flags
+):
+    """``full``'s bf16 is pinned (CAMPAIGN_PRECISION): its runs keep their names, and the book
+    its records, on a CPU without native bf16. There a run says in one line that bf16 is
+    emulated and which flags train and decode in fp32 instead; asked for fp32, nothing."""
+    from lorabook import precision
+    from lorabook.e2e import experiment
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    full = e2e_preset("full", "lora")
+    assert full.train.mixed_precision == full.decode.precision == "bf16"
+    asked = []
+
+    def fit(net, train_ds, evaluate, config, **kwargs):
+        asked.append(config.mixed_precision)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    kw = dict(model=str(model_folder), preset="full", data_dir=small_data, results_dir=tmp_path)
+    kw |= dict(progress=False, score=False)
+    fp32 = {"mixed_precision": "no", "precision": "no"}
+    for overrides, says in (({"lr": 1e-3}, not flags), ({"lr": 1e-3, **fp32}, False)):
+        lines: list[str] = []
+        with pytest.raises(WouldTrain):
+            run_e2e("lora", overrides=overrides, log=lines.append, **kw)
+        warned = [line for line in lines if "emulates" in line]
+        assert len(warned) == says
+        assert all("--mixed-precision no --decode-precision no" in line for line in warned)
+    assert asked == ["bf16", "no"]

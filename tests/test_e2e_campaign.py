@@ -177,7 +177,7 @@ def test_the_budget_is_the_longer_pilot_and_a_pilot_at_the_budget_is_seed_0(tmp_
 
 
 def test_only_runs_the_named_jobs_and_refuses_a_name_that_matches_none(
-    tmp_path, picked, monkeypatch, capsys
+    tmp_path, picked, monkeypatch, capsys, native_bf16
 ):
     """``--only ft-seed1``: a session that can finish one FT run (its checkpoint cannot be
     stashed) runs that one and no other; ``ft`` does not pick up FT-Top2's ``ft_top2``."""
@@ -363,19 +363,24 @@ def test_a_worker_killed_mid_run_resumes_to_the_record_of_an_uninterrupted_run(
 
     job = Job("pilot", "lora", 0, lr=1e-3, stop_flat=FLAT)
     model = str(model_folder)
-    straight = experiment.run_e2e(
-        "lora",
-        model,
-        "full",
-        0,
-        small_data,
-        tmp_path / "straight",
-        job.overrides(),
-        progress=False,
-        score=False,
-        log=lambda s: None,
-        checkpoint_every=1,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers run: a sum split over 2 threads rounds otherwise
+    try:
+        straight = experiment.run_e2e(
+            "lora",
+            model,
+            "full",
+            0,
+            small_data,
+            tmp_path / "straight",
+            job.overrides(),
+            progress=False,
+            score=False,
+            log=lambda s: None,
+            checkpoint_every=1,
+        )
+    finally:
+        torch.set_num_threads(threads)
     results = tmp_path / "killed"
     run = job.plan(results, model)
     argv = job.argv(results, model, small_data, score=False, checkpoint_every=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from lorabook.e2e.experiment import (
 )
 from lorabook.e2e.paper_format import read_paper_format, write_paper_format
 from lorabook.e2e.presets import ADDED_LATER, DecodeConfig, dev_loss_flat, e2e_preset
-from lorabook.precision import cpu_precision
+from lorabook.precision import CAMPAIGN_PRECISION
 
 FAST = {"lr": 1e-3, "num_beams": 2, "max_new_tokens": 8}  # the tiny model's test decoding
 
@@ -32,7 +33,8 @@ def test_full_is_the_whole_set_with_the_official_recipe_and_quarter_epoch_rounds
     assert full.train_examples is None and full.max_length == 128
     assert (t.batch_size, t.weight_decay, t.warmup_steps, t.max_grad_norm) == (8, 0.01, 500, None)
     assert (full.label_smoothing, full.dropout, full.lora_r, full.lora_alpha) == (0.1, 0.1, 4, 32)
-    assert t.mixed_precision == cpu_precision() and full.decode == cpu.decode
+    assert t.mixed_precision == full.decode.precision == CAMPAIGN_PRECISION  # on any CPU
+    assert full.decode == replace(cpu.decode, precision=CAMPAIGN_PRECISION)
     assert (full.optimizer, full.collapse_whitespace, full.data_form) == ("official", True, "csv")
     assert full.backbone_dropout is None and full.decode.stop_strings == ()
     assert (full.rounds_per_epoch, full.eval_examples, full.dev_mrs, full.dev_seed) == (

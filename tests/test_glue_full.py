@@ -28,7 +28,7 @@ from lorabook.glue.full_campaign import (
 )
 from lorabook.glue.metrics import primary_metric
 from lorabook.glue.presets import glue_preset
-from lorabook.precision import cpu_precision
+from lorabook.precision import CAMPAIGN_PRECISION
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [(t, m) for t in fc.TASKS for m in fc.METHODS]
@@ -77,7 +77,7 @@ def test_full_preset_settings(task, method, monkeypatch):
     t = full.train
     assert (full.max_length, full.padding, full.group_by_length) == (512, "longest", True)
     assert (t.batch_size, t.warmup_ratio, t.weight_decay) == (16, 0.06, 0.1)
-    assert t.mixed_precision == cpu_precision()
+    assert t.mixed_precision == CAMPAIGN_PRECISION == "bf16"  # on any CPU: its records'
     assert t.lr == presets.CPU_CHOSEN[method][0]
     assert t.epochs == presets.FULL_EPOCHS.get((task, method), presets.FULL_START_EPOCHS[method])
     assert full.train_examples == presets.CPU_TRAIN_EXAMPLES.get(task) and not full.eval_examples
@@ -402,7 +402,9 @@ def _step(job: Job) -> int:
     )
 
 
-def test_all_offers_one_queue_over_the_steps_with_what_can_run_now(tmp_path, monkeypatch):
+def test_all_offers_one_queue_over_the_steps_with_what_can_run_now(
+    tmp_path, monkeypatch, native_bf16
+):
     """``all`` gives its workers the jobs that can run now, in ``ORDER``'s steps (so a worker
     free at the tail of a step takes the next step's job): nothing past the head stage until
     its pick, and the seeds of a (task, method) as soon as a record decides its budget."""
@@ -489,7 +491,7 @@ def test_after_a_failed_job_no_more_are_taken(tmp_path, capsys):
 # --------------------------------------------------------------------------- the plan
 
 
-def test_only_keeps_the_named_jobs_of_a_stage(tmp_path, monkeypatch, capsys):
+def test_only_keeps_the_named_jobs_of_a_stage(tmp_path, monkeypatch, capsys, native_bf16):
     """``head --only sst2-lora``: the stage's jobs whose names contain it, and no other."""
     ran: list[Job] = []
 
@@ -648,7 +650,7 @@ def small_stsb(tmp_path, monkeypatch):
 
 
 def test_the_command_line_runs_every_stage_on_a_tiny_bert(
-    tiny_bert, small_stsb, tmp_path, monkeypatch, capsys
+    tiny_bert, small_stsb, tmp_path, monkeypatch, capsys, native_bf16
 ):
     """The campaign, shrunk (one task, LoRA alone, two seeds, three Section 7 cells, 1 to 4
     epochs), each job trained in this process through ``python -m lorabook.glue``'s command

@@ -533,3 +533,38 @@ def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
             log=lines.append,
         )
     assert asked[-1] == "no" and not [line for line in lines if "no native bf16" in line]
+
+
+@pytest.mark.parametrize("flags", [("avx512_bf16",), ()], ids=["native-bf16", "no-bf16"])
+def test_the_full_preset_trains_in_bf16_on_any_cpu_saying_where_it_is_emulated(
+    tmp_path, monkeypatch, flags
+):
+    """The ``full`` preset's bf16 is pinned (CAMPAIGN_PRECISION), so its runs keep their
+    names, and the book its records, on a CPU without native bf16. There a run says in one
+    line that bf16 is emulated and which flag trains in fp32 instead; asked for fp32, nothing."""
+    from lorabook import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    assert glue_preset("full", "rte", "lora").train.mixed_precision == "bf16"
+    asked = []
+
+    def fit(net, train_ds, evaluate, config, **kwargs):
+        asked.append(config.mixed_precision)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    for overrides, says in ((TINY, not flags), ({**TINY, "mixed_precision": "no"}, False)):
+        lines: list[str] = []
+        with pytest.raises(WouldTrain):
+            run_glue(
+                "rte",
+                "lora",
+                "minilm",
+                "full",
+                results_dir=tmp_path,
+                overrides=overrides,
+                log=lines.append,
+            )
+        warned = [line for line in lines if "emulates" in line]
+        assert len(warned) == says and all("--mixed-precision no" in line for line in warned)
+    assert asked == ["bf16", "no"]

@@ -104,3 +104,42 @@ def test_cached_weight_casts_restore_what_was_frozen_even_after_an_error():
         assert all(p.requires_grad for p in net.parameters())
         raise RuntimeError("boom")
     assert [p.requires_grad for p in net.parameters()] == flags == [False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("flags", "mixed_precision", "device", "emulated"),
+    [
+        ((), "bf16", "cpu", True),
+        (("amx_bf16",), "bf16", "cpu", False),
+        ((), "no", "cpu", False),
+        ((), "bf16", "meta", False),  # not a CPU: its own support, not the CPU's flags
+    ],
+)
+def test_emulated_bf16_is_bf16_on_a_cpu_without_the_flags(
+    monkeypatch, flags, mixed_precision, device, emulated
+):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    assert precision.emulated_bf16(mixed_precision, device) == emulated
+
+
+def test_campaigns_refuse_to_start_where_bf16_is_emulated(monkeypatch, tmp_path, capsys):
+    """Their runs are bf16 (CAMPAIGN_PRECISION, part of each run's name): on a CPU that only
+    emulates it both campaigns stop before any job, saying why and what to do; ``plan``,
+    which trains nothing, still works."""
+    from lorabook.cli import UserError
+    from lorabook.e2e import campaign as e2e_campaign
+    from lorabook.glue import full_campaign
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    precision.require_native_bf16("The campaign")  # native: nothing to say
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    with pytest.raises(UserError, match="no native bf16.*avx512_bf16.*other runs than its records"):
+        precision.require_native_bf16("The campaign")
+    where = ["--results-dir", str(tmp_path)]
+    for main, command in ((full_campaign.main, "section7"), (e2e_campaign.main, "ranks")):
+        # --only names no job: without the refusal, that would be the error (and no run starts)
+        assert main([command, "--workers", "1", "--only", "no-such-job", *where]) == 2
+        said = capsys.readouterr().err
+        assert "emulates it" in said and "Run it on a CPU that has one of those flags" in said
+        assert not list(tmp_path.rglob("*.json"))  # nothing ran
+    assert e2e_campaign.main(["plan", *where]) == 0

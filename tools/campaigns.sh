@@ -12,6 +12,7 @@
 #
 # The runs resume where `stop` left them: on this machine from results/_scratch, on a new one
 # from the committed results/_resume (LoRA-sized checkpoints only; see README, "stash").
+# `start` refuses on a CPU without native bf16: the runs are bf16 (precision.CAMPAIGN_PRECISION).
 # CAMP (the worktree), LOGS, LORABOOK_DATA, E2E_WORKERS, E2E_ONLY and GLUE_ONLY may be set; the
 # venv is this checkout's. E2E_WORKERS=1 runs one E2E job on both cores. Measured on the 2-core
 # machine (2026-12-01/02): an FT batch takes 2.75 s on two threads with nothing beside it and
@@ -51,6 +52,16 @@ start)
         echo "a campaign is running already in $camp: $(ps -o pid=,args= -p "${running//$'\n'/,}")"
         exit 1
     fi
+    # Its runs are bf16 (CAMPAIGN_PRECISION): on a CPU that only emulates it, refuse here, not
+    # in the log an hour later.
+    native=$(PYTHONPATH="$repo/src" "$py" -c '
+from lorabook.cli import UserError
+from lorabook.precision import require_native_bf16
+try:
+    require_native_bf16("The campaign")
+except UserError as error:
+    print(error)') || exit 1
+    [ -z "$native" ] || { echo "error: $native"; exit 1; }
     [ -z "$(git -C "$repo" status --porcelain -uno)" ] || { echo "commit first: records must name a clean commit"; exit 1; }
     if [ -d "$camp" ]; then
         git -C "$camp" checkout -q -f --detach "$(git -C "$repo" rev-parse HEAD)"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from lorabook.cli import UserError
+
 PRECISIONS = ("no", "bf16", "fp16")  # Accelerate's names; "no" is fp32
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -43,6 +45,55 @@ def cpu_precision(log=None) -> str:
     if log is not None:
         log("This CPU has no native bf16 (avx512_bf16 / amx_bf16): training in fp32 instead")
     return "no"
+
+
+CAMPAIGN_PRECISION = "bf16"
+"""The arithmetic of the ``full`` presets (GLUE's and E2E's), pinned: bf16 autocast, what
+every record of their campaigns was trained in (on CPUs with native bf16). Not asked of the
+machine (:func:`cpu_precision`): a run's identity is the hash of its settings, precision
+included, so on a CPU without native bf16 a preset that asked would name other runs. There the
+book found none of the committed records and a campaign started every run again in fp32."""
+
+EMULATED_BF16_SLOWDOWN = 15
+"""About how many times fp32's time bf16 autocast takes where the CPU only emulates it: MiniLM,
+a training step of 32 × 64 tokens on one thread, 36 s against 2.2 s (an AMD EPYC without
+AVX-512 BF16, 2026-12-03)."""
+
+
+def emulated_bf16(mixed_precision: str, device: torch.device | str = "cpu") -> bool:
+    """Whether ``mixed_precision`` is bf16 on a CPU that only emulates it (no
+    :data:`NATIVE_BF16_FLAGS`), where it runs about :data:`EMULATED_BF16_SLOWDOWN` times
+    slower than fp32."""
+    return mixed_precision == "bf16" and torch.device(device).type == "cpu" and not cpu_bf16_flags()
+
+
+def emulation_warning(what: str, instead: str) -> str:
+    """What to say of ``what`` (a run, a campaign) in bf16 on a CPU that only emulates it,
+    ending with what to do ``instead``."""
+    return (
+        f"{what} trains in bf16 (as its records were), but this CPU has no native bf16 "
+        f"({' / '.join(NATIVE_BF16_FLAGS)}): PyTorch emulates it, about "
+        f"{EMULATED_BF16_SLOWDOWN}x slower than fp32. {instead}"
+    )
+
+
+def fp32_instead(flags: str = "--mixed-precision no") -> str:
+    """What a single run in bf16 on a CPU that emulates it can do instead: the ``flags`` that
+    make it fp32 (:func:`emulation_warning`)."""
+    return f"{flags} trains in fp32 instead: a run of its own, which the book does not read"
+
+
+def require_native_bf16(what: str) -> None:
+    """Refuse to start ``what`` (a campaign: hours of runs in :data:`CAMPAIGN_PRECISION`) on a
+    CPU that only emulates bf16, saying why and what to do instead."""
+    if emulated_bf16(CAMPAIGN_PRECISION):
+        raise UserError(
+            emulation_warning(
+                what,
+                "Run it on a CPU that has one of those flags: in fp32 its runs would be other "
+                "runs than its records, and the book would read none of them.",
+            )
+        )
 
 
 def precision_info(device: torch.device | str = "cpu") -> dict:

@@ -109,6 +109,7 @@ from lorabook.e2e import presets
 from lorabook.e2e.data import EXPECTED_ROWS
 from lorabook.e2e.experiment import E2ERun, plan_e2e_run
 from lorabook.e2e.presets import FULL_SWEEP, e2e_preset
+from lorabook.precision import require_native_bf16
 from lorabook.runs import DEFAULT_RESULTS, find_records, folder_bytes
 from lorabook.train import CHECKPOINT, CHECKPOINT_EVERY, round_sizes
 
@@ -675,6 +676,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    require_native_bf16("The E2E campaign")
     shared.check_only(args.only, known_jobs(args.results_dir, args.model))
     kw = dict(
         results_dir=args.results_dir,

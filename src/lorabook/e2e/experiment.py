@@ -69,7 +69,14 @@ from lorabook.io import write_json, write_tensors
 from lorabook.methods import prefix_token_ids, prepare_causal_lm
 from lorabook.models import resolve_model
 from lorabook.optimizers import official_adamw
-from lorabook.precision import cpu_precision, precision_info, precision_record
+from lorabook.precision import (
+    cpu_precision,
+    emulated_bf16,
+    emulation_warning,
+    fp32_instead,
+    precision_info,
+    precision_record,
+)
 from lorabook.quiet import quiet
 from lorabook.records import environment, git_commit, peak_memory_of_processes
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths, scratch_of
@@ -626,6 +633,16 @@ def run_e2e(
     log(f"Run: {paths.record}")
     if preset_name in CPU_PRECISION_PRESETS and "mixed_precision" not in (overrides or {}):
         cpu_precision(log)  # one line where the CPU has no native bf16: the preset runs in fp32
+    elif any(
+        emulated_bf16(p, ranks.device)
+        for p in (settings.train.mixed_precision, settings.decode.precision)
+    ):
+        log(
+            emulation_warning(
+                f"{method} ({preset_name} preset)",
+                fp32_instead("--mixed-precision no --decode-precision no"),
+            )
+        )
 
     env = environment()  # now: the commit that trains, whatever the checkout says later
     set_seed(seed)  # LoRA's A and any new module are initialised here, before fit() runs

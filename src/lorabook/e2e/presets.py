@@ -39,13 +39,15 @@ Records made before that (decoded by ``generate``, whose n-gram ban also covers 
 in fp32) keep their names: ``LEGACY_DECODE`` below.
 
 bf16 (issue 17): ``cpu`` also trains (and computes its dev loss) with ``mixed_precision =``
-:func:`~lorabook.precision.cpu_precision`, as ``full`` does: bf16 autocast over fp32 weights
-and optimizer state where the CPU computes bf16 natively, fp32 elsewhere, and a run that falls
-back says so in one line (:data:`CPU_PRECISION_PRESETS`); the record's ``precision`` says
-which it ran in. The timings above are fp32's. Chapter 4's ``cpu`` records were all trained
-before that, in fp32 (``mixed_precision: "no"``, part of a run's identity): the chapter finds
-them as the ``cpu`` preset in fp32 (:data:`lorabook.e2e.report.CPU_RECORDED_IN`,
-``--mixed-precision no``).
+:func:`~lorabook.precision.cpu_precision`: bf16 autocast over fp32 weights and optimizer
+state where the CPU computes bf16 natively, fp32 elsewhere, and a run that falls back says so
+in one line (:data:`CPU_PRECISION_PRESETS`); the record's ``precision`` says which it ran in.
+The timings above are fp32's. Chapter 4's ``cpu`` records were all trained before that, in
+fp32 (``mixed_precision: "no"``, part of a run's identity): the chapter finds them as the
+``cpu`` preset in fp32 (:data:`lorabook.e2e.report.CPU_RECORDED_IN`, ``--mixed-precision
+no``). ``full`` trains and decodes in bf16 on any machine
+(:data:`~lorabook.precision.CAMPAIGN_PRECISION`): its campaign's records are bf16 runs, and a
+preset that asked the machine would name fp32 runs on a CPU without native bf16.
 """
 
 from __future__ import annotations
@@ -55,11 +57,11 @@ from dataclasses import dataclass, field, replace
 from lorabook.cli import SettingsError
 from lorabook.e2e.paper_format import DATA_FORMS
 from lorabook.optimizers import OPTIMIZERS
-from lorabook.precision import PRECISIONS, cpu_precision
+from lorabook.precision import CAMPAIGN_PRECISION, PRECISIONS, cpu_precision
 from lorabook.train import BATCH_SCOPES, TrainConfig
 
 PRESETS = ("paper", "cpu", "full", "smoke")
-CPU_PRECISION_PRESETS = ("cpu", "full")  # train and decode in cpu_precision()
+CPU_PRECISION_PRESETS = ("cpu",)  # train and decode in cpu_precision()
 
 
 ALGORITHMS = ("official", "transformers")
@@ -385,7 +387,7 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
     ``full`` (ours; :mod:`lorabook.e2e.campaign` runs it): the **whole training set** (42,061
     rows) on SmolLM2, batch 8, max 128 tokens, label smoothing 0.1, LoRA r = 4, α = 32 on W_q
     and W_v with LoRA dropout 0.1, weight decay 0.01, linear schedule with the paper's 500
-    warm-up steps, bf16 autocast where the CPU has it (:func:`~lorabook.precision.cpu_precision`),
+    warm-up steps, bf16 autocast on every machine (:data:`~lorabook.precision.CAMPAIGN_PRECISION`),
     decoding as ``cpu`` (the official beam search, beam 10, n-gram ban on the continuation).
     The official recipe where it applies (:data:`OFFICIAL_RECIPE`): no gradient clipping, the
     official AdamW, training references with whitespace runs collapsed. Not taken: no backbone
@@ -459,10 +461,10 @@ def e2e_preset(name: str, method: str, seed: int = 0) -> E2EPreset:
                 weight_decay=0.01,
                 warmup_steps=FULL_WARMUP,
                 max_grad_norm=OFFICIAL_RECIPE["max_grad_norm"],
-                mixed_precision=cpu_precision(),
+                mixed_precision=CAMPAIGN_PRECISION,  # pinned: what its records are
                 seed=seed,
             ),
-            decode=DecodeConfig(precision=cpu_precision()),
+            decode=DecodeConfig(precision=CAMPAIGN_PRECISION),
             eval_examples=FULL_DEV_ROWS,
             adapter_size=FULL_ADAPTER_SIZE,
             optimizer=OFFICIAL_RECIPE["optimizer"],

@@ -71,7 +71,13 @@ from lorabook.inject import attention_targets
 from lorabook.io import write_json, write_tensors
 from lorabook.methods import METHODS, prepare_model
 from lorabook.models import resolve_model
-from lorabook.precision import cpu_precision, precision_record
+from lorabook.precision import (
+    cpu_precision,
+    emulated_bf16,
+    emulation_warning,
+    fp32_instead,
+    precision_record,
+)
 from lorabook.quiet import quiet
 from lorabook.records import environment, peak_memory_of_processes
 from lorabook.runs import DEFAULT_RESULTS, RunPaths, run_paths
@@ -365,6 +371,8 @@ def run_glue(
         )
     if run.preset in CPU_PRECISION_PRESETS and "mixed_precision" not in (overrides or {}):
         cpu_precision(log)  # one line where the CPU has no native bf16: the preset runs in fp32
+    elif emulated_bf16(settings.train.mixed_precision, state.device):
+        log(emulation_warning(f"{run.stem} ({run.preset} preset)", fp32_instead()))
     if force and state.is_main_process:
         paths.drop_scratch()  # a rerun starts over, not from an old checkpoint
     state.wait_for_everyone()

@@ -119,7 +119,7 @@ from lorabook.cli import SettingsError, add_debug_flag, cli_main
 from lorabook.glue import presets
 from lorabook.glue.campaign import EPOCH_TOKENS, WORKER_TOKENS_PER_SECOND, glue_argv, run_jobs
 from lorabook.heads import POOLING
-from lorabook.precision import cpu_precision
+from lorabook.precision import require_native_bf16
 from lorabook.runs import DEFAULT_RESULTS, find_records
 
 if TYPE_CHECKING:
@@ -223,9 +223,9 @@ class Speeds:
 
 
 def default_speeds() -> Speeds:
-    """The stated defaults (module constants); the bf16 gain only where the CPU has bf16."""
-    gain = BF16_SPEEDUP if cpu_precision() == "bf16" else 1.0
-    rates = {m: gain * v for m, v in WORKER_TOKENS_PER_SECOND.items()}
+    """The stated defaults (module constants), with the bf16 gain: the campaign's runs are
+    bf16 (:data:`~lorabook.precision.CAMPAIGN_PRECISION`) and it runs only where that is native."""
+    rates = {m: BF16_SPEEDUP * v for m, v in WORKER_TOKENS_PER_SECOND.items()}
     return Speeds(rates, dict(FULL_EPOCH_TOKENS), EVAL_SHARE)
 
 
@@ -853,6 +853,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    require_native_bf16("The full GLUE campaign")
     known = known_jobs(args.results_dir, args.model)
     shared.check_only(args.only, known)
     for job in known:  # every job's settings checked before any starts

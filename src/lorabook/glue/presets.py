@@ -56,8 +56,9 @@ decay and length-grouped batches, with
   304 of its 2,490 training pairs and 33 of its 277 dev pairs were cut); batches still pad
   only to their longest, so the limit costs only RTE's long pairs (174,794 training tokens an
   epoch against 165,740 at 128; the other tasks' pairs all fit in 128);
-- bf16 autocast where the CPU has it (:func:`~lorabook.precision.cpu_precision`;
-  ``results/bench/precision-cpu.json``: MiniLM LoRA ×1.51 and FT ×1.54 a step);
+- bf16 autocast (``results/bench/precision-cpu.json``: MiniLM LoRA ×1.51 and FT ×1.54 a
+  step where the CPU has it natively), on every machine
+  (:data:`~lorabook.precision.CAMPAIGN_PRECISION`: see "bf16" below);
 - each method's learning rate from the MRPC sweep (``CPU_CHOSEN[method][0]``); the sweep ran
   the adapters at m = 64 and ``adapter_p`` as Houlsby's FFN adapter (the ``cpu`` preset's), so
   the adapters at LoRA's size and Pfeiffer's adapter take those rates unswept;
@@ -100,6 +101,11 @@ a run that falls back says so in one line (:data:`CPU_PRECISION_PRESETS`); the r
 run's identity, so those records are now "the ``cpu`` preset in fp32". The campaign's jobs pin
 that (:data:`lorabook.glue.campaign.RECORDED_IN`), so re-running the campaign reproduces its
 records and the book finds them; ``--mixed-precision no`` finds them from the command line.
+The ``full`` preset's bf16 is pinned (:data:`~lorabook.precision.CAMPAIGN_PRECISION`), not
+asked of the machine: its campaign's records are bf16 runs, and on a CPU without native bf16 a
+preset that asked would name fp32 runs, none of which the campaign made. A ``full`` run there
+says that bf16 is emulated (many times slower) and that ``--mixed-precision no`` is a run of
+its own.
 
 The read-out (``pooling``, :mod:`lorabook.heads`): ``cls``, the models' own (BERT's pooler on
 [CLS]; RoBERTa's head on ``<s>``), or ``mean``, the masked mean of the tokens, which
@@ -121,11 +127,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 from lorabook.cli import SettingsError
 from lorabook.heads import POOLING
-from lorabook.precision import cpu_precision
+from lorabook.precision import CAMPAIGN_PRECISION, cpu_precision
 from lorabook.train import BATCH_SCOPES, LENGTH_GROUP_BATCHES, TrainConfig
 
 PRESETS = ("paper", "quick", "cpu", "full")
-CPU_PRECISION_PRESETS = ("cpu", "full")  # mixed_precision: cpu_precision(), see issue 17 above
+CPU_PRECISION_PRESETS = ("cpu",)  # mixed_precision: cpu_precision(), see issue 17 above
 PADDING = ("longest", "max_length")  # pad each batch to its longest example, or to max_length
 MIN_MAX_LENGTH = 8
 
@@ -425,7 +431,7 @@ def _full_preset(task: str, method: str, seed: int) -> GluePreset:
     return _cpu_preset(task, method, seed).with_overrides(
         max_length=FULL_MAX_LENGTH,
         epochs=FULL_EPOCHS.get((task, method), FULL_START_EPOCHS[method]),
-        mixed_precision=cpu_precision(),
+        mixed_precision=CAMPAIGN_PRECISION,  # pinned: what its records are, on any machine
         adapter_p_variant="pfeiffer",
         pooling=FULL_POOLING,
         **({"adapter_size": FULL_ADAPTER_SIZE[method]} if method in FULL_ADAPTER_SIZE else {}),
