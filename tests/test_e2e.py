@@ -548,6 +548,30 @@ class WouldTrain(Exception):
     """Raised by a stand-in for fit(): the run got as far as training."""
 
 
+def arithmetic_asked(monkeypatch, preset: str, runs: list, model_folder, small_data, tmp_path):
+    """Runs of LoRA with ``preset``, one a set of overrides in ``runs``, each as far as
+    training (fit() is stood in for): the arithmetic each asked fit() for, and what each said."""
+    from lorabook.e2e import experiment
+
+    asked: list[str] = []
+
+    def fit(net, train_ds, evaluate, config, **kwargs):
+        asked.append(config.mixed_precision)
+        raise WouldTrain
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    kw = dict(model=str(model_folder), preset=preset, data_dir=small_data, results_dir=tmp_path)
+    said = []
+    for overrides in runs:
+        lines: list[str] = []
+        with pytest.raises(WouldTrain):
+            run_e2e(
+                "lora", overrides=overrides, log=lines.append, progress=False, score=False, **kw
+            )
+        said.append(lines)
+    return asked, said
+
+
 @pytest.mark.parametrize(("flags", "expected"), [(("amx_bf16",), "bf16"), ((), "no")])
 def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
     model_folder, small_data, tmp_path, monkeypatch, flags, expected
@@ -555,7 +579,6 @@ def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
     """Issue 17: ``cpu`` trains and decodes in cpu_precision(); a run that falls back to fp32
     says so in one line, a run that asks for its arithmetic says nothing."""
     from lorabook import precision
-    from lorabook.e2e import experiment
 
     assert e2e_preset("cpu", "lora").train.mixed_precision == cpu_precision()
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
@@ -563,19 +586,9 @@ def test_the_cpu_preset_trains_in_bf16_where_native_else_fp32_saying_so(
         cpu = e2e_preset("cpu", method)
         assert cpu.train.mixed_precision == cpu.decode.precision == expected
         assert cpu.to_dict()["train"]["mixed_precision"] == expected
-    asked = []
-
-    def fit(net, train_ds, evaluate, config, **kwargs):
-        asked.append(config.mixed_precision)
-        raise WouldTrain
-
-    monkeypatch.setattr(experiment, "fit", fit)
-    kw = dict(model=str(model_folder), preset="cpu", data_dir=small_data, results_dir=tmp_path)
-    kw |= dict(progress=False, score=False)
-    for overrides, says in ((None, not flags), ({"mixed_precision": "no"}, False)):
-        lines: list[str] = []
-        with pytest.raises(WouldTrain):
-            run_e2e("lora", overrides=overrides, log=lines.append, **kw)
+    runs = [None, {"mixed_precision": "no"}]
+    asked, said = arithmetic_asked(monkeypatch, "cpu", runs, model_folder, small_data, tmp_path)
+    for lines, says in zip(said, (not flags, False), strict=True):
         fallback = [line for line in lines if "no native bf16" in line]
         assert len(fallback) == says and all("fp32" in line for line in fallback)
     assert asked == [expected, "no"]
@@ -589,25 +602,13 @@ def test_the_full_preset_trains_and_decodes_in_bf16_on_any_cpu(
     its records, on a CPU without native bf16. There a run says in one line that bf16 is
     emulated and which flags train and decode in fp32 instead; asked for fp32, nothing."""
     from lorabook import precision
-    from lorabook.e2e import experiment
 
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
     full = e2e_preset("full", "lora")
     assert full.train.mixed_precision == full.decode.precision == "bf16"
-    asked = []
-
-    def fit(net, train_ds, evaluate, config, **kwargs):
-        asked.append(config.mixed_precision)
-        raise WouldTrain
-
-    monkeypatch.setattr(experiment, "fit", fit)
-    kw = dict(model=str(model_folder), preset="full", data_dir=small_data, results_dir=tmp_path)
-    kw |= dict(progress=False, score=False)
-    fp32 = {"mixed_precision": "no", "precision": "no"}
-    for overrides, says in (({"lr": 1e-3}, not flags), ({"lr": 1e-3, **fp32}, False)):
-        lines: list[str] = []
-        with pytest.raises(WouldTrain):
-            run_e2e("lora", overrides=overrides, log=lines.append, **kw)
+    runs = [{"lr": 1e-3}, {"lr": 1e-3, "mixed_precision": "no", "precision": "no"}]
+    asked, said = arithmetic_asked(monkeypatch, "full", runs, model_folder, small_data, tmp_path)
+    for lines, says in zip(said, (not flags, False), strict=True):
         warned = [line for line in lines if "emulates" in line]
         assert len(warned) == says
         assert all("--mixed-precision no --decode-precision no" in line for line in warned)
