@@ -705,6 +705,44 @@ else:
     )
 
 # %% [markdown]
+# Not every machine this project runs on computes bf16 natively. Where the CPU lacks both
+# flags, PyTorch *emulates* bf16 autocast. The same one-thread bench on such a CPU (record
+# `precision-cpu-emulated-minilm.json`) shows what that costs:
+
+# %%
+from lorabook.precision import EMULATED_BF16_SLOWDOWN
+
+emulated = REPO_ROOT / "results" / "bench" / "precision-cpu-emulated-minilm.json"
+if emulated.exists():
+    em = json.loads(emulated.read_text())
+    print("that CPU's native bf16 flags:", ", ".join(em["hardware"]["native_bf16_flags"]) or "none")
+    for row in em["rows"]:
+        s, g = row["seconds_per_step"], row["speedups"]["bf16_vs_fp32"]
+        print(
+            f"{row['model']} {row['method']}, one thread: fp32 {s['fp32']['median']:.2f} s, "
+            f"bf16 {s['bf16']['median']:.2f} s a step (medians): bf16 is "
+            f"{1 / g['median']:.0f}× slower (median of {g['n']} paired steps)"
+        )
+    print(f"the round figure the package warns with: about {EMULATED_BF16_SLOWDOWN}×")
+    print("note:", em.get("note"))
+else:
+    print(
+        "no bench on a CPU without native bf16 yet: python benchmarks/precision.py --models "
+        "minilm --threads 1 --peer-steps 0 --decode-model '' "
+        "--out results/bench/precision-cpu-emulated-minilm.json (on such a CPU)"
+    )
+
+# %% [markdown]
+# So a preset cannot simply fall back to fp32 there without consequence. A run's name is a
+# hash of its settings, precision included. Had the `full` presets asked the machine, as the
+# `cpu` preset does, a CPU without native bf16 would name fp32 runs that the campaigns never
+# made: the book built there would find none of the campaigns' records, and a campaign
+# started there would begin every run again. The `full` presets therefore keep bf16 on every
+# machine (`precision.CAMPAIGN_PRECISION`). Both campaigns refuse to start where bf16 is
+# emulated, and a single `full` run there says so in its first lines. The `cpu` preset still
+# falls back to fp32: chapters 3 and 4 read its records in fp32 anyway.
+
+# %% [markdown]
 # Speed is worth nothing if the runs learn less. Two checks: MRPC with the GLUE campaign's
 # settings (seed 0, FT and LoRA) trained in bf16, against the campaign's fp32 runs of three
 # seeds; and a short E2E run (800 training rows, 100 steps) in fp32 and in bf16, whose dev

@@ -1,5 +1,8 @@
 """lorabook.precision: native-bf16 detection and the autocast context."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -143,3 +146,14 @@ def test_campaigns_refuse_to_start_where_bf16_is_emulated(monkeypatch, tmp_path,
         assert "emulates it" in said and "Run it on a CPU that has one of those flags" in said
         assert not list(tmp_path.rglob("*.json"))  # nothing ran
     assert e2e_campaign.main(["plan", *where]) == 0
+
+
+def test_the_emulation_slowdown_the_package_warns_with_is_the_benchs():
+    """EMULATED_BF16_SLOWDOWN, the round figure of the warnings, against the committed bench
+    on a CPU without native bf16 (chapter 5.7): within the range of its methods' median
+    slowdowns, a factor of 1.5 either side."""
+    path = Path(__file__).resolve().parents[1] / "results/bench/precision-cpu-emulated-minilm.json"
+    record = json.loads(path.read_text())
+    assert record["hardware"]["native_bf16_flags"] == [] and record["settings"]["threads"] == 1
+    slowdowns = [1 / row["speedups"]["bf16_vs_fp32"]["median"] for row in record["rows"]]
+    assert min(slowdowns) / 1.5 <= precision.EMULATED_BF16_SLOWDOWN <= max(slowdowns) * 1.5
