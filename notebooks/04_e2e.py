@@ -614,9 +614,10 @@ else:
 # The campaign takes days of this machine's two cores, so the book shows it as the records
 # have it. Where each stage stands (a stage: one of the numbered steps above, by the name
 # the campaign gives it, and `ranks`, chapter 6's Table 18 runs; worker-hours: one core for
-# an hour; "estimated" uses the speeds the finished runs measured, on the machine the
-# campaign last ran on where it has run the method: the project's machines differ up to
-# twice in speed; a finished run's estimate is the one the plan made before it finished,
+# an hour; "estimated" uses the speeds the latest two finished runs of the method measured,
+# on the machine the campaign last ran on where it has run the method: the project's
+# machines differ up to twice in speed, and a worker's speed with what runs beside it; a
+# finished run's estimate is the one the plan made before it finished,
 # from the runs finished before it, so that "estimated" against "spent" says how far off the
 # plan was):
 

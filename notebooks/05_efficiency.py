@@ -723,7 +723,7 @@ if emulated.exists():
             f"bf16 {s['bf16']['median']:.2f} s a step (medians): bf16 is "
             f"{1 / g['median']:.0f}× slower (median of {g['n']} paired steps)"
         )
-    print(f"the round figure the package warns with: about {EMULATED_BF16_SLOWDOWN}×")
+    print(f"the figure the package warns with: about {EMULATED_BF16_SLOWDOWN}× or more")
     print("note:", em.get("note"))
 else:
     print(

@@ -298,6 +298,17 @@ def test_plan_shows_every_stage_estimated_and_spent(tmp_path, capsys, picked):
     assert campaign.measured_speeds([earlier, latest]).tokens_per_second["lora"] == 600.0
     assert campaign.measured_speeds([earlier]).tokens_per_second["lora"] == 200.0
 
+    # and of that machine's records the latest two: the load they ran under is today's
+    def on_b(when: str, seconds: float, decode: float) -> dict:
+        data = {"train_tokens": 2_400_000, "train_seconds": seconds}
+        b = {"environment": {"device": "cpu: B, 2 cores"}, "decode": {"seconds": decode}}
+        return {**record, **b, "finished_at": when, "data": data}
+
+    runs = [on_b("2026-12-03", 3000.0, 900.0), on_b("2026-12-02", 3000.0, 700.0)]
+    speeds = campaign.measured_speeds([on_b("2026-12-01", 1000.0, 100.0), *runs])
+    assert speeds.tokens_per_second["lora"] == pytest.approx(200.0)
+    assert speeds.decode_seconds == 800.0
+
 
 def test_plans_read_the_clocks_of_the_machine_the_campaign_last_ran_on():
     def made(device: str | None, when: str) -> dict:
@@ -312,6 +323,8 @@ def test_plans_read_the_clocks_of_the_machine_the_campaign_last_ran_on():
     # what a plan had measured while a run was still to finish: the records before it
     assert shared.finished_before(b, [a, b, unnamed]) == [a]
     assert shared.finished_before(a, [a, b]) == [] and shared.finished_before({}, [a]) == []
+    # a plan's clock: the latest records (their load is today's)
+    assert shared.recent([b, a, unnamed]) == [b, unnamed] and shared.recent([a], 2) == [a]
 
 
 def test_spent_counts_every_session_of_a_run_and_not_the_run_it_continued():

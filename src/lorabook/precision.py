@@ -55,9 +55,10 @@ included, so on a CPU without native bf16 a preset that asked would name other r
 book found none of the committed records and a campaign started every run again in fp32."""
 
 EMULATED_BF16_SLOWDOWN = 15
-"""About how many times fp32's time bf16 autocast takes where the CPU only emulates it: MiniLM,
-a training step of 32 × 64 tokens on one thread, 36 s against 2.2 s (an AMD EPYC without
-AVX-512 BF16, 2026-12-03)."""
+"""At least about how many times fp32's time a training step takes in bf16 autocast where the
+CPU only emulates it: MiniLM, 16 × 64 tokens, one thread, FT about 15×, LoRA about 20×
+(``results/bench/precision-cpu-emulated-minilm.json``, an AMD EPYC without AVX-512 BF16;
+chapter 5.7; a test holds this figure to that record)."""
 
 
 def emulated_bf16(mixed_precision: str, device: torch.device | str = "cpu") -> bool:
@@ -73,7 +74,7 @@ def emulation_warning(what: str, instead: str) -> str:
     return (
         f"{what} trains in bf16 (as its records were), but this CPU has no native bf16 "
         f"({' / '.join(NATIVE_BF16_FLAGS)}): PyTorch emulates it, about "
-        f"{EMULATED_BF16_SLOWDOWN}x slower than fp32. {instead}"
+        f"{EMULATED_BF16_SLOWDOWN}x slower than fp32 or more. {instead}"
     )
 
 

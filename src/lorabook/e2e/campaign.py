@@ -414,22 +414,26 @@ def measured_speeds(records: Sequence[dict]) -> Speeds:
     """:func:`default_speeds` with what the finished ``full`` records measured instead:
     per method the training tokens a second over its records, the mean evaluation and
     decoding times, and the training set's tokens; each from the records of the machine the
-    campaign last ran on where it has any (:func:`lorabook.campaign.on_device`)."""
+    campaign last ran on where it has any (:func:`lorabook.campaign.on_device`), and of those
+    the latest (:func:`lorabook.campaign.recent`: the load they ran under is today's)."""
     speeds = default_speeds()
     device = shared.latest_device(records)
     trained = [r for r in records if r.get("data", {}).get("train_seconds")]
     rates, measured = dict(speeds.tokens_per_second), []
     for method in sorted({r["method"] for r in trained}):
-        mine = shared.on_device([r for r in trained if r["method"] == method], device)
+        mine = shared.recent(
+            shared.on_device([r for r in trained if r["method"] == method], device)
+        )
         tokens = sum(
             r["data"]["train_tokens"] * len(r["epochs"]) / r["settings"].get("rounds_per_epoch", 1)
             for r in mine
         )
         rates[method] = tokens / sum(r["data"]["train_seconds"] for r in mine)
         measured.append(f"{method} tokens/s")
-    here = shared.on_device(trained, device)
+    here = shared.recent(shared.on_device(trained, device))
     evals = [e["eval_seconds"] for r in here for e in r["epochs"] if "eval_seconds" in e]
-    decodes = [r["decode"]["seconds"] for r in shared.on_device(records, device) if r.get("decode")]
+    decoded = shared.recent(shared.on_device([r for r in records if r.get("decode")], device))
+    decodes = [r["decode"]["seconds"] for r in decoded]
     epoch_tokens = [r["data"]["train_tokens"] for r in trained]
     measured += ["evaluation"] * bool(evals) + ["decoding"] * bool(decodes)
     return Speeds(
