@@ -481,8 +481,15 @@ def test_a_run_stopped_after_training_decodes_the_selected_weights_when_rerun(
         assert torch.equal(tensors(tmp_path / "b", again)[name], value), name
 
 
-def test_the_committed_full_records_are_the_campaigns_jobs():
-    """Every committed ``full`` record is one of the campaign's jobs (found by its name)."""
+@pytest.mark.parametrize("flags", [(), ("amx_bf16",)], ids=["no-bf16", "native-bf16"])
+def test_the_committed_full_records_are_the_campaigns_jobs(monkeypatch, flags):
+    """Every committed ``full`` record is one of the campaign's jobs (found by its name), on a
+    CPU with native bf16 and on one without: a run's name hashes its precision, which the
+    preset pins (CAMPAIGN_PRECISION). When it asked the machine, a CPU without native bf16
+    found none of them."""
+    from lorabook import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
     records = find_records(ROOT / "results", "e2e", preset="full")
     if not records:
         pytest.skip("no full records committed yet")

@@ -719,3 +719,20 @@ def test_the_command_line_runs_every_stage_on_a_tiny_bert(
     out = capsys.readouterr().out
     assert "left: ~0.0 worker-hours" in out and f"finished: {len(ran)} runs" in out
     assert not any(line.startswith(("todo", "wait", "part")) for line in out.splitlines())
+
+
+@pytest.mark.parametrize("flags", [(), ("amx_bf16",)], ids=["no-bf16", "native-bf16"])
+def test_every_committed_full_record_is_a_campaign_job_on_any_cpu(monkeypatch, flags):
+    """A run's name hashes its precision, which the ``full`` preset pins (CAMPAIGN_PRECISION):
+    every committed record is named by one of the campaign's jobs on a CPU with native bf16
+    and on one without. When the preset asked the machine, a CPU without native bf16 named
+    none of them (the campaign would have started every run again, the book shown nothing)."""
+    from lorabook import precision
+
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    results = ROOT / "results"
+    names = {p.name for p in (results / "glue" / "full" / fc.MODEL).glob("*.json")}
+    if not names:
+        pytest.skip("no full records committed yet")
+    planned = {job.plan(results).paths.record.name for job in fc.known_jobs(results)}
+    assert names <= planned, sorted(names - planned)
