@@ -3,8 +3,10 @@
 Training keeps its weights and optimizer state in fp32 either way; ``bf16`` means
 ``torch.autocast`` runs the matrix multiplies in bfloat16 (Accelerate's ``mixed_precision``
 does the same in ``lorabook.train``). On a CPU that only pays where bf16 is native (AVX-512
-BF16 or AMX): elsewhere PyTorch emulates it and it is slower than fp32, so the CPU presets ask
-:func:`cpu_precision` instead of assuming.
+BF16 or AMX): elsewhere PyTorch emulates it, 15 to 20 times slower than fp32. So the ``cpu``
+presets ask :func:`cpu_precision` instead of assuming, while the ``full`` presets keep bf16
+everywhere (:data:`CAMPAIGN_PRECISION`: what their records are) and their campaigns refuse to
+start where it is emulated (:func:`require_native_bf16`).
 """
 
 from __future__ import annotations
