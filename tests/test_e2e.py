@@ -25,7 +25,7 @@ from lorabook.e2e.data import (
     load_e2e,
     read_csv,
 )
-from lorabook.e2e.decode import generate_outputs
+from lorabook.e2e.decode import decoded_so_far, generate_outputs
 from lorabook.e2e.experiment import causal_lm_loss, run_e2e
 from lorabook.e2e.presets import DecodeConfig, e2e_preset
 from lorabook.methods import prepare_causal_lm, prepare_model
@@ -274,10 +274,20 @@ def test_interrupted_decoding_resumes_without_redoing_finished_mrs(tokenizer, tm
     full = generate_outputs(model, tokenizer, mrs, cfg, partial=partial, progress=False)
     lines = partial.read_text().splitlines()
     partial.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # cut mid-line
+    kept = [json.loads(line)["seconds"] for line in lines[:3]]
+    assert decoded_so_far(partial) == (3, pytest.approx(sum(kept)))
     spy = GenerateSpy(model)
     again = generate_outputs(model, tokenizer, mrs, cfg, partial=partial, progress=False)
     assert again == full
     assert len(spy.prompts) == len(mrs) - 3
+
+
+def test_the_decoded_so_far_clock_is_unknown_for_lines_without_seconds(tmp_path):
+    """A file an older version wrote (no seconds on its lines) counts its MRs, not a clock."""
+    partial = tmp_path / "decode.jsonl"
+    assert decoded_so_far(partial) == (0, 0.0)  # nothing decoded: nothing spent
+    partial.write_text('{"i": 0, "text": "a", "seconds": 1.5}\n{"i": 1, "text": "b"}\n')
+    assert decoded_so_far(partial) == (2, None)
 
 
 # --- methods on causal LMs -------------------------------------------------------------------

@@ -481,6 +481,37 @@ def test_a_run_stopped_after_training_decodes_the_selected_weights_when_rerun(
         assert torch.equal(tensors(tmp_path / "b", again)[name], value), name
 
 
+def test_a_decode_resumed_in_another_session_counts_the_earlier_seconds(
+    model_folder, small_data, tmp_path, monkeypatch
+):
+    """Stopped after two MRs of the test decoding, the rerun decodes the rest: the record's
+    clock is the whole decode's (the earlier lines' seconds and this session's), not the last
+    session's alone, and it says how many MRs were decoded before."""
+    kw = dict(model=str(model_folder), preset="full", data_dir=small_data, progress=False)
+    kw |= dict(score=False, log=lambda s: None, overrides={"lr": 1e-3, "max_new_tokens": 8})
+    real = experiment.generate_outputs
+    earlier = []
+
+    def stopped(model, tokenizer, mrs, config, partial=None, progress=True):
+        if partial is not None:  # the test decoding: two MRs, then the session ends
+            real(model, tokenizer, mrs[:2], config, partial, progress)
+            earlier.extend(json.loads(line)["seconds"] for line in open(partial))
+            raise KeyboardInterrupt
+        return real(model, tokenizer, mrs, config, partial, progress)
+
+    monkeypatch.setattr(experiment, "generate_outputs", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_e2e("lora", results_dir=tmp_path, **kw)
+    monkeypatch.setattr(experiment, "generate_outputs", real)
+    started = time.perf_counter()
+    record = experiment.run_e2e("lora", results_dir=tmp_path, **kw)
+    this_session = time.perf_counter() - started
+    assert len(earlier) == 2 and all(s > 0 for s in earlier)
+    assert record["decode"]["resumed_mrs"] == 2
+    assert "seconds_this_session_only" not in record["decode"]
+    assert sum(earlier) < record["decode"]["seconds"] <= sum(earlier) + this_session
+
+
 @pytest.mark.parametrize("flags", [(), ("amx_bf16",)], ids=["no-bf16", "native-bf16"])
 def test_the_committed_full_records_are_the_campaigns_jobs(monkeypatch, flags):
     """Every committed ``full`` record is one of the campaign's jobs (found by its name), on a

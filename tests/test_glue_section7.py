@@ -82,8 +82,19 @@ def test_the_plan_says_which_section7_epochs_are_still_assumed(tmp_path, decided
 
 def test_a_cell_that_had_not_peaked_is_read_at_twice_the_epochs(decided):
     task = fc.SECTION7_TASKS[0]
+    assert section7.rerunning(decided) == []
     write_record(cell_job(task, 2, 0, ("q",)), decided, 9)  # best in the last fifth
     assert ("Table 6", task, ("q",), 2) not in section7.cell_records(decided)
+    [again] = section7.rerunning(decided)  # not in the tables, and said why
+    assert again == {
+        "task": task,
+        "targets": "W_q",
+        "r": 2,
+        "epochs": EPOCHS,
+        "score": pytest.approx(50.9),
+        "best epoch": 9,
+        "runs again at": 2 * EPOCHS,
+    }
     longer = Job("section7", task, "lora", 0, 2 * EPOCHS, "cls", lora_r=2, lora_targets=("q",))
     write_record(longer, decided, 9)
     found = section7.cell_records(decided)

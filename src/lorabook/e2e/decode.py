@@ -6,7 +6,9 @@ the n-gram ban covers the continuation only). ``DecodeConfig.algorithm`` chooses
 ``generate``; ``DecodeConfig.precision`` runs either under bf16 autocast. Each unique MR is
 decoded exactly once (630 on the test set), never once per reference row. MRs are batched
 by prompt length (fewer pad tokens) and the outputs are put back in the MRs' order. Finished
-batches are appended to a JSONL file, so an interrupted decode resumes where it stopped.
+batches are appended to a JSONL file, so an interrupted decode resumes where it stopped; each
+line keeps its share of its batch's seconds, so the clock of a decode that spanned sessions is
+the whole decode's (:func:`decoded_so_far`).
 
 Several processes (``torchrun``, ``accelerate launch``): the batches one process would decode
 (:func:`length_batches`) are dealt out in turn, batch ``k`` to process ``k % processes``, so
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import torch
@@ -37,17 +40,39 @@ def clean_output(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _read_partial(path: Path | None) -> dict[int, str]:
-    done: dict[int, str] = {}
+def _read_lines(path: Path | None) -> dict[int, dict]:
+    items: dict[int, dict] = {}
     if path is None or not path.exists():
-        return done
+        return items
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             item = json.loads(line)
         except json.JSONDecodeError:  # a line cut by an interruption: decode it again
             continue
-        done[int(item["i"])] = item["text"]
-    return done
+        items[int(item["i"])] = item
+    return items
+
+
+def _read_partial(path: Path | None) -> dict[int, str]:
+    return {i: item["text"] for i, item in _read_lines(path).items()}
+
+
+def _own_file(partial: str | Path | None) -> Path | None:
+    """This process's file of decoded MRs (its shard when there are several processes)."""
+    if partial is None:
+        return None
+    state = process_state()
+    if state.num_processes > 1:
+        return shard_file(Path(partial), state.process_index, state.num_processes)
+    return Path(partial)
+
+
+def decoded_so_far(partial: str | Path | None) -> tuple[int, float | None]:
+    """How many MRs ``partial`` (this process's file) holds already, and the seconds their
+    decoding took: ``None`` when a line was written without its seconds (an older file)."""
+    items = _read_lines(_own_file(partial))
+    seconds = [item.get("seconds") for item in items.values()]
+    return len(items), None if None in seconds else float(sum(seconds))
 
 
 def stop_token_ids(tokenizer, stop_strings: tuple[str, ...]) -> list[int]:
@@ -156,17 +181,15 @@ def generate_outputs(
         mrs: unique meaning representations (raw ``slot[value]`` strings).
         config: beam size, length penalty, no-repeat n-gram, max new tokens, MRs per batch,
             algorithm, n-gram scope, precision.
-        partial: a JSONL file of already decoded MRs (``{"i": index, "text": ...}``), read
-            to resume and appended to after each batch (several processes: one file each,
-            :func:`shard_file`).
+        partial: a JSONL file of already decoded MRs (``{"i": index, "text": ...,
+            "seconds": its share of its batch's time}``), read to resume and appended to after
+            each batch (several processes: one file each, :func:`shard_file`).
         progress: show a tqdm bar (on the main process).
     """
     if len(set(mrs)) != len(mrs):
         raise ValueError("generate_outputs takes unique MRs: group the references first")
     state = process_state()
-    partial = Path(partial) if partial is not None else None
-    if partial is not None and state.num_processes > 1:
-        partial = shard_file(partial, state.process_index, state.num_processes)
+    partial = _own_file(partial)
     done = _read_partial(partial)
     eos = separator_id(tokenizer)
     stops = tuple(stop_token_ids(tokenizer, config.stop_strings))
@@ -198,6 +221,7 @@ def generate_outputs(
     )
     try:
         for batch in batches:
+            started = time.perf_counter()
             width = max(len(prompts[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -211,7 +235,9 @@ def generate_outputs(
             lines = []
             for row, i in enumerate(batch):
                 done[i] = clean_output(tokenizer.decode(generated[row], skip_special_tokens=True))
-                lines.append(json.dumps({"i": i, "text": done[i]}, ensure_ascii=False))
+                lines.append({"i": i, "text": done[i]})
+            share = (time.perf_counter() - started) / len(batch)
+            lines = [json.dumps(line | {"seconds": share}, ensure_ascii=False) for line in lines]
             if partial is not None:
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 with partial.open("a", encoding="utf-8") as f:

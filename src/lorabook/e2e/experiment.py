@@ -47,7 +47,7 @@ from lorabook.e2e.data import (
     separator_id,
     subset_rows,
 )
-from lorabook.e2e.decode import generate_outputs
+from lorabook.e2e.decode import decoded_so_far, generate_outputs
 from lorabook.e2e.metrics import (
     bleu_nist,
     e2e_scores,
@@ -771,6 +771,8 @@ def run_e2e(
     phases = ("train", "evaluate") if method != NO_TRAINING else ()
     precision = precision_record(settings.train.mixed_precision, device, phases)
     decode_started = time.perf_counter()
+    # what an earlier session decoded of the test set already, and its seconds
+    resumed_mrs, resumed_seconds = decoded_so_far(paths.scratch / "decode.jsonl")
     outputs: list[str] = []
     if settings.decode_test:
         outputs = generate_outputs(
@@ -783,7 +785,7 @@ def run_e2e(
         )
         if ranks.is_main_process:
             write_official_layout(outputs, references, paths.outputs)
-    decode_seconds = time.perf_counter() - decode_started
+    decode_seconds = time.perf_counter() - decode_started + (resumed_seconds or 0.0)
     ranks.wait_for_everyone()  # every process has trained and decoded: one writes
     memory = peak_memory_of_processes(device, ranks.num_processes)  # on every process
     if not ranks.is_main_process:
@@ -823,6 +825,10 @@ def run_e2e(
         "decode": {
             "seconds": decode_seconds,
             "seconds_per_mr": decode_seconds / len(mrs),
+            # decoded partly in an earlier session: its seconds are counted (when its lines
+            # kept them: older files did not, then "seconds" is this session's only)
+            **({"resumed_mrs": resumed_mrs} if resumed_mrs else {}),
+            **({"seconds_this_session_only": True} if resumed_seconds is None else {}),
             "precision": settings.decode.precision,
             "hardware": precision_info(device),
         }

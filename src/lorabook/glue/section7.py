@@ -25,20 +25,27 @@ MATRIX = ATTENTION_WEIGHTS["bert"]
 Cell = tuple[str, str, tuple[str, ...], int]  # (table, task, targets, r)
 
 
+def _setup(results_dir: str | Path, model: str) -> tuple[str, dict, frozenset] | None:
+    """The read-out, Section 7's epochs and the cells run longer; ``None`` while undecided."""
+    from lorabook.cli import SettingsError
+
+    try:
+        pooling = fc._pooling(results_dir, model)
+    except SettingsError:
+        return None
+    decided = fc.budgets(pooling, results_dir, model)
+    return pooling, *fc.section7_setup(decided, pooling, results_dir, model)
+
+
 def cell_records(
     results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL
 ) -> dict[Cell, list[dict]]:
     """(table, task, targets, r) -> the finished records of that cell (every seed that has
     one, at the cell's epochs), each with ``_path``; empty while the read-out or Section 7's
     epochs are undecided."""
-    from lorabook.cli import SettingsError
-
-    try:
-        pooling = fc._pooling(results_dir, model)
-    except SettingsError:
+    if (setup := _setup(results_dir, model)) is None:
         return {}
-    decided = fc.budgets(pooling, results_dir, model)
-    epochs, longer = fc.section7_setup(decided, pooling, results_dir, model)
+    pooling, epochs, longer = setup
     out: dict[Cell, list[dict]] = {}
     for table, job in fc.section7_cells(epochs, pooling, every_seed=True, longer=longer):
         paths = job.plan(results_dir, model).paths
@@ -47,6 +54,30 @@ def cell_records(
             cell = (table, job.task, tuple(job.lora_targets or ()), int(job.lora_r or 0))
             out.setdefault(cell, []).append({**record, "_path": str(paths.record)})
     return out
+
+
+def rerunning(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
+    """The cells that run again at twice Section 7's epochs, because their seed 0 at those
+    epochs was still gaining at its end (:func:`~lorabook.glue.full_campaign.section7_longer`):
+    task, targets, r, and that first run's epochs, best dev score ×100 and best epoch. Until
+    the longer runs finish, the tables have no cell for them; this says why."""
+    if (setup := _setup(results_dir, model)) is None:
+        return []
+    pooling, epochs, longer = setup
+    rows = {}
+    for _, job in fc.section7_cells(epochs, pooling):  # at Section 7's epochs, not twice them
+        if job.seed == 0 and (cell := fc._cell(job)) in longer:
+            record = fc._finished(job, results_dir, model)
+            rows[cell] = {
+                "task": job.task,
+                "targets": targets_label(cell[1]),
+                "r": cell[2],
+                "epochs": job.epochs,
+                "score": score(record),
+                "best epoch": record["best_epoch"],
+                "runs again at": 2 * job.epochs,
+            }
+    return list(rows.values())
 
 
 def targets_label(targets: Sequence[str]) -> str:
