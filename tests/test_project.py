@@ -226,6 +226,15 @@ def test_the_campaign_script_parses_and_says_how_to_use_it():
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 2  # no command: the usage, and a failure
-    for documented in ("start", "collect", "stop", "plan", "E2E_ONLY", "GLUE_ONLY", "E2E_BESIDE"):
+    for documented in (
+        "start",
+        "collect",
+        "stop",
+        "plan",
+        "E2E_ONLY",
+        "GLUE_ONLY",
+        "E2E_BESIDE",
+        "GLUE_ALONE",
+    ):
         assert documented in done.stdout, documented
     assert "set -euo" not in done.stdout  # the comment only

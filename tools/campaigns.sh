@@ -25,6 +25,8 @@
 # GLUE on the other cores (one worker a core): an FT run that spans sessions on a machine kept
 # between them while GLUE goes on (E2E_BESIDE=1 E2E_ONLY="ft-seed1 ft-seed2 lora-r": FT's seeds,
 # then Table 18's ranks). Once both are done, start again without it: GLUE gets both cores.
+# GLUE_ALONE=1: only GLUE's campaign, a worker a core (its Section 7 cells decide three of the
+# paper's claims; Table 18's ranks decide none and can wait).
 set -euo pipefail
 repo=$(git rev-parse --show-toplevel)
 camp=${CAMP:-$(dirname "$repo")/camp}
@@ -73,7 +75,9 @@ except UserError as error:
     e2e="'$py' -m lorabook.e2e.campaign pilot --then-runs ${E2E_ONLY:+--only $E2E_ONLY}"
     ranks="'$py' -m lorabook.e2e.campaign ranks ${E2E_ONLY:+--only $E2E_ONLY}"
     glue="'$py' -m lorabook.glue.full_campaign all ${GLUE_ONLY:+--only $GLUE_ONLY}"
-    if [ -n "${E2E_BESIDE:-}" ]; then  # each pinned to its cores: run_jobs counts what it may use
+    if [ -n "${GLUE_ALONE:-}" ]; then
+        jobs="$glue --workers $(nproc)"
+    elif [ -n "${E2E_BESIDE:-}" ]; then  # each pinned to its cores: run_jobs counts what it may use
         rest=1-$(($(nproc) - 1))
         jobs="(taskset -c 0 $e2e --workers 1; taskset -c 0 $ranks --workers 1) &
               taskset -c $rest $glue --workers $(($(nproc) - 1)); wait"
