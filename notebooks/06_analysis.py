@@ -529,7 +529,12 @@ say(
     f"{100 * (1 - pilot_losses[-1] / pilot_losses[0]):.1f}% lower. The ranks stage: "
     f"{int(ranks_left['done'])} of {len(ranks_plan)} runs finished "
     f"(~{ranks_left['left']:.0f} worker-hours left). It decides no claim (one round a "
-    "rank), so it started after chapter 4.9's runs, which do."
+    "rank), so it started after chapter 4.9's runs, which do"
+    + (
+        ", and its remaining ranks wait for the Section 7 runs of 6.4, which decide three."
+        if ranks_left["done"] < len(ranks_plan)
+        else "."
+    )
 )
 theirs18 = pd.DataFrame(paper.table(18)).assign(source="paper: GPT-2 M, Table 18")
 paper18 = theirs18.set_index("r").drop(columns="source").astype(float)
