@@ -415,10 +415,11 @@ for table_name in ("Table 5", "Table 6"):
         display(pd.DataFrame(section7.separation(found7, table_name)).set_index("task").round(2))
 if again := section7.rerunning(results_dir):
     print(
-        "Not in the tables yet: cells whose seed 0 was still gaining at its last epoch (the "
-        "budget rule's test), running again, every seed, at twice the epochs:"
+        "Cells whose seed 0 was still gaining at its last epoch (the budget rule's test), run "
+        "again, every seed, at twice the epochs; the tables show only the longer runs, a cell "
+        "once they finish ('score then': seed 0's at twice the epochs, blank until it has run):"
     )
-    display(pd.DataFrame(again).set_index(["task", "targets", "r"]).round(1))
+    display(pd.DataFrame(again).set_index(["task", "targets", "r"]).round(1).fillna(""))
 if found7:
     print("The paper's (GPT-3 175B; Table 5: WikiSQL / MNLI):")
     display(pd.Series(paper.entries(5), name="Table 5"))

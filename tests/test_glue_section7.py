@@ -94,9 +94,12 @@ def test_a_cell_that_had_not_peaked_is_read_at_twice_the_epochs(decided):
         "score": pytest.approx(50.9),
         "best epoch": 9,
         "runs again at": 2 * EPOCHS,
+        "score then": None,
     }
     longer = Job("section7", task, "lora", 0, 2 * EPOCHS, "cls", lora_r=2, lora_targets=("q",))
     write_record(longer, decided, 9)
+    [again] = section7.rerunning(decided)  # still listed, with what the doubling scored
+    assert again["score"] == pytest.approx(50.9) and again["score then"] == pytest.approx(50.9)
     found = section7.cell_records(decided)
     [record] = found[("Table 6", task, ("q",), 2)]
     assert record["settings"]["train"]["epochs"] == 2 * EPOCHS

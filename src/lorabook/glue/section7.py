@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from lorabook.glue import full_campaign as fc
@@ -59,8 +60,10 @@ def cell_records(
 def rerunning(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODEL) -> list[dict]:
     """The cells that run again at twice Section 7's epochs, because their seed 0 at those
     epochs was still gaining at its end (:func:`~lorabook.glue.full_campaign.section7_longer`):
-    task, targets, r, and that first run's epochs, best dev score ×100 and best epoch. Until
-    the longer runs finish, the tables have no cell for them; this says why."""
+    task, targets, r, that first run's epochs, best dev score ×100 and best epoch, and seed
+    0's score at twice the epochs (``None`` until it has finished). The tables show a doubled
+    cell's longer runs only, and no cell until they finish; this shows what the first run
+    scored, and what the doubling changed."""
     if (setup := _setup(results_dir, model)) is None:
         return []
     pooling, epochs, longer = setup
@@ -68,6 +71,7 @@ def rerunning(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODE
     for _, job in fc.section7_cells(epochs, pooling):  # at Section 7's epochs, not twice them
         if job.seed == 0 and (cell := fc._cell(job)) in longer:
             record = fc._finished(job, results_dir, model)
+            again = fc._finished(replace(job, epochs=2 * job.epochs), results_dir, model)
             rows[cell] = {
                 "task": job.task,
                 "targets": targets_label(cell[1]),
@@ -76,6 +80,7 @@ def rerunning(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODE
                 "score": score(record),
                 "best epoch": record["best_epoch"],
                 "runs again at": 2 * job.epochs,
+                "score then": None if again is None else score(again),
             }
     return list(rows.values())
 
