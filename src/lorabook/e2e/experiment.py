@@ -771,10 +771,11 @@ def run_e2e(
     phases = ("train", "evaluate") if method != NO_TRAINING else ()
     precision = precision_record(settings.train.mixed_precision, device, phases)
     decode_started = time.perf_counter()
-    # what an earlier session decoded of the test set already, and its seconds
-    resumed_mrs, resumed_seconds = decoded_so_far(paths.scratch / "decode.jsonl")
+    resumed_mrs, resumed_seconds = 0, 0.0
     outputs: list[str] = []
     if settings.decode_test:
+        # what an earlier session decoded of the test set already, and its seconds
+        resumed_mrs, resumed_seconds = decoded_so_far(paths.scratch / "decode.jsonl")
         outputs = generate_outputs(
             net,
             tokenizer,
