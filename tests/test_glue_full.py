@@ -341,7 +341,7 @@ def test_a_cells_later_seeds_wait_for_its_seed_0(tmp_path, monkeypatch):
     assert fc.seed0_decided(replace(slow1, epochs=28), longer, tmp_path, fc.MODEL)
 
     decided = {("sst2", "lora"): 20}
-    monkeypatch.setattr(fc, "_pooling", lambda *a: "cls")
+    monkeypatch.setattr(fc, "picked_pooling", lambda *a: "cls")
     monkeypatch.setattr(fc, "budgets", lambda *a: decided)
     monkeypatch.setattr(fc, "section7_setup", lambda *a: (epochs, longer))
     offered = fc.stage_jobs("section7", tmp_path, quiet=True)
@@ -349,7 +349,7 @@ def test_a_cells_later_seeds_wait_for_its_seed_0(tmp_path, monkeypatch):
     held = [j for j in every if j not in offered]
     assert held and all(j.seed > 0 for j in held)
     assert fast1 in offered and replace(slow1, epochs=28) in offered and slow1 not in every
-    assert {fc._cell(j) for j in held}.isdisjoint({fc._cell(fast0), fc._cell(slow0)})
+    assert {j.cell for j in held}.isdisjoint({fast0.cell, slow0.cell})
 
 
 def test_a_jobs_command_line_plans_the_same_run_as_the_job(tmp_path):
@@ -600,7 +600,7 @@ def test_section7s_epochs_are_what_the_prose_says_of_the_committed_records():
     if len(epochs) < len(fc.SECTION7_TASKS):
         pytest.skip("LoRA's three seeds are not committed on every Section 7 task")
     near = [
-        fc.near_best_epoch(fc._finished(Job("seeds", t, "lora", s, 20, pooling), results, fc.MODEL))
+        fc.near_best_epoch(Job("seeds", t, "lora", s, 20, pooling).finished(results, fc.MODEL))
         for t in fc.SECTION7_TASKS
         for s in fc.SEEDS
     ]

@@ -163,6 +163,9 @@ OVERRIDES = {
 }
 
 
+Cell = tuple[str, tuple[str, ...], int]  # (task, targets, r)
+
+
 @dataclass(frozen=True)
 class Job:
     """One run of the campaign: its stage, task, method, seed and the settings it names."""
@@ -194,6 +197,18 @@ class Job:
         return plan_glue_run(
             self.task, self.method, model, PRESET, self.seed, results_dir, self.overrides()
         )
+
+    def finished(
+        self, results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL
+    ) -> dict | None:
+        """Its record if the run has finished, else ``None``."""
+        return self.plan(results_dir, model).paths.finished()
+
+    @property
+    def cell(self) -> Cell:
+        """(task, targets, r): the Section 7 cell it is a run of (every seed of a cell shares
+        it); ``()`` and 0 for a job that sets neither."""
+        return (self.task, self.lora_targets or (), self.lora_r or 0)
 
     def key(self, model: str = MODEL) -> str:
         """The hash that names its record: two jobs with one key are one run."""
@@ -280,10 +295,6 @@ def in_order(jobs: Iterable[Job]) -> list[Job]:
 # --------------------------------------------------------------------------- the stages
 
 
-def _finished(job: Job, results_dir: str | Path, model: str) -> dict | None:
-    return job.plan(results_dir, model).paths.finished()
-
-
 def head_jobs() -> list[Job]:
     """[CLS] and mean pooling for every method on :data:`HEAD_TASKS`, seed 0, at the ``cpu``
     preset's epochs."""
@@ -303,7 +314,7 @@ def pick_pooling(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) 
         method": {pooling: score}}}`` (scores as fractions, each a run's best epoch), or
         ``{"missing": [job, ...]}`` while a head run has not finished.
     """
-    found = {job: _finished(job, results_dir, model) for job in head_jobs()}
+    found = {job: job.finished(results_dir, model) for job in head_jobs()}
     missing = [str(job) for job, record in found.items() if record is None]
     if missing:
         return {"missing": missing}
@@ -316,7 +327,7 @@ def pick_pooling(results_dir: str | Path = DEFAULT_RESULTS, model: str = MODEL) 
     return {"pooling": pooling, "means": means, "scores": scores}
 
 
-def _pooling(results_dir: str | Path, model: str) -> str:
+def picked_pooling(results_dir: str | Path, model: str) -> str:
     """The head stage's pick; raises :class:`SettingsError` while it has runs to go."""
     picked = pick_pooling(results_dir, model)
     if "missing" in picked:
@@ -377,7 +388,7 @@ def budget(
     runs, tried = [], {}
     for job in chain(task, method, pooling):
         runs.append(job)
-        record = _finished(job, results_dir, model)
+        record = job.finished(results_dir, model)
         if record is None:
             return {"epochs": None, "runs": runs, "tried": tried, "capped": False}
         tried[job.epochs] = record["best_epoch"]
@@ -445,17 +456,10 @@ def section7_epochs(
         if epochs is None:
             continue
         jobs = (Job("seeds", task, "lora", s, epochs=epochs, pooling=pooling) for s in SEEDS)
-        records = [_finished(job, results_dir, model) for job in jobs]
+        records = [job.finished(results_dir, model) for job in jobs]
         if all(records):
             out[task, "lora"] = min(epochs, 2 * max(map(near_best_epoch, records)))
     return out
-
-
-Cell = tuple[str, tuple[str, ...], int]  # (task, targets, r)
-
-
-def _cell(job: Job) -> Cell:
-    return (job.task, job.lora_targets or (), job.lora_r or 0)
 
 
 def section7_cells(
@@ -493,10 +497,10 @@ def section7_longer(
     """The cells (task, targets, r) whose seed 0 at Section 7's epochs finished without
     having :func:`peaked`: every seed of theirs runs at twice the epochs (once)."""
     return frozenset(
-        _cell(job)
+        job.cell
         for _, job in section7_cells(epochs, pooling)
         if job.seed == 0
-        and (record := _finished(job, results_dir, model)) is not None
+        and (record := job.finished(results_dir, model)) is not None
         and not peaked(record)
     )
 
@@ -517,9 +521,9 @@ def seed0_decided(job: Job, longer: Collection[Cell], results_dir: str | Path, m
     """Whether ``job``'s epochs are settled: it is a seed 0 run, or its cell runs longer, or
     its cell's seed 0 at the same epochs has finished (and so peaked, else it would be in
     ``longer``)."""
-    if job.seed == 0 or _cell(job) in longer:
+    if job.seed == 0 or job.cell in longer:
         return True
-    return _finished(replace(job, seed=0), results_dir, model) is not None
+    return replace(job, seed=0).finished(results_dir, model) is not None
 
 
 def section7_jobs(
@@ -538,7 +542,7 @@ def section7_jobs(
         for (task, method), n in decided.items()
     }
     jobs = [job for _, job in section7_cells(epochs, pooling, every_seed, longer)]
-    jobs += [j for _, j in section7_cells(epochs, pooling) if j.seed == 0 and _cell(j) in longer]
+    jobs += [j for _, j in section7_cells(epochs, pooling) if j.seed == 0 and j.cell in longer]
     unique: dict[str, Job] = {}
     for job in jobs:
         unique.setdefault(job.key(), job)
@@ -556,7 +560,7 @@ def stage_jobs(
     """
     if stage == "head":
         return head_jobs()
-    pooling = _pooling(results_dir, model)
+    pooling = picked_pooling(results_dir, model)
     if stage == "long":
         return long_jobs(pooling, results_dir, model)
     decided = budgets(pooling, results_dir, model)
@@ -799,7 +803,7 @@ def _print_pick(results_dir: str | Path, model: str) -> None:
 
 
 def _print_budgets(results_dir: str | Path, model: str) -> None:
-    pooling = _pooling(results_dir, model)
+    pooling = picked_pooling(results_dir, model)
     decided = {}
     for task in TASKS:
         for method in METHODS:

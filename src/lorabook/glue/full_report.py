@@ -334,7 +334,7 @@ def head_rows(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODE
     read-out scored best at (``cls epoch``, ``mean epoch``, of ``epochs``)."""
     rows = []
     for job in fc.head_jobs():
-        record = fc._finished(job, results_dir, model)
+        record = job.finished(results_dir, model)
         row = next((r for r in rows if (r["task"], r["method"]) == (job.task, job.method)), None)
         if row is None:
             row = {"task": job.task, "method": job.method, "cls": None, "mean": None}

@@ -31,7 +31,7 @@ def _setup(results_dir: str | Path, model: str) -> tuple[str, dict, frozenset] |
     from lorabook.cli import SettingsError
 
     try:
-        pooling = fc._pooling(results_dir, model)
+        pooling = fc.picked_pooling(results_dir, model)
     except SettingsError:
         return None
     decided = fc.budgets(pooling, results_dir, model)
@@ -69,9 +69,9 @@ def rerunning(results_dir: str | Path = fc.DEFAULT_RESULTS, model: str = fc.MODE
     pooling, epochs, longer = setup
     rows = {}
     for _, job in fc.section7_cells(epochs, pooling):  # at Section 7's epochs, not twice them
-        if job.seed == 0 and (cell := fc._cell(job)) in longer:
-            record = fc._finished(job, results_dir, model)
-            again = fc._finished(replace(job, epochs=2 * job.epochs), results_dir, model)
+        if job.seed == 0 and (cell := job.cell) in longer:
+            record = job.finished(results_dir, model)
+            again = replace(job, epochs=2 * job.epochs).finished(results_dir, model)
             rows[cell] = {
                 "task": job.task,
                 "targets": targets_label(cell[1]),
