@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 
 from lorabook.glue.experiment import record_config
+from lorabook.inject import lora_param_count
+from lorabook.models import resolve_model
 from lorabook.runs import config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = sorted((ROOT / "results" / "glue").rglob("*.json"))
+
+
+@functools.cache
+def _config(model: str):
+    """The model's config (layers, width), read from its files, no weights loaded."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve_model(model))
 
 
 @pytest.mark.parametrize("path", RECORDS, ids=lambda p: str(p.relative_to(ROOT / "results")))
@@ -27,11 +38,13 @@ def test_glue_record_is_consistent(path: Path):
     assert record["best_epoch"] == best["epoch"]
     assert record["best"][metric] == best[metric]
     params = record["params"]
-    if record["method"] == "lora":  # 2·d·r a d × d matrix adapted, MiniLM: 6 layers, d = 384
+    if record["method"] == "lora":  # the paper's 2·L̂·d·r, on the record's model's shape
         settings = record["settings"]
         targets = settings.get("lora_targets") or ("q", "v")  # absent: the paper's W_q, W_v
-        assert record["model"] == "minilm", "the count below is MiniLM's shape"
-        assert params["trainable"] == 2 * 384 * settings["lora_r"] * len(targets) * 6
+        config = _config(record["model"])
+        adapted = len(targets) * config.num_hidden_layers
+        count = lora_param_count(adapted, config.hidden_size, settings["lora_r"])
+        assert params["trainable"] == count
         if settings["lora_r"] <= 8:  # the paper's ranks (Table 6 reaches 64: 1-5% here)
             assert params["trainable"] / params["total"] < 0.01  # the paper's "< 1%" regime
     assert record["environment"]["git_commit"], "a record must name the code that made it"
