@@ -57,6 +57,12 @@ def say(text: str) -> None:
     display(Markdown(text))
 
 
+def blank(table: pd.DataFrame, text: str = "") -> pd.DataFrame:
+    """``table`` with ``text`` where it has no value, in columns of numbers too (where
+    ``fillna`` with a string warns)."""
+    return table.astype(object).where(table.notna(), text)
+
+
 # %% [markdown]
 # ## 6.1 How alike two learned subspaces are
 #
@@ -91,17 +97,14 @@ mixed = torch.randn(8, 8, generator=generator, dtype=torch.float64) @ a  # same 
 first, second = torch.eye(k, dtype=torch.float64)[:8], torch.eye(k, dtype=torch.float64)[8:16]
 null = analysis.random_similarity(8, 8, k, 1, 1, draws=2000)
 pd.DataFrame(
-    {
-        "φ(·, ·, 8, 8)": {
-            "A against its own rows mixed": analysis.subspace_similarity(a, mixed, 8, 8),
-            "orthogonal directions": analysis.subspace_similarity(first, second, 8, 8),
-        },
-        "φ(·, ·, 1, 1)": {
-            "two random Gaussian A's, mean of 2,000": float(null.mean()),
-            "the same, 99th percentile": float(null.quantile(0.99)),
-        },
-    }
-).round(4)
+    [
+        ("A against its own rows mixed", "8, 8", analysis.subspace_similarity(a, mixed, 8, 8)),
+        ("orthogonal directions", "8, 8", analysis.subspace_similarity(first, second, 8, 8)),
+        ("two random Gaussian A's, mean of 2,000", "1, 1", float(null.mean())),
+        ("the same, 99th percentile", "1, 1", float(null.quantile(0.99))),
+    ],
+    columns=["case", "i, j", "φ(·, ·, i, j)"],
+).set_index("case").round(4)
 
 # %% [markdown]
 # ## 6.2 Two seeds, one rank (Figure 4's question, at $r = 8$)
@@ -126,34 +129,35 @@ say(
 
 # %% [markdown]
 # The whole $\phi$ grid, $i, j = 1 \dots 8$, for a middle layer (block 3 of MiniLM's 0–5) on
-# SST-2, the task with the most training steps, beside two random Gaussian $A$'s of the same
-# shape. Darker means less overlap, on one colour scale in every panel. Section 7.2 compares
-# $A$'s; the $B$ panels are this book's addition.
+# SST-2, the task with the most training steps: the $A$'s in the top row, the $B$'s below, each
+# row ending with two random Gaussian matrices of the same shape. Darker means less overlap, on
+# one colour scale in every panel. Section 7.2 compares $A$'s; the $B$ row is this book's
+# addition.
 
 # %% tags=["hide-input"]
 task, middle = ("sst2" if "sst2" in tasks else tasks[0]), 3
 one, two = runs[(task, 0)], runs[(task, 1)]
-panels = {}
-for matrix, label in MATRICES.items():
-    layer = analysis.layer_at(one, matrix, middle)
-    panels[f"A of {label}"] = analysis.subspace_similarity_grid(
-        one.factors[layer][0], two.factors[layer][0]
+fig, axes = plt.subplots(2, 3, figsize=(9.5, 6.2), layout="constrained")
+for row, (factor, side) in enumerate((("A", "right"), ("B", "left"))):  # A's rows, B's columns
+    panels = {
+        f"{factor} of {label}": analysis.subspace_similarity_grid(
+            *(run.factors[analysis.layer_at(one, matrix, middle)][row] for run in (one, two)),
+            side=side,
+        )
+        for matrix, label in MATRICES.items()
+    }
+    shape = (one.r, k) if factor == "A" else (k, one.r)  # B: d_out × r (MiniLM: d_out = k)
+    panels[f"random {factor}'s"] = analysis.subspace_similarity_grid(
+        torch.randn(shape, generator=generator), torch.randn(shape, generator=generator), side=side
     )
-    panels[f"B of {label}"] = analysis.subspace_similarity_grid(
-        one.factors[layer][1], two.factors[layer][1], side="left"
-    )
-panels["random A's"] = analysis.subspace_similarity_grid(
-    torch.randn(one.r, k, generator=generator), torch.randn(one.r, k, generator=generator)
-)
-fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 3.0), layout="constrained")
-for ax, (title, grid) in zip(axes, panels.items(), strict=True):
-    image = ax.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis", origin="upper")
-    ax.set(title=title, xlabel="j (seed 1)")
-    ticks = range(0, grid.shape[0], 2)
-    ax.set_xticks(ticks, [t + 1 for t in ticks])
-    ax.set_yticks(ticks, [t + 1 for t in ticks])
-axes[0].set_ylabel("i (seed 0)")
-fig.colorbar(image, ax=axes, shrink=0.8, label="φ")
+    for ax, (title, grid) in zip(axes[row], panels.items(), strict=True):
+        image = ax.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis", origin="upper")
+        ax.set(title=title, xlabel="j (seed 1)" if row else None)
+        ticks = range(0, grid.shape[0], 2)
+        ax.set_xticks(ticks, [t + 1 for t in ticks])
+        ax.set_yticks(ticks, [t + 1 for t in ticks])
+    axes[row, 0].set_ylabel("i (seed 0)")
+fig.colorbar(image, ax=axes, shrink=0.6, label="φ")
 fig.suptitle(f"φ between seed 0 and seed 1, {task}, block {middle}")
 plt.show()
 
@@ -262,7 +266,9 @@ base, _ = load_pretrained("minilm")
 
 
 def median_range(values: pd.Series) -> str:
-    return f"{values.median():.2f} [{values.min():.2f}, {values.max():.2f}]"
+    """'median [min, max]' over a group's runs; the value alone where every run has it."""
+    low, mid, high = (f"{v:.2f}" for v in (values.min(), values.median(), values.max()))
+    return mid if low == high else f"{mid} [{low}, {high}]"
 
 
 TABLE7_COLUMNS = {
@@ -280,7 +286,10 @@ TABLE7_COLUMNS = {
 def table7_rows(rows: list[dict], by: list[str]) -> pd.DataFrame:
     """Table 7's columns, each group's median [min, max] over its runs."""
     shown = pd.DataFrame(rows).rename(columns=TABLE7_COLUMNS)
-    return shown.groupby(by)[list(TABLE7_COLUMNS.values())].agg(median_range)
+    columns = list(TABLE7_COLUMNS.values())
+    if (shown["α/r"] == 1).all():  # (α/r) BA is BA: its factor is the amplification column's
+        columns.remove("amplification of BA")
+    return shown.groupby(by)[columns].agg(median_range)
 
 
 amp_rows = analysis.amplification_rows(runs, base, middle)
@@ -355,7 +364,7 @@ cells = pd.DataFrame(
         if job.seed == 0 and job.task == full_campaign.SECTION7_TASKS[0]
     ]
 ).drop_duplicates()
-print("The cells, per task:")
+say("The cells, per task:")
 display(
     cells.groupby(["table", "targets"])
     .r.apply(lambda r: ", ".join(map(str, sorted(r))))
@@ -400,7 +409,7 @@ for table_name in ("Table 5", "Table 6"):
     if rows:
         shown7 = pd.DataFrame(rows)
         shown7["median [range]"] = [section7.cell_label(r) for r in rows]
-        print(
+        say(
             f"{table_name}, ours (MiniLM; a Table 6 cell shared with Table 5 has Table 5's "
             "seeds, the others as the budget allowed; ep: the epochs its runs trained, twice "
             "the task's where seed 0 had not peaked; 'not peaked': seeds still gaining at "
@@ -409,21 +418,29 @@ for table_name in ("Table 5", "Table 6"):
         display(
             shown7.pivot_table(
                 index=["targets", "r"], columns="task", values="median [range]", aggfunc="first"
-            )
+            ).fillna("—")  # no run of that cell has finished
         )
-        print("Best cell's median − the worst's, and the widest range of one cell's seeds:")
-        display(pd.DataFrame(section7.separation(found7, table_name)).set_index("task").round(2))
+        say("Best cell's median − the worst's, and the widest range of one cell's seeds:")
+        separation = pd.DataFrame(section7.separation(found7, table_name)).set_index("task")
+        display(blank(separation.round(2), "—"))  # "—": no cell of the task has two seeds yet
 if again := section7.rerunning(results_dir):
-    print(
+    say(
         "Cells whose seed 0 was still gaining at its last epoch (the budget rule's test), run "
         "again, every seed, at twice the epochs; the tables show only the longer runs, a cell "
         "once they finish ('score then': seed 0's at twice the epochs, blank until it has run):"
     )
-    display(pd.DataFrame(again).set_index(["task", "targets", "r"]).round(1).fillna(""))
+    display(blank(pd.DataFrame(again).set_index(["task", "targets", "r"]).round(1)))
 if found7:
-    print("The paper's (GPT-3 175B; Table 5: WikiSQL / MNLI):")
-    display(pd.Series(paper.entries(5), name="Table 5"))
-    print("Table 6, the paper's (GPT-3; each cell: r = 1, 2, 4, 8, 64):")
+    say(f"The paper's {paper.section(5)[0]}:")  # its heading, as transcribed
+    table5 = paper.entries(5)  # "WikiSQL / MNLI" a cell, as the transcription prints them
+    display(
+        pd.DataFrame(
+            [cells.split(" / ") for cells in table5.values()],
+            index=pd.Index(list(table5), name="weights, rank"),
+            columns=["WikiSQL", "MNLI"],
+        )
+    )
+    say("Table 6, the paper's (GPT-3; each cell: r = 1, 2, 4, 8, 64):")
     display(pd.DataFrame(paper.table(6)).set_index("targets"))
 
 pairs = section7.rank_pairs(found7)
@@ -439,7 +456,7 @@ if pairs:
     grids["random A's of the same shapes"] = analysis.subspace_similarity_grid(
         torch.randn(low_r, k, generator=generator), torch.randn(high_r, k, generator=generator)
     )
-    fig, axes = plt.subplots(1, len(grids), figsize=(15, 2.8))
+    fig, axes = plt.subplots(1, len(grids), figsize=(12, 3.6), layout="constrained")
     for ax, (title, grid) in zip(axes, grids.items(), strict=True):
         rows_i, cols_j = grid.shape  # cell [0, 0] is i = j = 1
         image = ax.imshow(
@@ -452,9 +469,9 @@ if pairs:
         )
         ax.set(title=title, xlabel="j", ylabel="i")
     fig.colorbar(image, ax=axes, shrink=0.8, label="φ")
-    fig.suptitle(f"{task_seed[0]}, seed {task_seed[1]}, block {middle}", y=1.04)
+    fig.suptitle(f"{task_seed[0]}, seed {task_seed[1]}, block {middle}")
     plt.show()
-    print(
+    say(
         f"Every pair, blocks 1-5 (block 0's A's start alike): φ(1, 1) between A at r = {low_r} "
         f"and at r = {high_r}, and how many of r = {low_r}'s directions the two share beyond "
         "random (medians over the blocks and seeds):"
@@ -466,7 +483,7 @@ if pairs:
     )
 ranks7 = {r: section7.lora_at(found7, r) for r in (4, 64)}
 if all(ranks7.values()):
-    print("Table 7, ours (each task's seeds: median [min, max]; α/r is ΔW's scale):")
+    say("Table 7, ours (each task's seeds: median [min, max]; α/r is ΔW's scale):")
     display(
         table7_rows(
             [
@@ -480,7 +497,7 @@ if all(ranks7.values()):
 # Figure 4 at the paper's rank: seeds 0 and 1 of Table 6's {W_q, W_v} cell at r = 64, as 6.2
 overlap64 = pd.DataFrame(analysis.seed_overlap(section7.lora_at(found7, 64)))
 if len(overlap64):
-    print(
+    say(
         "Figure 4's question at r = 64 (seeds 0 and 1; medians over the blocks, as 6.2's table; "
         "'shared A' counts directions beyond the random pairs' 99th percentile, of 64):"
     )

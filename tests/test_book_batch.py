@@ -57,6 +57,25 @@ def test_a_line_per_chapter_and_a_failure_names_its_cell(tmp_path):
     assert "quick 42" in executed.read_text()  # executed, with the mode parameter injected
 
 
+def test_a_cell_that_writes_to_stderr_fails_its_chapter_naming_the_cell():
+    def notebook(*outputs: dict) -> dict:
+        cell = {"cell_type": "code", "execution_count": 4, "source": "\nshow(table)\n"}
+        return {"cells": [{"cell_type": "markdown", "source": "# A"}, {**cell, "outputs": outputs}]}
+
+    printed = {"output_type": "stream", "name": "stdout", "text": "a caption\n"}
+    shown = {"output_type": "display_data", "data": {"text/plain": "a table"}}
+    assert book.stderr_output(notebook(printed, shown)) is None
+    warned = {
+        "output_type": "stream",
+        "name": "stderr",
+        "text": ["/tmp/ipykernel_1/2.py:35: Pandas4Warning: 'str' is not supported\n", "  x\n"],
+    }
+    assert book.stderr_output(notebook(printed, warned)) == (
+        "cell In [4] `show(table)`: wrote to stderr: /tmp/ipykernel_1/2.py:35: Pandas4Warning: "
+        "'str' is not supported"
+    )
+
+
 def test_the_line_format():
     ok = {"name": "01_theory", "seconds": 12.34, "ok": True, "error": None}
     assert book.line(ok) == "01_theory               12.3 s  ok"

@@ -11,7 +11,8 @@ in the kernel environment ``make book`` uses: the venv's kernel first on ``JUPYT
 ``LORABOOK_VENV`` set to it, ``LORABOOK_DATA`` to the data folder. It prints one line per
 chapter, ``name  seconds  ok``, or ``name  seconds  failed:`` with the failing cell (``In
 [N]`` as Jupyter numbers it, the injected parameters counted, and its first line), the
-error and its message; and exits with status 1 when any chapter failed.
+error and its message (a cell that wrote to stderr, a warning, fails its chapter too); and
+exits with status 1 when any chapter failed.
 """
 
 from __future__ import annotations
@@ -106,12 +107,30 @@ def execute_one(root: Path, name: str, mode: str) -> dict:
         error = f"cell In [{err.exec_count}] `{first}`: {err.ename}: {message}"
     except Exception as err:  # noqa: BLE001 - any other failure is the chapter's line too
         error = f"{type(err).__name__}: {str(err).strip()[:200]}"
+    else:
+        error = stderr_output(json.loads(target.read_text()))
     return {
         "name": name,
         "seconds": time.perf_counter() - start,
         "ok": error is None,
         "error": error,
     }
+
+
+def stderr_output(notebook: dict) -> str | None:
+    """The first cell of an executed notebook that wrote to stderr, as a failure line (``cell
+    In [N] `first line`: wrote to stderr: <its first line>``), or ``None``. A chapter's page
+    shows what a cell writes to stderr: a library's warning there (with the build machine's
+    paths) is a fault of the chapter, silenced at its source, not a page for a reader."""
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = "".join(output.get("text", ""))
+                said = next((x.strip() for x in text.splitlines() if x.strip()), "")[:200]
+                source = "".join(cell.get("source", ""))
+                first = next((x for x in source.splitlines() if x.strip()), "")[:80]
+                return f"cell In [{cell.get('execution_count')}] `{first}`: wrote to stderr: {said}"
+    return None
 
 
 def line(result: dict) -> str:

@@ -117,15 +117,14 @@ def score_table(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
 
 
 def cell_label(row: Mapping) -> str:
-    """A :func:`score_table` row as chapter 6 shows it: ``"86.1 [85.8, 86.4] (3 seeds, 10 ep)"``,
-    with ``", 1 not peaked"`` before the bracket's end when seeds were still gaining."""
+    """A :func:`score_table` row as chapter 6 shows it: ``"86.1 [85.8, 86.4] (3 seeds, 10 ep)"``
+    (one seed: its score, no range), with ``", 1 not peaked"`` before the bracket's end when
+    seeds were still gaining."""
     n = len(row["seeds"])
     still = n - row["peaked"]
     more = f", {still} not peaked" if still else ""
-    return (
-        f"{row['median']:.1f} [{row['min']:.1f}, {row['max']:.1f}] "
-        f"({n} seed{'s' * (n != 1)}, {row['epochs']} ep{more})"
-    )
+    spread = f" [{row['min']:.1f}, {row['max']:.1f}]" if n > 1 else ""
+    return f"{row['median']:.1f}{spread} ({n} seed{'s' * (n != 1)}, {row['epochs']} ep{more})"
 
 
 def separation(found: Mapping[Cell, Sequence[dict]], table: str) -> list[dict]:
